@@ -1,0 +1,27 @@
+"""jaxem: Expectation-Maximization in JAX.
+
+The public API:
+
+- :func:`fit`: the generic EM driver, for any model that provides ``e_step``/``m_step``;
+- :class:`FitResult`: what ``fit`` returns (a pytree);
+- :class:`EMModel`: the contract a model provides;
+- :class:`GaussianMixture` and :class:`GaussianMixtureParams`: Gaussian mixtures with full,
+  diag, spherical or tied covariances;
+- :func:`load_faithful`: the Old Faithful data bundled with the package.
+"""
+
+from jaxem.base import EMModel, FitResult
+from jaxem.datasets import load_faithful
+from jaxem.em import fit
+from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EMModel",
+    "FitResult",
+    "GaussianMixture",
+    "GaussianMixtureParams",
+    "fit",
+    "load_faithful",
+]

@@ -1,0 +1,76 @@
+"""The few abstractions everything in jaxem uses: the EM model contract and the fit result.
+
+A model is an object holding static configuration (hashable: it is a static argument of
+``jax.jit``) that provides pure functions of arrays. With parameters :math:`\\theta`, data
+:math:`x_{1:N}`, sample weights :math:`w_{1:N}` and latent variables :math:`z_n`:
+
+``e_step(params, X, weights) -> (stats, loglik)``
+    The expected sufficient statistics under :math:`q(z_n) = p(z_n \\mid x_n, \\theta)`,
+
+    .. math:: s = \\sum_n w_n\\, \\mathbb{E}_{q(z_n)}[t(x_n, z_n)],
+
+    a pytree of sums over samples (so that statistics of row blocks or of devices simply add),
+    and the weighted log-likelihood :math:`\\sum_n w_n \\log p(x_n \\mid \\theta)`.
+
+``m_step(stats, prior) -> params``
+    The maximiser of the expected complete-data log-likelihood
+    :math:`\\sum_n w_n \\mathbb{E}_q[\\log p(x_n, z_n \\mid \\theta)]` (plus
+    :math:`\\log p(\\theta)` when a prior is given), which depends on the data only through
+    ``stats``.
+
+``init(key, X, weights=None) -> params``
+    Starting parameters; pure, so it works under ``jit`` and ``vmap``.
+
+Optional:
+
+``log_prior(params, prior) -> scalar``
+    :math:`\\log p(\\theta)`, needed only when ``fit`` is given a prior.
+
+``validate(X, params, weights, prior) -> None``
+    Checks made before compilation; raises ``ValueError``/``TypeError``. Shape checks always
+    apply; value checks only for concrete (non-traced) arrays, see :mod:`jaxem.validation`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import jax
+
+Array = jax.Array
+PRNGKey = jax.Array
+Params = Any
+Stats = Any
+Prior = Any
+
+
+@runtime_checkable
+class EMModel(Protocol):
+    """The contract between a model and the generic driver :func:`jaxem.fit`."""
+
+    def e_step(self, params: Params, X: Array, weights: Array) -> tuple[Stats, Array]: ...
+
+    def m_step(self, stats: Stats, prior: Prior | None = None) -> Params: ...
+
+    def init(self, key: PRNGKey, X: Array, weights: Array | None = None) -> Params: ...
+
+
+class FitResult(NamedTuple):
+    """What :func:`jaxem.fit` returns; a NamedTuple, hence a pytree (batched under ``vmap``).
+
+    Attributes:
+        params: the final parameters.
+        objective: the objective at ``params``: the weighted log-likelihood
+            :math:`\\sum_n w_n \\log p(x_n \\mid \\theta)`, plus :math:`\\log p(\\theta)`
+            with a prior.
+        n_iter: the number of M-steps taken.
+        converged: whether the change of the objective per unit of sample weight fell strictly
+            below ``tol`` before ``max_iter`` M-steps.
+        history: ``(max_iter,)``: the objective after each M-step; NaN past ``n_iter``.
+    """
+
+    params: Params
+    objective: Array
+    n_iter: Array
+    converged: Array
+    history: Array

@@ -1,0 +1,84 @@
+"""Full covariances: one symmetric positive definite :math:`\\Sigma_k` per component, ``(K, D, D)``.
+
+Every covariance module provides the same functions, used by
+:class:`jaxem.GaussianMixture`:
+
+- ``log_prob(X, means, covariances) -> (N, K)``:
+  :math:`\\log \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k)`;
+- ``scatter(diff, wr)``: :math:`\\sum_n w_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top` in this
+  type's shape, from the deviations ``diff`` ``(N, K, D)`` from the current means (no
+  cancellation);
+- ``mle(scatter, shift, counts, reg_covar)``: the M-step's covariances;
+- ``pooled(covariances, weights)``: one covariance standing for all components;
+- ``noise(key, covariances, labels, n_features)``: draws of :math:`x - \\mu_{z}`;
+- ``n_parameters(K, D)``, ``shape(K, D)`` and ``is_valid(covariances)`` (NumPy, concrete values).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import solve_triangular
+
+Array = jax.Array
+
+
+def shape(n_components: int, n_features: int) -> tuple[int, ...]:
+    return (n_components, n_features, n_features)
+
+
+def n_parameters(n_components: int, n_features: int) -> int:
+    return n_components * n_features * (n_features + 1) // 2
+
+
+def log_prob(X: Array, means: Array, covariances: Array) -> Array:
+    """:math:`-\\tfrac12 [D \\log 2\\pi + \\log|\\Sigma_k| + \\|L_k^{-1}(x_n - \\mu_k)\\|^2]`
+    with :math:`\\Sigma_k = L_k L_k^\\top`. ``X`` ``(N, D)``, ``means`` ``(K, D)`` -> ``(N, K)``."""
+    chol = jnp.linalg.cholesky(covariances)
+
+    def whiten(chol_k, mean_k):
+        return solve_triangular(chol_k, (X - mean_k).T, lower=True)  # (D, N)
+
+    z = jax.vmap(whiten)(chol, means)  # (K, D, N)
+    maha = jnp.sum(z * z, axis=1).T
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+    return -0.5 * (X.shape[1] * math.log(2 * math.pi) + log_det + maha)
+
+
+def scatter(diff: Array, wr: Array) -> Array:
+    """:math:`\\sum_n wr_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top`, ``(K, D, D)``, from the
+    deviations ``diff`` ``(N, K, D)``."""
+    return jnp.einsum("nk,nkd,nke->kde", wr, diff, diff)
+
+
+def mle(scatter: Array, shift: Array, counts: Array, reg_covar: float) -> Array:
+    """:math:`\\Sigma_k = S_k / N_k - \\delta_k \\delta_k^\\top + \\epsilon I`, where :math:`S_k` is
+    the scatter about the previous mean and :math:`\\delta_k` the move of the mean."""
+    cov = scatter / counts[:, None, None] - shift[:, :, None] * shift[:, None, :]
+    cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+    return cov + reg_covar * jnp.eye(shift.shape[1], dtype=cov.dtype)
+
+
+def pooled(covariances: Array, weights: Array) -> Array:
+    return jnp.einsum("k,kde->de", weights, covariances)
+
+
+def noise(key: Array, covariances: Array, labels: Array, n_features: int) -> Array:
+    z = jax.random.normal(key, (labels.shape[0], n_features), covariances.dtype)
+    chol = jnp.linalg.cholesky(covariances)
+    return jnp.einsum("nde,ne->nd", chol[labels], z)
+
+
+def is_valid(covariances: np.ndarray) -> bool:
+    """Symmetric and positive definite (concrete values)."""
+    c = np.asarray(covariances, dtype=np.float64)
+    if not np.allclose(c, np.swapaxes(c, -1, -2), rtol=1e-5, atol=0):
+        return False
+    try:
+        np.linalg.cholesky(c)
+    except np.linalg.LinAlgError:
+        return False
+    return True

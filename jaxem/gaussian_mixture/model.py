@@ -1,0 +1,287 @@
+"""Gaussian mixtures: :math:`p(x) = \\sum_k \\pi_k \\mathcal{N}(x \\mid \\mu_k, \\Sigma_k)`.
+
+E-step, with responsibilities
+:math:`r_{nk} = \\pi_k \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k) / p(x_n)` computed in log space,
+returns the additive statistics (sums over samples of :math:`w_n r_{nk}` times a term)
+
+.. math::
+
+    N_k = \\sum_n w_n r_{nk}, \\quad
+    s_k = \\sum_n w_n r_{nk} x_n, \\quad
+    d_k = \\sum_n w_n r_{nk} (x_n - \\mu_k), \\quad
+    S_k = \\sum_n w_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top,
+
+taken about the current means :math:`\\mu_k` (the shifted-data algorithm for variances: no
+catastrophic cancellation when the data sit far from the origin). The M-step (maximum likelihood)
+is
+
+.. math::
+
+    \\pi_k = \\frac{N_k}{\\sum_j N_j}, \\quad
+    \\mu'_k = \\frac{s_k}{N_k}, \\quad
+    \\Sigma'_k = \\frac{S_k}{N_k} - \\delta_k \\delta_k^\\top + \\epsilon I, \\quad
+    \\delta_k = \\frac{d_k}{N_k} = \\mu'_k - \\mu_k,
+
+with :math:`\\epsilon` = ``reg_covar`` and the diagonal, spherical and tied analogues in the
+covariance modules. As in scikit-learn, :math:`N_k` is floored by ten machine epsilons (times the
+total weight) before dividing.
+
+An *empty* component (:math:`N_k` under that floor: it lost every point) gets weight ~0, the
+weighted mean of all the data, and the responsibility-weighted average of the other components'
+covariances, so it stays finite, positive definite, and may pick points up again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem.base import Array, PRNGKey
+from jaxem.gaussian_mixture import diag, full, spherical, tied
+from jaxem.initialization import kmeans_plusplus, lloyd
+from jaxem.validation import (
+    as_float_array,
+    check_data,
+    check_weights,
+    is_concrete,
+    n_weighted_samples,
+)
+
+COVARIANCE_TYPES = {"full": full, "diag": diag, "spherical": spherical, "tied": tied}
+N_LLOYD_ITER = 10
+
+
+class GaussianMixtureParams(NamedTuple):
+    """Parameters of a Gaussian mixture, with scikit-learn's shapes.
+
+    Attributes:
+        weights: ``(K,)``, non-negative, summing to one.
+        means: ``(K, D)``.
+        covariances: ``(K, D, D)`` full, ``(K, D)`` diag, ``(K,)`` spherical, ``(D, D)`` tied.
+    """
+
+    weights: Array
+    means: Array
+    covariances: Array
+
+
+class GaussianMixtureStats(NamedTuple):
+    """Expected sufficient statistics; every field is a sum over samples.
+
+    Attributes:
+        counts: ``(K,)`` :math:`N_k = \\sum_n w_n r_{nk}`.
+        sums: ``(K, D)`` :math:`\\sum_n w_n r_{nk} x_n`.
+        shifts: ``(K, D)`` :math:`\\sum_n w_n r_{nk} (x_n - \\mu_k)`, :math:`\\mu_k` the means at
+            which the E-step ran.
+        scatter: :math:`\\sum_n w_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top` in the covariance
+            type's form: ``(K, D, D)`` full, ``(K, D)`` diag, ``(K,)`` spherical, ``(D, D)`` tied
+            (summed over components).
+    """
+
+    counts: Array
+    sums: Array
+    shifts: Array
+    scatter: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianMixture:
+    """A mixture of ``n_components`` Gaussians (static configuration; hashable).
+
+    Args:
+        n_components: K >= 1.
+        covariance_type: ``"full"``, ``"diag"``, ``"spherical"`` or ``"tied"``.
+        reg_covar: added to the diagonal of every covariance in the maximum-likelihood M-step,
+            as scikit-learn does, to keep them positive definite.
+    """
+
+    n_components: int
+    covariance_type: str = "full"
+    reg_covar: float = 1e-6
+
+    def __post_init__(self):
+        k = self.n_components
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"n_components must be an integer >= 1; got {k!r}")
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type must be one of {sorted(COVARIANCE_TYPES)}; "
+                f"got {self.covariance_type!r}"
+            )
+        if not np.isfinite(self.reg_covar) or self.reg_covar < 0:
+            raise ValueError(f"reg_covar must be a finite number >= 0; got {self.reg_covar!r}")
+
+    @property
+    def _cov(self):
+        return COVARIANCE_TYPES[self.covariance_type]
+
+    # -- the EM contract -------------------------------------------------------------------
+
+    def e_step(
+        self, params: GaussianMixtureParams, X: Array, weights: Array
+    ) -> tuple[GaussianMixtureStats, Array]:
+        """Statistics :class:`GaussianMixtureStats` and :math:`\\sum_n w_n \\log p(x_n)`.
+
+        ``X`` ``(N, D)``, ``weights`` ``(N,)``.
+        """
+        log_joint = self._log_joint(params, X)  # (N, K)
+        log_px = jax.nn.logsumexp(log_joint, axis=1)
+        wr = jnp.exp(log_joint - log_px[:, None]) * weights[:, None]
+        loglik = jnp.sum(jnp.where(weights > 0, weights * log_px, 0.0))
+        return self._stats(X, wr, params.means), loglik
+
+    def m_step(self, stats: GaussianMixtureStats, prior: Any = None) -> GaussianMixtureParams:
+        """Maximum-likelihood parameters from the statistics (see the module docstring)."""
+        if prior is not None:
+            raise NotImplementedError("MAP M-steps for Gaussian mixtures are not implemented yet")
+        total = jnp.sum(stats.counts)
+        floor = 10 * jnp.finfo(stats.counts.dtype).eps * total
+        empty = stats.counts < floor
+        counts = stats.counts + floor
+        weights = counts / jnp.sum(counts)
+        means = stats.sums / counts[:, None]
+        shift = stats.shifts / counts[:, None]
+        covariances = self._cov.mle(stats.scatter, shift, counts, self.reg_covar)
+
+        means = jnp.where(empty[:, None], jnp.sum(stats.sums, axis=0) / total, means)
+        if self.covariance_type != "tied":
+            fallback = self._cov.pooled(covariances, weights)
+            mask = empty.reshape((-1,) + (1,) * (covariances.ndim - 1))
+            covariances = jnp.where(mask, fallback[None], covariances)
+        return GaussianMixtureParams(weights, means, covariances)
+
+    def init(self, key: PRNGKey, X: Any, weights: Any = None) -> GaussianMixtureParams:
+        """k-means++ seeding, a few Lloyd iterations, then an M-step from the hard assignments.
+
+        Works under ``jit`` and ``vmap``. ``X`` ``(N, D)``, ``weights`` ``(N,)`` or None.
+        """
+        X = check_data(X)
+        weights = check_weights(weights, X.shape[0], X.dtype)
+        self._check_enough_samples(weights)
+        centres = kmeans_plusplus(key, X, weights, self.n_components)
+        centres = lloyd(X, weights, centres, N_LLOYD_ITER)
+        labels = jnp.argmin(jnp.sum((X[:, None, :] - centres[None]) ** 2, axis=-1), axis=1)
+        wr = jax.nn.one_hot(labels, self.n_components, dtype=X.dtype) * weights[:, None]
+        return self.m_step(self._stats(X, wr, centres))
+
+    def validate(
+        self, X: Any, params: GaussianMixtureParams, weights: Any, prior: Any
+    ) -> tuple[Array, GaussianMixtureParams]:
+        """Checks made by :func:`jaxem.fit` before compiling; returns X and params as arrays of
+        X's floating dtype."""
+        X = check_data(X)
+        weights = check_weights(weights, X.shape[0], X.dtype)
+        self._check_enough_samples(weights)
+        return X, self.check_params(params, X.shape[1], X.dtype)
+
+    # -- using fitted parameters -----------------------------------------------------------
+
+    def score_samples(self, params: GaussianMixtureParams, X: Any) -> Array:
+        """:math:`\\log p(x_n)`, ``(N,)``."""
+        X, params = self._prepare(params, X)
+        return jax.nn.logsumexp(self._log_joint(params, X), axis=1)
+
+    def predict_proba(self, params: GaussianMixtureParams, X: Any) -> Array:
+        """Responsibilities :math:`r_{nk} = p(z_n = k \\mid x_n)`, ``(N, K)``."""
+        X, params = self._prepare(params, X)
+        return jax.nn.softmax(self._log_joint(params, X), axis=1)
+
+    def predict(self, params: GaussianMixtureParams, X: Any) -> Array:
+        """The most probable component of each sample, ``(N,)`` integers."""
+        X, params = self._prepare(params, X)
+        return jnp.argmax(self._log_joint(params, X), axis=1)
+
+    def sample(
+        self, key: PRNGKey, params: GaussianMixtureParams, n_samples: int
+    ) -> tuple[Array, Array]:
+        """``n_samples`` draws: ``X`` ``(n_samples, D)`` and their components ``(n_samples,)``."""
+        k_label, k_noise = jax.random.split(key)
+        log_w = jnp.log(jnp.asarray(params.weights))
+        labels = jax.random.categorical(k_label, log_w, shape=(n_samples,))
+        means = jnp.asarray(params.means)
+        noise = self._cov.noise(k_noise, jnp.asarray(params.covariances), labels, means.shape[1])
+        return means[labels] + noise, labels
+
+    def n_parameters(self, n_features: int) -> int:
+        """Free parameters: K - 1 weights, K·D means and the covariances' free entries."""
+        k = self.n_components
+        return k - 1 + k * n_features + self._cov.n_parameters(k, n_features)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def check_params(
+        self, params: GaussianMixtureParams, n_features: int, dtype: Any
+    ) -> GaussianMixtureParams:
+        """Shapes against the model and ``n_features``; with concrete values also weights on the
+        simplex and positive definite covariances. Returns the params cast to ``dtype``."""
+        if not isinstance(params, GaussianMixtureParams):
+            if isinstance(params, tuple) and len(params) == 3:
+                params = GaussianMixtureParams(*params)
+            else:
+                raise TypeError(
+                    "params must be a GaussianMixtureParams(weights, means, covariances); "
+                    f"got {type(params).__name__}"
+                )
+        k, d = self.n_components, n_features
+        expected = {
+            "weights": (k,),
+            "means": (k, d),
+            "covariances": self._cov.shape(k, d),
+        }
+        arrays = {}
+        for name, shape in expected.items():
+            a = as_float_array(getattr(params, name), f"params.{name}").astype(dtype)
+            if a.shape != shape:
+                raise ValueError(
+                    f"params.{name} must have shape {shape} for n_components={k}, "
+                    f"n_features={d}, covariance_type={self.covariance_type!r}; got {a.shape}"
+                )
+            arrays[name] = a
+        if is_concrete(list(arrays.values())):
+            for name, a in arrays.items():
+                if not np.all(np.isfinite(np.asarray(a))):
+                    raise ValueError(f"params.{name} contains NaN or inf")
+            w = np.asarray(arrays["weights"], dtype=np.float64)
+            if np.any(w < 0) or abs(w.sum() - 1) > 1e-4:
+                raise ValueError(f"params.weights must be non-negative and sum to 1; got {w}")
+            if not self._cov.is_valid(np.asarray(arrays["covariances"])):
+                raise ValueError(f"params.covariances must be {self._positive_description()}")
+        return GaussianMixtureParams(**arrays)
+
+    def _positive_description(self) -> str:
+        if self.covariance_type in ("full", "tied"):
+            return "symmetric positive definite matrices"
+        return "positive variances"
+
+    def _check_enough_samples(self, weights: Array) -> None:
+        n = n_weighted_samples(weights)
+        if n is None:
+            n = weights.shape[0]
+        if self.n_components > n:
+            raise ValueError(
+                f"n_components={self.n_components} must be <= the number of samples "
+                f"(with positive weight), {n}"
+            )
+
+    def _prepare(self, params: GaussianMixtureParams, X: Any):
+        X = check_data(X)
+        return X, self.check_params(params, X.shape[1], X.dtype)
+
+    def _log_joint(self, params: GaussianMixtureParams, X: Array) -> Array:
+        """:math:`\\log \\pi_k + \\log \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k)`, ``(N, K)``."""
+        log_w = jnp.log(params.weights)
+        return log_w[None] + self._cov.log_prob(X, params.means, params.covariances)
+
+    def _stats(self, X: Array, wr: Array, means: Array) -> GaussianMixtureStats:
+        """The statistics of weighted responsibilities ``wr`` ``(N, K)`` about ``means``."""
+        diff = X[:, None, :] - means[None]  # (N, K, D)
+        return GaussianMixtureStats(
+            counts=jnp.sum(wr, axis=0),
+            sums=wr.T @ X,
+            shifts=jnp.einsum("nk,nkd->kd", wr, diff),
+            scatter=self._cov.scatter(diff, wr),
+        )

@@ -1,0 +1,88 @@
+"""Initialisation: weighted k-means++ seeding and Lloyd iterations, pure and ``vmap``-able.
+
+k-means is EM's hard-assignment limit: for a spherical mixture with equal weights and variance
+:math:`\\sigma^2 \\to 0`, the responsibilities become one-hot on the nearest mean (the E-step is
+the assignment step) and the M-step's means are the cluster averages (the update step).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def squared_distances(X: Array, centres: Array) -> Array:
+    """:math:`\\|x_n - c_k\\|^2`, ``(N, K)``, from the differences (no cancellation)."""
+    diff = X[:, None, :] - centres[None]
+    return jnp.sum(diff * diff, axis=-1)
+
+
+def _safe_log(p: Array) -> Array:
+    """:math:`\\log p`, with :math:`-\\infty` (no NaN, no warning) where :math:`p = 0`."""
+    return jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
+
+
+def kmeans_plusplus(key: Array, X: Array, weights: Array, n_clusters: int) -> Array:
+    """Greedy k-means++ seeding (Arthur and Vassilvitskii 2007), with sample weights.
+
+    The first centre is drawn with probability proportional to :math:`w_n`; each next one among
+    ``2 + floor(log K)`` candidates drawn with probability proportional to :math:`w_n D_n^2`
+    (:math:`D_n` the distance to the nearest chosen centre), keeping the candidate that lowers
+    the potential :math:`\\sum_n w_n D_n^2` most. Rows of weight zero are never chosen.
+
+    Args:
+        key: a PRNG key.
+        X: ``(n_samples, n_features)``.
+        weights: ``(n_samples,)``, non-negative, not all zero.
+        n_clusters: the number of centres K (static).
+
+    Returns:
+        ``(n_clusters, n_features)`` centres, rows of ``X``.
+    """
+    n_trials = 2 + int(math.log(n_clusters))
+    log_w = _safe_log(weights)
+    key, first_key = jax.random.split(key)
+    first = jax.random.categorical(first_key, log_w)
+    centres = jnp.zeros((n_clusters, X.shape[1]), X.dtype).at[0].set(X[first])
+    closest = jnp.sum((X - X[first]) ** 2, axis=-1)
+
+    def add_centre(k, carry):
+        centres, closest, key = carry
+        key, sub = jax.random.split(key)
+        potential = weights * closest
+        # With every weighted row already a centre (duplicates), draw by weight alone.
+        logits = jnp.where(jnp.sum(potential) > 0, _safe_log(potential), log_w)
+        candidates = jax.random.categorical(sub, logits, shape=(n_trials,))
+        dist = squared_distances(X, X[candidates])  # (N, n_trials)
+        new_closest = jnp.minimum(closest[:, None], dist)
+        best = jnp.argmin(weights @ new_closest)
+        return centres.at[k].set(X[candidates[best]]), new_closest[:, best], key
+
+    centres, _, _ = jax.lax.fori_loop(1, n_clusters, add_centre, (centres, closest, key))
+    return centres
+
+
+def lloyd(X: Array, weights: Array, centres: Array, n_iter: int) -> Array:
+    """``n_iter`` weighted Lloyd iterations; a cluster left empty keeps its centre.
+
+    Args:
+        X: ``(n_samples, n_features)``; weights: ``(n_samples,)``; centres: ``(K, n_features)``.
+
+    Returns:
+        The centres after ``n_iter`` assignment/update steps, ``(K, n_features)``.
+    """
+    n_clusters = centres.shape[0]
+
+    def step(_, centres):
+        labels = jnp.argmin(squared_distances(X, centres), axis=1)
+        wr = jax.nn.one_hot(labels, n_clusters, dtype=X.dtype) * weights[:, None]
+        counts = jnp.sum(wr, axis=0)
+        sums = wr.T @ X
+        safe = jnp.where(counts > 0, counts, 1.0)
+        return jnp.where(counts[:, None] > 0, sums / safe[:, None], centres)
+
+    return jax.lax.fori_loop(0, n_iter, step, centres)

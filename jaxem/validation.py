@@ -1,0 +1,85 @@
+"""Input checks made before compilation.
+
+Every check that looks at shapes always runs; checks that look at values (NaN, signs, positive
+definiteness) run only on concrete arrays. Inside a caller's ``jit`` or ``vmap`` the arrays are
+tracers, their values unknown, and those checks are skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_concrete(*trees: Any) -> bool:
+    """True when no leaf of ``trees`` is a tracer (so its values can be inspected)."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))
+
+
+def as_float_array(x: Any, name: str) -> jax.Array:
+    """``x`` as a JAX array of a floating dtype (integers and bools become the default float)."""
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be an array of numbers; got {type(x).__name__}")
+    try:
+        arr = jnp.asarray(x)
+    except TypeError as err:
+        raise TypeError(f"{name} must be an array of numbers; got {type(x).__name__}") from err
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        if not (jnp.issubdtype(arr.dtype, jnp.integer) or arr.dtype == jnp.bool_):
+            raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype}")
+        arr = arr.astype(jnp.result_type(float))
+    return arr
+
+
+def check_data(X: Any, name: str = "X") -> jax.Array:
+    """A 2-D floating array ``(n_samples, n_features)`` with finite values."""
+    X = as_float_array(X, name)
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features); got shape {X.shape}"
+        )
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one sample and one feature; got {X.shape}")
+    if is_concrete(X) and not np.all(np.isfinite(np.asarray(X))):
+        raise ValueError(f"{name} contains NaN or inf; every value must be finite")
+    return X
+
+
+def check_weights(weights: Any, n_samples: int, dtype: Any) -> jax.Array:
+    """Sample weights ``(n_samples,)``: finite, non-negative, not all zero. ``None`` gives ones."""
+    if weights is None:
+        return jnp.ones((n_samples,), dtype)
+    w = as_float_array(weights, "weights").astype(dtype)
+    if w.shape != (n_samples,):
+        raise ValueError(f"weights must have shape (n_samples,) = ({n_samples},); got {w.shape}")
+    if is_concrete(w):
+        v = np.asarray(w)
+        if not np.all(np.isfinite(v)):
+            raise ValueError("weights contains NaN or inf; every weight must be finite")
+        if np.any(v < 0):
+            raise ValueError("weights must be non-negative; got a negative weight")
+        if not np.any(v > 0):
+            raise ValueError("weights must not all be zero")
+    return w
+
+
+def n_weighted_samples(weights: jax.Array) -> int | None:
+    """The number of rows with positive weight, or None when the weights are traced."""
+    if not is_concrete(weights):
+        return None
+    return int(np.count_nonzero(np.asarray(weights) > 0))
+
+
+def check_fit_options(tol: Any, max_iter: Any) -> None:
+    """``tol >= 0`` (a number) and ``max_iter >= 1`` (a Python int: the history's length)."""
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)):
+        raise TypeError(f"max_iter must be a Python int; got {type(max_iter).__name__}")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1; got {max_iter}")
+    if is_concrete(tol):
+        t = np.asarray(tol)
+        if t.shape != () or not np.isfinite(t) or t < 0:
+            raise ValueError(f"tol must be a finite number >= 0; got {tol}")

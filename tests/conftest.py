@@ -1,0 +1,47 @@
+"""Tests run in float64 unless they ask for float32 explicitly (the library never enables x64)."""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from jaxem import load_faithful  # noqa: E402
+
+COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
+
+
+@pytest.fixture(scope="session")
+def faithful() -> np.ndarray:
+    return load_faithful()[0]
+
+
+def make_blobs(seed: int = 0) -> np.ndarray:
+    """Three overlapping 3-D Gaussian clusters of different shapes, 450 rows."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal([0.0, 0.0, 0.0], 1.0, (200, 3))
+    b = rng.normal([3.0, 3.0, 0.0], [0.5, 1.0, 2.0], (150, 3))
+    c = rng.multivariate_normal(
+        [-2.0, 4.0, 1.0], [[1.0, 0.6, 0.0], [0.6, 1.0, 0.3], [0.0, 0.3, 0.5]], 100
+    )
+    return np.concatenate([a, b, c])
+
+
+@pytest.fixture(scope="session")
+def blobs() -> np.ndarray:
+    return make_blobs()
+
+
+def precisions(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
+    """scikit-learn's precisions_init from jaxem's covariances."""
+    covariances = np.asarray(covariances)
+    if covariance_type in ("full", "tied"):
+        return np.linalg.inv(covariances)
+    return 1.0 / covariances
+
+
+def rel_err(a, b) -> float:
+    """Largest absolute difference relative to the largest magnitude of the reference."""
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
