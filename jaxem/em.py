@@ -61,12 +61,12 @@ def fit(
         member stops at its own iteration.
     """
     check_fit_options(tol, max_iter)
-    if not hasattr(X, "dtype"):
-        X = jnp.asarray(X)
-    n_samples = X.shape[0]
     validate = getattr(model, "validate", None)
     if validate is not None:
         X, params = validate(X, params, weights, prior)
+    else:
+        X = jnp.asarray(X)
+    n_samples = X.shape[0]
     float_dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.result_type(float)
     weights = check_weights(weights, n_samples, float_dtype)
     if prior is not None and not hasattr(model, "log_prior"):

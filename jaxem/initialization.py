@@ -21,9 +21,14 @@ def squared_distances(X: Array, centres: Array) -> Array:
     return jnp.sum(diff * diff, axis=-1)
 
 
-def _safe_log(p: Array) -> Array:
-    """:math:`\\log p`, with :math:`-\\infty` (no NaN, no warning) where :math:`p = 0`."""
-    return jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
+def _draw(key: Array, p: Array, shape: tuple[int, ...] = ()) -> Array:
+    """Indices drawn with probability proportional to ``p >= 0`` by inverting the cumulative sum
+    with one uniform per draw, so that rows of zero probability (padding) change nothing: the
+    same key picks the same rows whether or not they are there."""
+    cdf = jnp.cumsum(p)
+    u = jax.random.uniform(key, shape, dtype=p.dtype) * cdf[-1]
+    last = p.shape[0] - 1 - jnp.argmax(p[::-1] > 0)  # rounding guard: never past the last row
+    return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), last)
 
 
 def kmeans_plusplus(key: Array, X: Array, weights: Array, n_clusters: int) -> Array:
@@ -44,9 +49,8 @@ def kmeans_plusplus(key: Array, X: Array, weights: Array, n_clusters: int) -> Ar
         ``(n_clusters, n_features)`` centres, rows of ``X``.
     """
     n_trials = 2 + int(math.log(n_clusters))
-    log_w = _safe_log(weights)
     key, first_key = jax.random.split(key)
-    first = jax.random.categorical(first_key, log_w)
+    first = _draw(first_key, weights)
     centres = jnp.zeros((n_clusters, X.shape[1]), X.dtype).at[0].set(X[first])
     closest = jnp.sum((X - X[first]) ** 2, axis=-1)
 
@@ -55,8 +59,8 @@ def kmeans_plusplus(key: Array, X: Array, weights: Array, n_clusters: int) -> Ar
         key, sub = jax.random.split(key)
         potential = weights * closest
         # With every weighted row already a centre (duplicates), draw by weight alone.
-        logits = jnp.where(jnp.sum(potential) > 0, _safe_log(potential), log_w)
-        candidates = jax.random.categorical(sub, logits, shape=(n_trials,))
+        p = jnp.where(jnp.sum(potential) > 0, potential, weights)
+        candidates = _draw(sub, p, (n_trials,))
         dist = squared_distances(X, X[candidates])  # (N, n_trials)
         new_closest = jnp.minimum(closest[:, None], dist)
         best = jnp.argmin(weights @ new_closest)

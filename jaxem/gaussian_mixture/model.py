@@ -34,6 +34,7 @@ covariances, so it stays finite, positive definite, and may pick points up again
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -42,7 +43,7 @@ import numpy as np
 
 from jaxem.base import Array, PRNGKey
 from jaxem.gaussian_mixture import diag, full, spherical, tied
-from jaxem.initialization import kmeans_plusplus, lloyd
+from jaxem.initialization import kmeans_plusplus, lloyd, squared_distances
 from jaxem.validation import (
     as_float_array,
     check_data,
@@ -162,11 +163,7 @@ class GaussianMixture:
         X = check_data(X)
         weights = check_weights(weights, X.shape[0], X.dtype)
         self._check_enough_samples(weights)
-        centres = kmeans_plusplus(key, X, weights, self.n_components)
-        centres = lloyd(X, weights, centres, N_LLOYD_ITER)
-        labels = jnp.argmin(jnp.sum((X[:, None, :] - centres[None]) ** 2, axis=-1), axis=1)
-        wr = jax.nn.one_hot(labels, self.n_components, dtype=X.dtype) * weights[:, None]
-        return self.m_step(self._stats(X, wr, centres))
+        return _init(self, key, X, weights)
 
     def validate(
         self, X: Any, params: GaussianMixtureParams, weights: Any, prior: Any
@@ -285,3 +282,12 @@ class GaussianMixture:
             shifts=jnp.einsum("nk,nkd->kd", wr, diff),
             scatter=self._cov.scatter(diff, wr),
         )
+
+
+@partial(jax.jit, static_argnames="model")
+def _init(model: GaussianMixture, key: PRNGKey, X: Array, weights: Array) -> GaussianMixtureParams:
+    centres = kmeans_plusplus(key, X, weights, model.n_components)
+    centres = lloyd(X, weights, centres, N_LLOYD_ITER)
+    labels = jnp.argmin(squared_distances(X, centres), axis=1)
+    wr = jax.nn.one_hot(labels, model.n_components, dtype=X.dtype) * weights[:, None]
+    return model.m_step(model._stats(X, wr, centres))

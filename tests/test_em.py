@@ -1,0 +1,170 @@
+"""The generic driver: iteration counts, the stopping rule, sample weights, jit and vmap, and a
+user's own model fitted through the same contract."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import make_blobs
+from jax.scipy.special import gammaln
+from scipy import optimize, stats
+
+import jaxem
+
+
+@pytest.fixture(scope="module")
+def model():
+    return jaxem.GaussianMixture(3, "full")
+
+
+@pytest.fixture(scope="module")
+def start(model, blobs):
+    return model.init(jax.random.key(0), blobs)
+
+
+def test_tol_zero_runs_exactly_max_iter(model, blobs, start):
+    result = jaxem.fit(model, blobs, start, tol=0.0, max_iter=7)
+    assert int(result.n_iter) == 7
+    assert not bool(result.converged)
+    assert np.all(np.isfinite(result.history))
+    assert result.history.shape == (7,)
+    assert float(result.history[-1]) == float(result.objective)
+
+
+def test_stopping_rule_and_history(model, blobs, start):
+    tol = 1e-4
+    result = jaxem.fit(model, blobs, start, tol=tol, max_iter=200)
+    n = int(result.n_iter)
+    assert bool(result.converged) and 1 < n < 200
+    history = np.asarray(result.history)
+    assert np.all(np.isfinite(history[:n])) and np.all(np.isnan(history[n:]))
+    _, initial = model.e_step(start, jnp.asarray(blobs), jnp.ones(len(blobs)))
+    curve = np.concatenate([[float(initial)], history[:n]])
+    changes = np.abs(np.diff(curve)) / len(blobs)
+    # stops at the first iteration whose change per unit weight is strictly below tol
+    assert changes[-1] < tol and np.all(changes[:-1] >= tol)
+    assert float(result.objective) == history[n - 1]
+    # the objective is the log-likelihood at the returned params
+    _, loglik = model.e_step(result.params, jnp.asarray(blobs), jnp.ones(len(blobs)))
+    np.testing.assert_allclose(result.objective, loglik, rtol=1e-14)
+
+
+def test_weight_two_counts_as_a_copy(model, blobs, start):
+    w = np.ones(len(blobs))
+    w[::3] = 2.0
+    weighted = jaxem.fit(model, blobs, start, weights=w, tol=0, max_iter=20)
+    copies = np.concatenate([blobs, blobs[::3]])
+    copied = jaxem.fit(model, copies, start, tol=0, max_iter=20)
+    for a, b in zip(weighted.params, copied.params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(weighted.objective, copied.objective, rtol=1e-12)
+
+
+def test_zero_weight_removes_the_row_whatever_it_holds(model, blobs, start):
+    padded = np.concatenate([blobs, np.full((25, 3), 1e6)])
+    padded[-3] = -1e6
+    w = np.concatenate([np.ones(len(blobs)), np.zeros(25)])
+    with_padding = jaxem.fit(model, padded, start, weights=w, tol=1e-6, max_iter=100)
+    alone = jaxem.fit(model, blobs, start, tol=1e-6, max_iter=100)
+    assert int(with_padding.n_iter) == int(alone.n_iter)
+    for a, b in zip(with_padding.params, alone.params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(with_padding.objective, alone.objective, rtol=1e-12)
+
+
+def test_fit_under_jit(model, blobs, start):
+    jitted = jax.jit(lambda X, p: jaxem.fit(model, X, p, tol=1e-5, max_iter=50))
+    a = jitted(blobs, start)
+    b = jaxem.fit(model, blobs, start, tol=1e-5, max_iter=50)
+    assert int(a.n_iter) == int(b.n_iter)
+    np.testing.assert_allclose(a.params.means, b.params.means, rtol=1e-12)
+
+
+def test_vmap_members_stop_at_their_own_iteration():
+    """Datasets of different difficulty need very different iteration counts; vmapped, each
+    member ends exactly where it ends alone."""
+    rng = np.random.default_rng(5)
+    separated = make_blobs(1)
+    overlapping = rng.normal(size=(450, 3)) * np.array([1.0, 1.1, 0.9])
+    shifted = make_blobs(2) * 0.5
+    Xs = np.stack([separated, overlapping, shifted])
+    model = jaxem.GaussianMixture(3, "diag")
+    keys = jax.random.split(jax.random.key(1), 3)
+    starts = jax.vmap(model.init)(keys, Xs)
+    batched = jax.vmap(lambda X, p: jaxem.fit(model, X, p, tol=1e-6, max_iter=300))(Xs, starts)
+    n_iters = []
+    for b in range(3):
+        start = jax.tree.map(lambda a, b=b: a[b], starts)
+        alone = jaxem.fit(model, Xs[b], start, tol=1e-6, max_iter=300)
+        n_iters.append(int(alone.n_iter))
+        assert int(batched.n_iter[b]) == int(alone.n_iter)
+        assert bool(batched.converged[b]) == bool(alone.converged)
+        for x, y in zip(batched.params, alone.params, strict=True):
+            np.testing.assert_allclose(x[b], y, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(batched.history[b], alone.history, rtol=1e-12)
+    assert max(n_iters) > 3 * min(n_iters), n_iters
+
+
+# -- a user's own model through the same contract ---------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PoissonMixture:
+    """A mixture of two Poissons, written only against the e_step/m_step contract."""
+
+    def e_step(self, params, X, weights):
+        mix, rates = params
+        log_joint = jnp.log(mix) + X[:, None] * jnp.log(rates) - rates - gammaln(X + 1)[:, None]
+        log_px = jax.nn.logsumexp(log_joint, axis=1)
+        wr = jnp.exp(log_joint - log_px[:, None]) * weights[:, None]
+        return (wr.sum(0), wr.T @ X), jnp.sum(weights * log_px)
+
+    def m_step(self, stats, prior=None):
+        counts, sums = stats
+        return counts / counts.sum(), sums / counts
+
+    def init(self, key, X, weights=None):
+        return jnp.array([0.5, 0.5]), jnp.quantile(X, jnp.array([0.25, 0.75]))
+
+
+def _poisson_loglik(theta, X):
+    mix = 1 / (1 + np.exp(-theta[0]))
+    rates = np.exp(theta[1:])
+    dens = mix * stats.poisson.pmf(X, rates[0]) + (1 - mix) * stats.poisson.pmf(X, rates[1])
+    return np.sum(np.log(dens))
+
+
+def test_user_model_matches_brute_force_maximum():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.poisson(2.0, 300), rng.poisson(9.0, 200)]).astype(np.float64)
+    model = PoissonMixture()
+    result = jaxem.fit(model, X, model.init(None, X), tol=1e-12, max_iter=2000)
+    assert bool(result.converged)
+    best = max(
+        (
+            optimize.minimize(
+                lambda t: -_poisson_loglik(t, X),
+                x0,
+                method="Nelder-Mead",
+                options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000},
+            )
+            for x0 in ([0.0, 0.0, 2.0], [1.0, 0.5, 2.5], [-1.0, 1.0, 1.5])
+        ),
+        key=lambda r: -r.fun,
+    )
+    mix, rates = (np.asarray(a) for a in result.params)
+    order = np.argsort(rates)
+    brute_mix = 1 / (1 + np.exp(-best.x[0]))
+    brute = np.array([brute_mix, 1 - brute_mix]), np.exp(best.x[1:])
+    brute_order = np.argsort(brute[1])
+    np.testing.assert_allclose(rates[order], brute[1][brute_order], rtol=1e-5)
+    np.testing.assert_allclose(mix[order], brute[0][brute_order], rtol=1e-5)
+    np.testing.assert_allclose(result.objective, -best.fun, rtol=1e-10)
+    np.testing.assert_allclose(result.objective, _poisson_loglik(best.x, X), rtol=1e-10)
+
+
+def test_prior_needs_log_prior():
+    with pytest.raises(TypeError, match="log_prior"):
+        jaxem.fit(PoissonMixture(), np.ones(5), (jnp.ones(2) / 2, jnp.ones(2)), prior=1.0)

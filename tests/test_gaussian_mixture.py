@@ -1,0 +1,151 @@
+"""Gaussian mixtures beyond parity: dtypes, degenerate data, initialisation, sampling."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import COVARIANCE_TYPES
+
+import jaxem
+
+
+def _finite(tree) -> bool:
+    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree))
+
+
+def _positive_definite(covariances, covariance_type) -> bool:
+    c = np.asarray(covariances, dtype=np.float64)
+    if covariance_type in ("diag", "spherical"):
+        return bool(np.all(c > 0))
+    return bool(np.all(np.linalg.eigvalsh(c) > 0))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_in_float32_out_on_raw_faithful(faithful, covariance_type):
+    """Old Faithful as it is (waiting ~70 minutes, eruptions ~3.5), not standardised."""
+    X = jnp.asarray(faithful, jnp.float32)
+    for k in (2, 5):
+        model = jaxem.GaussianMixture(k, covariance_type)
+        keys = jax.random.split(jax.random.key(k), 4)
+        results = jax.vmap(lambda key, m=model: jaxem.fit(m, X, m.init(key, X), max_iter=200))(keys)
+        for leaf in jax.tree.leaves(results.params):
+            assert leaf.dtype == jnp.float32
+        assert results.objective.dtype == jnp.float32
+        assert _finite(results.params) and _finite(results.objective)
+        for b in range(4):
+            assert _positive_definite(results.params.covariances[b], covariance_type)
+    model = jaxem.GaussianMixture(2, covariance_type)
+    r32 = jaxem.fit(model, X, model.init(jax.random.key(0), X), tol=1e-4)
+    r64 = jaxem.fit(model, faithful, model.init(jax.random.key(0), faithful), tol=1e-4)
+    np.testing.assert_allclose(r32.objective, r64.objective, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_collapsing_component_stays_finite(dtype, covariance_type):
+    """Many duplicated points: a component collapses onto them and reg_covar holds it."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate(
+        [np.tile([[70.0, 3.5]], (60, 1)), rng.normal([60.0, 2.0], [5.0, 0.5], (40, 2))]
+    )
+    X = jnp.asarray(X, dtype)
+    model = jaxem.GaussianMixture(3, covariance_type)
+    for seed in range(3):
+        result = jaxem.fit(model, X, model.init(jax.random.key(seed), X), tol=0, max_iter=50)
+        assert _finite(result.params) and _finite(result.history)
+        assert _positive_definite(result.params.covariances, covariance_type)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_empty_component_is_reset_not_nan(blobs, covariance_type):
+    """A component far from every point gets no responsibility: it takes weight ~0, the data's
+    mean and the pooled covariance, and the fit goes on finite."""
+    model = jaxem.GaussianMixture(3, covariance_type)
+    start = model.init(jax.random.key(0), blobs)
+    means = start.means.at[2].set(1e4)
+    start = start._replace(means=means)
+    stats, _ = model.e_step(start, jnp.asarray(blobs), jnp.ones(len(blobs)))
+    assert float(stats.counts[2]) == 0.0
+    step = model.m_step(stats)
+    assert float(step.weights[2]) < 1e-12
+    np.testing.assert_allclose(step.means[2], blobs.mean(0), rtol=1e-12)
+    if covariance_type != "tied":
+        pooled = np.tensordot(np.asarray(step.weights), np.asarray(step.covariances), axes=1)
+        np.testing.assert_allclose(step.covariances[2], pooled, rtol=1e-12)
+    result = jaxem.fit(model, blobs, start, tol=0, max_iter=30)
+    assert _finite(result.params) and _finite(result.history)
+    assert np.all(np.diff(np.asarray(result.history)) >= -1e-9 * abs(float(result.objective)))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_init_is_valid_and_ignores_zero_weight_rows(blobs, covariance_type):
+    padded = np.concatenate([blobs, np.full((50, 3), 1e6)])
+    w = np.concatenate([np.ones(len(blobs)), np.zeros(50)])
+    model = jaxem.GaussianMixture(5, covariance_type)
+    keys = jax.random.split(jax.random.key(0), 16)
+    params = jax.vmap(lambda k: model.init(k, padded, w))(keys)
+    assert _finite(params)
+    assert np.all(np.abs(np.asarray(params.means)) < 100)
+    np.testing.assert_allclose(np.sum(params.weights, axis=1), 1.0, rtol=1e-12)
+    for b in range(16):
+        assert _positive_definite(params.covariances[b], covariance_type)
+    # the same as initialising on the unpadded rows
+    alone = model.init(keys[3], blobs)
+    np.testing.assert_allclose(params.means[3], alone.means, rtol=1e-12)
+
+
+def test_init_finds_separated_clusters():
+    rng = np.random.default_rng(1)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    X = np.concatenate([rng.normal(c, 0.5, (100, 2)) for c in centres])
+    model = jaxem.GaussianMixture(4, "full")
+    params = model.init(jax.random.key(0), X)
+    found = np.asarray(params.means)[np.argsort(np.asarray(params.means) @ [1.0, 100.0])]
+    np.testing.assert_allclose(found, centres, atol=0.2)
+    np.testing.assert_allclose(params.weights, 0.25, atol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_sample_has_the_params_moments(covariance_type):
+    model = jaxem.GaussianMixture(2, covariance_type)
+    full = np.array([[[1.0, 0.5], [0.5, 2.0]], [[0.3, -0.1], [-0.1, 0.2]]])
+    covariances = {
+        "full": full,
+        "diag": np.array([[1.0, 2.0], [0.3, 0.2]]),
+        "spherical": np.array([1.5, 0.25]),
+        "tied": full[0],
+    }[covariance_type]
+    params = jaxem.GaussianMixtureParams(
+        jnp.array([0.3, 0.7]), jnp.array([[0.0, 0.0], [5.0, -3.0]]), jnp.asarray(covariances)
+    )
+    X, labels = model.sample(jax.random.key(0), params, 200_000)
+    X, labels = np.asarray(X), np.asarray(labels)
+    assert X.shape == (200_000, 2)
+    np.testing.assert_allclose(np.mean(labels == 1), 0.7, atol=5e-3)
+    dense = {
+        "full": full,
+        "diag": np.stack([np.diag(c) for c in covariances]) if covariance_type == "diag" else None,
+        "spherical": np.stack([c * np.eye(2) for c in covariances])
+        if covariance_type == "spherical"
+        else None,
+        "tied": np.stack([covariances, covariances]) if covariance_type == "tied" else None,
+    }[covariance_type]
+    for k in range(2):
+        np.testing.assert_allclose(X[labels == k].mean(0), params.means[k], atol=0.02)
+        np.testing.assert_allclose(np.cov(X[labels == k].T), dense[k], atol=0.03)
+
+
+def test_n_parameters():
+    # K - 1 weights + K D means + covariance entries
+    assert jaxem.GaussianMixture(3, "full").n_parameters(4) == 2 + 12 + 30
+    assert jaxem.GaussianMixture(3, "diag").n_parameters(4) == 2 + 12 + 12
+    assert jaxem.GaussianMixture(3, "spherical").n_parameters(4) == 2 + 12 + 3
+    assert jaxem.GaussianMixture(3, "tied").n_parameters(4) == 2 + 12 + 10
+
+
+def test_integer_data_is_promoted_to_float():
+    X = np.random.default_rng(0).integers(0, 50, size=(100, 2))
+    model = jaxem.GaussianMixture(2, "diag")
+    result = jaxem.fit(model, X, model.init(jax.random.key(0), X))
+    assert jnp.issubdtype(result.params.means.dtype, jnp.floating)
+    assert _finite(result.params)
