@@ -7,6 +7,8 @@ The public API:
 - :class:`EMModel`: the contract a model provides;
 - :class:`GaussianMixture` and :class:`GaussianMixtureParams`: Gaussian mixtures with full,
   diag, spherical or tied covariances;
+- :class:`GaussianMixturePrior` and :func:`default_prior`: conjugate priors, for MAP-EM
+  (exact posterior modes);
 - :func:`load_faithful`: the Old Faithful data bundled with the package.
 """
 
@@ -14,6 +16,7 @@ from jaxem.base import EMModel, FitResult
 from jaxem.datasets import load_faithful
 from jaxem.em import fit
 from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams
+from jaxem.priors import GaussianMixturePrior, default_prior
 
 __version__ = "0.1.0"
 
@@ -22,6 +25,8 @@ __all__ = [
     "FitResult",
     "GaussianMixture",
     "GaussianMixtureParams",
+    "GaussianMixturePrior",
+    "default_prior",
     "fit",
     "load_faithful",
 ]

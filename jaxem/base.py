@@ -26,8 +26,9 @@ Optional:
 ``log_prior(params, prior) -> scalar``
     :math:`\\log p(\\theta)`, needed only when ``fit`` is given a prior.
 
-``validate(X, params, weights, prior) -> None``
-    Checks made before compilation; raises ``ValueError``/``TypeError``. Shape checks always
+``validate(X, params, weights, prior) -> (X, params, prior)``
+    Checks made before compilation; raises ``ValueError``/``TypeError``; returns the inputs as
+    arrays of the data's dtype. Shape checks always
     apply; value checks only for concrete (non-traced) arrays, see :mod:`jaxem.validation`.
 """
 

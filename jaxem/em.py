@@ -63,7 +63,7 @@ def fit(
     check_fit_options(tol, max_iter)
     validate = getattr(model, "validate", None)
     if validate is not None:
-        X, params = validate(X, params, weights, prior)
+        X, params, prior = validate(X, params, weights, prior)
     else:
         X = jnp.asarray(X)
     n_samples = X.shape[0]

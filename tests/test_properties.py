@@ -97,3 +97,20 @@ def test_equivariant_to_shifting_and_scaling(case, scale, shift):
     np.testing.assert_allclose(
         moved.objective, ref.objective - N * D * np.log(scale), rtol=1e-8, atol=1e-8
     )
+
+
+@SETTINGS
+@given(cases)
+def test_map_objective_never_decreases(case):
+    """MAP-EM with mclust's default prior: the log joint ascends monotonically."""
+    seed, covariance_type, k, random_means = case
+    X = _data(seed, k)
+    model = jaxem.GaussianMixture(k, covariance_type)
+    prior = jaxem.default_prior(model, X)
+    start = _start(model, X, seed, random_means)
+    result = jaxem.fit(model, X, start, prior=prior, tol=0, max_iter=MAX_ITER)
+    _, initial = model.e_step(start, jnp.asarray(X), jnp.ones(N))
+    initial = initial + model.log_prior(start, prior)
+    curve = np.concatenate([[float(initial)], np.asarray(result.history)])
+    assert np.all(np.isfinite(curve))
+    assert np.all(np.diff(curve) >= -1e-9 * np.abs(curve[1:])), np.diff(curve).min()

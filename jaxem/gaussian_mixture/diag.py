@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxem import priors
+
 Array = jax.Array
 
 
@@ -37,9 +39,31 @@ def scatter(diff: Array, wr: Array) -> Array:
     return jnp.einsum("nk,nkd->kd", wr, diff * diff)
 
 
-def mle(scatter: Array, shift: Array, counts: Array, reg_covar: float) -> Array:
-    """:math:`\\sigma^2_{kd} = S_{kd} / N_k - \\delta_{kd}^2 + \\epsilon`."""
-    return jnp.maximum(scatter / counts[:, None] - shift * shift, 0.0) + reg_covar
+def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
+    """:math:`W_{kd} = S_{kd} - d_{kd}^2 / N_k`, ``(K, D)``."""
+    return scatter - inv_counts[:, None] * shifts * shifts
+
+
+def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Array:
+    """:math:`\\sigma^2_{kd} = W_{kd} / N_k + \\epsilon`."""
+    return jnp.maximum(within / counts[:, None], 0.0) + reg_covar
+
+
+def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
+    """:math:`\\sigma^2_{kd} = [\\psi_d + W_{kd} + \\tfrac{N_k\\kappa}{N_k+\\kappa}
+    (\\bar x_{kd} - m_d)^2] / (N_k + \\nu + 3)`."""
+    shrunk = counts * prior.kappa / (counts + prior.kappa)
+    b = prior.scale + jnp.maximum(within, 0.0) + shrunk[:, None] * dev * dev
+    return b / (counts + prior.dof + 3)[:, None]
+
+
+def log_prior(means: Array, covariances: Array, prior) -> Array:
+    """:math:`\\sum_{k,d} \\log \\mathrm{InvGamma}(\\sigma^2_{kd} \\mid \\nu/2, \\psi_d/2)
+    + \\log \\mathcal{N}(\\mu_{kd} \\mid m_d, \\sigma^2_{kd} / \\kappa)`."""
+    rate = jnp.broadcast_to(0.5 * prior.scale, covariances.shape)
+    return priors.log_inverse_gamma(covariances, 0.5 * prior.dof, rate) + (
+        priors.log_normal_given_var(means, prior.mean, covariances, prior.kappa)
+    )
 
 
 def pooled(covariances: Array, weights: Array) -> Array:

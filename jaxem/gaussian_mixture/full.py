@@ -8,7 +8,10 @@ Every covariance module provides the same functions, used by
 - ``scatter(diff, wr)``: :math:`\\sum_n w_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top` in this
   type's shape, from the deviations ``diff`` ``(N, K, D)`` from the current means (no
   cancellation);
-- ``mle(scatter, shift, counts, reg_covar)``: the M-step's covariances;
+- ``within(scatter, shifts, inv_counts)``: the scatter about the new means;
+- ``mle(within, counts, reg_covar, n_features)``: the maximum-likelihood covariances;
+- ``map_estimate(within, dev, counts, prior)`` and ``log_prior(means, covariances, prior)``:
+  the posterior mode and the log prior density (see :mod:`jaxem.priors`);
 - ``pooled(covariances, weights)``: one covariance standing for all components;
 - ``noise(key, covariances, labels, n_features)``: draws of :math:`x - \\mu_{z}`;
 - ``n_parameters(K, D)``, ``shape(K, D)`` and ``is_valid(covariances)`` (NumPy, concrete values).
@@ -22,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
+
+from jaxem import priors
 
 Array = jax.Array
 
@@ -54,12 +59,36 @@ def scatter(diff: Array, wr: Array) -> Array:
     return jnp.einsum("nk,nkd,nke->kde", wr, diff, diff)
 
 
-def mle(scatter: Array, shift: Array, counts: Array, reg_covar: float) -> Array:
-    """:math:`\\Sigma_k = S_k / N_k - \\delta_k \\delta_k^\\top + \\epsilon I`, where :math:`S_k` is
-    the scatter about the previous mean and :math:`\\delta_k` the move of the mean."""
-    cov = scatter / counts[:, None, None] - shift[:, :, None] * shift[:, None, :]
+def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
+    """Scatter about the new means, :math:`W_k = S_k - d_k d_k^\\top / N_k`, ``(K, D, D)``."""
+    return scatter - jnp.einsum("k,kd,ke->kde", inv_counts, shifts, shifts)
+
+
+def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Array:
+    """:math:`\\Sigma_k = W_k / N_k + \\epsilon I`."""
+    cov = within / counts[:, None, None]
     cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
-    return cov + reg_covar * jnp.eye(shift.shape[1], dtype=cov.dtype)
+    return cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+
+
+def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
+    """Posterior mode :math:`\\Sigma_k = [\\Psi + W_k + \\tfrac{N_k\\kappa}{N_k+\\kappa}
+    (\\bar x_k - m)(\\bar x_k - m)^\\top] / (N_k + \\nu + D + 2)`; ``dev`` is
+    :math:`\\bar x_k - m` ``(K, D)``."""
+    d = dev.shape[-1]
+    shrunk = counts * prior.kappa / (counts + prior.kappa)
+    b = prior.scale + within + jnp.einsum("k,kd,ke->kde", shrunk, dev, dev)
+    cov = b / (counts + prior.dof + d + 2)[:, None, None]
+    return 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+
+
+def log_prior(means: Array, covariances: Array, prior) -> Array:
+    """:math:`\\sum_k \\log \\mathcal{W}^{-1}(\\Sigma_k \\mid \\nu, \\Psi)
+    + \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma_k / \\kappa)`."""
+    chol = jnp.linalg.cholesky(covariances)
+    return priors.log_inverse_wishart(chol, prior.dof, prior.scale) + priors.log_normal_given_cov(
+        means, prior.mean, chol, prior.kappa
+    )
 
 
 def pooled(covariances: Array, weights: Array) -> Array:

@@ -41,9 +41,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxem import priors
 from jaxem.base import Array, PRNGKey
 from jaxem.gaussian_mixture import diag, full, spherical, tied
 from jaxem.initialization import kmeans_plusplus, lloyd, squared_distances
+from jaxem.priors import GaussianMixturePrior, check_prior
 from jaxem.validation import (
     as_float_array,
     check_data,
@@ -135,18 +137,21 @@ class GaussianMixture:
         loglik = jnp.sum(jnp.where(weights > 0, weights * log_px, 0.0))
         return self._stats(X, wr, params.means), loglik
 
-    def m_step(self, stats: GaussianMixtureStats, prior: Any = None) -> GaussianMixtureParams:
-        """Maximum-likelihood parameters from the statistics (see the module docstring)."""
+    def m_step(
+        self, stats: GaussianMixtureStats, prior: GaussianMixturePrior | None = None
+    ) -> GaussianMixtureParams:
+        """Maximum-likelihood parameters, or with a prior the posterior mode (see
+        ``docs/map.md``), from the statistics."""
         if prior is not None:
-            raise NotImplementedError("MAP M-steps for Gaussian mixtures are not implemented yet")
+            return self._map(stats, prior)
         total = jnp.sum(stats.counts)
         floor = 10 * jnp.finfo(stats.counts.dtype).eps * total
         empty = stats.counts < floor
         counts = stats.counts + floor
         weights = counts / jnp.sum(counts)
         means = stats.sums / counts[:, None]
-        shift = stats.shifts / counts[:, None]
-        covariances = self._cov.mle(stats.scatter, shift, counts, self.reg_covar)
+        within = self._cov.within(stats.scatter, stats.shifts, 1.0 / counts)
+        covariances = self._cov.mle(within, counts, self.reg_covar, means.shape[1])
 
         means = jnp.where(empty[:, None], jnp.sum(stats.sums, axis=0) / total, means)
         if self.covariance_type != "tied":
@@ -154,6 +159,26 @@ class GaussianMixture:
             mask = empty.reshape((-1,) + (1,) * (covariances.ndim - 1))
             covariances = jnp.where(mask, fallback[None], covariances)
         return GaussianMixtureParams(weights, means, covariances)
+
+    def _map(self, stats: GaussianMixtureStats, prior: GaussianMixturePrior):
+        """The exact posterior mode; no ``reg_covar`` (the prior regularises). An empty
+        component takes the prior's mode: mean ``prior.mean``, covariance from ``prior.scale``."""
+        n = stats.counts
+        safe = jnp.where(n > 0, n, 1.0)
+        alpha = jnp.broadcast_to(prior.alpha, n.shape)
+        weights = (n + alpha - 1) / (jnp.sum(n) + jnp.sum(alpha) - n.shape[0])
+        means = (stats.sums + prior.kappa * prior.mean) / (n + prior.kappa)[:, None]
+        within = self._cov.within(stats.scatter, stats.shifts, jnp.where(n > 0, 1.0 / safe, 0.0))
+        dev = stats.sums / safe[:, None] - prior.mean
+        covariances = self._cov.map_estimate(within, dev, n, prior)
+        return GaussianMixtureParams(weights, means, covariances)
+
+    def log_prior(self, params: GaussianMixtureParams, prior: GaussianMixturePrior) -> Array:
+        """:math:`\\log p(\\theta)`: Dirichlet on the weights plus the Normal-Inverse-Wishart
+        (or Inverse-Gamma) density of means and covariances, every constant included."""
+        return priors.log_dirichlet(
+            params.weights, jnp.broadcast_to(prior.alpha, params.weights.shape)
+        ) + self._cov.log_prior(params.means, params.covariances, prior)
 
     def init(self, key: PRNGKey, X: Any, weights: Any = None) -> GaussianMixtureParams:
         """k-means++ seeding, a few Lloyd iterations, then an M-step from the hard assignments.
@@ -167,13 +192,16 @@ class GaussianMixture:
 
     def validate(
         self, X: Any, params: GaussianMixtureParams, weights: Any, prior: Any
-    ) -> tuple[Array, GaussianMixtureParams]:
-        """Checks made by :func:`jaxem.fit` before compiling; returns X and params as arrays of
-        X's floating dtype."""
+    ) -> tuple[Array, GaussianMixtureParams, GaussianMixturePrior | None]:
+        """Checks made by :func:`jaxem.fit` before compiling; returns X, params and prior as
+        arrays of X's floating dtype."""
         X = check_data(X)
         weights = check_weights(weights, X.shape[0], X.dtype)
         self._check_enough_samples(weights)
-        return X, self.check_params(params, X.shape[1], X.dtype)
+        params = self.check_params(params, X.shape[1], X.dtype)
+        if prior is not None:
+            prior = check_prior(prior, self, X.shape[1], X.dtype)
+        return X, params, prior
 
     # -- using fitted parameters -----------------------------------------------------------
 

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxem import priors
+
 Array = jax.Array
 
 
@@ -38,12 +40,33 @@ def scatter(diff: Array, wr: Array) -> Array:
     return jnp.einsum("nk,nk->k", wr, jnp.sum(diff * diff, axis=-1))
 
 
-def mle(scatter: Array, shift: Array, counts: Array, reg_covar: float) -> Array:
-    """:math:`\\sigma^2_k = (S_k / N_k - \\|\\delta_k\\|^2) / D + \\epsilon`: the mean of the
-    diagonal variances, as scikit-learn."""
-    d = shift.shape[1]
-    var = scatter / counts - jnp.sum(shift * shift, axis=-1)
-    return jnp.maximum(var, 0.0) / d + reg_covar
+def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
+    """:math:`W_k = \\operatorname{tr} S_k - \\|d_k\\|^2 / N_k`, ``(K,)``."""
+    return scatter - inv_counts * jnp.sum(shifts * shifts, axis=-1)
+
+
+def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Array:
+    """:math:`\\sigma^2_k = W_k / (N_k D) + \\epsilon`: the mean of the diagonal variances,
+    as scikit-learn."""
+    return jnp.maximum(within / counts, 0.0) / n_features + reg_covar
+
+
+def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
+    """:math:`\\sigma^2_k = [\\psi + W_k + \\tfrac{N_k\\kappa}{N_k+\\kappa}
+    \\|\\bar x_k - m\\|^2] / (N_k D + D + \\nu + 2)`."""
+    d = dev.shape[-1]
+    shrunk = counts * prior.kappa / (counts + prior.kappa)
+    b = prior.scale + jnp.maximum(within, 0.0) + shrunk * jnp.sum(dev * dev, axis=-1)
+    return b / (counts * d + d + prior.dof + 2)
+
+
+def log_prior(means: Array, covariances: Array, prior) -> Array:
+    """:math:`\\sum_k \\log \\mathrm{InvGamma}(\\sigma^2_k \\mid \\nu/2, \\psi/2)
+    + \\log \\mathcal{N}(\\mu_k \\mid m, \\sigma^2_k I / \\kappa)`."""
+    rate = jnp.broadcast_to(0.5 * prior.scale, covariances.shape)
+    return priors.log_inverse_gamma(covariances, 0.5 * prior.dof, rate) + (
+        priors.log_normal_given_var(means, prior.mean, covariances[:, None], prior.kappa)
+    )
 
 
 def pooled(covariances: Array, weights: Array) -> Array:

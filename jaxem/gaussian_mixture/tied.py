@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
+from jaxem import priors
 from jaxem.gaussian_mixture import full
 
 Array = jax.Array
@@ -42,11 +43,36 @@ def scatter(diff: Array, wr: Array) -> Array:
     return jnp.einsum("nk,nkd,nke->de", wr, diff, diff)
 
 
-def mle(scatter: Array, shift: Array, counts: Array, reg_covar: float) -> Array:
-    """:math:`\\Sigma = (S - \\sum_k N_k \\delta_k \\delta_k^\\top) / \\sum_k N_k + \\epsilon I`."""
-    cov = (scatter - jnp.einsum("k,kd,ke->de", counts, shift, shift)) / jnp.sum(counts)
+def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
+    """:math:`W = \\sum_k (S_k - d_k d_k^\\top / N_k)`, ``(D, D)``."""
+    return scatter - jnp.einsum("k,kd,ke->de", inv_counts, shifts, shifts)
+
+
+def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Array:
+    """:math:`\\Sigma = W / \\sum_k N_k + \\epsilon I`."""
+    cov = within / jnp.sum(counts)
     cov = 0.5 * (cov + cov.T)
-    return cov + reg_covar * jnp.eye(shift.shape[1], dtype=cov.dtype)
+    return cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+
+
+def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
+    """:math:`\\Sigma = [\\Psi + W + \\sum_k \\tfrac{N_k\\kappa}{N_k+\\kappa}
+    (\\bar x_k - m)(\\bar x_k - m)^\\top] / (\\sum_k N_k + K + \\nu + D + 1)`."""
+    k, d = dev.shape
+    shrunk = counts * prior.kappa / (counts + prior.kappa)
+    b = prior.scale + within + jnp.einsum("k,kd,ke->de", shrunk, dev, dev)
+    cov = b / (jnp.sum(counts) + k + prior.dof + d + 1)
+    return 0.5 * (cov + cov.T)
+
+
+def log_prior(means: Array, covariances: Array, prior) -> Array:
+    """:math:`\\log \\mathcal{W}^{-1}(\\Sigma \\mid \\nu, \\Psi)
+    + \\sum_k \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma / \\kappa)`."""
+    chol = jnp.linalg.cholesky(covariances)
+    chols = jnp.broadcast_to(chol, (means.shape[0],) + chol.shape)
+    return priors.log_inverse_wishart(
+        chol[None], prior.dof, prior.scale
+    ) + priors.log_normal_given_cov(means, prior.mean, chols, prior.kappa)
 
 
 def pooled(covariances: Array, weights: Array) -> Array:
