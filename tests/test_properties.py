@@ -31,6 +31,23 @@ def _start(model, X, seed: int, random_means: bool):
     return params
 
 
+def _setup(case):
+    seed, covariance_type, k, random_means = case
+    X = _data(seed, k)
+    model = jaxem.GaussianMixture(k, covariance_type)
+    return X, model, _start(model, X, seed, random_means)
+
+
+def _assert_ascends(model, X, start, prior=None):
+    result = jaxem.fit(model, X, start, prior=prior, tol=0, max_iter=MAX_ITER)
+    _, initial = model.e_step(start, jnp.asarray(X), jnp.ones(N))
+    if prior is not None:
+        initial = initial + model.log_prior(start, prior)
+    curve = np.concatenate([[float(initial)], np.asarray(result.history)])
+    assert np.all(np.isfinite(curve))
+    assert np.all(np.diff(curve) >= -1e-9 * np.abs(curve[1:])), np.diff(curve).min()
+
+
 cases = st.tuples(
     st.integers(0, 2**31 - 1),
     st.sampled_from(COVARIANCE_TYPES),
@@ -42,25 +59,15 @@ cases = st.tuples(
 @SETTINGS
 @given(cases)
 def test_objective_never_decreases(case):
-    seed, covariance_type, k, random_means = case
-    X = _data(seed, k)
-    model = jaxem.GaussianMixture(k, covariance_type)
-    start = _start(model, X, seed, random_means)
-    result = jaxem.fit(model, X, start, tol=0, max_iter=MAX_ITER)
-    _, initial = model.e_step(start, jnp.asarray(X), jnp.ones(N))
-    curve = np.concatenate([[float(initial)], np.asarray(result.history)])
-    assert np.all(np.isfinite(curve))
-    assert np.all(np.diff(curve) >= -1e-9 * np.abs(curve[1:])), np.diff(curve).min()
+    X, model, start = _setup(case)
+    _assert_ascends(model, X, start)
 
 
 @SETTINGS
 @given(cases)
 def test_invariant_to_permuting_the_data(case):
-    seed, covariance_type, k, random_means = case
-    X = _data(seed, k)
-    model = jaxem.GaussianMixture(k, covariance_type)
-    start = _start(model, X, seed, random_means)
-    perm = np.random.default_rng(seed + 1).permutation(N)
+    X, model, start = _setup(case)
+    perm = np.random.default_rng(case[0] + 1).permutation(N)
     a = jaxem.fit(model, X, start, tol=0, max_iter=MAX_ITER)
     b = jaxem.fit(model, X[perm], start, tol=0, max_iter=MAX_ITER)
     for x, y in zip(a.params, b.params, strict=True):
@@ -73,11 +80,10 @@ def test_invariant_to_permuting_the_data(case):
 def test_equivariant_to_shifting_and_scaling(case, scale, shift):
     """x -> a x + b maps means to a mu + b, covariances to a^2 Sigma (reg_covar scaled with
     them), and lowers the log-likelihood by N D log a."""
-    seed, covariance_type, k, random_means = case
-    X = _data(seed, k)
-    model = jaxem.GaussianMixture(k, covariance_type, reg_covar=1e-6)
-    scaled_model = jaxem.GaussianMixture(k, covariance_type, reg_covar=1e-6 * scale**2)
-    start = _start(model, X, seed, random_means)
+    X, model, start = _setup(case)
+    scaled_model = jaxem.GaussianMixture(
+        model.n_components, model.covariance_type, reg_covar=model.reg_covar * scale**2
+    )
     b = shift * np.array([1.0, -0.5])
     moved_start = jaxem.GaussianMixtureParams(
         start.weights, scale * start.means + b, scale**2 * start.covariances
@@ -103,14 +109,5 @@ def test_equivariant_to_shifting_and_scaling(case, scale, shift):
 @given(cases)
 def test_map_objective_never_decreases(case):
     """MAP-EM with mclust's default prior: the log joint ascends monotonically."""
-    seed, covariance_type, k, random_means = case
-    X = _data(seed, k)
-    model = jaxem.GaussianMixture(k, covariance_type)
-    prior = jaxem.default_prior(model, X)
-    start = _start(model, X, seed, random_means)
-    result = jaxem.fit(model, X, start, prior=prior, tol=0, max_iter=MAX_ITER)
-    _, initial = model.e_step(start, jnp.asarray(X), jnp.ones(N))
-    initial = initial + model.log_prior(start, prior)
-    curve = np.concatenate([[float(initial)], np.asarray(result.history)])
-    assert np.all(np.isfinite(curve))
-    assert np.all(np.diff(curve) >= -1e-9 * np.abs(curve[1:])), np.diff(curve).min()
+    X, model, start = _setup(case)
+    _assert_ascends(model, X, start, jaxem.default_prior(model, X))
