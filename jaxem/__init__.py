@@ -9,7 +9,9 @@ The public API:
   diag, spherical or tied covariances;
 - :class:`GaussianMixturePrior` and :func:`default_prior`: conjugate priors, for MAP-EM
   (exact posterior modes);
-- :func:`load_faithful`: the Old Faithful data bundled with the package.
+- :func:`load_faithful`: the Old Faithful data bundled with the package;
+- :mod:`jaxem.crosscheck`: the same models in NumPyro, to check EM's estimates and objective
+  (imported on first use: it loads NumPyro).
 """
 
 from jaxem.base import EMModel, FitResult
@@ -19,6 +21,15 @@ from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams
 from jaxem.priors import GaussianMixturePrior, default_prior
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "crosscheck":
+        import importlib
+
+        return importlib.import_module("jaxem.crosscheck")
+    raise AttributeError(f"module 'jaxem' has no attribute {name!r}")
+
 
 __all__ = [
     "EMModel",

@@ -1,0 +1,477 @@
+"""Checking EM against NumPyro: the same Gaussian mixture, written as a NumPyro model.
+
+jaxem promises that ``fit(..., prior=prior)`` returns a posterior mode of a stated Bayesian
+model and that ``FitResult.objective`` is its log joint. This module writes that model with
+NumPyro's distributions, independently of the M-step, so that anyone can check the promise:
+
+- :func:`numpyro_model`: the model :math:`p(\\theta)\\prod_n p(x_n \\mid \\theta)^{w_n}`;
+- :func:`log_joint`: NumPyro's log density of it at jaxem's parameters;
+- :func:`posterior_mode`: the mode found by an optax optimiser (L-BFGS) on that log density;
+- :func:`compare`: EM-MAP against :func:`posterior_mode` from the same start, as a report;
+- :func:`nuts`: NUTS draws from the posterior, relabelled to the MAP's components.
+
+The model (see ``docs/crosscheck.md``), for ``prior = (alpha, m, kappa, nu, Psi)``:
+
+.. math::
+
+    \\pi \\sim \\mathrm{Dir}(\\alpha), \\quad
+    \\Sigma_k \\sim \\mathcal{W}^{-1}(\\nu, \\Psi), \\quad
+    \\mu_k \\mid \\Sigma_k \\sim \\mathcal{N}(m, \\Sigma_k / \\kappa), \\quad
+    x_n \\mid \\pi, \\mu, \\Sigma \\sim \\textstyle\\sum_k \\pi_k \\mathcal{N}(\\mu_k, \\Sigma_k),
+
+with Inverse-Gamma variances for diag and spherical covariances and one shared
+:math:`\\Sigma` for tied. Without a prior every parameter has an improper flat prior, so the
+log joint is the log-likelihood.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
+from numpyro.infer.util import log_density
+from scipy.optimize import linear_sum_assignment
+
+from jaxem.base import Array, PRNGKey
+from jaxem.em import fit
+from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams
+from jaxem.priors import GaussianMixturePrior
+from jaxem.validation import check_weights
+
+SITES = GaussianMixtureParams._fields  # the NumPyro sample sites: weights, means, covariances
+EM_TOL, EM_MAX_ITER = 1e-13, 10_000  # EM run to convergence before comparing
+
+
+def numpyro_model(
+    model: GaussianMixture, prior: GaussianMixturePrior | None = None
+) -> Callable[..., None]:
+    """A NumPyro model function ``f(X, weights=None)`` of ``model`` with ``prior``.
+
+    Latent sites ``"weights"`` ``(K,)``, ``"means"`` ``(K, D)`` and ``"covariances"`` (jaxem's
+    shapes); the observed site ``"X"`` is a ``MixtureSameFamily`` inside a plate over samples.
+    Sample ``weights`` ``(N,)`` scale each sample's log-likelihood; samples of weight 0 are masked
+    out. With ``prior=None`` the parameters get improper flat priors (log density 0).
+    """
+    _check_model(model)
+    k, cov_type = model.n_components, model.covariance_type
+
+    def f(X: Array, weights: Array | None = None) -> None:
+        d = X.shape[1]
+        if prior is None:
+            pi = numpyro.sample("weights", dist.ImproperUniform(constraints.simplex, (), (k,)))
+            cov_support = {
+                "full": (constraints.positive_definite, (k,), (d, d)),
+                "tied": (constraints.positive_definite, (), (d, d)),
+                "diag": (constraints.positive, (), (k, d)),
+                "spherical": (constraints.positive, (), (k,)),
+            }[cov_type]
+            cov = numpyro.sample("covariances", dist.ImproperUniform(*cov_support))
+            means = numpyro.sample("means", dist.ImproperUniform(constraints.real, (), (k, d)))
+        else:
+            pi = numpyro.sample("weights", dist.Dirichlet(jnp.broadcast_to(prior.alpha, (k,))))
+            cov, means = _prior_sites(cov_type, prior, k)
+        components = _components(cov_type, means, cov)
+        mixture = dist.MixtureSameFamily(dist.Categorical(logits=jnp.log(pi)), components)
+        with numpyro.plate("samples", X.shape[0]):
+            if weights is None:
+                numpyro.sample("X", mixture, obs=X)
+            else:
+                positive = weights > 0
+                with (
+                    numpyro.handlers.mask(mask=positive),
+                    numpyro.handlers.scale(scale=jnp.where(positive, weights, 1.0)),
+                ):
+                    numpyro.sample("X", mixture, obs=X)
+
+    return f
+
+
+def _prior_sites(cov_type: str, prior: GaussianMixturePrior, k: int):
+    """Covariances from their conjugate prior, then means given them (NumPyro sites)."""
+    if cov_type in ("full", "tied"):
+        inv_wishart = dist.InverseWishart(prior.dof, scale_matrix=prior.scale)
+        if cov_type == "full":
+            cov = numpyro.sample("covariances", inv_wishart.expand((k,)))
+        else:
+            cov = numpyro.sample("covariances", inv_wishart)
+        means = numpyro.sample(
+            "means",
+            dist.MultivariateNormal(
+                prior.mean, jnp.broadcast_to(cov / prior.kappa, cov.shape)
+            ).expand((k,)),
+        )
+        return cov, means
+    d = prior.mean.shape[0]
+    shape = (k, d) if cov_type == "diag" else (k,)
+    rate = jnp.broadcast_to(prior.scale / 2, shape)
+    var = numpyro.sample("covariances", dist.InverseGamma(prior.dof / 2, rate).to_event(len(shape)))
+    var_kd = var if cov_type == "diag" else var[:, None]
+    means = numpyro.sample(
+        "means", dist.Normal(prior.mean, jnp.sqrt(var_kd / prior.kappa)).to_event(2)
+    )
+    return var, means
+
+
+def _components(cov_type: str, means: Array, cov: Array) -> dist.Distribution:
+    """The K component distributions, batch shape ``(K,)``, event shape ``(D,)``."""
+    if cov_type == "full":
+        return dist.MultivariateNormal(means, covariance_matrix=cov)
+    if cov_type == "tied":
+        return dist.MultivariateNormal(
+            means, covariance_matrix=jnp.broadcast_to(cov, (means.shape[0],) + cov.shape)
+        )
+    scale = jnp.sqrt(cov if cov_type == "diag" else cov[:, None])
+    return dist.Normal(means, jnp.broadcast_to(scale, means.shape)).to_event(1)
+
+
+def log_joint(
+    model: GaussianMixture,
+    params: GaussianMixtureParams,
+    X: Any,
+    prior: GaussianMixturePrior | None = None,
+    weights: Any = None,
+) -> Array:
+    """NumPyro's log density of :func:`numpyro_model` at ``params``: with a prior
+    :math:`\\log p(\\theta) + \\sum_n w_n \\log p(x_n \\mid \\theta)`, without one the weighted
+    log-likelihood. Equals ``jaxem.fit(...).objective`` at the same parameters.
+
+    ``X`` ``(N, D)``; ``weights`` ``(N,)`` or None.
+    """
+    return _log_joint_and_grad(model, params, X, prior, weights)[0]
+
+
+def grad_norm(
+    model: GaussianMixture,
+    params: GaussianMixtureParams,
+    X: Any,
+    prior: GaussianMixturePrior | None = None,
+    weights: Any = None,
+) -> Array:
+    """The largest entry of the gradient of NumPyro's log joint at ``params``, in the
+    unconstrained coordinates of :func:`posterior_mode` (zero at any stationary point)."""
+    return _log_joint_and_grad(model, params, X, prior, weights)[1]
+
+
+def _log_joint_and_grad(model, params, X, prior, weights):
+    _check_model(model)
+    X, params, prior = model.validate(X, params, weights, prior)
+    weights = check_weights(weights, X.shape[0], X.dtype)
+    return _value_and_grad(model, params, X, prior, weights)
+
+
+@partial(jax.jit, static_argnames="model")
+def _value_and_grad(model, params, X, prior, weights):
+    u, _, loss = _unconstrained(model, prior, X, weights, params)
+    value, grad = jax.value_and_grad(loss)(u)
+    return -value, _max_abs(grad)
+
+
+class ModeResult(NamedTuple):
+    """What :func:`posterior_mode` returns.
+
+    Attributes:
+        params: the mode found, :class:`jaxem.GaussianMixtureParams`.
+        objective: NumPyro's log joint there (scalar).
+        n_steps: optimiser steps taken.
+        grad_norm: the largest entry of the log joint's gradient in unconstrained coordinates.
+    """
+
+    params: GaussianMixtureParams
+    objective: Array
+    n_steps: Array
+    grad_norm: Array
+
+
+def posterior_mode(
+    model: GaussianMixture,
+    X: Any,
+    prior: GaussianMixturePrior | None,
+    init_params: GaussianMixtureParams,
+    *,
+    weights: Any = None,
+    steps: int = 2000,
+    learning_rate: float | None = None,
+    tol: float = 1e-10,
+) -> ModeResult:
+    """Maximise NumPyro's log density of :func:`numpyro_model` with optax's L-BFGS.
+
+    The search runs over unconstrained coordinates, the inverse of NumPyro's ``biject_to`` of
+    each site's support (stick-breaking for the simplex of weights, ``exp`` for variances, the
+    Cholesky factor with a log-diagonal for covariance matrices). The density maximised is the
+    log joint of the *constrained* parameters, without the change of variables' Jacobian, so
+    the maximiser is the mode in jaxem's parametrisation, the one EM-MAP finds. Compiled with
+    ``jit``.
+
+    Args:
+        model, X, prior: as for :func:`jaxem.fit`; ``prior=None`` maximises the likelihood.
+        init_params: where the search starts.
+        weights: optional sample weights ``(N,)``.
+        steps: the largest number of L-BFGS steps.
+        learning_rate: None for L-BFGS's zoom line search (the default), or a fixed step.
+        tol: stop once every gradient entry is below ``tol`` times the total sample weight.
+    """
+    _check_model(model)
+    X, params, prior = model.validate(X, init_params, weights, prior)
+    weights = check_weights(weights, X.shape[0], X.dtype)
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
+    return _posterior_mode(
+        model, X, prior, params, weights, jnp.asarray(tol, X.dtype), steps, learning_rate
+    )
+
+
+def _unconstrained(model, prior, X, weights, params):
+    """``(u, constrain, loss)``: the unconstrained point of ``params``, the map back, and the
+    negative log joint as a function of unconstrained coordinates."""
+    f = numpyro_model(model, prior)
+    trace = numpyro.handlers.trace(numpyro.handlers.substitute(f, data=params._asdict()))
+    sites = trace.get_trace(X, weights)
+    bijections = {name: biject_to(sites[name]["fn"].support) for name in SITES}
+
+    def constrain(u):
+        return GaussianMixtureParams(**{n: bijections[n](u[n]) for n in SITES})
+
+    def loss(u):
+        return -log_density(f, (X,), {"weights": weights}, constrain(u)._asdict())[0]
+
+    u = {n: bijections[n].inv(getattr(params, n)) for n in SITES}
+    # jit: traced once although L-BFGS's line search calls it at many places
+    return u, constrain, jax.jit(loss)
+
+
+def _max_abs(tree) -> Array:
+    leaves = [jnp.ravel(jnp.abs(x)) for x in jax.tree.leaves(tree)]
+    return jnp.max(jnp.concatenate([jnp.zeros((1,), leaves[0].dtype)] + leaves))
+
+
+@partial(jax.jit, static_argnames=("model", "steps", "learning_rate"))
+def _posterior_mode(model, X, prior, params, weights, tol, steps, learning_rate):
+    u, constrain, loss = _unconstrained(model, prior, X, weights, params)
+    optimiser = optax.lbfgs(learning_rate)
+    value_and_grad = optax.value_and_grad_from_state(loss)
+    limit = tol * jnp.sum(weights)
+
+    def cond(carry):
+        _, _, i, g = carry
+        return (i < steps) & (g >= limit)
+
+    def body(carry):
+        u, state, i, _ = carry
+        value, grad = value_and_grad(u, state=state)
+        updates, state = optimiser.update(grad, state, u, value=value, grad=grad, value_fn=loss)
+        return optax.apply_updates(u, updates), state, i + 1, _max_abs(grad)
+
+    init = (u, optimiser.init(u), jnp.asarray(0, jnp.int32), jnp.asarray(jnp.inf, X.dtype))
+    u, _, n_steps, _ = jax.lax.while_loop(cond, body, init)
+    value, grad = jax.value_and_grad(loss)(u)
+    return ModeResult(constrain(u), -value, n_steps, _max_abs(grad))
+
+
+class CrosscheckReport(NamedTuple):
+    """EM against the optax mode search on NumPyro's log density (see :func:`compare`).
+
+    Attributes:
+        model: the :class:`jaxem.GaussianMixture`.
+        n_samples: N.
+        em: EM's :class:`jaxem.FitResult`.
+        mode: the :class:`ModeResult`, components matched to EM's.
+        param_diffs: per parameter, :math:`\\max|a - b| / \\max|b|` between EM's and the mode's.
+        objective_diff: :math:`|\\ell_{EM} - \\ell_{mode}| / |\\ell_{mode}|`, NumPyro's log joint.
+        em_objective_diff: EM's own objective against NumPyro's log joint at EM's params,
+            relative.
+        grad_at_em: :func:`grad_norm` at EM's estimate.
+        em_seconds, mode_seconds: wall time of one compiled run of each.
+    """
+
+    model: GaussianMixture
+    n_samples: int
+    em: Any
+    mode: ModeResult
+    param_diffs: dict
+    objective_diff: float
+    em_objective_diff: float
+    grad_at_em: float
+    em_seconds: float
+    mode_seconds: float
+
+    @property
+    def max_param_diff(self) -> float:
+        return max(self.param_diffs.values())
+
+    def __repr__(self) -> str:
+        m = self.model
+        rows = [
+            f"EM vs NumPyro mode: GaussianMixture({m.n_components}, {m.covariance_type!r}), "
+            f"N={self.n_samples}",
+            f"{'':<34}{'EM':>20}{'optax L-BFGS':>20}",
+            f"{'log joint':<34}{float(self.em.objective):>20.10f}"
+            f"{float(self.mode.objective):>20.10f}",
+            f"{'iterations':<34}{int(self.em.n_iter):>20d}{int(self.mode.n_steps):>20d}",
+            f"{'seconds (compiled run)':<34}{self.em_seconds:>20.4f}{self.mode_seconds:>20.4f}",
+            "relative differences",
+        ]
+        for name, value in self.param_diffs.items():
+            rows.append(f"  {name:<32}{value:>20.2e}")
+        rows += [
+            f"  {'log joint':<32}{self.objective_diff:>20.2e}",
+            f"  {'EM objective vs NumPyro':<32}{self.em_objective_diff:>20.2e}",
+            f"{'max |grad| at EM (unconstrained)':<34}{self.grad_at_em:>20.2e}",
+        ]
+        return "\n".join(rows)
+
+
+def compare(
+    model: GaussianMixture,
+    X: Any,
+    prior: GaussianMixturePrior | None,
+    key: PRNGKey,
+    *,
+    weights: Any = None,
+    tol: float = EM_TOL,
+    max_iter: int = EM_MAX_ITER,
+    steps: int = 2000,
+) -> CrosscheckReport:
+    """Fit EM (MAP with ``prior``, else MLE) and run :func:`posterior_mode` from the same
+    start, ``model.init(key, X, weights)``; match components by their means
+    (``scipy.optimize.linear_sum_assignment``) and report the differences.
+
+    For ``prior=None`` build the model with ``reg_covar=0``: EM's M-step otherwise adds
+    ``reg_covar`` and stops a little short of the likelihood's maximum.
+    """
+    _check_model(model)
+    start = model.init(key, X, weights)
+    em, em_seconds = _timed(
+        lambda: fit(model, X, start, prior=prior, weights=weights, tol=tol, max_iter=max_iter)
+    )
+    mode, mode_seconds = _timed(
+        lambda: posterior_mode(model, X, prior, start, weights=weights, steps=steps)
+    )
+    order = match_components(em.params.means, mode.params.means)
+    mode = mode._replace(params=permute(model, mode.params, order))
+    diffs = {
+        name: float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+        for name, a, b in zip(SITES, em.params, mode.params, strict=True)
+    }
+    numpyro_at_em, grad_at_em = _log_joint_and_grad(model, em.params, X, prior, weights)
+    return CrosscheckReport(
+        model=model,
+        n_samples=int(jnp.shape(X)[0]),
+        em=em,
+        mode=mode,
+        param_diffs=diffs,
+        objective_diff=_relative(numpyro_at_em, mode.objective),
+        em_objective_diff=_relative(em.objective, numpyro_at_em),
+        grad_at_em=float(grad_at_em),
+        em_seconds=em_seconds,
+        mode_seconds=mode_seconds,
+    )
+
+
+def _relative(a, b) -> float:
+    return float(jnp.abs(a - b) / jnp.abs(b))
+
+
+def _timed(run):
+    """Run once to compile, then time a second run."""
+    jax.block_until_ready(run())
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(run())
+    return out, time.perf_counter() - t0
+
+
+def match_components(reference_means: Any, means: Any) -> np.ndarray:
+    """The order of ``means``' components that best matches ``reference_means`` (least total
+    squared distance); ``means[order]`` lines up with the reference. Both ``(K, D)``."""
+    a, b = np.asarray(reference_means), np.asarray(means)
+    cost = np.sum((a[:, None, :] - b[None, :, :]) ** 2, axis=-1)
+    _, order = linear_sum_assignment(cost)
+    return order
+
+
+def permute(model: GaussianMixture, params: GaussianMixtureParams, order: Any):
+    """``params`` with its components reordered; a tied covariance is shared and stays."""
+    cov = params.covariances
+    return GaussianMixtureParams(
+        params.weights[..., order],
+        params.means[..., order, :],
+        cov if model.covariance_type == "tied" else _take_component(cov, order, model),
+    )
+
+
+def _take_component(cov, order, model):
+    event_ndim = {"full": 2, "diag": 1, "spherical": 0}[model.covariance_type]
+    return jnp.take(cov, jnp.asarray(order), axis=cov.ndim - 1 - event_ndim)
+
+
+class NutsResult(NamedTuple):
+    """What :func:`nuts` returns.
+
+    Attributes:
+        samples: :class:`jaxem.GaussianMixtureParams` with a leading ``(num_samples,)`` axis,
+            components relabelled to match ``map_params``.
+        map_params: EM's MAP estimate, where the chain started and the relabelling reference.
+        num_divergent: divergent transitions after warm-up.
+    """
+
+    samples: GaussianMixtureParams
+    map_params: GaussianMixtureParams
+    num_divergent: int
+
+
+def nuts(
+    model: GaussianMixture,
+    X: Any,
+    prior: GaussianMixturePrior,
+    key: PRNGKey,
+    num_samples: int = 1000,
+    *,
+    num_warmup: int = 500,
+    weights: Any = None,
+) -> NutsResult:
+    """Draw from the posterior of :func:`numpyro_model` with NumPyro's NUTS.
+
+    The chain starts at EM's MAP estimate (from ``model.init(key, X)``) and every draw's
+    components are relabelled to the MAP's by the assignment that best matches the means, so
+    that label switching does not mix components in summaries.
+    """
+    _check_model(model)
+    if prior is None:
+        raise ValueError("nuts needs a prior: with flat priors the posterior is improper")
+    k_init, k_mcmc = jax.random.split(key)
+    start = model.init(k_init, X, weights)
+    X, start, prior = model.validate(X, start, weights, prior)
+    em = fit(model, X, start, prior=prior, weights=weights, tol=EM_TOL, max_iter=EM_MAX_ITER)
+    if weights is not None:
+        weights = check_weights(weights, X.shape[0], X.dtype)
+        X = jnp.where((weights > 0)[:, None], X, 0.0)
+    kernel = numpyro.infer.NUTS(
+        numpyro_model(model, prior),
+        init_strategy=numpyro.infer.init_to_value(values=em.params._asdict()),
+    )
+    mcmc = numpyro.infer.MCMC(
+        kernel, num_warmup=num_warmup, num_samples=num_samples, progress_bar=False
+    )
+    mcmc.run(k_mcmc, X, weights=weights, extra_fields=("diverging",))
+    draws = mcmc.get_samples()
+    samples = GaussianMixtureParams(**{n: np.asarray(draws[n]) for n in SITES})
+    orders = np.stack([match_components(em.params.means, m) for m in samples.means])
+    relabelled = jax.vmap(lambda p, o: permute(model, p, o))(samples, jnp.asarray(orders))
+    divergent = int(np.sum(mcmc.get_extra_fields()["diverging"]))
+    return NutsResult(relabelled, em.params, divergent)
+
+
+def _check_model(model: Any) -> None:
+    if not isinstance(model, GaussianMixture):
+        raise TypeError(
+            f"jaxem.crosscheck covers GaussianMixture models; got {type(model).__name__}"
+        )
