@@ -5,6 +5,8 @@ The public API:
 - :func:`fit`: the generic EM driver, for any model that provides ``e_step``/``m_step``;
 - :class:`FitResult`: what ``fit`` returns (a pytree);
 - :class:`EMModel`: the contract a model provides;
+- :func:`fit_batch` (many datasets in one compiled call), :func:`pad` (ragged datasets) and
+  :func:`fit_restarts` (the best of several starts);
 - :class:`GaussianMixture` and :class:`GaussianMixtureParams`: Gaussian mixtures with full,
   diag, spherical or tied covariances;
 - :class:`GaussianMixturePrior` and :func:`default_prior`: conjugate priors, for MAP-EM
@@ -15,6 +17,7 @@ The public API:
 """
 
 from jaxem.base import EMModel, FitResult
+from jaxem.batch import RestartsResult, fit_batch, fit_restarts, pad
 from jaxem.datasets import load_faithful
 from jaxem.em import fit
 from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams
@@ -39,5 +42,9 @@ __all__ = [
     "GaussianMixturePrior",
     "default_prior",
     "fit",
+    "fit_batch",
+    "fit_restarts",
+    "pad",
+    "RestartsResult",
     "load_faithful",
 ]

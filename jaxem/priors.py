@@ -116,27 +116,38 @@ def check_prior(prior: Any, model: Any, n_features: int, dtype: Any) -> Gaussian
             f"got {arr['scale'].shape}"
         )
     if is_concrete(list(arr.values())):
-        v = {f: np.asarray(a, dtype=np.float64) for f, a in arr.items()}
-        for f, a in v.items():
-            if not np.all(np.isfinite(a)):
-                raise ValueError(f"prior.{f} contains NaN or inf")
-        if np.any(v["alpha"] < 1):
-            raise ValueError(f"prior.alpha must be >= 1 (1 is flat); got {v['alpha']}")
-        if v["kappa"] <= 0:
-            raise ValueError(f"prior.kappa must be > 0; got {v['kappa']}")
-        low = d - 1 if cov_type in ("full", "tied") else 0
-        if v["dof"] <= low:
-            raise ValueError(
-                f"prior.dof must be > {low} for covariance_type={cov_type!r}; got {v['dof']}"
-            )
-        s = v["scale"]
-        if cov_type in ("full", "tied"):
-            ok = np.allclose(s, s.T, rtol=1e-5, atol=0) and np.all(np.linalg.eigvalsh(s) > 0)
-            if not ok:
-                raise ValueError("prior.scale must be a symmetric positive definite matrix")
-        elif np.any(s <= 0):
-            raise ValueError(f"prior.scale must be positive; got {s}")
+        check_prior_values(GaussianMixturePrior(**arr), cov_type, d)
     return GaussianMixturePrior(**arr)
+
+
+def check_prior_values(prior: GaussianMixturePrior, covariance_type: str, n_features: int) -> None:
+    """The hyperparameters' ranges, on concrete arrays with any leading batch axes (a batch of
+    priors is checked at once); raises ``ValueError`` naming the first field out of range."""
+    v = {f: np.asarray(getattr(prior, f), dtype=np.float64) for f in prior._fields}
+    for f, a in v.items():
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"prior.{f} contains NaN or inf")
+    if np.any(v["alpha"] < 1):
+        raise ValueError(f"prior.alpha must be >= 1 (1 is flat); got {_worst(v['alpha'], min)}")
+    if np.any(v["kappa"] <= 0):
+        raise ValueError(f"prior.kappa must be > 0; got {_worst(v['kappa'], min)}")
+    low = n_features - 1 if covariance_type in ("full", "tied") else 0
+    if np.any(v["dof"] <= low):
+        raise ValueError(
+            f"prior.dof must be > {low} for covariance_type={covariance_type!r}; "
+            f"got {_worst(v['dof'], min)}"
+        )
+    s = v["scale"]
+    if covariance_type in ("full", "tied"):
+        symmetric = np.allclose(s, np.swapaxes(s, -1, -2), rtol=1e-5, atol=0)
+        if not symmetric or np.any(np.linalg.eigvalsh(s) <= 0):
+            raise ValueError("prior.scale must be a symmetric positive definite matrix")
+    elif np.any(s <= 0):
+        raise ValueError(f"prior.scale must be positive; got {_worst(s, min)}")
+
+
+def _worst(a: np.ndarray, pick) -> Any:
+    return a if a.ndim == 0 or a.size <= 8 else pick(a.ravel())
 
 
 # -- log densities, with every normalising constant --------------------------------------------

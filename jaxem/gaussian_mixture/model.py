@@ -277,6 +277,15 @@ class GaussianMixture:
                 raise ValueError(f"params.covariances must be {self._positive_description()}")
         return GaussianMixtureParams(**arrays)
 
+    def check_prior(self, prior: Any, n_features: int, dtype: Any) -> GaussianMixturePrior:
+        """The prior's shapes against this model (and its values when concrete), cast to
+        ``dtype``; see :func:`jaxem.priors.check_prior`."""
+        return check_prior(prior, self, n_features, dtype)
+
+    def check_prior_values(self, prior: GaussianMixturePrior, n_features: int) -> None:
+        """Hyperparameter ranges of a concrete prior, or of a batch of priors at once."""
+        priors.check_prior_values(prior, self.covariance_type, n_features)
+
     def _positive_description(self) -> str:
         if self.covariance_type in ("full", "tied"):
             return "symmetric positive definite matrices"

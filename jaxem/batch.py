@@ -1,0 +1,352 @@
+"""Many fits in one compiled call: a batch of datasets, ragged datasets, random restarts.
+
+``jax.vmap`` of :func:`jaxem.fit` already fits a batch, but a vmapped ``while_loop`` runs every
+member until the slowest has converged: a batch of B costs B times the largest iteration count.
+:func:`fit_batch` instead runs ``lanes`` members at a time in one ``while_loop`` and hands a
+lane to the next waiting member as soon as its own member has converged, so the batch costs
+about the *sum* of the iteration counts (plus one tail). Each member goes through exactly the
+arithmetic of its own ``fit``, so its result is the same.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
+from jaxem.em import _fit, _objective
+from jaxem.validation import as_float_array, check_fit_options, check_weights, is_concrete
+
+
+def pad(datasets: Any) -> tuple[Array, Array]:
+    """Stack ragged datasets into one batch padded with zero-weight rows.
+
+    Args:
+        datasets: a sequence of B arrays ``(N_b, D)`` (same D, any N_b >= 1).
+
+    Returns:
+        ``X`` ``(B, N_max, D)`` (padding rows hold zeros) and ``weights`` ``(B, N_max)`` (1 for
+        real rows, 0 for padding). Rows of weight 0 have no influence on a fit, whatever they
+        hold, so a padded member's fit equals the fit of its unpadded data.
+    """
+    arrays = [as_float_array(x, f"datasets[{i}]") for i, x in enumerate(datasets)]
+    if not arrays:
+        raise ValueError("pad needs at least one dataset")
+    for i, a in enumerate(arrays):
+        if a.ndim != 2 or a.shape[0] < 1:
+            raise ValueError(
+                f"datasets[{i}] must be a 2-D array (n_samples >= 1, n_features); got {a.shape}"
+            )
+        if a.shape[1] != arrays[0].shape[1]:
+            raise ValueError(
+                f"every dataset must have {arrays[0].shape[1]} features (as datasets[0]); "
+                f"datasets[{i}] has {a.shape[1]}"
+            )
+    dtype = jnp.result_type(*arrays)
+    n_max = max(a.shape[0] for a in arrays)
+    X = np.zeros((len(arrays), n_max, arrays[0].shape[1]), dtype)
+    weights = np.zeros((len(arrays), n_max), dtype)
+    for i, a in enumerate(arrays):
+        X[i, : a.shape[0]] = np.asarray(a)
+        weights[i, : a.shape[0]] = 1
+    return jnp.asarray(X), jnp.asarray(weights)
+
+
+def fit_batch(
+    model: EMModel,
+    key: PRNGKey,
+    X: Any,
+    *,
+    weights: Any = None,
+    prior: Prior | None = None,
+    init_params: Params | None = None,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    lanes: int | None = None,
+) -> FitResult:
+    """Fit B datasets (or B starts) in one compiled call.
+
+    Member ``b`` starts from ``model.init(jax.random.split(key, B)[b], X[b], weights[b])``
+    (or from ``init_params[b]``) and ends exactly where ``jaxem.fit`` from that start ends: same
+    ``n_iter``, same parameters up to rounding.
+
+    Args:
+        model: any :class:`jaxem.EMModel`.
+        key: a PRNG key, split into one key per member.
+        X: ``(B, N, D)`` for Gaussian mixtures; pad ragged datasets with :func:`pad`.
+        weights: ``(B, N)`` sample weights, or None (all ones).
+        prior: None (MLE), one prior shared by every member, or a batch of priors (every leaf
+            with a leading axis of length B, e.g. ``jax.vmap(default_prior, (None, 0))(model,
+            X)``).
+        init_params: optional starting parameters with a leading axis B; skips ``model.init``.
+        tol, max_iter: as for :func:`jaxem.fit`, for every member.
+        lanes: how many members iterate side by side (a static size: at most B). A lane whose
+            member has converged takes the next waiting member. Default: B for B <= 256, else
+            about B / 8 (measured in ``benchmarks/batch.py``).
+
+    Returns:
+        A :class:`jaxem.FitResult` whose every leaf has a leading axis B.
+    """
+    check_fit_options(tol, max_iter)
+    X, weights, prior, prior_batched = _check_batch(model, X, weights, prior)
+    n_members = X.shape[0]
+    if lanes is None:
+        lanes = n_members if n_members <= 256 else -(-n_members // 8)
+    if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1:
+        raise ValueError(f"lanes must be an integer >= 1; got {lanes!r}")
+    lanes = int(min(lanes, n_members))
+    if init_params is None:
+        keys = jax.random.split(key, n_members)
+        init_params = _init_batch(model, keys, X, weights)
+    else:
+        init_params = jax.vmap(lambda x, p, w: model.validate(x, p, w, None)[1])(
+            X, init_params, weights
+        )
+    if prior is not None and not prior_batched:
+        prior = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_members,) + a.shape), prior)
+    return _fit_lanes(
+        model, X, weights, init_params, prior, jnp.asarray(tol, X.dtype), max_iter, lanes
+    )
+
+
+@partial(jax.jit, static_argnames="model")
+def _init_batch(model, keys, X, weights):
+    return jax.vmap(model.init)(keys, X, weights)
+
+
+def _check_batch(model, X, weights, prior):
+    """Shapes and values of a batch, before compiling; returns ``(X, weights, prior,
+    prior_batched)`` cast to X's floating dtype."""
+    X = as_float_array(X, "X")
+    if X.ndim < 3:
+        raise ValueError(
+            f"X must be a batch of datasets, e.g. (B, n_samples, n_features); got shape {X.shape}"
+        )
+    n_members, n_samples = X.shape[:2]
+    if is_concrete(X) and not np.all(np.isfinite(np.asarray(X))):
+        bad = int(np.argmax(~np.all(np.isfinite(np.asarray(X)).reshape(n_members, -1), axis=1)))
+        raise ValueError(f"X contains NaN or inf (first in member {bad}); values must be finite")
+    if weights is None:
+        weights = jnp.ones((n_members, n_samples), X.dtype)
+    else:
+        weights = as_float_array(weights, "weights").astype(X.dtype)
+        if weights.shape != (n_members, n_samples):
+            raise ValueError(
+                f"weights must have shape (B, n_samples) = ({n_members}, {n_samples}); "
+                f"got {weights.shape}"
+            )
+    if is_concrete(weights):
+        w = np.asarray(weights)
+        if not np.all(np.isfinite(w)):
+            raise ValueError("weights contains NaN or inf; every weight must be finite")
+        if np.any(w < 0):
+            raise ValueError("weights must be non-negative; got a negative weight")
+        positive = np.count_nonzero(w > 0, axis=1)
+        k = getattr(model, "n_components", 1)
+        if np.any(positive < k):
+            b = int(np.argmin(positive))
+            raise ValueError(
+                f"every member needs at least n_components={k} samples with positive weight; "
+                f"member {b} has {int(positive[b])}"
+            )
+    if prior is None:
+        return X, weights, None, False
+    check = getattr(model, "check_prior", None)
+    if check is None:  # a model without prior checks: a prior with a leading axis B is a batch
+        batched = all(jnp.shape(a)[:1] == (n_members,) for a in jax.tree.leaves(prior))
+        return X, weights, prior, batched
+    # a shared prior passes the model's checks as it is; a batch passes them member-wise
+    try:
+        return X, weights, check(prior, X.shape[-1], X.dtype), False
+    except ValueError as shared_error:
+        try:
+            checked = jax.vmap(lambda p: check(p, X.shape[-1], X.dtype))(prior)
+        except (ValueError, TypeError):
+            raise shared_error from None
+    if jax.tree.leaves(checked)[0].shape[0] != n_members:
+        raise ValueError(
+            f"a batch of priors needs a leading axis of length B={n_members} on every field"
+        )
+    if is_concrete(checked):
+        model.check_prior_values(checked, X.shape[-1])
+    return X, weights, checked, True
+
+
+def _take(tree: Any, index: Array) -> Any:
+    return jax.tree.map(lambda a: a[index], tree)
+
+
+def _select(mask: Array, a_tree: Any, b_tree: Any) -> Any:
+    """Per member (leading axis): ``a`` where ``mask``, else ``b``."""
+
+    def pick(a, b):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+
+    return jax.tree.map(pick, a_tree, b_tree)
+
+
+@partial(jax.jit, static_argnames=("model", "max_iter", "lanes"))
+def _fit_lanes(
+    model: EMModel,
+    X: Array,
+    weights: Array,
+    init_params: Params,
+    prior: Prior | None,
+    tol: Array,
+    max_iter: int,
+    lanes: int,
+) -> FitResult:
+    """EM for B members in ``lanes`` lanes of one ``while_loop``.
+
+    Every pass through the loop does one E-step in every lane. A lane holding a member that was
+    just loaded ("fresh") evaluates that member's initial parameters (``fit``'s initial E-step);
+    the other lanes do ``fit``'s loop body: M-step, E-step, the stopping rule. A lane whose member
+    has stopped writes the member's result out and loads the next waiting member; lanes with no
+    member left idle until all lanes are done.
+    """
+    n_members = X.shape[0]
+    keep = (weights > 0).reshape(weights.shape + (1,) * (X.ndim - 2))
+    X = jnp.where(keep, X, jnp.zeros((), X.dtype))
+    total_weight = jnp.sum(weights, axis=1)
+    lane_ids = jnp.arange(lanes)
+
+    e_step = jax.vmap(model.e_step)
+    m_step = jax.vmap(model.m_step)
+
+    def objective(params, loglik, prior_l):
+        if prior_l is None:
+            return loglik
+        return jax.vmap(lambda p, ll, pr: _objective(model, p, ll, pr))(params, loglik, prior_l)
+
+    def load(member):
+        """Everything a lane needs about its member (``member`` clipped for idle lanes)."""
+        m = jnp.minimum(member, n_members - 1)
+        return m, X[m], weights[m], total_weight[m], _take(prior, m)
+
+    first = _take(init_params, lane_ids)
+    stats, _ = e_step(first, X[lane_ids], weights[lane_ids])  # a template; overwritten
+    dtype = total_weight.dtype
+    out = FitResult(
+        params=init_params,
+        objective=jnp.zeros((n_members,), dtype),
+        n_iter=jnp.zeros((n_members,), jnp.int32),
+        converged=jnp.zeros((n_members,), bool),
+        history=jnp.full((n_members, max_iter), jnp.nan, dtype),
+    )
+    state = dict(
+        member=lane_ids,  # >= n_members: idle
+        fresh=jnp.ones((lanes,), bool),
+        n_iter=jnp.zeros((lanes,), jnp.int32),
+        stats=stats,
+        previous=jnp.zeros((lanes,), dtype),
+        history=jnp.full((lanes, max_iter), jnp.nan, dtype),
+        waiting=jnp.asarray(lanes, jnp.int32),  # the next member to load
+        out=out,
+    )
+
+    def cond(state):
+        return jnp.any(state["member"] < n_members)
+
+    def body(state):
+        member, fresh = state["member"], state["fresh"]
+        m, X_l, w_l, total_l, prior_l = load(member)
+        params = _select(fresh, _take(init_params, m), m_step(state["stats"], prior_l))
+        stats, loglik = e_step(params, X_l, w_l)
+        obj = objective(params, loglik, prior_l)
+
+        n_iter = jnp.where(fresh, 0, state["n_iter"] + 1)
+        converged = ~fresh & (jnp.abs(obj - state["previous"]) / total_l < tol)
+        history = jnp.where(fresh[:, None], jnp.nan, state["history"])
+        column = jnp.where(fresh, max_iter, n_iter - 1)  # fresh lanes write nothing
+        history = history.at[lane_ids, column].set(obj, mode="drop")
+        done = (member < n_members) & ~fresh & (converged | (n_iter >= max_iter))
+
+        target = jnp.where(done, member, n_members)  # rows >= n_members are dropped
+        o = state["out"]
+
+        def put(a, v):
+            return a.at[target].set(v, mode="drop")
+
+        out = FitResult(
+            params=jax.tree.map(put, o.params, params),
+            objective=put(o.objective, obj),
+            n_iter=put(o.n_iter, n_iter),
+            converged=put(o.converged, converged),
+            history=put(o.history, history),
+        )
+        # lanes that finished take the next waiting members, in lane order
+        rank = jnp.cumsum(done) - 1
+        member = jnp.where(done, state["waiting"] + rank, member)
+        waiting = state["waiting"] + jnp.sum(done, dtype=jnp.int32)
+        return dict(
+            member=member,
+            fresh=done,
+            n_iter=n_iter,
+            stats=stats,
+            previous=obj,
+            history=history,
+            waiting=waiting,
+            out=out,
+        )
+
+    return jax.lax.while_loop(cond, body, state)["out"]
+
+
+class RestartsResult(NamedTuple):
+    """What :func:`fit_restarts` returns: the best start's :class:`jaxem.FitResult` fields,
+    plus every start's final objective.
+
+    Attributes:
+        params, objective, n_iter, converged, history: those of the best start (``objective``
+            is the largest of ``objectives``).
+        objectives: ``(n_init,)``, the final objective of every start.
+        best: the index of the best start.
+    """
+
+    params: Params
+    objective: Array
+    n_iter: Array
+    converged: Array
+    history: Array
+    objectives: Array
+    best: Array
+
+
+def fit_restarts(
+    model: EMModel,
+    key: PRNGKey,
+    X: Any,
+    *,
+    n_init: int = 8,
+    weights: Any = None,
+    prior: Prior | None = None,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+) -> RestartsResult:
+    """``n_init`` starts (``model.init`` with the keys ``jax.random.split(key, n_init)``) fitted
+    in one vmapped call; returns the start with the largest final objective.
+
+    ``X`` ``(N, D)``; the other arguments as for :func:`jaxem.fit`.
+    """
+    check_fit_options(tol, max_iter)
+    if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
+        raise ValueError(f"n_init must be an integer >= 1; got {n_init!r}")
+    keys = jax.random.split(key, n_init)
+    # X and weights are not mapped: model.init sees them concrete and checks their values
+    starts = jax.vmap(model.init, (0, None, None))(keys, X, weights)
+    X, _, prior = model.validate(X, _take(starts, 0), weights, prior)
+    weights = check_weights(weights, X.shape[0], X.dtype)
+    return _fit_restarts(model, X, starts, prior, weights, jnp.asarray(tol, X.dtype), max_iter)
+
+
+@partial(jax.jit, static_argnames=("model", "max_iter"))
+def _fit_restarts(model, X, starts, prior, weights, tol, max_iter):
+    fits = jax.vmap(lambda p: _fit(model, X, p, prior, weights, tol, max_iter))(starts)
+    objectives = fits.objective
+    best = jnp.argmax(jnp.where(jnp.isnan(objectives), -jnp.inf, objectives))
+    chosen = _take(fits, best)
+    return RestartsResult(*chosen, objectives=objectives, best=best)
