@@ -16,9 +16,10 @@ Array = jax.Array
 
 
 def squared_distances(X: Array, centres: Array) -> Array:
-    """:math:`\\|x_n - c_k\\|^2`, ``(N, K)``, from the differences (no cancellation)."""
-    diff = X[:, None, :] - centres[None]
-    return jnp.sum(diff * diff, axis=-1)
+    """:math:`\\|x_n - c_k\\|^2`, ``(N, K)``, from the differences (no cancellation), computed
+    ``(K, D, N)`` with the long sample axis contiguous."""
+    diff = X.T[None] - centres[:, :, None]
+    return jnp.sum(diff * diff, axis=1).T
 
 
 def _draw(key: Array, p: Array, shape: tuple[int, ...] = ()) -> Array:

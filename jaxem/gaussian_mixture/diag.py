@@ -24,19 +24,17 @@ def n_parameters(n_components: int, n_features: int) -> int:
     return n_components * n_features
 
 
-def log_prob(X: Array, means: Array, covariances: Array) -> Array:
+def log_prob(diff: Array, covariances: Array) -> Array:
     """:math:`-\\tfrac12 \\sum_d [\\log 2\\pi\\sigma^2_{kd}
-    + (x_{nd} - \\mu_{kd})^2 / \\sigma^2_{kd}]`, ``(N, K)``."""
-    diff = X[:, None, :] - means[None]
-    maha = jnp.sum(diff * diff / covariances[None], axis=-1)
+    + (x_{nd} - \\mu_{kd})^2 / \\sigma^2_{kd}]`; ``diff`` ``(K, D, N)`` -> ``(K, N)``."""
+    maha = jnp.sum(diff * diff / covariances[:, :, None], axis=1)
     log_det = jnp.sum(jnp.log(covariances), axis=-1)
-    return -0.5 * (X.shape[1] * math.log(2 * math.pi) + log_det + maha)
+    return -0.5 * (diff.shape[1] * math.log(2 * math.pi) + log_det[:, None] + maha)
 
 
-def scatter(diff: Array, wr: Array) -> Array:
-    """:math:`\\sum_n wr_{nk} (x_{nd} - \\mu_{kd})^2`, ``(K, D)``, from the deviations ``diff``
-    ``(N, K, D)``."""
-    return jnp.einsum("nk,nkd->kd", wr, diff * diff)
+def scatter(wdiff: Array, diff: Array) -> Array:
+    """:math:`\\sum_n wr_{nk} (x_{nd} - \\mu_{kd})^2`, ``(K, D)``."""
+    return jnp.sum(wdiff * diff, axis=-1)
 
 
 def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:

@@ -3,11 +3,13 @@
 Every covariance module provides the same functions, used by
 :class:`jaxem.GaussianMixture`:
 
-- ``log_prob(X, means, covariances) -> (N, K)``:
-  :math:`\\log \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k)`;
-- ``scatter(diff, wr)``: :math:`\\sum_n w_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top` in this
-  type's shape, from the deviations ``diff`` ``(N, K, D)`` from the current means (no
-  cancellation);
+- ``log_prob(diff, covariances) -> (K, N)``:
+  :math:`\\log \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k)` from the deviations
+  ``diff`` :math:`= x_n - \\mu_k`, laid out ``(K, D, N)`` so that the long sample axis is the
+  contiguous one (vectorised loops, no ``(N, K, D)`` array with a tiny last axis);
+- ``scatter(wdiff, diff)``: :math:`\\sum_n w_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top` in
+  this type's shape, from ``diff`` and ``wdiff`` :math:`= w_n r_{nk} (x_n - \\mu_k)`, both
+  ``(K, D, N)`` (deviations from the current means: no cancellation);
 - ``within(scatter, shifts, inv_counts)``: the scatter about the new means;
 - ``mle(within, counts, reg_covar, n_features)``: the maximum-likelihood covariances;
 - ``map_estimate(within, dev, counts, prior)`` and ``log_prior(means, covariances, prior)``:
@@ -39,24 +41,19 @@ def n_parameters(n_components: int, n_features: int) -> int:
     return n_components * n_features * (n_features + 1) // 2
 
 
-def log_prob(X: Array, means: Array, covariances: Array) -> Array:
+def log_prob(diff: Array, covariances: Array) -> Array:
     """:math:`-\\tfrac12 [D \\log 2\\pi + \\log|\\Sigma_k| + \\|L_k^{-1}(x_n - \\mu_k)\\|^2]`
-    with :math:`\\Sigma_k = L_k L_k^\\top`. ``X`` ``(N, D)``, ``means`` ``(K, D)`` -> ``(N, K)``."""
+    with :math:`\\Sigma_k = L_k L_k^\\top`. ``diff`` ``(K, D, N)`` -> ``(K, N)``."""
     chol = jnp.linalg.cholesky(covariances)
-
-    def whiten(chol_k, mean_k):
-        return solve_triangular(chol_k, (X - mean_k).T, lower=True)  # (D, N)
-
-    z = jax.vmap(whiten)(chol, means)  # (K, D, N)
-    maha = jnp.sum(z * z, axis=1).T
+    z = solve_triangular(chol, diff, lower=True)  # (K, D, N)
+    maha = jnp.sum(z * z, axis=1)
     log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-    return -0.5 * (X.shape[1] * math.log(2 * math.pi) + log_det + maha)
+    return -0.5 * (diff.shape[1] * math.log(2 * math.pi) + log_det[:, None] + maha)
 
 
-def scatter(diff: Array, wr: Array) -> Array:
-    """:math:`\\sum_n wr_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top`, ``(K, D, D)``, from the
-    deviations ``diff`` ``(N, K, D)``."""
-    return jnp.einsum("nk,nkd,nke->kde", wr, diff, diff)
+def scatter(wdiff: Array, diff: Array) -> Array:
+    """:math:`\\sum_n wr_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top`, ``(K, D, D)``."""
+    return wdiff @ jnp.swapaxes(diff, -1, -2)
 
 
 def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:

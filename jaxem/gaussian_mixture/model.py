@@ -131,11 +131,12 @@ class GaussianMixture:
 
         ``X`` ``(N, D)``, ``weights`` ``(N,)``.
         """
-        log_joint = self._log_joint(params, X)  # (N, K)
-        log_px = jax.nn.logsumexp(log_joint, axis=1)
-        wr = jnp.exp(log_joint - log_px[:, None]) * weights[:, None]
+        diff = _deviations(X, params.means)
+        log_joint = self._log_joint_kn(params, diff)  # (K, N)
+        log_px = jax.nn.logsumexp(log_joint, axis=0)
+        wr = jnp.exp(log_joint - log_px) * weights
         loglik = jnp.sum(jnp.where(weights > 0, weights * log_px, 0.0))
-        return self._stats(X, wr, params.means), loglik
+        return self._stats(X, wr, diff), loglik
 
     def m_step(
         self, stats: GaussianMixtureStats, prior: GaussianMixturePrior | None = None
@@ -307,18 +308,27 @@ class GaussianMixture:
 
     def _log_joint(self, params: GaussianMixtureParams, X: Array) -> Array:
         """:math:`\\log \\pi_k + \\log \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k)`, ``(N, K)``."""
-        log_w = jnp.log(params.weights)
-        return log_w[None] + self._cov.log_prob(X, params.means, params.covariances)
+        return self._log_joint_kn(params, _deviations(X, params.means)).T
 
-    def _stats(self, X: Array, wr: Array, means: Array) -> GaussianMixtureStats:
-        """The statistics of weighted responsibilities ``wr`` ``(N, K)`` about ``means``."""
-        diff = X[:, None, :] - means[None]  # (N, K, D)
+    def _log_joint_kn(self, params: GaussianMixtureParams, diff: Array) -> Array:
+        """The same, ``(K, N)``, from the deviations ``diff`` ``(K, D, N)``."""
+        return jnp.log(params.weights)[:, None] + self._cov.log_prob(diff, params.covariances)
+
+    def _stats(self, X: Array, wr: Array, diff: Array) -> GaussianMixtureStats:
+        """The statistics of weighted responsibilities ``wr`` ``(K, N)``; ``diff`` ``(K, D, N)``
+        are the deviations from the means they are taken about."""
+        wdiff = wr[:, None, :] * diff
         return GaussianMixtureStats(
-            counts=jnp.sum(wr, axis=0),
-            sums=wr.T @ X,
-            shifts=jnp.einsum("nk,nkd->kd", wr, diff),
-            scatter=self._cov.scatter(diff, wr),
+            counts=jnp.sum(wr, axis=1),
+            sums=wr @ X,
+            shifts=jnp.sum(wdiff, axis=-1),
+            scatter=self._cov.scatter(wdiff, diff),
         )
+
+
+def _deviations(X: Array, means: Array) -> Array:
+    """:math:`x_n - \\mu_k` laid out ``(K, D, N)``: the sample axis last and contiguous."""
+    return X.T[None] - means[:, :, None]
 
 
 @partial(jax.jit, static_argnames="model")
@@ -326,5 +336,5 @@ def _init(model: GaussianMixture, key: PRNGKey, X: Array, weights: Array) -> Gau
     centres = kmeans_plusplus(key, X, weights, model.n_components)
     centres = lloyd(X, weights, centres, N_LLOYD_ITER)
     labels = jnp.argmin(squared_distances(X, centres), axis=1)
-    wr = jax.nn.one_hot(labels, model.n_components, dtype=X.dtype) * weights[:, None]
-    return model.m_step(model._stats(X, wr, centres))
+    wr = jax.nn.one_hot(labels, model.n_components, dtype=X.dtype, axis=0) * weights
+    return model.m_step(model._stats(X, wr, _deviations(X, centres)))

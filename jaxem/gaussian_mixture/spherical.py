@@ -25,19 +25,17 @@ def n_parameters(n_components: int, n_features: int) -> int:
     return n_components
 
 
-def log_prob(X: Array, means: Array, covariances: Array) -> Array:
-    """:math:`-\\tfrac12 [D \\log 2\\pi\\sigma^2_k + \\|x_n - \\mu_k\\|^2 / \\sigma^2_k]`,
-    ``(N, K)``."""
-    d = X.shape[1]
-    diff = X[:, None, :] - means[None]
-    maha = jnp.sum(diff * diff, axis=-1) / covariances[None]
-    return -0.5 * (d * math.log(2 * math.pi) + d * jnp.log(covariances) + maha)
+def log_prob(diff: Array, covariances: Array) -> Array:
+    """:math:`-\\tfrac12 [D \\log 2\\pi\\sigma^2_k + \\|x_n - \\mu_k\\|^2 / \\sigma^2_k]`;
+    ``diff`` ``(K, D, N)`` -> ``(K, N)``."""
+    d = diff.shape[1]
+    maha = jnp.sum(diff * diff, axis=1) / covariances[:, None]
+    return -0.5 * (d * math.log(2 * math.pi) + d * jnp.log(covariances)[:, None] + maha)
 
 
-def scatter(diff: Array, wr: Array) -> Array:
-    """:math:`\\sum_n wr_{nk} \\|x_n - \\mu_k\\|^2`, ``(K,)``, from the deviations ``diff``
-    ``(N, K, D)``."""
-    return jnp.einsum("nk,nk->k", wr, jnp.sum(diff * diff, axis=-1))
+def scatter(wdiff: Array, diff: Array) -> Array:
+    """:math:`\\sum_n wr_{nk} \\|x_n - \\mu_k\\|^2`, ``(K,)``."""
+    return jnp.sum(wdiff * diff, axis=(1, 2))
 
 
 def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:

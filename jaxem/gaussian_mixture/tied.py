@@ -26,21 +26,19 @@ def n_parameters(n_components: int, n_features: int) -> int:
     return n_features * (n_features + 1) // 2
 
 
-def log_prob(X: Array, means: Array, covariances: Array) -> Array:
-    """``X`` ``(N, D)``, ``means`` ``(K, D)``, ``covariances`` ``(D, D)`` -> ``(N, K)``."""
+def log_prob(diff: Array, covariances: Array) -> Array:
+    """``diff`` ``(K, D, N)``, ``covariances`` ``(D, D)`` -> ``(K, N)``."""
     chol = jnp.linalg.cholesky(covariances)
-    n, d = X.shape
-    diff = (X[:, None, :] - means[None]).reshape(-1, d)
-    z = solve_triangular(chol, diff.T, lower=True)  # (D, N*K)
-    maha = jnp.sum(z * z, axis=0).reshape(n, -1)
+    d = diff.shape[1]
+    z = solve_triangular(jnp.broadcast_to(chol, (diff.shape[0], d, d)), diff, lower=True)
+    maha = jnp.sum(z * z, axis=1)
     log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
     return -0.5 * (d * math.log(2 * math.pi) + log_det + maha)
 
 
-def scatter(diff: Array, wr: Array) -> Array:
-    """:math:`\\sum_k \\sum_n wr_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top`, ``(D, D)``, from
-    the deviations ``diff`` ``(N, K, D)``."""
-    return jnp.einsum("nk,nkd,nke->de", wr, diff, diff)
+def scatter(wdiff: Array, diff: Array) -> Array:
+    """:math:`\\sum_k \\sum_n wr_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top`, ``(D, D)``."""
+    return jnp.einsum("kdn,ken->de", wdiff, diff)
 
 
 def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
