@@ -21,6 +21,8 @@ from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
 from jaxem.em import _fit, _objective
 from jaxem.validation import as_float_array, check_fit_options, check_weights, is_concrete
 
+DEFAULT_LANES = 256
+
 
 def pad(datasets: Any) -> tuple[Array, Array]:
     """Stack ragged datasets into one batch padded with zero-weight rows.
@@ -85,8 +87,8 @@ def fit_batch(
         init_params: optional starting parameters with a leading axis B; skips ``model.init``.
         tol, max_iter: as for :func:`jaxem.fit`, for every member.
         lanes: how many members iterate side by side (a static size: at most B). A lane whose
-            member has converged takes the next waiting member. Default: B for B <= 256, else
-            about B / 8 (measured in ``benchmarks/batch.py``).
+            member has converged takes the next waiting member. Default: 256 (or B if smaller),
+            the fastest in ``benchmarks/batch.py``.
 
     Returns:
         A :class:`jaxem.FitResult` whose every leaf has a leading axis B.
@@ -95,13 +97,13 @@ def fit_batch(
     X, weights, prior, prior_batched = _check_batch(model, X, weights, prior)
     n_members = X.shape[0]
     if lanes is None:
-        lanes = n_members if n_members <= 256 else -(-n_members // 8)
+        lanes = DEFAULT_LANES
     if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1:
         raise ValueError(f"lanes must be an integer >= 1; got {lanes!r}")
     lanes = int(min(lanes, n_members))
     if init_params is None:
         keys = jax.random.split(key, n_members)
-        init_params = _init_batch(model, keys, X, weights)
+        init_params = _init_batch(model, keys, X, weights, lanes)
     else:
         init_params = jax.vmap(lambda x, p, w: model.validate(x, p, w, None)[1])(
             X, init_params, weights
@@ -113,9 +115,10 @@ def fit_batch(
     )
 
 
-@partial(jax.jit, static_argnames="model")
-def _init_batch(model, keys, X, weights):
-    return jax.vmap(model.init)(keys, X, weights)
+@partial(jax.jit, static_argnames=("model", "lanes"))
+def _init_batch(model, keys, X, weights, lanes):
+    """``model.init`` for every member, ``lanes`` members at a time (cache-sized blocks)."""
+    return jax.lax.map(lambda a: model.init(*a), (keys, X, weights), batch_size=lanes)
 
 
 def _check_batch(model, X, weights, prior):

@@ -33,6 +33,13 @@ def blobs() -> np.ndarray:
     return make_blobs()
 
 
+@pytest.fixture(scope="session")
+def wide() -> np.ndarray:
+    """Six features (above the entry-by-entry kernels' SMALL_D), 450 rows, three clusters."""
+    extra = make_blobs(1)[:, ::-1] * 0.5 + 0.3 * make_blobs(0)
+    return np.concatenate([make_blobs(0), extra], axis=1)
+
+
 def precisions(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
     """scikit-learn's precisions_init from jaxem's covariances."""
     covariances = np.asarray(covariances)

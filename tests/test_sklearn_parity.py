@@ -30,7 +30,7 @@ def _sklearn(params, covariance_type, n_iter, X, **kw):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("data", ["faithful", "blobs"])
+@pytest.mark.parametrize("data", ["faithful", "blobs", "wide"])
 def test_iterates_equal_sklearn(request, data, covariance_type):
     X = request.getfixturevalue(data)
     k = 2 if data == "faithful" else 3

@@ -5,12 +5,9 @@ Same functions as :mod:`jaxem.gaussian_mixture.full`.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
 
 from jaxem import priors
 from jaxem.gaussian_mixture import full
@@ -28,17 +25,12 @@ def n_parameters(n_components: int, n_features: int) -> int:
 
 def log_prob(diff: Array, covariances: Array) -> Array:
     """``diff`` ``(K, D, N)``, ``covariances`` ``(D, D)`` -> ``(K, N)``."""
-    chol = jnp.linalg.cholesky(covariances)
-    d = diff.shape[1]
-    z = solve_triangular(jnp.broadcast_to(chol, (diff.shape[0], d, d)), diff, lower=True)
-    maha = jnp.sum(z * z, axis=1)
-    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-    return -0.5 * (d * math.log(2 * math.pi) + log_det + maha)
+    return full.log_prob(diff, covariances)
 
 
 def scatter(wdiff: Array, diff: Array) -> Array:
     """:math:`\\sum_k \\sum_n wr_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top`, ``(D, D)``."""
-    return jnp.einsum("kdn,ken->de", wdiff, diff)
+    return jnp.sum(full.scatter(wdiff, diff), axis=0)
 
 
 def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
