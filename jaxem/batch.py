@@ -19,7 +19,13 @@ import numpy as np
 
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
 from jaxem.em import _fit, _objective
-from jaxem.validation import as_float_array, check_fit_options, check_weights, is_concrete
+from jaxem.validation import (
+    as_float_array,
+    check_fit_options,
+    check_weight_values,
+    check_weights,
+    is_concrete,
+)
 
 DEFAULT_LANES = 256
 
@@ -117,8 +123,15 @@ def fit_batch(
 
 @partial(jax.jit, static_argnames=("model", "lanes"))
 def _init_batch(model, keys, X, weights, lanes):
-    """``model.init`` for every member, ``lanes`` members at a time (cache-sized blocks)."""
-    return jax.lax.map(lambda a: model.init(*a), (keys, X, weights), batch_size=lanes)
+    """``model.init`` for every member, ``lanes`` members at a time (cache-sized blocks). The
+    batch is padded to a multiple of ``lanes`` with repeats of its first members, so that one
+    block shape is compiled (a remainder block would compile the init a second time)."""
+    n_members = X.shape[0]
+    index = jnp.arange(n_members + (-n_members) % lanes) % n_members
+    params = jax.lax.map(
+        lambda a: model.init(*a), (keys[index], X[index], weights[index]), batch_size=lanes
+    )
+    return _take(params, slice(0, n_members))
 
 
 def _check_batch(model, X, weights, prior):
@@ -143,12 +156,7 @@ def _check_batch(model, X, weights, prior):
                 f"got {weights.shape}"
             )
     if is_concrete(weights):
-        w = np.asarray(weights)
-        if not np.all(np.isfinite(w)):
-            raise ValueError("weights contains NaN or inf; every weight must be finite")
-        if np.any(w < 0):
-            raise ValueError("weights must be non-negative; got a negative weight")
-        positive = np.count_nonzero(w > 0, axis=1)
+        positive = np.count_nonzero(check_weight_values(weights) > 0, axis=1)
         k = getattr(model, "n_components", 1)
         if np.any(positive < k):
             b = int(np.argmin(positive))
@@ -246,7 +254,6 @@ def _fit_lanes(
         n_iter=jnp.zeros((lanes,), jnp.int32),
         stats=stats,
         previous=jnp.zeros((lanes,), dtype),
-        history=jnp.full((lanes, max_iter), jnp.nan, dtype),
         waiting=jnp.asarray(lanes, jnp.int32),  # the next member to load
         out=out,
     )
@@ -263,13 +270,13 @@ def _fit_lanes(
 
         n_iter = jnp.where(fresh, 0, state["n_iter"] + 1)
         converged = ~fresh & (jnp.abs(obj - state["previous"]) / total_l < tol)
-        history = jnp.where(fresh[:, None], jnp.nan, state["history"])
-        column = jnp.where(fresh, max_iter, n_iter - 1)  # fresh lanes write nothing
-        history = history.at[lane_ids, column].set(obj, mode="drop")
-        done = (member < n_members) & ~fresh & (converged | (n_iter >= max_iter))
-
-        target = jnp.where(done, member, n_members)  # rows >= n_members are dropped
+        active = member < n_members
+        done = active & ~fresh & (converged | (n_iter >= max_iter))
         o = state["out"]
+        # history goes straight to the member's row; rows >= n_members are dropped
+        writer = jnp.where(active & ~fresh, member, n_members)
+        history = o.history.at[writer, n_iter - 1].set(obj, mode="drop")
+        target = jnp.where(done, member, n_members)
 
         def put(a, v):
             return a.at[target].set(v, mode="drop")
@@ -279,7 +286,7 @@ def _fit_lanes(
             objective=put(o.objective, obj),
             n_iter=put(o.n_iter, n_iter),
             converged=put(o.converged, converged),
-            history=put(o.history, history),
+            history=history,
         )
         # lanes that finished take the next waiting members, in lane order
         rank = jnp.cumsum(done) - 1
@@ -291,7 +298,6 @@ def _fit_lanes(
             n_iter=n_iter,
             stats=stats,
             previous=obj,
-            history=history,
             waiting=waiting,
             out=out,
         )

@@ -56,14 +56,20 @@ def check_weights(weights: Any, n_samples: int, dtype: Any) -> jax.Array:
     if w.shape != (n_samples,):
         raise ValueError(f"weights must have shape (n_samples,) = ({n_samples},); got {w.shape}")
     if is_concrete(w):
-        v = np.asarray(w)
-        if not np.all(np.isfinite(v)):
-            raise ValueError("weights contains NaN or inf; every weight must be finite")
-        if np.any(v < 0):
-            raise ValueError("weights must be non-negative; got a negative weight")
+        v = check_weight_values(w)
         if not np.any(v > 0):
             raise ValueError("weights must not all be zero")
     return w
+
+
+def check_weight_values(weights: jax.Array) -> np.ndarray:
+    """Concrete weights (any shape) finite and non-negative; returns them as NumPy."""
+    v = np.asarray(weights)
+    if not np.all(np.isfinite(v)):
+        raise ValueError("weights contains NaN or inf; every weight must be finite")
+    if np.any(v < 0):
+        raise ValueError("weights must be non-negative; got a negative weight")
+    return v
 
 
 def n_weighted_samples(weights: jax.Array) -> int | None:
