@@ -9,6 +9,7 @@ The public API:
   :func:`fit_restarts` (the best of several starts);
 - :class:`GaussianMixture` and :class:`GaussianMixtureParams`: Gaussian mixtures with full,
   diag, spherical or tied covariances;
+- :class:`KMeans` and :class:`KMeansParams`: k-means as hard EM (Lloyd's algorithm);
 - :class:`GaussianMixturePrior` and :func:`default_prior`: conjugate priors, for MAP-EM
   (exact posterior modes);
 - :func:`load_faithful`: the Old Faithful data bundled with the package;
@@ -21,6 +22,7 @@ from jaxem.batch import RestartsResult, fit_batch, fit_restarts, pad
 from jaxem.datasets import load_faithful
 from jaxem.em import fit
 from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams
+from jaxem.kmeans import KMeans, KMeansParams
 from jaxem.priors import GaussianMixturePrior, default_prior
 
 __version__ = "0.1.0"
@@ -40,6 +42,8 @@ __all__ = [
     "GaussianMixture",
     "GaussianMixtureParams",
     "GaussianMixturePrior",
+    "KMeans",
+    "KMeansParams",
     "default_prior",
     "fit",
     "fit_batch",
