@@ -9,6 +9,8 @@ The public API:
   :func:`fit_restarts` (the best of several starts);
 - :class:`GaussianMixture` and :class:`GaussianMixtureParams`: Gaussian mixtures with full,
   diag, spherical or tied covariances;
+- :func:`bic`, :func:`aic`, :func:`icl` (lower is better) and :func:`select` (a grid of
+  mixtures ranked by one of them);
 - :class:`KMeans` and :class:`KMeansParams`: k-means as hard EM (Lloyd's algorithm);
 - :class:`GaussianMixturePrior` and :func:`default_prior`: conjugate priors, for MAP-EM
   (exact posterior modes);
@@ -23,6 +25,7 @@ from jaxem.datasets import load_faithful
 from jaxem.em import fit
 from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams
 from jaxem.kmeans import KMeans, KMeansParams
+from jaxem.model_selection import SelectResult, aic, bic, icl, select
 from jaxem.priors import GaussianMixturePrior, default_prior
 
 __version__ = "0.1.0"
@@ -43,6 +46,11 @@ __all__ = [
     "GaussianMixtureParams",
     "GaussianMixturePrior",
     "KMeans",
+    "SelectResult",
+    "aic",
+    "bic",
+    "icl",
+    "select",
     "KMeansParams",
     "default_prior",
     "fit",

@@ -1,0 +1,164 @@
+"""Information criteria and a grid search over mixture models.
+
+Convention (scikit-learn's): **lower is better**. With :math:`\\hat\\ell` the (weighted)
+log-likelihood at the fitted parameters, :math:`p` the number of free parameters and
+:math:`n = \\sum_n w_n`,
+
+.. math::
+
+    \\mathrm{BIC} = -2\\hat\\ell + p \\log n, \\qquad
+    \\mathrm{AIC} = -2\\hat\\ell + 2p, \\qquad
+    \\mathrm{ICL} = \\mathrm{BIC} - 2 \\sum_n w_n \\log \\max_k r_{nk}.
+
+mclust reports :math:`2\\hat\\ell - p\\log n`, the negative of this BIC (higher is better there).
+ICL (Biernacki, Celeux and Govaert 2000) adds the entropy of the hard classification, as mclust's
+``icl`` does: it penalises components that overlap.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem.base import PRNGKey
+from jaxem.batch import fit_restarts
+from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams
+from jaxem.priors import default_prior
+from jaxem.validation import check_data, check_weights
+
+CRITERIA = ("bic", "aic", "icl")
+
+
+def _loglik_and_size(model, params, X, weights):
+    X = check_data(X)
+    w = check_weights(weights, X.shape[0], X.dtype)
+    log_px = model.score_samples(params, X)
+    loglik = jnp.sum(jnp.where(w > 0, w * log_px, 0.0))
+    return X, w, loglik, jnp.sum(w), model.n_parameters(X.shape[1])
+
+
+def bic(model: GaussianMixture, params: GaussianMixtureParams, X: Any, weights: Any = None):
+    """:math:`-2\\hat\\ell + p \\log n` (lower is better). ``X`` ``(N, D)``."""
+    _, _, loglik, n, p = _loglik_and_size(model, params, X, weights)
+    return -2.0 * loglik + p * jnp.log(n)
+
+
+def aic(model: GaussianMixture, params: GaussianMixtureParams, X: Any, weights: Any = None):
+    """:math:`-2\\hat\\ell + 2p` (lower is better). ``X`` ``(N, D)``."""
+    _, _, loglik, _, p = _loglik_and_size(model, params, X, weights)
+    return -2.0 * loglik + 2.0 * p
+
+
+def icl(model: GaussianMixture, params: GaussianMixtureParams, X: Any, weights: Any = None):
+    """BIC plus :math:`-2\\sum_n w_n \\log \\max_k r_{nk}` (lower is better)."""
+    X, w, loglik, n, p = _loglik_and_size(model, params, X, weights)
+    log_r = jnp.log(model.predict_proba(params, X))
+    entropy = -jnp.sum(jnp.where(w > 0, w * jnp.max(log_r, axis=1), 0.0))
+    return -2.0 * loglik + p * jnp.log(n) + 2.0 * entropy
+
+
+class SelectResult(NamedTuple):
+    """What :func:`select` returns.
+
+    Attributes:
+        criterion: ``"bic"``, ``"aic"`` or ``"icl"`` (lower is better).
+        table: ``{covariance_type: {n_components: value}}``; NaN where K exceeds the data.
+        model: the best :class:`jaxem.GaussianMixture`.
+        params: its fitted parameters (best of ``n_init`` starts).
+        objective: its final EM objective.
+    """
+
+    criterion: str
+    table: dict
+    model: GaussianMixture
+    params: GaussianMixtureParams
+    objective: Any
+
+    def __repr__(self) -> str:
+        types = list(self.table)
+        ks = sorted({k for column in self.table.values() for k in column})
+        head = f"{self.criterion.upper()} (lower is better; mclust's BIC is the negative)"
+        rows = [head, f"{'K':>4}" + "".join(f"{t:>14}" for t in types)]
+        for k in ks:
+            cells = []
+            for t in types:
+                v = self.table[t].get(k, math.nan)
+                best = t == self.model.covariance_type and k == self.model.n_components
+                cells.append(f"{v:>13.3f}" + ("*" if best else " "))
+            rows.append(f"{k:>4}" + "".join(cells))
+        rows.append(
+            f"best: GaussianMixture({self.model.n_components}, "
+            f"{self.model.covariance_type!r}), {self.criterion} = "
+            f"{self.table[self.model.covariance_type][self.model.n_components]:.3f}"
+        )
+        return "\n".join(rows)
+
+
+def select(
+    X: Any,
+    n_components: Any = range(1, 7),
+    covariance_types: Any = ("full", "diag", "spherical", "tied"),
+    *,
+    key: PRNGKey,
+    criterion: str = "bic",
+    prior: Any = None,
+    weights: Any = None,
+    n_init: int = 4,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+) -> SelectResult:
+    """Fit every (covariance type, K) of the grid with :func:`jaxem.fit_restarts` and rank them.
+
+    Args:
+        X: ``(N, D)``.
+        n_components, covariance_types: the grid.
+        key: a PRNG key (every cell uses its own fold of it).
+        criterion: ``"bic"``, ``"aic"`` or ``"icl"``, lower is better.
+        prior: None (MLE), ``"default"`` (:func:`jaxem.default_prior` per cell, as mclust's
+            ``priorControl()``), or a function ``prior(model, X)``. With a prior the criteria use
+            the log-likelihood at the MAP estimate.
+        weights, n_init, tol, max_iter: passed to :func:`jaxem.fit_restarts`.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}; got {criterion!r}")
+    X = check_data(X)
+    n_rows = X.shape[0] if weights is None else int(np.count_nonzero(np.asarray(weights) > 0))
+    score = {"bic": bic, "aic": aic, "icl": icl}[criterion]
+    if not (prior is None or prior == "default" or callable(prior)):
+        raise TypeError("prior must be None, 'default' or a function prior(model, X)")
+    table: dict = {}
+    best = None
+    for i, cov_type in enumerate(covariance_types):
+        table[cov_type] = {}
+        for j, k in enumerate(n_components):
+            model = GaussianMixture(int(k), cov_type)
+            if k > n_rows:
+                table[cov_type][int(k)] = math.nan
+                continue
+            cell_prior = None
+            if prior == "default":
+                cell_prior = default_prior(model, X)
+            elif callable(prior):
+                cell_prior = prior(model, X)
+            fit = fit_restarts(
+                model,
+                jax.random.fold_in(key, i * 1000 + j),
+                X,
+                n_init=n_init,
+                weights=weights,
+                prior=cell_prior,
+                tol=tol,
+                max_iter=max_iter,
+            )
+            value = float(score(model, fit.params, X, weights))
+            table[cov_type][int(k)] = value
+            if best is None or value < best[0]:
+                best = (value, model, fit)
+    if best is None:
+        raise ValueError("no cell of the grid could be fitted: every K exceeds the data")
+    _, model, fit = best
+    return SelectResult(criterion, table, model, fit.params, fit.objective)

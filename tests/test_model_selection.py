@@ -1,0 +1,56 @@
+"""BIC, AIC and ICL against scikit-learn, and the grid search."""
+
+import jax
+import numpy as np
+import pytest
+from conftest import COVARIANCE_TYPES
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+import jaxem
+from jaxem.model_selection import aic, bic, icl, select
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_criteria_equal_sklearn(faithful, covariance_type):
+    sk = SkGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(faithful)
+    model = jaxem.GaussianMixture(3, covariance_type)
+    params = jaxem.GaussianMixtureParams(sk.weights_, sk.means_, sk.covariances_)
+    np.testing.assert_allclose(bic(model, params, faithful), sk.bic(faithful), rtol=1e-12)
+    np.testing.assert_allclose(aic(model, params, faithful), sk.aic(faithful), rtol=1e-12)
+    entropy = -2 * np.sum(np.log(np.max(sk.predict_proba(faithful), axis=1)))
+    np.testing.assert_allclose(icl(model, params, faithful), sk.bic(faithful) + entropy, rtol=1e-10)
+
+
+def test_weights_count_as_repeated_rows(faithful):
+    model = jaxem.GaussianMixture(2, "diag")
+    params = jaxem.fit(model, faithful, model.init(jax.random.key(0), faithful)).params
+    w = np.random.default_rng(0).integers(0, 3, len(faithful)).astype(float)
+    repeated = np.repeat(faithful, w.astype(int), axis=0)
+    for criterion in (bic, aic, icl):
+        np.testing.assert_allclose(
+            criterion(model, params, faithful, w), criterion(model, params, repeated), rtol=1e-12
+        )
+
+
+def test_select_ranks_the_grid(faithful):
+    result = select(
+        faithful, range(1, 4), ("full", "tied"), key=jax.random.key(0), n_init=2, tol=1e-6
+    )
+    values = {(t, k): v for t, col in result.table.items() for k, v in col.items()}
+    assert len(values) == 6
+    best = min(values, key=values.get)
+    assert (result.model.covariance_type, result.model.n_components) == best
+    assert result.model.n_components >= 2  # Old Faithful has two clusters at least
+    np.testing.assert_allclose(values[best], bic(result.model, result.params, faithful), rtol=1e-12)
+    text = repr(result)
+    assert "BIC (lower is better" in text and "*" in text and "tied" in text
+    # with mclust's default prior the criteria use the MAP log-likelihood
+    with_prior = select(faithful, [2], ("full",), key=jax.random.key(0), prior="default", n_init=2)
+    assert np.isfinite(with_prior.table["full"][2])
+
+
+def test_select_bad_input(faithful):
+    with pytest.raises(ValueError, match="criterion"):
+        select(faithful, [2], key=jax.random.key(0), criterion="bicc")
+    with pytest.raises(TypeError, match="prior"):
+        select(faithful, [2], key=jax.random.key(0), prior=3.0)
