@@ -13,6 +13,11 @@ log-likelihood at the fitted parameters, :math:`p` the number of free parameters
 mclust reports :math:`2\\hat\\ell - p\\log n`, the negative of this BIC (higher is better there).
 ICL (Biernacki, Celeux and Govaert 2000) adds the entropy of the hard classification, as mclust's
 ``icl`` does: it penalises components that overlap.
+
+A maximum-likelihood fit can put a component on a few identical points (rounded data, ties):
+its variance is then ``reg_covar`` alone and its likelihood, hence every criterion, is an
+artefact of that regulariser. :func:`select` reports such cells as singular (NaN in the table),
+as mclust reports NA for fits it finds singular.
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ class SelectResult(NamedTuple):
         model: the best :class:`jaxem.GaussianMixture`.
         params: its fitted parameters (best of ``n_init`` starts).
         objective: its final EM objective.
+        singular: the cells ``(covariance_type, K)`` whose best fit has a component held up by
+            ``reg_covar`` alone (a variance below twice ``reg_covar``); NaN in ``table``.
     """
 
     criterion: str
@@ -77,6 +84,7 @@ class SelectResult(NamedTuple):
     model: GaussianMixture
     params: GaussianMixtureParams
     objective: Any
+    singular: tuple = ()
 
     def __repr__(self) -> str:
         types = list(self.table)
@@ -88,7 +96,10 @@ class SelectResult(NamedTuple):
             for t in types:
                 v = self.table[t].get(k, math.nan)
                 best = t == self.model.covariance_type and k == self.model.n_components
-                cells.append(f"{v:>13.3f}" + ("*" if best else " "))
+                if (t, k) in self.singular:
+                    cells.append(f"{'singular':>13} ")
+                else:
+                    cells.append(f"{v:>13.3f}" + ("*" if best else " "))
             rows.append(f"{k:>4}" + "".join(cells))
         rows.append(
             f"best: GaussianMixture({self.model.n_components}, "
@@ -131,6 +142,7 @@ def select(
     if not (prior is None or prior == "default" or callable(prior)):
         raise TypeError("prior must be None, 'default' or a function prior(model, X)")
     table: dict = {}
+    singular = []
     best = None
     for i, cov_type in enumerate(covariance_types):
         table[cov_type] = {}
@@ -155,10 +167,26 @@ def select(
                 max_iter=max_iter,
             )
             value = float(score(model, fit.params, X, weights))
+            if cell_prior is None and is_singular(model, fit.params):
+                singular.append((cov_type, int(k)))
+                value = math.nan
             table[cov_type][int(k)] = value
+            if math.isnan(value):
+                continue
             if best is None or value < best[0]:
                 best = (value, model, fit)
     if best is None:
-        raise ValueError("no cell of the grid could be fitted: every K exceeds the data")
+        raise ValueError("no cell of the grid gave a fit: every K exceeds the data or is singular")
     _, model, fit = best
-    return SelectResult(criterion, table, model, fit.params, fit.objective)
+    return SelectResult(criterion, table, model, fit.params, fit.objective, tuple(singular))
+
+
+def is_singular(model: GaussianMixture, params: GaussianMixtureParams) -> bool:
+    """Whether some component's smallest variance (eigenvalue) is below ``2 * reg_covar``: the
+    data gave it (almost) no spread, ``reg_covar`` alone keeps it positive."""
+    cov = np.asarray(params.covariances, dtype=np.float64)
+    if model.covariance_type in ("full", "tied"):
+        smallest = np.min(np.linalg.eigvalsh(cov))
+    else:
+        smallest = np.min(cov)
+    return bool(smallest < 2 * model.reg_covar)

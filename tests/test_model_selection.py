@@ -54,3 +54,15 @@ def test_select_bad_input(faithful):
         select(faithful, [2], key=jax.random.key(0), criterion="bicc")
     with pytest.raises(TypeError, match="prior"):
         select(faithful, [2], key=jax.random.key(0), prior=3.0)
+
+
+def test_a_component_on_tied_points_is_reported_singular():
+    """20 copies of one point far from 100 others: with K=2 one component sits on the copies,
+    its variance is reg_covar alone, and its BIC would be an artefact."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(100, 2)), np.tile([[8.0, 8.0]], (20, 1))])
+    result = select(X, [1, 2], ("spherical",), key=jax.random.key(0), n_init=2)
+    assert result.singular == (("spherical", 2),)
+    assert np.isnan(result.table["spherical"][2])
+    assert result.model.n_components == 1
+    assert "singular" in repr(result)
