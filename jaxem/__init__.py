@@ -14,6 +14,7 @@ The public API:
 - :class:`KMeans` and :class:`KMeansParams`: k-means as hard EM (Lloyd's algorithm);
 - :class:`GaussianMixturePrior` and :func:`default_prior`: conjugate priors, for MAP-EM
   (exact posterior modes);
+- :func:`save` and :func:`load`: fitted models as ``.npz`` files, without pickle;
 - :func:`load_faithful`: the Old Faithful data bundled with the package;
 - :mod:`jaxem.crosscheck`: the same models in NumPyro, to check EM's estimates and objective
   (imported on first use: it loads NumPyro).
@@ -24,6 +25,7 @@ from jaxem.batch import RestartsResult, fit_batch, fit_restarts, pad
 from jaxem.datasets import load_faithful
 from jaxem.em import fit
 from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams
+from jaxem.io import load, save
 from jaxem.kmeans import KMeans, KMeansParams
 from jaxem.model_selection import SelectResult, aic, bic, icl, select
 from jaxem.priors import GaussianMixturePrior, default_prior
@@ -50,6 +52,7 @@ __all__ = [
     "aic",
     "bic",
     "icl",
+    "load",
     "select",
     "KMeansParams",
     "default_prior",
@@ -57,6 +60,7 @@ __all__ = [
     "fit_batch",
     "fit_restarts",
     "pad",
+    "save",
     "RestartsResult",
     "load_faithful",
 ]

@@ -1,0 +1,78 @@
+"""save/load: bit-identical round trips, and clear errors for files that are not ours."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from conftest import COVARIANCE_TYPES
+
+import jaxem
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_round_trip_is_bit_identical(tmp_path, faithful, covariance_type, dtype):
+    X = faithful.astype(dtype)
+    model = jaxem.GaussianMixture(2, covariance_type, reg_covar=1e-5)
+    prior = jaxem.default_prior(model, X)
+    params = jaxem.fit(model, X, model.init(jax.random.key(0), X), prior=prior).params
+    jaxem.save(tmp_path / "m.npz", model, params, prior)
+    loaded_model, loaded, loaded_prior = jaxem.load(tmp_path / "m.npz")
+    assert loaded_model == model
+    for a, b in zip(list(loaded) + list(loaded_prior), list(params) + list(prior), strict=True):
+        assert a.dtype == np.asarray(b).dtype
+        np.testing.assert_array_equal(a, np.asarray(b))
+    np.testing.assert_array_equal(model.predict(loaded, X), model.predict(params, X))
+
+
+def test_kmeans_without_prior(tmp_path, blobs):
+    model = jaxem.KMeans(3)
+    params = jaxem.fit(model, blobs, model.init(jax.random.key(0), blobs)).params
+    jaxem.save(tmp_path / "k.npz", model, params)
+    loaded_model, loaded, prior = jaxem.load(tmp_path / "k.npz")
+    assert loaded_model == model and prior is None
+    np.testing.assert_array_equal(loaded.centres, np.asarray(params.centres))
+
+
+def _saved(tmp_path, faithful):
+    model = jaxem.GaussianMixture(2)
+    params = model.init(jax.random.key(0), faithful)
+    path = tmp_path / "m.npz"
+    jaxem.save(path, model, params)
+    return path, model, params
+
+
+def test_bad_files(tmp_path, faithful):
+    path, model, params = _saved(tmp_path, faithful)
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable jaxem model file"):
+        jaxem.load(truncated)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"\x00\x01not a zip at all" * 10)
+    with pytest.raises(ValueError, match="not a readable jaxem model file"):
+        jaxem.load(garbage)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, x=np.ones(3))
+    with pytest.raises(ValueError, match="no 'meta' entry"):
+        jaxem.load(foreign)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, meta=np.array([{"evil": 1}], dtype=object))
+    with pytest.raises(ValueError, match="not a readable jaxem model file"):
+        jaxem.load(pickled)
+    arrays = dict(np.load(path))
+    meta = json.loads(str(arrays["meta"]))
+    newer = tmp_path / "newer.npz"
+    np.savez(newer, **{**arrays, "meta": np.array(json.dumps({**meta, "version": 99}))})
+    with pytest.raises(ValueError, match="format version 99"):
+        jaxem.load(newer)
+    broken = tmp_path / "broken.npz"
+    np.savez(broken, **{**arrays, "params/means": np.zeros((3, 2))})
+    with pytest.raises(ValueError, match="inconsistent"):
+        jaxem.load(broken)
+    with pytest.raises(FileNotFoundError):
+        jaxem.load(tmp_path / "missing.npz")
+    with pytest.raises(TypeError, match="params must be a GaussianMixtureParams"):
+        jaxem.save(tmp_path / "x.npz", model, (1, 2, 3))
