@@ -238,8 +238,9 @@ def _fit_lanes(
         m = jnp.minimum(member, n_members - 1)
         return m, X[m], weights[m], total_weight[m], _take(prior, m)
 
-    first = _take(init_params, lane_ids)
-    stats, _ = e_step(first, X[lane_ids], weights[lane_ids])  # a template; overwritten
+    # fresh lanes ignore the statistics they hold: zeros of the right structure will do
+    shapes = jax.eval_shape(e_step, _take(init_params, lane_ids), X[:lanes], weights[:lanes])[0]
+    stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     dtype = total_weight.dtype
     out = FitResult(
         params=init_params,
