@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
-from jaxem.em import _fit, _objective
+from jaxem.em import _converged, _fit, _objective
 from jaxem.validation import (
     as_float_array,
     check_fit_options,
@@ -270,7 +270,7 @@ def _fit_lanes(
         obj = objective(params, loglik, prior_l)
 
         n_iter = jnp.where(fresh, 0, state["n_iter"] + 1)
-        converged = ~fresh & (jnp.abs(obj - state["previous"]) / total_l < tol)
+        converged = ~fresh & _converged(obj, state["previous"], total_l, tol)
         active = member < n_members
         done = active & ~fresh & (converged | (n_iter >= max_iter))
         o = state["out"]

@@ -82,6 +82,11 @@ def _objective(model: EMModel, params: Params, loglik: Array, prior: Prior | Non
     return loglik + model.log_prior(params, prior)
 
 
+def _converged(objective: Array, previous: Array, total_weight: Array, tol: Array) -> Array:
+    """The stopping rule: the change of the objective per unit of sample weight is below tol."""
+    return jnp.abs(objective - previous) / total_weight < tol
+
+
 @partial(jax.jit, static_argnames=("model", "max_iter"))
 def _fit(
     model: EMModel,
@@ -110,7 +115,7 @@ def _fit(
         params = model.m_step(stats, prior)
         stats, loglik = model.e_step(params, X, weights)
         objective = _objective(model, params, loglik, prior)
-        converged = jnp.abs(objective - previous) / total_weight < tol
+        converged = _converged(objective, previous, total_weight, tol)
         return i + 1, params, stats, objective, converged, history.at[i].set(objective)
 
     n_iter, params, _, objective, converged, history = jax.lax.while_loop(cond, body, state)

@@ -44,7 +44,7 @@ import numpy as np
 from jaxem import priors
 from jaxem.base import Array, PRNGKey
 from jaxem.gaussian_mixture import diag, full, spherical, tied
-from jaxem.initialization import kmeans_plusplus, lloyd, squared_distances
+from jaxem.initialization import kmeans_plusplus, lloyd
 from jaxem.priors import GaussianMixturePrior, check_prior
 from jaxem.validation import (
     as_float_array,
@@ -335,6 +335,7 @@ def _deviations(X: Array, means: Array) -> Array:
 def _init(model: GaussianMixture, key: PRNGKey, X: Array, weights: Array) -> GaussianMixtureParams:
     centres = kmeans_plusplus(key, X, weights, model.n_components)
     centres = lloyd(X, weights, centres, N_LLOYD_ITER)
-    labels = jnp.argmin(squared_distances(X, centres), axis=1)
+    diff = _deviations(X, centres)
+    labels = jnp.argmin(jnp.sum(diff * diff, axis=1), axis=0)  # nearest centre
     wr = jax.nn.one_hot(labels, model.n_components, dtype=X.dtype, axis=0) * weights
-    return model.m_step(model._stats(X, wr, _deviations(X, centres)))
+    return model.m_step(model._stats(X, wr, diff))
