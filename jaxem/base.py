@@ -26,6 +26,11 @@ Optional:
 ``log_prior(params, prior) -> scalar``
     :math:`\\log p(\\theta)`, needed only when ``fit`` is given a prior.
 
+``prepare(X, weights) -> data``
+    The data as ``e_step`` reads it (say, features computed once per fit instead of once per
+    iteration), a pytree. The drivers call it once, before
+    the loop, and pass ``data`` to ``e_step`` in place of ``X``; ``e_step`` should accept either.
+
 ``validate(X, params, weights, prior) -> (X, params, prior)``
     Checks made before compilation; raises ``ValueError``/``TypeError``; returns the inputs as
     arrays of the data's dtype. Shape checks always

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
-from jaxem.em import _converged, _fit, _objective
+from jaxem.em import _converged, _fit, _objective, _prepare
 from jaxem.validation import (
     as_float_array,
     check_fit_options,
@@ -223,6 +223,7 @@ def _fit_lanes(
     keep = (weights > 0).reshape(weights.shape + (1,) * (X.ndim - 2))
     X = jnp.where(keep, X, jnp.zeros((), X.dtype))
     total_weight = jnp.sum(weights, axis=1)
+    data = jax.vmap(partial(_prepare, model))(X, weights)
     lane_ids = jnp.arange(lanes)
 
     e_step = jax.vmap(model.e_step)
@@ -236,10 +237,12 @@ def _fit_lanes(
     def load(member):
         """Everything a lane needs about its member (``member`` clipped for idle lanes)."""
         m = jnp.minimum(member, n_members - 1)
-        return m, X[m], weights[m], total_weight[m], _take(prior, m)
+        return m, _take(data, m), weights[m], total_weight[m], _take(prior, m)
 
     # fresh lanes ignore the statistics they hold: zeros of the right structure will do
-    shapes = jax.eval_shape(e_step, _take(init_params, lane_ids), X[:lanes], weights[:lanes])[0]
+    shapes = jax.eval_shape(
+        e_step, _take(init_params, lane_ids), _take(data, lane_ids), weights[:lanes]
+    )[0]
     stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     dtype = total_weight.dtype
     out = FitResult(

@@ -82,6 +82,12 @@ def _objective(model: EMModel, params: Params, loglik: Array, prior: Prior | Non
     return loglik + model.log_prior(params, prior)
 
 
+def _prepare(model: EMModel, X: Array, weights: Array) -> Any:
+    """The data as the model's E-step reads it, computed once per fit (see :mod:`jaxem.base`)."""
+    prepare = getattr(model, "prepare", None)
+    return X if prepare is None else prepare(X, weights)
+
+
 def _converged(objective: Array, previous: Array, total_weight: Array, tol: Array) -> Array:
     """The stopping rule: the change of the objective per unit of sample weight is below tol."""
     return jnp.abs(objective - previous) / total_weight < tol
@@ -100,8 +106,9 @@ def _fit(
     keep = (weights > 0).reshape((-1,) + (1,) * (X.ndim - 1))
     X = jnp.where(keep, X, jnp.zeros((), X.dtype))
     total_weight = jnp.sum(weights)
+    data = _prepare(model, X, weights)
 
-    stats, loglik = model.e_step(params, X, weights)
+    stats, loglik = model.e_step(params, data, weights)
     objective = _objective(model, params, loglik, prior)
     history = jnp.full((max_iter,), jnp.nan, objective.dtype)
     state = (jnp.asarray(0, jnp.int32), params, stats, objective, jnp.asarray(False), history)
@@ -113,7 +120,7 @@ def _fit(
     def body(state):
         i, _, stats, previous, _, history = state
         params = model.m_step(stats, prior)
-        stats, loglik = model.e_step(params, X, weights)
+        stats, loglik = model.e_step(params, data, weights)
         objective = _objective(model, params, loglik, prior)
         converged = _converged(objective, previous, total_weight, tol)
         return i + 1, params, stats, objective, converged, history.at[i].set(objective)

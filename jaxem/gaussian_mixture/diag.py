@@ -5,8 +5,6 @@ Same functions as :mod:`jaxem.gaussian_mixture.full`.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,17 +22,26 @@ def n_parameters(n_components: int, n_features: int) -> int:
     return n_components * n_features
 
 
-def log_prob(diff: Array, covariances: Array) -> Array:
-    """:math:`-\\tfrac12 \\sum_d [\\log 2\\pi\\sigma^2_{kd}
-    + (x_{nd} - \\mu_{kd})^2 / \\sigma^2_{kd}]`; ``diff`` ``(K, D, N)`` -> ``(K, N)``."""
-    maha = jnp.sum(diff * diff / covariances[:, :, None], axis=1)
-    log_det = jnp.sum(jnp.log(covariances), axis=-1)
-    return -0.5 * (diff.shape[1] * math.log(2 * math.pi) + log_det[:, None] + maha)
+def squares(centred: Array) -> Array:
+    """:math:`x_d^2`, ``(D, N)`` from ``centred`` ``(D, N)``."""
+    return centred * centred
 
 
-def scatter(wdiff: Array, diff: Array) -> Array:
-    """:math:`\\sum_n wr_{nk} (x_{nd} - \\mu_{kd})^2`, ``(K, D)``."""
-    return jnp.sum(wdiff * diff, axis=-1)
+def quadratic_form(covariances: Array, offsets: Array) -> tuple[Array, Array, Array, Array]:
+    """:math:`\\sum_d (x_d - o_{kd})^2 / \\sigma^2_{kd} = a_k \\cdot q(x) + b_k \\cdot x + c_k`:
+    ``a = 1/σ²`` ``(K, D)``, ``b = -2 o/σ²``, ``c = Σ_d o²/σ²`` and :math:`\\log|\\Sigma_k|`."""
+    inv = 1.0 / covariances
+    return (
+        inv,
+        -2.0 * offsets * inv,
+        jnp.sum(offsets * offsets * inv, axis=-1),
+        jnp.sum(jnp.log(covariances), axis=-1),
+    )
+
+
+def scatter(moments: Array, firsts: Array, counts: Array, offsets: Array) -> Array:
+    """:math:`\\sum_n wr_{nk} (x_{nd} - o_{kd})^2`, ``(K, D)``."""
+    return moments - 2.0 * firsts * offsets + counts[:, None] * offsets * offsets
 
 
 def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:

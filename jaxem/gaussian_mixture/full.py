@@ -3,13 +3,15 @@
 Every covariance module provides the same functions, used by
 :class:`jaxem.GaussianMixture`:
 
-- ``log_prob(diff, covariances) -> (K, N)``:
-  :math:`\\log \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k)` from the deviations
-  ``diff`` :math:`= x_n - \\mu_k`, laid out ``(K, D, N)`` so that the long sample axis is the
-  contiguous one (vectorised loops, no ``(N, K, D)`` array with a tiny last axis);
-- ``scatter(wdiff, diff)``: :math:`\\sum_n w_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top` in
-  this type's shape, from ``diff`` and ``wdiff`` :math:`= w_n r_{nk} (x_n - \\mu_k)`, both
-  ``(K, D, N)`` (deviations from the current means: no cancellation);
+- ``squares(centred) -> (Q, N)``: the quadratic features :math:`q(x)` of the centred data
+  ``(D, N)`` that this type's Mahalanobis distances need (:math:`x_i x_j` for full and tied,
+  :math:`x_d^2` for diag, :math:`\\|x\\|^2` for spherical), computed once per fit;
+- ``quadratic_form(covariances, offsets) -> (a, b, c, log_det)``: coefficients with
+  :math:`(x - o_k)^\\top \\Sigma_k^{-1} (x - o_k) = a_k \\cdot q(x) + b_k \\cdot x + c_k`, so that
+  the E-step's log-densities of all components are *one* matrix product of ``(K, Q + D)``
+  coefficients with the ``(Q + D, N)`` features, and its statistics a second one;
+- ``scatter(moments, firsts, counts, offsets)``: :math:`\\sum_n w_n r_{nk} (x_n - o_k)
+  (x_n - o_k)^\\top` in this type's shape, from those weighted sums of the features;
 - ``within(scatter, shifts, inv_counts)``: the scatter about the new means;
 - ``mle(within, counts, reg_covar, n_features)``: the maximum-likelihood covariances;
 - ``map_estimate(within, dev, counts, prior)`` and ``log_prior(means, covariances, prior)``:
@@ -21,8 +23,6 @@ Every covariance module provides the same functions, used by
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,9 +32,9 @@ from jaxem import priors
 
 Array = jax.Array
 
-# Up to this many features the Cholesky factorisation, the whitening and the scatter are written
-# out entry by entry: elementwise arithmetic on (K, N) rows that XLA fuses into one loop, instead
-# of a batch of tiny LAPACK calls per component (measured: 2-3x faster E-steps for D = 2).
+# Up to this many features the Cholesky factorisation and the precision matrix are written out
+# entry by entry: elementwise arithmetic that XLA fuses, instead of a batch of tiny LAPACK calls
+# per component, which dominate when thousands of small fits run at once (fit_batch).
 SMALL_D = 4
 
 
@@ -46,42 +46,74 @@ def n_parameters(n_components: int, n_features: int) -> int:
     return n_components * n_features * (n_features + 1) // 2
 
 
-def log_prob(diff: Array, covariances: Array) -> Array:
-    """:math:`-\\tfrac12 [D \\log 2\\pi + \\log|\\Sigma_k| + \\|L_k^{-1}(x_n - \\mu_k)\\|^2]`
-    with :math:`\\Sigma_k = L_k L_k^\\top`. ``diff`` ``(K, D, N)`` -> ``(K, N)``;
-    ``covariances`` ``(K, D, D)`` (or one ``(D, D)`` shared by every component)."""
-    maha, log_det = whitened_norm(diff, covariances)
-    return -0.5 * (diff.shape[1] * math.log(2 * math.pi) + log_det[..., None] + maha)
+def squares(centred: Array) -> Array:
+    """The quadratic features :math:`x_i x_j`, :math:`i \\le j`, of ``centred`` ``(D, N)``:
+    ``(D(D+1)/2, N)``, in the order of ``numpy.triu_indices(D)``."""
+    rows, cols = np.triu_indices(centred.shape[0])
+    return centred[rows] * centred[cols]
 
 
-def whitened_norm(diff: Array, covariances: Array) -> tuple[Array, Array]:
-    """:math:`\\|L^{-1}(x_n - \\mu_k)\\|^2` ``(K, N)`` and :math:`\\log|\\Sigma|`."""
-    d = diff.shape[1]
+def quadratic_form(covariances: Array, offsets: Array) -> tuple[Array, Array, Array, Array]:
+    """Coefficients of :math:`(x - o_k)^\\top \\Sigma_k^{-1} (x - o_k)
+    = a_k \\cdot q(x) + b_k \\cdot x + c_k` and :math:`\\log|\\Sigma_k|`.
+
+    ``covariances`` ``(K, D, D)`` (or one ``(D, D)`` for all), ``offsets`` ``(K, D)``; returns
+    ``a`` ``(K, D(D+1)/2)`` (the precision's upper triangle, off-diagonal entries doubled),
+    ``b`` ``(K, D)``, ``c`` ``(K,)`` and the log-determinants ``(K,)``."""
+    k, d = offsets.shape
+    prec, log_det = precision(covariances)
+    prec = jnp.broadcast_to(prec, (k, d, d))
+    rows, cols = np.triu_indices(d)
+    a = prec[:, rows, cols] * np.where(rows == cols, 1.0, 2.0).astype(prec.dtype)
+    po = jnp.einsum("kde,ke->kd", prec, offsets)
+    return a, -2.0 * po, jnp.sum(po * offsets, axis=-1), jnp.broadcast_to(log_det, (k,))
+
+
+def precision(covariances: Array) -> tuple[Array, Array]:
+    """:math:`\\Sigma^{-1}` and :math:`\\log|\\Sigma|` through the Cholesky factor
+    :math:`\\Sigma = L L^\\top`, :math:`\\Sigma^{-1} = L^{-\\top} L^{-1}`; ``(..., D, D)``."""
+    d = covariances.shape[-1]
     if d > SMALL_D:
         chol = jnp.linalg.cholesky(covariances)
-        chol = jnp.broadcast_to(chol, (diff.shape[0], d, d))
-        z = solve_triangular(chol, diff, lower=True)  # (K, D, N)
-        log_diag = jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1))
-        return jnp.sum(z * z, axis=1), 2.0 * jnp.sum(log_diag, axis=-1)
-    # Cholesky-Banachiewicz and forward substitution, entry by entry
+        eye = jnp.broadcast_to(jnp.eye(d, dtype=chol.dtype), chol.shape)
+        inv = solve_triangular(chol, eye, lower=True)
+        log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+        return jnp.swapaxes(inv, -1, -2) @ inv, log_det
+    # Cholesky-Banachiewicz, then L^{-1} by forward substitution, entry by entry
     chol = [[None] * d for _ in range(d)]
-    z, maha, log_det = [], 0.0, 0.0
     for i in range(d):
         for j in range(i + 1):
             s = covariances[..., i, j] - sum(chol[i][m] * chol[j][m] for m in range(j))
             chol[i][j] = jnp.sqrt(s) if i == j else s / chol[j][j]
-        row = diff[:, i] - sum(chol[i][m][..., None] * z[m] for m in range(i))
-        z.append(row / chol[i][i][..., None])
-        maha = maha + z[i] * z[i]
-        log_det = log_det + 2.0 * jnp.log(chol[i][i])
-    return maha, log_det
+    inv = [[None] * d for _ in range(d)]
+    for i in range(d):
+        inv[i][i] = 1.0 / chol[i][i]
+        for j in range(i):
+            inv[i][j] = -sum(chol[i][m] * inv[m][j] for m in range(j, i)) * inv[i][i]
+    entries = [
+        [sum(inv[m][i] * inv[m][j] for m in range(max(i, j), d)) for j in range(d)]
+        for i in range(d)
+    ]
+    prec = jnp.stack([jnp.stack(row, axis=-1) for row in entries], axis=-2)
+    log_det = 2.0 * sum(jnp.log(chol[i][i]) for i in range(d))
+    return prec, log_det
 
 
-def scatter(wdiff: Array, diff: Array) -> Array:
-    """:math:`\\sum_n wr_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top`, ``(K, D, D)``."""
-    if diff.shape[1] > SMALL_D:
-        return wdiff @ jnp.swapaxes(diff, -1, -2)
-    return jnp.sum(wdiff[:, :, None, :] * diff[:, None, :, :], axis=-1)
+def scatter(moments: Array, firsts: Array, counts: Array, offsets: Array) -> Array:
+    """:math:`S_k = \\sum_n wr_{nk} (x_n - o_k)(x_n - o_k)^\\top` ``(K, D, D)`` from the
+    weighted sums of the quadratic features ``moments`` ``(K, D(D+1)/2)``, of the data
+    ``firsts`` ``(K, D)`` and of the weights ``counts`` ``(K,)``."""
+    d = offsets.shape[-1]
+    index = np.zeros((d, d), dtype=int)
+    rows, cols = np.triu_indices(d)
+    index[rows, cols] = index[cols, rows] = np.arange(rows.size)
+    cross = firsts[:, :, None] * offsets[:, None, :]
+    return (
+        moments[:, index]
+        - cross
+        - jnp.swapaxes(cross, -1, -2)
+        + counts[:, None, None] * offsets[:, :, None] * offsets[:, None, :]
+    )
 
 
 def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
@@ -93,7 +125,22 @@ def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Arra
     """:math:`\\Sigma_k = W_k / N_k + \\epsilon I`."""
     cov = within / counts[:, None, None]
     cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
-    return cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+    return floor_spectrum(cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype), reg_covar)
+
+
+def floor_spectrum(cov: Array, floor: float) -> Array:
+    """``cov`` ``(..., D, D)`` unchanged where its smallest eigenvalue is at least ``floor``,
+    else with its eigenvalues raised to ``floor``.
+
+    :math:`W_k / N_k + \\epsilon I` has every eigenvalue :math:`\\ge \\epsilon` in exact
+    arithmetic, but :math:`W_k` comes from sums of squares about the data's centre, whose
+    rounding error grows with the squared distance of the component from that centre over its
+    width: for a component collapsing far from the centre in float32 it can exceed
+    :math:`\\epsilon`, and the factorisation in the next E-step would fail."""
+    values, vectors = jnp.linalg.eigh(cov)
+    raised = (vectors * jnp.maximum(values, floor)[..., None, :]) @ jnp.swapaxes(vectors, -1, -2)
+    low = (values[..., 0] < floor)[..., None, None]
+    return jnp.where(low, 0.5 * (raised + jnp.swapaxes(raised, -1, -2)), cov)
 
 
 def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:

@@ -34,6 +34,8 @@ covariances, so it stays finite, positive definite, and may pick points up again
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -44,7 +46,7 @@ import numpy as np
 from jaxem import priors
 from jaxem.base import Array, PRNGKey
 from jaxem.gaussian_mixture import diag, full, spherical, tied
-from jaxem.initialization import kmeans_plusplus, lloyd
+from jaxem.initialization import kmeans_plusplus, lloyd, squared_distances
 from jaxem.priors import GaussianMixturePrior, check_prior
 from jaxem.validation import (
     as_float_array,
@@ -70,6 +72,19 @@ class GaussianMixtureParams(NamedTuple):
     weights: Array
     means: Array
     covariances: Array
+
+
+class GaussianMixtureData(NamedTuple):
+    """The data as the E-step reads it (:meth:`GaussianMixture.prepare`).
+
+    Attributes:
+        centre: ``(D,)`` the weighted mean of the data.
+        features: ``(Q + D, N)``: the covariance type's ``Q`` quadratic features of
+            :math:`x_n - c` stacked on :math:`x_n - c`.
+    """
+
+    centre: Array
+    features: Array
 
 
 class GaussianMixtureStats(NamedTuple):
@@ -124,19 +139,31 @@ class GaussianMixture:
 
     # -- the EM contract -------------------------------------------------------------------
 
+    def prepare(self, X: Array, weights: Array) -> GaussianMixtureData:
+        """The data as the E-step uses it, computed once per fit: the weighted mean ``centre``
+        ``(D,)`` and ``features`` ``(Q + D, N)``, the quadratic features of the centred data
+        stacked on the centred data (see :mod:`jaxem.gaussian_mixture.full`)."""
+        centre = (weights @ X) / jnp.sum(weights)
+        centred = (X - centre).T
+        return GaussianMixtureData(
+            centre, jnp.concatenate([self._cov.squares(centred), centred], axis=0)
+        )
+
     def e_step(
-        self, params: GaussianMixtureParams, X: Array, weights: Array
+        self, params: GaussianMixtureParams, X: Array | GaussianMixtureData, weights: Array
     ) -> tuple[GaussianMixtureStats, Array]:
         """Statistics :class:`GaussianMixtureStats` and :math:`\\sum_n w_n \\log p(x_n)`.
 
-        ``X`` ``(N, D)``, ``weights`` ``(N,)``.
+        ``X`` ``(N, D)``, or ``self.prepare(X, weights)`` (as :func:`jaxem.fit` passes it);
+        ``weights`` ``(N,)``.
         """
-        diff = _deviations(X, params.means)
-        log_joint = self._log_joint_kn(params, diff)  # (K, N)
-        log_px = jax.nn.logsumexp(log_joint, axis=0)
-        wr = jnp.exp(log_joint - log_px) * weights
+        data = X if isinstance(X, GaussianMixtureData) else self.prepare(X, weights)
+        offsets = params.means - data.centre
+        log_joint = self._log_joint_kn(params, data, offsets)  # (K, N)
+        resp, log_px = _normalise(log_joint)
+        wr = resp * weights
         loglik = jnp.sum(jnp.where(weights > 0, weights * log_px, 0.0))
-        return self._stats(X, wr, diff), loglik
+        return self._stats(data, wr, offsets), loglik
 
     def m_step(
         self, stats: GaussianMixtureStats, prior: GaussianMixturePrior | None = None
@@ -308,34 +335,55 @@ class GaussianMixture:
 
     def _log_joint(self, params: GaussianMixtureParams, X: Array) -> Array:
         """:math:`\\log \\pi_k + \\log \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k)`, ``(N, K)``."""
-        return self._log_joint_kn(params, _deviations(X, params.means)).T
+        data = self.prepare(X, jnp.ones(X.shape[0], X.dtype))
+        return self._log_joint_kn(params, data, params.means - data.centre).T
 
-    def _log_joint_kn(self, params: GaussianMixtureParams, diff: Array) -> Array:
-        """The same, ``(K, N)``, from the deviations ``diff`` ``(K, D, N)``."""
-        return jnp.log(params.weights)[:, None] + self._cov.log_prob(diff, params.covariances)
+    def _log_joint_kn(
+        self, params: GaussianMixtureParams, data: GaussianMixtureData, offsets: Array
+    ) -> Array:
+        """The same, ``(K, N)``: one matrix product of the quadratic form's coefficients with
+        the features; ``offsets`` ``(K, D)`` are the means less ``data.centre``."""
+        d = offsets.shape[-1]
+        a, b, c, log_det = self._cov.quadratic_form(params.covariances, offsets)
+        coef = -0.5 * jnp.concatenate([a, b], axis=1)  # (K, Q + D)
+        bias = jnp.log(params.weights) - 0.5 * (d * math.log(2 * math.pi) + log_det + c)
+        return coef @ data.features + bias[:, None]
 
-    def _stats(self, X: Array, wr: Array, diff: Array) -> GaussianMixtureStats:
-        """The statistics of weighted responsibilities ``wr`` ``(K, N)``; ``diff`` ``(K, D, N)``
-        are the deviations from the means they are taken about."""
-        wdiff = wr[:, None, :] * diff
+    def _stats(self, data: GaussianMixtureData, wr: Array, offsets: Array) -> GaussianMixtureStats:
+        """The statistics of weighted responsibilities ``wr`` ``(K, N)``, taken about the
+        means ``data.centre + offsets``."""
+        moments = jax.lax.dot_general(wr, data.features, (((1,), (1,)), ((), ())))  # (K, Q + D)
+        d = offsets.shape[-1]
+        squares, firsts = moments[:, :-d], moments[:, -d:]
+        counts = jnp.sum(wr, axis=1)
         return GaussianMixtureStats(
-            counts=jnp.sum(wr, axis=1),
-            sums=wr @ X,
-            shifts=jnp.sum(wdiff, axis=-1),
-            scatter=self._cov.scatter(wdiff, diff),
+            counts=counts,
+            sums=firsts + counts[:, None] * data.centre,
+            shifts=firsts - counts[:, None] * offsets,
+            scatter=self._cov.scatter(squares, firsts, counts, offsets),
         )
 
 
-def _deviations(X: Array, means: Array) -> Array:
-    """:math:`x_n - \\mu_k` laid out ``(K, D, N)``: the sample axis last and contiguous."""
-    return X.T[None] - means[:, :, None]
+def _normalise(log_joint: Array) -> tuple[Array, Array]:
+    """Responsibilities ``(K, N)`` and :math:`\\log p(x_n)` ``(N,)`` from the log joint
+    ``(K, N)``. For up to 64 components the reductions over the short component axis are
+    written as K-term elementwise sums, which XLA fuses into one pass over the samples
+    (measured: 5x faster than its column reductions for K = 16)."""
+    k = log_joint.shape[0]
+    if k > 64:
+        log_px = jax.nn.logsumexp(log_joint, axis=0)
+        return jnp.exp(log_joint - log_px), log_px
+    top = functools.reduce(jnp.maximum, list(log_joint))
+    e = jnp.exp(log_joint - top)
+    total = functools.reduce(jnp.add, list(e))
+    return e / total, top + jnp.log(total)
 
 
 @partial(jax.jit, static_argnames="model")
 def _init(model: GaussianMixture, key: PRNGKey, X: Array, weights: Array) -> GaussianMixtureParams:
     centres = kmeans_plusplus(key, X, weights, model.n_components)
     centres = lloyd(X, weights, centres, N_LLOYD_ITER)
-    diff = _deviations(X, centres)
-    labels = jnp.argmin(jnp.sum(diff * diff, axis=1), axis=0)  # nearest centre
+    labels = jnp.argmin(squared_distances(X, centres), axis=1)  # nearest centre
     wr = jax.nn.one_hot(labels, model.n_components, dtype=X.dtype, axis=0) * weights
-    return model.m_step(model._stats(X, wr, diff))
+    data = model.prepare(X, weights)
+    return model.m_step(model._stats(data, wr, centres - data.centre))

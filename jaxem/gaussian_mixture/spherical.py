@@ -6,8 +6,6 @@ Same functions as :mod:`jaxem.gaussian_mixture.full`.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,17 +23,32 @@ def n_parameters(n_components: int, n_features: int) -> int:
     return n_components
 
 
-def log_prob(diff: Array, covariances: Array) -> Array:
-    """:math:`-\\tfrac12 [D \\log 2\\pi\\sigma^2_k + \\|x_n - \\mu_k\\|^2 / \\sigma^2_k]`;
-    ``diff`` ``(K, D, N)`` -> ``(K, N)``."""
-    d = diff.shape[1]
-    maha = jnp.sum(diff * diff, axis=1) / covariances[:, None]
-    return -0.5 * (d * math.log(2 * math.pi) + d * jnp.log(covariances)[:, None] + maha)
+def squares(centred: Array) -> Array:
+    """:math:`\\|x\\|^2`, ``(1, N)`` from ``centred`` ``(D, N)``."""
+    return jnp.sum(centred * centred, axis=0, keepdims=True)
 
 
-def scatter(wdiff: Array, diff: Array) -> Array:
-    """:math:`\\sum_n wr_{nk} \\|x_n - \\mu_k\\|^2`, ``(K,)``."""
-    return jnp.sum(wdiff * diff, axis=(1, 2))
+def quadratic_form(covariances: Array, offsets: Array) -> tuple[Array, Array, Array, Array]:
+    """:math:`\\|x - o_k\\|^2 / \\sigma^2_k = a_k q(x) + b_k \\cdot x + c_k`:
+    ``a = 1/σ²`` ``(K, 1)``, ``b = -2 o/σ²``, ``c = \\|o\\|²/σ²``, and the log-determinants
+    :math:`D \\log \\sigma^2_k`."""
+    inv = 1.0 / covariances
+    d = offsets.shape[-1]
+    return (
+        inv[:, None],
+        -2.0 * offsets * inv[:, None],
+        jnp.sum(offsets * offsets, axis=-1) * inv,
+        d * jnp.log(covariances),
+    )
+
+
+def scatter(moments: Array, firsts: Array, counts: Array, offsets: Array) -> Array:
+    """:math:`\\sum_n wr_{nk} \\|x_n - o_k\\|^2`, ``(K,)``."""
+    return (
+        moments[:, 0]
+        - 2.0 * jnp.sum(firsts * offsets, axis=-1)
+        + counts * jnp.sum(offsets * offsets, axis=-1)
+    )
 
 
 def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:

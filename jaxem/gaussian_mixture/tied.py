@@ -23,14 +23,17 @@ def n_parameters(n_components: int, n_features: int) -> int:
     return n_features * (n_features + 1) // 2
 
 
-def log_prob(diff: Array, covariances: Array) -> Array:
-    """``diff`` ``(K, D, N)``, ``covariances`` ``(D, D)`` -> ``(K, N)``."""
-    return full.log_prob(diff, covariances)
+squares = full.squares
 
 
-def scatter(wdiff: Array, diff: Array) -> Array:
-    """:math:`\\sum_k \\sum_n wr_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top`, ``(D, D)``."""
-    return jnp.sum(full.scatter(wdiff, diff), axis=0)
+def quadratic_form(covariances: Array, offsets: Array) -> tuple[Array, Array, Array, Array]:
+    """As :func:`jaxem.gaussian_mixture.full.quadratic_form` with one ``(D, D)`` covariance."""
+    return full.quadratic_form(covariances, offsets)
+
+
+def scatter(moments: Array, firsts: Array, counts: Array, offsets: Array) -> Array:
+    """:math:`\\sum_k \\sum_n wr_{nk} (x_n - o_k)(x_n - o_k)^\\top`, ``(D, D)``."""
+    return jnp.sum(full.scatter(moments, firsts, counts, offsets), axis=0)
 
 
 def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
@@ -42,7 +45,7 @@ def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Arra
     """:math:`\\Sigma = W / \\sum_k N_k + \\epsilon I`."""
     cov = within / jnp.sum(counts)
     cov = 0.5 * (cov + cov.T)
-    return cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+    return full.floor_spectrum(cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype), reg_covar)
 
 
 def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
