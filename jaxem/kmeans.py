@@ -61,10 +61,10 @@ class KMeans:
     def e_step(self, params: KMeansParams, X: Array, weights: Array) -> tuple[KMeansStats, Array]:
         """Assign every sample to its nearest centre; return the cluster sums and minus the
         inertia :math:`-\\sum_n w_n \\min_k \\|x_n - c_k\\|^2`."""
-        distances = squared_distances(X, params.centres)  # (N, K)
-        labels = jnp.argmin(distances, axis=1)
+        labels = jnp.argmin(squared_distances(X, params.centres), axis=1)
         onehot = jax.nn.one_hot(labels, self.n_clusters, dtype=X.dtype, axis=0) * weights
-        inertia = jnp.sum(weights * jnp.min(distances, axis=1))
+        residuals = X - params.centres[labels]
+        inertia = jnp.sum(weights * jnp.sum(residuals * residuals, axis=1))
         return KMeansStats(jnp.sum(onehot, axis=1), onehot @ X, params.centres), -inertia
 
     def m_step(self, stats: KMeansStats, prior: Any = None) -> KMeansParams:

@@ -352,7 +352,7 @@ class GaussianMixture:
     def _stats(self, data: GaussianMixtureData, wr: Array, offsets: Array) -> GaussianMixtureStats:
         """The statistics of weighted responsibilities ``wr`` ``(K, N)``, taken about the
         means ``data.centre + offsets``."""
-        moments = jax.lax.dot_general(wr, data.features, (((1,), (1,)), ((), ())))  # (K, Q + D)
+        moments = (data.features @ wr.T).T  # (K, Q + D); measured faster than contracting wr's rows
         d = offsets.shape[-1]
         squares, firsts = moments[:, :-d], moments[:, -d:]
         counts = jnp.sum(wr, axis=1)
