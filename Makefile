@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv demo test bench lint format clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# Timings against scikit-learn and gmmx (a few minutes); rewrites docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+	$(BIN)/python benchmarks/speed.py --markdown docs/benchmarks.md --json benchmarks/speed.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -149,3 +149,66 @@ def test_integer_data_is_promoted_to_float():
     result = jaxem.fit(model, X, model.init(jax.random.key(0), X))
     assert jnp.issubdtype(result.params.means.dtype, jnp.floating)
     assert _finite(result.params)
+
+
+def _reference_e_step(covariance_type, params, X, weights):
+    """The E-step from explicit differences x - mu_k, in NumPy float64."""
+    w, mu, cov = (np.asarray(a, np.float64) for a in params)
+    k, d = mu.shape
+    if covariance_type == "tied":
+        cov = np.broadcast_to(cov, (k, d, d))
+    elif covariance_type == "diag":
+        cov = np.stack([np.diag(c) for c in cov])
+    elif covariance_type == "spherical":
+        cov = cov[:, None, None] * np.eye(d)
+    diff = X[None] - mu[:, None]  # (K, N, D)
+    maha = np.einsum("knd,kde,kne->kn", diff, np.linalg.inv(cov), diff)
+    log_det = np.linalg.slogdet(cov)[1]
+    log_joint = np.log(w)[:, None] - 0.5 * (d * np.log(2 * np.pi) + log_det[:, None] + maha)
+    top = log_joint.max(0)
+    log_px = top + np.log(np.exp(log_joint - top).sum(0))
+    wr = np.exp(log_joint - log_px) * weights
+    outer = np.einsum("kn,knd,kne->kde", wr, diff, diff)
+    scatter = {
+        "full": outer,
+        "tied": outer.sum(0),
+        "diag": np.einsum("kdd->kd", outer),
+        "spherical": np.einsum("kdd->k", outer),
+    }[covariance_type]
+    stats = (wr.sum(1), wr @ X, np.einsum("kn,knd->kd", wr, diff), scatter)
+    return stats, float(weights @ log_px)
+
+
+@pytest.mark.parametrize("n_features", [2, 6])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_e_step_equals_explicit_differences(covariance_type, n_features):
+    """The E-step's matrix products over quadratic features of the centred data equal the
+    textbook computation from x - mu_k, with data sitting far from the origin; the entry-by-entry
+    (D = 2) and LAPACK (D = 6) factorisations both."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, n_features)) * rng.uniform(0.5, 3.0, n_features) + 1e3
+    weights = rng.uniform(0.0, 2.0, 300)
+    model = jaxem.GaussianMixture(4, covariance_type)
+    params = model.init(jax.random.key(0), X)
+    params = params._replace(means=params.means + rng.normal(0, 0.3, params.means.shape))
+    stats, loglik = model.e_step(params, jnp.asarray(X), jnp.asarray(weights))
+    ref_stats, ref_loglik = _reference_e_step(covariance_type, params, X, weights)
+    for got, want in zip(stats, ref_stats, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+    np.testing.assert_allclose(loglik, ref_loglik, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_e_step_far_from_the_origin(covariance_type):
+    """Centring on the data's mean keeps float32 accurate for data at 1e4 with unit spread
+    (sums of squares about the origin would lose every digit)."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(2000, 5)) + np.repeat(rng.normal(0, 3, (4, 5)), 500, axis=0) + 1e4
+    model = jaxem.GaussianMixture(4, covariance_type)
+    params = model.init(jax.random.key(0), X)
+    ref_stats, ref_loglik = _reference_e_step(covariance_type, params, X, np.ones(len(X)))
+    params32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+    stats, loglik = model.e_step(params32, jnp.asarray(X, jnp.float32), jnp.ones(len(X)))
+    np.testing.assert_allclose(loglik, ref_loglik, rtol=1e-5)
+    np.testing.assert_allclose(stats.counts, ref_stats[0], rtol=1e-3, atol=1e-2)
+    np.testing.assert_allclose(stats.scatter, ref_stats[3], rtol=2e-3, atol=1e-2 * len(X))
