@@ -17,12 +17,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxem.base import Array, PRNGKey
-from jaxem.initialization import kmeans_plusplus, squared_distances
+from jaxem.initialization import cluster_sums, kmeans_plusplus, nearest, one_hot
 from jaxem.validation import as_float_array, check_data, check_weights, is_concrete
 
 
@@ -61,11 +60,12 @@ class KMeans:
     def e_step(self, params: KMeansParams, X: Array, weights: Array) -> tuple[KMeansStats, Array]:
         """Assign every sample to its nearest centre; return the cluster sums and minus the
         inertia :math:`-\\sum_n w_n \\min_k \\|x_n - c_k\\|^2`."""
-        labels = jnp.argmin(squared_distances(X, params.centres), axis=1)
-        onehot = jax.nn.one_hot(labels, self.n_clusters, dtype=X.dtype, axis=0) * weights
+        labels = nearest(X, params.centres)
+        onehot = one_hot(labels, self.n_clusters, weights)
         residuals = X - params.centres[labels]
         inertia = jnp.sum(weights * jnp.sum(residuals * residuals, axis=1))
-        return KMeansStats(jnp.sum(onehot, axis=1), onehot @ X, params.centres), -inertia
+        stats = KMeansStats(jnp.sum(onehot, axis=1), cluster_sums(X, onehot), params.centres)
+        return stats, -inertia
 
     def m_step(self, stats: KMeansStats, prior: Any = None) -> KMeansParams:
         """Each centre moves to the mean of its cluster."""
@@ -103,7 +103,7 @@ class KMeans:
     def predict(self, params: KMeansParams, X: Any) -> Array:
         """The nearest centre of each sample, ``(N,)``."""
         X = check_data(X)
-        return jnp.argmin(squared_distances(X, jnp.asarray(params.centres, X.dtype)), axis=1)
+        return nearest(X, jnp.asarray(params.centres, X.dtype))
 
     def _check_enough_samples(self, n: int) -> None:
         if self.n_clusters > n:

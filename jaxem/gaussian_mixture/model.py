@@ -46,7 +46,7 @@ import numpy as np
 from jaxem import priors
 from jaxem.base import Array, PRNGKey
 from jaxem.gaussian_mixture import diag, full, spherical, tied
-from jaxem.initialization import kmeans_plusplus, lloyd, squared_distances
+from jaxem.initialization import kmeans_plusplus, lloyd, nearest, one_hot
 from jaxem.priors import GaussianMixturePrior, check_prior
 from jaxem.validation import (
     as_float_array,
@@ -383,7 +383,6 @@ def _normalise(log_joint: Array) -> tuple[Array, Array]:
 def _init(model: GaussianMixture, key: PRNGKey, X: Array, weights: Array) -> GaussianMixtureParams:
     centres = kmeans_plusplus(key, X, weights, model.n_components)
     centres = lloyd(X, weights, centres, N_LLOYD_ITER)
-    labels = jnp.argmin(squared_distances(X, centres), axis=1)  # nearest centre
-    wr = jax.nn.one_hot(labels, model.n_components, dtype=X.dtype, axis=0) * weights
+    wr = one_hot(nearest(X, centres), model.n_components, weights)
     data = model.prepare(X, weights)
     return model.m_step(model._stats(data, wr, centres - data.centre))
