@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/jaxem demo
+	$(BIN)/jaxem demo --plot demo.png
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile

@@ -1,53 +1,474 @@
-"""The ``jaxem`` command line (``jaxem demo``; more commands to come)."""
+"""The ``jaxem`` command line: fit, select and predict Gaussian mixtures on CSV files.
+
+::
+
+    jaxem fit DATA.csv -k 3 [--covariance-type full] [--prior default] [--n-init 4]
+              [--seed 0] [--columns a,b] [--out model.npz] [--json summary.json] [--plot fig.png]
+    jaxem select DATA.csv -k 1-6 [--covariance-types full,diag] [--criterion bic] [--out best.npz]
+    jaxem predict model.npz DATA.csv [--columns a,b] [--out labels.csv]
+    jaxem demo [--plot demo.png]
+
+A CSV file has a header row and numeric columns (``--columns`` picks some of them). Problems
+with the input (a missing, empty or malformed file, a cell that is not a number, too few rows
+for K, an unknown option value) print one line on stderr and exit with status 2. Restarts and
+model selection show a progress bar on a terminal, unless ``--quiet``.
+
+The fits run in the default JAX precision (float32 unless the process enables float64).
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import math
 import sys
+from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
 
-from jaxem.datasets import load_faithful
-from jaxem.em import fit
-from jaxem.gaussian_mixture import GaussianMixture
+COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
 
-def _demo(args: argparse.Namespace) -> int:
-    X, names = load_faithful()
-    model = GaussianMixture(args.n_components, covariance_type=args.covariance_type)
-    params = model.init(jax.random.key(args.seed), X)
-    result = fit(model, X, params, tol=1e-6, max_iter=500)
-    p = result.params
-    print(f"Old Faithful: {X.shape[0]} eruptions, columns {', '.join(names)}")
-    print(f"Gaussian mixture, K={model.n_components}, covariance_type={model.covariance_type!r}")
+class CommandError(Exception):
+    """A problem with the command's input: reported on one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of argparse's usage block
+        raise CommandError(message)
+
+
+# -- reading data ----------------------------------------------------------------------------
+
+
+def read_csv(path: str | Path, columns: str | None = None) -> tuple[np.ndarray, list[str]]:
+    """The numeric table of a CSV file with a header row: ``X`` ``(N, D)`` float64 and the
+    column names; ``columns`` (``"a,b"``) picks columns by name. Raises :class:`CommandError`
+    naming the file, and for a bad cell its line and column."""
+    path = Path(path)
+    if not path.exists():
+        raise CommandError(f"{path}: no such file")
+    if path.is_dir():
+        raise CommandError(f"{path}: is a directory, not a CSV file")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"{path}: cannot be read as text ({e})") from None
+    lines = [(i + 1, row) for i, row in enumerate(csv.reader(text.splitlines())) if any(row)]
+    if not lines:
+        raise CommandError(f"{path}: the file is empty")
+    _, header = lines[0]
+    header = [name.strip() for name in header]
+    if len(lines) == 1:
+        raise CommandError(f"{path}: a header row but no data rows")
+    if columns is None:
+        picked = list(range(len(header)))
+    else:
+        picked = []
+        for name in (c.strip() for c in columns.split(",")):
+            if name not in header:
+                raise CommandError(
+                    f"{path}: no column {name!r} (the header has: {', '.join(header)})"
+                )
+            picked.append(header.index(name))
+    X = np.empty((len(lines) - 1, len(picked)))
+    for r, (line, row) in enumerate(lines[1:]):
+        if len(row) != len(header):
+            raise CommandError(
+                f"{path}, line {line}: {len(row)} fields where the header has {len(header)}"
+            )
+        for c, j in enumerate(picked):
+            cell = row[j].strip()
+            try:
+                value = float(cell)
+            except ValueError:
+                what = "an empty cell" if not cell else f"{cell!r} is not a number"
+                raise CommandError(f"{path}, line {line}, column {header[j]!r}: {what}") from None
+            if not math.isfinite(value):
+                raise CommandError(
+                    f"{path}, line {line}, column {header[j]!r}: {cell!r} is not a finite number"
+                )
+            X[r, c] = value
+    return X, [header[j] for j in picked]
+
+
+def _parse_ks(text: str) -> list[int]:
+    """``"3"``, ``"1-6"`` or ``"2,3,5"``."""
+    try:
+        if "-" in text:
+            lo, hi = (int(t) for t in text.split("-"))
+            ks = list(range(lo, hi + 1))
+        else:
+            ks = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected K, a range like 1-6 or a list like 2,3,5; got {text!r}"
+        ) from None
+    if not ks or min(ks) < 1:
+        raise argparse.ArgumentTypeError(f"every K must be an integer >= 1; got {text!r}")
+    return ks
+
+
+def _parse_types(text: str) -> list[str]:
+    types = [t.strip() for t in text.split(",")]
+    for t in types:
+        if t not in COVARIANCE_TYPES:
+            raise argparse.ArgumentTypeError(
+                f"unknown covariance type {t!r} (choose from {', '.join(COVARIANCE_TYPES)})"
+            )
+    return types
+
+
+def _bar(total: int, description: str, quiet: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, disable=quiet or not sys.stderr.isatty())
+
+
+# -- fitting ---------------------------------------------------------------------------------
+
+
+def _fit_restarts(model, X, prior, args: argparse.Namespace):
+    """:func:`jaxem.fit_restarts` (the same starts and choice), one start after another so that
+    a progress bar can follow them."""
+    from jaxem.em import fit
+
+    keys = jax.random.split(jax.random.key(args.seed), args.n_init)
+    best = None
+    with _bar(args.n_init, "restarts", args.quiet) as bar:
+        for key in keys:
+            start = model.init(key, X)
+            result = fit(model, X, start, prior=prior, tol=args.tol, max_iter=args.max_iter)
+            objective = float(result.objective)
+            if best is None or (math.isfinite(objective) and objective > best[0]):
+                best = (objective if math.isfinite(objective) else -math.inf, result)
+            bar.update()
+    return best[1]
+
+
+def _summary(model, result, X, names, prior_name: str) -> dict:
+    from jaxem.model_selection import bic
+
+    params = result.params
+    loglik = float(np.sum(np.asarray(model.score_samples(params, X))))
+    return {
+        "model": {
+            "class": "GaussianMixture",
+            "n_components": model.n_components,
+            "covariance_type": model.covariance_type,
+        },
+        "estimate": "MAP" if prior_name == "default" else "MLE",
+        "prior": prior_name,
+        "n_samples": int(X.shape[0]),
+        "columns": names,
+        "weights": np.asarray(params.weights).tolist(),
+        "means": np.asarray(params.means).tolist(),
+        "covariances": np.asarray(params.covariances).tolist(),
+        "objective": float(result.objective),
+        "log_likelihood": loglik,
+        "bic": float(bic(model, params, X)),
+        "n_iter": int(result.n_iter),
+        "converged": bool(result.converged),
+    }
+
+
+def _print_summary(s: dict, title: str) -> None:
+    print(title)
+    m = s["model"]
+    objective = "log-likelihood" if s["estimate"] == "MLE" else "log-posterior (objective)"
     print(
-        f"log-likelihood {float(result.objective):.4f} after {int(result.n_iter)} iterations "
-        f"(converged: {bool(result.converged)})"
+        f"  GaussianMixture(n_components={m['n_components']}, "
+        f"covariance_type={m['covariance_type']!r}), {s['estimate']}"
+        + (" with the default prior" if s["estimate"] == "MAP" else "")
     )
-    np.set_printoptions(precision=4, suppress=True)
-    covariances = np.asarray(p.covariances)
-    for k in range(model.n_components):
-        print(f"component {k}: weight {float(p.weights[k]):.4f}, mean {np.asarray(p.means[k])}")
-        if model.covariance_type != "tied":
-            print(f"  covariance:\n{covariances[k]}")
+    print(
+        f"  {s['n_samples']} samples; log-likelihood {s['log_likelihood']:.4f} "
+        f"({s['log_likelihood'] / s['n_samples']:.4f} per sample)"
+    )
+    if s["estimate"] == "MAP":
+        print(f"  {objective} {s['objective']:.4f}")
+    print(f"  BIC {s['bic']:.3f} (lower is better)")
+    print(f"  iterations {s['n_iter']}, converged: {s['converged']}")
+    width = max(10, *(len(n) + 2 for n in s["columns"]))
+    print("  component  weight" + "".join(f"{'mean ' + n:>{width + 5}}" for n in s["columns"]))
+    for k, (w, mean) in enumerate(zip(s["weights"], s["means"], strict=True)):
+        print(f"  {k:>9}  {w:6.4f}" + "".join(f"{v:>{width + 5}.4f}" for v in mean))
+
+
+def _write_json(path: str, summary: Any) -> None:
+    try:
+        with open(path, "w") as f:
+            json.dump(summary, f, indent=2)
+    except OSError as e:
+        raise CommandError(f"{path}: cannot write ({e.strerror})") from None
+
+
+def _save(path: str, model, params, prior) -> None:
+    from jaxem.io import save
+
+    try:
+        save(path, model, params, prior)
+    except OSError as e:
+        raise CommandError(f"{path}: cannot write ({e.strerror})") from None
+
+
+def _prior(model, X, name: str):
+    from jaxem.priors import default_prior
+
+    return default_prior(model, X) if name == "default" else None
+
+
+def _model(k: int, covariance_type: str):
+    from jaxem.gaussian_mixture import GaussianMixture
+
+    return GaussianMixture(k, covariance_type)
+
+
+# -- plotting --------------------------------------------------------------------------------
+
+
+def _ellipse_points(mean: np.ndarray, cov: np.ndarray, radius: float) -> np.ndarray:
+    values, vectors = np.linalg.eigh(cov)
+    t = np.linspace(0.0, 2 * np.pi, 100)
+    circle = np.stack([np.cos(t), np.sin(t)])
+    return (mean[:, None] + vectors @ (np.sqrt(np.maximum(values, 0))[:, None] * circle) * radius).T
+
+
+def _covariance_2d(model, params, k: int) -> np.ndarray:
+    """Component ``k``'s covariance in the first two features, ``(2, 2)``."""
+    c = np.asarray(params.covariances, dtype=np.float64)
+    if model.covariance_type == "full":
+        return c[k, :2, :2]
     if model.covariance_type == "tied":
-        print(f"shared covariance:\n{covariances}")
+        return c[:2, :2]
+    if model.covariance_type == "diag":
+        return np.diag(c[k, :2])
+    return c[k] * np.eye(2)
+
+
+def plot(path: str, X: np.ndarray, names: list[str], panels: list[tuple]) -> None:
+    """One panel per ``(title, model, params)``: the data (first two columns) coloured by
+    component, each component's mean and its 1- and 2-sigma ellipses."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CommandError("--plot needs matplotlib: pip install 'jaxem[plot]'") from None
+    if X.shape[1] < 2:
+        raise CommandError("--plot needs at least two columns")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
+    for ax, (title, model, params) in zip(axes[0], panels, strict=True):
+        labels = np.asarray(model.predict(params, X))
+        ax.scatter(X[:, 0], X[:, 1], c=labels, s=10, cmap="tab10", vmin=0, vmax=9, alpha=0.7)
+        means = np.asarray(params.means, dtype=np.float64)
+        for k in range(model.n_components):
+            cov = _covariance_2d(model, params, k)
+            for radius, style in ((1.0, "-"), (2.0, "--")):
+                e = _ellipse_points(means[k, :2], cov, radius)
+                ax.plot(e[:, 0], e[:, 1], style, color="black", linewidth=1)
+            ax.plot(*means[k, :2], "k+", markersize=10)
+        ax.set_title(title)
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(names[1])
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        raise CommandError(f"{path}: cannot write ({e.strerror})") from None
+    finally:
+        plt.close(fig)
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    X, names = read_csv(args.data, args.columns)
+    model = _model(args.n_components, args.covariance_type)
+    prior = _prior(model, X, args.prior)
+    result = _fit_restarts(model, X, prior, args)
+    summary = _summary(model, result, X, names, args.prior)
+    _print_summary(summary, f"{args.data}: best of {args.n_init} starts")
+    if args.out:
+        _save(args.out, model, result.params, prior)
+    if args.json:
+        _write_json(args.json, summary)
+    if args.plot:
+        title = f"{summary['estimate']}, K={model.n_components}, {model.covariance_type}"
+        plot(args.plot, X, names, [(title, model, result.params)])
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jaxem", description="EM for latent-variable models")
+def _cmd_select(args: argparse.Namespace) -> int:
+    from jaxem.model_selection import select
+
+    X, names = read_csv(args.data, args.columns)
+    with _bar(len(args.n_components) * len(args.covariance_types), "select", args.quiet) as bar:
+        result = select(
+            X,
+            args.n_components,
+            args.covariance_types,
+            key=jax.random.key(args.seed),
+            criterion=args.criterion,
+            prior=None if args.prior == "none" else "default",
+            n_init=args.n_init,
+            tol=args.tol,
+            max_iter=args.max_iter,
+            on_cell=lambda *_: bar.update(),
+        )
+    print(repr(result))
+    if args.out:
+        prior = _prior(result.model, X, args.prior)
+        _save(args.out, result.model, result.params, prior)
+    if args.json:
+        table = {t: {str(k): v for k, v in col.items()} for t, col in result.table.items()}
+        _write_json(
+            args.json,
+            {
+                "criterion": result.criterion,
+                "table": table,
+                "singular": [list(c) for c in result.singular],
+                "best": {
+                    "n_components": result.model.n_components,
+                    "covariance_type": result.model.covariance_type,
+                },
+            },
+        )
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from jaxem.io import load
+
+    if not Path(args.model).exists():
+        raise CommandError(f"{args.model}: no such file")
+    model, params, _ = load(args.model)
+    X, names = read_csv(args.data, args.columns)
+    d = np.asarray(params.means if hasattr(params, "means") else params.centres).shape[1]
+    if X.shape[1] != d:
+        raise CommandError(
+            f"{args.data}: {X.shape[1]} columns ({', '.join(names)}) but the model has {d} "
+            "features; pick them with --columns"
+        )
+    labels = np.asarray(model.predict(params, X))
+    header = ["label"]
+    table = labels[:, None].astype(np.float64)
+    if hasattr(model, "predict_proba"):
+        proba = np.asarray(model.predict_proba(params, X), dtype=np.float64)
+        header += [f"p{k}" for k in range(proba.shape[1])]
+        table = np.concatenate([table, proba], axis=1)
+    lines = [",".join(header)] + [
+        ",".join([str(int(row[0]))] + [f"{v:.6g}" for v in row[1:]]) for row in table
+    ]
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        try:
+            Path(args.out).write_text(text)
+        except OSError as e:
+            raise CommandError(f"{args.out}: cannot write ({e.strerror})") from None
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from jaxem.datasets import load_faithful
+
+    X, names = load_faithful()
+    model = _model(args.n_components, args.covariance_type)
+    print(f"Old Faithful: {X.shape[0]} eruptions, columns {', '.join(names)}\n")
+    panels = []
+    for prior_name, title in (("none", "maximum likelihood"), ("default", "MAP, default prior")):
+        prior = _prior(model, X, prior_name)
+        result = _fit_restarts(model, X, prior, args)
+        _print_summary(_summary(model, result, X, names, prior_name), title)
+        print()
+        panels.append((title, model, result.params))
+    if args.plot:
+        plot(args.plot, X, names, panels)
+        print(f"figure: {args.plot}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jaxem", description="EM for Gaussian mixtures on CSV files")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="fit a Gaussian mixture to the bundled Old Faithful data")
-    demo.add_argument("-k", "--n-components", type=int, default=2)
-    demo.add_argument(
-        "--covariance-type", default="full", choices=["full", "diag", "spherical", "tied"]
+
+    def common(p, data=True):
+        if data:
+            p.add_argument("data", help="CSV file with a header row")
+            p.add_argument("--columns", help="comma-separated column names (default: all)")
+            p.add_argument(
+                "--prior",
+                choices=["none", "default"],
+                default="none",
+                help="none: maximum likelihood; default: MAP with mclust's default prior",
+            )
+        p.add_argument("--n-init", type=int, default=4, help="random starts (default 4)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument("--tol", type=float, default=1e-6, help="EM tolerance per sample")
+        p.add_argument("--max-iter", type=int, default=500)
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    fit = sub.add_parser("fit", help="fit one Gaussian mixture")
+    common(fit)
+    fit.add_argument("-k", "--n-components", type=int, required=True)
+    fit.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
+    fit.add_argument("--out", help="save the model (.npz, see jaxem.load)")
+    fit.add_argument("--json", help="write the summary as JSON")
+    fit.add_argument("--plot", help="draw the data and the components (PNG)")
+    fit.set_defaults(func=_cmd_fit)
+
+    sel = sub.add_parser("select", help="choose K and the covariance type by BIC, AIC or ICL")
+    common(sel)
+    sel.add_argument("-k", "--n-components", type=_parse_ks, default=list(range(1, 7)))
+    sel.add_argument(
+        "--covariance-types", type=_parse_types, default=list(COVARIANCE_TYPES), metavar="T,T"
     )
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(func=_demo)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    sel.add_argument("--criterion", choices=["bic", "aic", "icl"], default="bic")
+    sel.add_argument("--out", help="save the best model (.npz)")
+    sel.add_argument("--json", help="write the table as JSON")
+    sel.set_defaults(func=_cmd_select)
+
+    pred = sub.add_parser("predict", help="labels and responsibilities from a saved model")
+    pred.add_argument("model", help="a model file written by --out or jaxem.save")
+    pred.add_argument("data", help="CSV file with a header row")
+    pred.add_argument("--columns", help="comma-separated column names (default: all)")
+    pred.add_argument("--out", help="write the CSV here instead of standard output")
+    pred.set_defaults(func=_cmd_predict)
+
+    demo = sub.add_parser("demo", help="MLE and MAP fits of the bundled Old Faithful data")
+    common(demo, data=False)
+    demo.add_argument("-k", "--n-components", type=int, default=2)
+    demo.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
+    demo.add_argument("--plot", help="draw both fits side by side (PNG)")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0, or 2 for bad input)."""
+    try:
+        args = _parser().parse_args(argv)
+        for option in ("n_init", "max_iter"):
+            if getattr(args, option, 1) < 1:
+                flag = "--" + option.replace("_", "-")
+                raise CommandError(f"{flag} must be >= 1; got {getattr(args, option)}")
+        if getattr(args, "tol", 0.0) < 0 or not math.isfinite(getattr(args, "tol", 0.0)):
+            raise CommandError(f"--tol must be a finite number >= 0; got {args.tol}")
+        return args.func(args)
+    except CommandError as e:
+        print(f"jaxem: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # jaxem's own checks name the argument and the problem
+        message = " ".join(str(e).split())
+        print(f"jaxem: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

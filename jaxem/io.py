@@ -59,6 +59,12 @@ def load(path: str | os.PathLike) -> tuple[Any, Any, Any]:
     Raises ``ValueError`` for a file that is not a jaxem model file (truncated, corrupted,
     foreign) or was written by a newer format version.
     """
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a readable jaxem model file (not an .npz archive)"
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             contents = {key: data[key] for key in data.files}

@@ -23,6 +23,7 @@ as mclust reports NA for fits it finds singular.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -121,6 +122,7 @@ def select(
     n_init: int = 4,
     tol: float = 1e-3,
     max_iter: int = 100,
+    on_cell: Callable[[str, int, float], Any] | None = None,
 ) -> SelectResult:
     """Fit every (covariance type, K) of the grid with :func:`jaxem.fit_restarts` and rank them.
 
@@ -133,6 +135,8 @@ def select(
             ``priorControl()``), or a function ``prior(model, X)``. With a prior the criteria use
             the log-likelihood at the MAP estimate.
         weights, n_init, tol, max_iter: passed to :func:`jaxem.fit_restarts`.
+        on_cell: called after each cell as ``on_cell(covariance_type, K, value)`` (a progress
+            bar, a log line).
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}; got {criterion!r}")
@@ -150,6 +154,8 @@ def select(
             model = GaussianMixture(int(k), cov_type)
             if k > n_rows:
                 table[cov_type][int(k)] = math.nan
+                if on_cell is not None:
+                    on_cell(cov_type, int(k), math.nan)
                 continue
             cell_prior = None
             if prior == "default":
@@ -171,6 +177,8 @@ def select(
                 singular.append((cov_type, int(k)))
                 value = math.nan
             table[cov_type][int(k)] = value
+            if on_cell is not None:
+                on_cell(cov_type, int(k), value)
             if math.isnan(value):
                 continue
             if best is None or value < best[0]:

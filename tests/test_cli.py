@@ -1,20 +1,157 @@
-"""The command line: `jaxem demo` prints the fit of the bundled Old Faithful data."""
+"""The command line, run as a user would: ``python -m jaxem.cli`` in a subprocess."""
 
+import json
 import re
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
+import jaxem
 
-def test_demo_prints_the_old_faithful_fit(faithful):
-    out = subprocess.run(
-        [sys.executable, "-m", "jaxem.cli", "demo"], capture_output=True, text=True, check=True
-    ).stdout
-    loglik = float(re.search(r"log-likelihood (-?[\d.]+)", out).group(1))
+
+def jaxem_cli(*args, cwd=None, check=True):
+    run = subprocess.run(
+        [sys.executable, "-m", "jaxem.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+    if check and run.returncode != 0:
+        raise AssertionError(f"exit {run.returncode}: {run.stderr}")
+    return run
+
+
+def test_demo_prints_mle_and_map_and_draws_the_figure(faithful, tmp_path):
+    out = jaxem_cli("demo", "--plot", tmp_path / "demo.png").stdout
+    mle, map_ = out.split("MAP, default prior")
+    loglik = float(re.search(r"log-likelihood (-?[\d.]+)", mle).group(1))
     sk = SkGaussianMixture(2, tol=1e-10, n_init=5, random_state=0).fit(faithful)
-    np.testing.assert_allclose(loglik, sk.score(faithful) * len(faithful), atol=1e-3)
-    weights = sorted(float(w) for w in re.findall(r"weight ([\d.]+)", out))
+    np.testing.assert_allclose(loglik, sk.score(faithful) * len(faithful), atol=2e-2)
+    weights = sorted(float(w) for w in re.findall(r"^ +\d +([\d.]+)", mle, re.M))
     np.testing.assert_allclose(weights, sorted(sk.weights_), atol=1e-3)
-    assert "converged: True" in out
+    assert "converged: True" in mle and "log-posterior" in map_
+    png = (tmp_path / "demo.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_fit_then_predict_round_trip(faithful, tmp_path):
+    data = tmp_path / "faithful.csv"
+    np.savetxt(data, faithful, delimiter=",", header="eruptions,waiting", comments="")
+    model_file, summary_file = tmp_path / "m.npz", tmp_path / "s.json"
+    out = jaxem_cli(
+        "fit", data, "-k", 2, "--n-init", 2, "--out", model_file, "--json", summary_file, "-q"
+    ).stdout
+    summary = json.loads(summary_file.read_text())
+    assert summary["n_samples"] == 272 and summary["columns"] == ["eruptions", "waiting"]
+    assert f"BIC {summary['bic']:.3f}" in out
+    model, params, prior = jaxem.load(model_file)
+    assert prior is None and model == jaxem.GaussianMixture(2, "full")
+    np.testing.assert_allclose(params.weights, summary["weights"], rtol=1e-6)
+    bic = float(jaxem.bic(model, params, faithful.astype(np.float32)))
+    np.testing.assert_allclose(summary["bic"], bic, rtol=1e-5)
+
+    labels_file = tmp_path / "labels.csv"
+    jaxem_cli("predict", model_file, data, "--out", labels_file)
+    table = np.loadtxt(labels_file, delimiter=",", skiprows=1)
+    assert labels_file.read_text().splitlines()[0] == "label,p0,p1"
+    np.testing.assert_array_equal(table[:, 0], np.asarray(model.predict(params, faithful)))
+    np.testing.assert_allclose(table[:, 1:], model.predict_proba(params, faithful), atol=1e-5)
+
+
+def test_select_prints_the_table_and_saves_the_best(faithful, tmp_path):
+    data = tmp_path / "faithful.csv"
+    np.savetxt(data, faithful, delimiter=",", header="eruptions,waiting", comments="")
+    run = jaxem_cli(
+        "select", data, "-k", "1-3", "--covariance-types", "full,tied", "--n-init", 2,
+        "--out", tmp_path / "best.npz", "--json", tmp_path / "t.json",
+    )  # fmt: skip
+    table = json.loads((tmp_path / "t.json").read_text())
+    best = table["best"]
+    assert set(table["table"]) == {"full", "tied"} and set(table["table"]["full"]) == {
+        "1",
+        "2",
+        "3",
+    }
+    model, _, _ = jaxem.load(tmp_path / "best.npz")
+    assert (model.n_components, model.covariance_type) == (
+        best["n_components"],
+        best["covariance_type"],
+    )
+    assert "BIC (lower is better" in run.stdout and "best: GaussianMixture" in run.stdout
+    assert run.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+BAD_INPUTS = [
+    # (file content or None for a missing file, extra arguments, expected message)
+    (None, [], r"no such file"),
+    ("", [], r"the file is empty"),
+    ("a,b\n", [], r"a header row but no data rows"),
+    ("a,b\n1,2\n3,x\n4,5\n", [], r"line 3, column 'b': 'x' is not a number"),
+    ("a,b\n1,2\n3,\n", [], r"line 3, column 'b': an empty cell"),
+    ("a,b\n1,2\n3,inf\n", [], r"line 3, column 'b': 'inf' is not a finite number"),
+    ("a,b\n1,2\n3\n", [], r"line 3: 1 fields where the header has 2"),
+    ("a,b\n1,2\n3,4\n", [], r"n_components=3 must be <= the number of samples"),
+    ("a,b\n1,2\n3,4\n5,6\n", ["--columns", "a,c"], r"no column 'c' \(the header has: a, b\)"),
+    ("a,b\n1,2\n3,4\n5,6\n", ["--covariance-type", "round"], r"invalid choice: 'round'"),
+    ("a,b\n1,2\n3,4\n5,6\n", ["--n-init", "0"], r"--n-init must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("content, extra, message", BAD_INPUTS)
+def test_bad_input_is_one_line_and_exit_status_2(tmp_path, content, extra, message):
+    data = tmp_path / "data.csv"
+    if content is not None:
+        data.write_text(content)
+    run = jaxem_cli("fit", data, "-k", 3, *extra, check=False)
+    assert run.returncode == 2
+    assert run.stdout == ""
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jaxem: error: "), run.stderr
+    assert re.search(message, lines[0]), lines[0]
+
+
+def test_predict_rejects_a_file_that_is_not_a_model(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n1,2\n3,4\n")
+    for model_file, message in ((data, "not an .npz archive"), (tmp_path / "no.npz", "no such")):
+        run = jaxem_cli("predict", model_file, data, check=False)
+        assert run.returncode == 2 and message in run.stderr
+        assert len(run.stderr.splitlines()) == 1
+
+
+def _run_on_terminal(args, cwd) -> str:
+    """Run the CLI with a pseudo-terminal (100 columns) as stdout and stderr."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child
+        os.chdir(cwd)
+        fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        os.execv(sys.executable, [sys.executable, "-m", "jaxem.cli", *map(str, args)])
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.waitpid(pid, 0)
+    return out.decode(errors="replace")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="pseudo-terminal test")
+def test_progress_bar_on_a_terminal_unless_quiet(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b\n" + "".join(f"{i % 7},{i % 5}\n" for i in range(40)))
+    shown = _run_on_terminal(["fit", "d.csv", "-k", 2, "--n-init", 2], tmp_path)
+    assert "restarts: 100%" in shown and "best of 2 starts" in shown
+    quiet = _run_on_terminal(["fit", "d.csv", "-k", 2, "--n-init", 2, "--quiet"], tmp_path)
+    assert "restarts" not in quiet and "best of 2 starts" in quiet
