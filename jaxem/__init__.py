@@ -17,7 +17,10 @@ The public API:
 - :func:`save` and :func:`load`: fitted models as ``.npz`` files, without pickle;
 - :func:`load_faithful`: the Old Faithful data bundled with the package;
 - :mod:`jaxem.crosscheck`: the same models in NumPyro, to check EM's estimates and objective
-  (imported on first use: it loads NumPyro).
+  (imported on first use: it loads NumPyro);
+- :mod:`jaxem.sklearn` (``from jaxem.sklearn import GaussianMixture``): a scikit-learn
+  estimator (import it explicitly: it needs scikit-learn);
+- :mod:`jaxem.cli`: the ``jaxem`` command line (fit, select, predict, demo).
 """
 
 from jaxem.base import EMModel, FitResult

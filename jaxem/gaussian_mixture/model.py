@@ -58,6 +58,7 @@ from jaxem.validation import (
 
 COVARIANCE_TYPES = {"full": full, "diag": diag, "spherical": spherical, "tied": tied}
 N_LLOYD_ITER = 10
+INIT_METHODS = ("kmeans", "k-means++", "random_from_data")
 
 
 class GaussianMixtureParams(NamedTuple):
@@ -208,15 +209,22 @@ class GaussianMixture:
             params.weights, jnp.broadcast_to(prior.alpha, params.weights.shape)
         ) + self._cov.log_prior(params.means, params.covariances, prior)
 
-    def init(self, key: PRNGKey, X: Any, weights: Any = None) -> GaussianMixtureParams:
-        """k-means++ seeding, a few Lloyd iterations, then an M-step from the hard assignments.
+    def init(
+        self, key: PRNGKey, X: Any, weights: Any = None, *, method: str = "kmeans"
+    ) -> GaussianMixtureParams:
+        """Centres, then an M-step from the hard assignments to the nearest centre.
 
-        Works under ``jit`` and ``vmap``. ``X`` ``(N, D)``, ``weights`` ``(N,)`` or None.
+        ``method``: ``"kmeans"`` (default) k-means++ seeding followed by 10 Lloyd iterations;
+        ``"k-means++"`` the seeds alone (scikit-learn's ``init_params="k-means++"``);
+        ``"random_from_data"`` K distinct samples drawn with probability proportional to their
+        weights. Works under ``jit`` and ``vmap``. ``X`` ``(N, D)``, ``weights`` ``(N,)`` or None.
         """
+        if method not in INIT_METHODS:
+            raise ValueError(f"method must be one of {INIT_METHODS}; got {method!r}")
         X = check_data(X)
         weights = check_weights(weights, X.shape[0], X.dtype)
         self._check_enough_samples(weights)
-        return _init(self, key, X, weights)
+        return _init(self, key, X, weights, method)
 
     def validate(
         self, X: Any, params: GaussianMixtureParams, weights: Any, prior: Any
@@ -379,10 +387,19 @@ def _normalise(log_joint: Array) -> tuple[Array, Array]:
     return e / total, top + jnp.log(total)
 
 
-@partial(jax.jit, static_argnames="model")
-def _init(model: GaussianMixture, key: PRNGKey, X: Array, weights: Array) -> GaussianMixtureParams:
-    centres = kmeans_plusplus(key, X, weights, model.n_components)
-    centres = lloyd(X, weights, centres, N_LLOYD_ITER)
+@partial(jax.jit, static_argnames=("model", "method"))
+def _init(
+    model: GaussianMixture, key: PRNGKey, X: Array, weights: Array, method: str
+) -> GaussianMixtureParams:
+    if method == "random_from_data":
+        rows = jax.random.choice(
+            key, X.shape[0], (model.n_components,), replace=False, p=weights / jnp.sum(weights)
+        )
+        centres = X[rows]
+    else:
+        centres = kmeans_plusplus(key, X, weights, model.n_components)
+    if method == "kmeans":
+        centres = lloyd(X, weights, centres, N_LLOYD_ITER)
     wr = one_hot(nearest(X, centres), model.n_components, weights)
     data = model.prepare(X, weights)
     return model.m_step(model._stats(data, wr, centres - data.centre))

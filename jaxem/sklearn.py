@@ -1,0 +1,218 @@
+"""A scikit-learn estimator over jaxem: ``jaxem.sklearn.GaussianMixture``.
+
+A drop-in for :class:`sklearn.mixture.GaussianMixture` (same parameters, methods and fitted
+attributes) that fits with :func:`jaxem.fit` and adds ``prior`` for MAP estimation::
+
+    from jaxem.sklearn import GaussianMixture
+
+    gm = GaussianMixture(3, covariance_type="full", n_init=4, random_state=0).fit(X)
+    gm.predict(X), gm.score(X), gm.bic(X)
+    GaussianMixture(3, prior="default").fit(X)  # MAP with mclust's default prior
+
+It computes in JAX's precision: float64 when the process has enabled it
+(``jax.config.update("jax_enable_x64", True)``), float32 otherwise; its fitted attributes are
+NumPy arrays of that precision. Importing this module imports scikit-learn, which jaxem itself
+does not need.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from jaxem import gaussian_mixture
+from jaxem.em import fit as em_fit
+from jaxem.model_selection import aic, bic
+from jaxem.priors import GaussianMixturePrior, default_prior
+
+
+def _jax_dtype() -> Any:
+    return jnp.zeros(()).dtype  # float64 with x64 enabled, else float32
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture fitted by EM in JAX, with scikit-learn's interface.
+
+    Parameters:
+        n_components: the number of components K.
+        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+        tol: stop when the mean log-likelihood (or log posterior) per sample improves by less.
+        reg_covar: added to the covariances' diagonal (maximum likelihood only).
+        max_iter: the most EM iterations per start.
+        n_init: random starts; the best final objective is kept.
+        init_params: ``"kmeans"`` (k-means++ and 10 Lloyd iterations), ``"k-means++"`` or
+            ``"random_from_data"``; see :meth:`jaxem.GaussianMixture.init`.
+        random_state: None, an int or a ``numpy.random.RandomState``.
+        prior: None (maximum likelihood), ``"default"`` (MAP with
+            :func:`jaxem.default_prior` of the training data) or a
+            :class:`jaxem.GaussianMixturePrior`.
+
+    Fitted attributes: ``weights_`` ``(K,)``, ``means_`` ``(K, D)``, ``covariances_``,
+    ``precisions_``, ``precisions_cholesky_`` (scikit-learn's shapes per covariance type),
+    ``converged_``, ``n_iter_``, ``lower_bound_`` (the final objective per sample),
+    ``n_features_in_`` and, for data frames, ``feature_names_in_``.
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions({"full", "tied", "diag", "spherical"})],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [StrOptions(set(gaussian_mixture.model.INIT_METHODS))],
+        "random_state": ["random_state"],
+        "prior": [None, StrOptions({"default"}), GaussianMixturePrior],
+    }
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        random_state: Any = None,
+        prior: Any = None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+        self.prior = prior
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any = None) -> GaussianMixture:
+        """Fit by EM from ``n_init`` starts and keep the best. ``X`` ``(n_samples,
+        n_features)``; ``y`` is ignored."""
+        self._validate_params()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{self.n_components}, n_samples = {X.shape[0]}"
+            )
+        model = self._model()
+        Xj = jnp.asarray(X, _jax_dtype())
+        if self.prior == "default":
+            prior = default_prior(model, Xj)
+        else:
+            prior = self.prior
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        keys = jax.random.split(jax.random.key(seed), self.n_init)
+        best = None
+        for key in keys:
+            start = model.init(key, Xj, method=self.init_params)
+            result = em_fit(model, Xj, start, prior=prior, tol=self.tol, max_iter=self.max_iter)
+            objective = float(result.objective)
+            if best is None or objective > best[0] or np.isnan(best[0]):
+                best = (objective, result)
+        result = best[1]
+        # scikit-learn's convention: its stopping rule compares the objectives of the last two
+        # E-steps and still applies the M-step that follows, so the parameters it returns are
+        # one M-step past those of lower_bound_ (never worse, EM being monotone).
+        stats, _ = model.e_step(result.params, Xj, jnp.ones(Xj.shape[0], Xj.dtype))
+        self._store(model.m_step(stats, prior))
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = int(result.n_iter) + 1
+        self.lower_bound_ = float(result.objective) / X.shape[0]
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """``fit(X)`` then the labels of ``X``."""
+        return self.fit(X).predict(X)
+
+    # -- using the fit ---------------------------------------------------------------------
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """:math:`\\log p(x_n)`, ``(n_samples,)``."""
+        model, params, Xj = self._fitted(X)
+        return np.asarray(model.score_samples(params, Xj))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """The mean log-likelihood per sample."""
+        return float(np.mean(self.score_samples(X)))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Responsibilities, ``(n_samples, n_components)``."""
+        model, params, Xj = self._fitted(X)
+        return np.asarray(model.predict_proba(params, Xj))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable component of each sample, ``(n_samples,)``."""
+        model, params, Xj = self._fitted(X)
+        return np.asarray(model.predict(params, Xj))
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """``n_samples`` draws and their components, as scikit-learn: ``(X, y)``."""
+        check_is_fitted(self)
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1; got {n_samples}")
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        X, labels = self._model().sample(jax.random.key(seed), self._params(), n_samples)
+        return np.asarray(X), np.asarray(labels)
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        model, params, Xj = self._fitted(X)
+        return float(bic(model, params, Xj))
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        model, params, Xj = self._fitted(X)
+        return float(aic(model, params, Xj))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _model(self) -> gaussian_mixture.GaussianMixture:
+        return gaussian_mixture.GaussianMixture(
+            int(self.n_components), self.covariance_type, float(self.reg_covar)
+        )
+
+    def _params(self) -> gaussian_mixture.GaussianMixtureParams:
+        return gaussian_mixture.GaussianMixtureParams(
+            jnp.asarray(self.weights_), jnp.asarray(self.means_), jnp.asarray(self.covariances_)
+        )
+
+    def _fitted(self, X: Any):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return self._model(), self._params(), jnp.asarray(X, self.means_.dtype)
+
+    def _store(self, params: gaussian_mixture.GaussianMixtureParams) -> None:
+        self.weights_ = np.asarray(params.weights)
+        self.means_ = np.asarray(params.means)
+        cov = np.asarray(params.covariances)
+        self.covariances_ = cov
+        if self.covariance_type in ("full", "tied"):
+            chol = np.linalg.cholesky(cov)
+            eye = np.broadcast_to(np.eye(cov.shape[-1], dtype=cov.dtype), cov.shape)
+            inv = np.linalg.solve(chol, eye)  # L^{-1}
+            self.precisions_cholesky_ = np.swapaxes(inv, -1, -2)  # U with precision = U U^T
+            self.precisions_ = self.precisions_cholesky_ @ np.swapaxes(
+                self.precisions_cholesky_, -1, -2
+            )
+        else:
+            self.precisions_cholesky_ = 1.0 / np.sqrt(cov)
+            self.precisions_ = 1.0 / cov
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
