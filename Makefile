@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/jaxem demo --plot demo.png
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --nbmake tests notebooks
 
 # Timings against scikit-learn and gmmx (a few minutes); rewrites docs/benchmarks.md.
 bench: $(STAMP)
