@@ -91,7 +91,8 @@ def fit_batch(
             with a leading axis of length B, e.g. ``jax.vmap(default_prior, (None, 0))(model,
             X)``).
         init_params: optional starting parameters with a leading axis B; skips ``model.init``.
-        tol, max_iter: as for :func:`jaxem.fit`, for every member.
+        tol: as for :func:`jaxem.fit`, for every member.
+        max_iter: as for :func:`jaxem.fit`, for every member.
         lanes: how many members iterate side by side (a static size: at most B). A lane whose
             member has converged takes the next waiting member. Default: 256 (or B if smaller),
             the fastest in ``benchmarks/batch.py``.

@@ -213,7 +213,9 @@ def posterior_mode(
     ``jit``.
 
     Args:
-        model, X, prior: as for :func:`jaxem.fit`; ``prior=None`` maximises the likelihood.
+        model: a :class:`jaxem.GaussianMixture`.
+        X: the data ``(N, D)``.
+        prior: as for :func:`jaxem.fit`; ``prior=None`` maximises the likelihood.
         init_params: where the search starts.
         weights: optional sample weights ``(N,)``.
         steps: the largest number of L-BFGS steps.

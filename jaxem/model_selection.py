@@ -128,13 +128,17 @@ def select(
 
     Args:
         X: ``(N, D)``.
-        n_components, covariance_types: the grid.
+        n_components: the grid's numbers of components.
+        covariance_types: the grid's covariance types.
         key: a PRNG key (every cell uses its own fold of it).
         criterion: ``"bic"``, ``"aic"`` or ``"icl"``, lower is better.
         prior: None (MLE), ``"default"`` (:func:`jaxem.default_prior` per cell, as mclust's
             ``priorControl()``), or a function ``prior(model, X)``. With a prior the criteria use
             the log-likelihood at the MAP estimate.
-        weights, n_init, tol, max_iter: passed to :func:`jaxem.fit_restarts`.
+        weights: sample weights ``(N,)``, passed to :func:`jaxem.fit_restarts`.
+        n_init: starts per cell, passed to :func:`jaxem.fit_restarts`.
+        tol: passed to :func:`jaxem.fit_restarts`.
+        max_iter: passed to :func:`jaxem.fit_restarts`.
         on_cell: called after each cell as ``on_cell(covariance_type, K, value)`` (a progress
             bar, a log line).
     """
