@@ -86,7 +86,10 @@ def read_csv(path: str | Path, columns: str | None = None) -> tuple[np.ndarray, 
                 value = float(cell)
             except ValueError:
                 what = "an empty cell" if not cell else f"{cell!r} is not a number"
-                raise CommandError(f"{path}, line {line}, column {header[j]!r}: {what}") from None
+                hint = "" if columns else " (pick numeric columns with --columns)"
+                raise CommandError(
+                    f"{path}, line {line}, column {header[j]!r}: {what}{hint}"
+                ) from None
             if not math.isfinite(value):
                 raise CommandError(
                     f"{path}, line {line}, column {header[j]!r}: {cell!r} is not a finite number"
@@ -395,8 +398,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jaxem")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxem", description="EM for Gaussian mixtures on CSV files")
+    parser.add_argument("--version", action="version", version=f"jaxem {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p, data=True):

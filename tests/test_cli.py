@@ -89,7 +89,7 @@ BAD_INPUTS = [
     (None, [], r"no such file"),
     ("", [], r"the file is empty"),
     ("a,b\n", [], r"a header row but no data rows"),
-    ("a,b\n1,2\n3,x\n4,5\n", [], r"line 3, column 'b': 'x' is not a number"),
+    ("a,b\n1,2\n3,x\n4,5\n", [], r"line 3, column 'b': 'x' is not a number \(pick numeric"),
     ("a,b\n1,2\n3,\n", [], r"line 3, column 'b': an empty cell"),
     ("a,b\n1,2\n3,inf\n", [], r"line 3, column 'b': 'inf' is not a finite number"),
     ("a,b\n1,2\n3\n", [], r"line 3: 1 fields where the header has 2"),
@@ -111,6 +111,11 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path, content, extra, messa
     lines = run.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("jaxem: error: "), run.stderr
     assert re.search(message, lines[0]), lines[0]
+
+
+def test_version():
+    run = jaxem_cli("--version")
+    assert re.fullmatch(r"jaxem \d+\.\d+\.\d+\n", run.stdout)
 
 
 def test_predict_rejects_a_file_that_is_not_a_model(tmp_path):
