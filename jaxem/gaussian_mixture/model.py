@@ -11,8 +11,10 @@ returns the additive statistics (sums over samples of :math:`w_n r_{nk}` times a
     d_k = \\sum_n w_n r_{nk} (x_n - \\mu_k), \\quad
     S_k = \\sum_n w_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top,
 
-taken about the current means :math:`\\mu_k` (the shifted-data algorithm for variances: no
-catastrophic cancellation when the data sit far from the origin). The M-step (maximum likelihood)
+taken about the current means :math:`\\mu_k`. They are computed as two matrix products over
+features of the data centred on its weighted mean, computed once per fit (:meth:`prepare`): the
+log-densities as quadratic-form coefficients times the features, the statistics as the features
+times the responsibilities (see ``docs/gaussian_mixture.md``). The M-step (maximum likelihood)
 is
 
 .. math::
