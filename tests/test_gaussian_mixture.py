@@ -212,3 +212,22 @@ def test_float32_e_step_far_from_the_origin(covariance_type):
     np.testing.assert_allclose(loglik, ref_loglik, rtol=1e-5)
     np.testing.assert_allclose(stats.counts, ref_stats[0], rtol=1e-3, atol=1e-2)
     np.testing.assert_allclose(stats.scatter, ref_stats[3], rtol=2e-3, atol=1e-2 * len(X))
+
+
+def test_init_methods(blobs):
+    """'k-means++' is the M-step from the hard assignments to the k-means++ seeds alone;
+    'random_from_data' starts from K distinct rows; 'kmeans' adds Lloyd iterations."""
+    from jaxem.initialization import kmeans_plusplus
+
+    model = jaxem.GaussianMixture(3, "diag")
+    key, X, w = jax.random.key(5), jnp.asarray(blobs), jnp.ones(len(blobs))
+    seeds = np.asarray(kmeans_plusplus(key, X, w, 3))
+    labels = np.argmin(((blobs[:, None, :] - seeds[None]) ** 2).sum(-1), axis=1)
+    want = np.stack([blobs[labels == k].mean(0) for k in range(3)])
+    np.testing.assert_allclose(model.init(key, X, method="k-means++").means, want, rtol=1e-10)
+    kmeans = model.init(key, X, method="kmeans").means
+    assert not np.allclose(kmeans, want)  # Lloyd moved the centres
+    start = model.init(key, X, method="random_from_data")
+    assert np.all(np.isfinite(np.asarray(start.covariances)))
+    with pytest.raises(ValueError, match="method must be one of"):
+        model.init(key, X, method="forgy")
