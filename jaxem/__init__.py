@@ -14,6 +14,9 @@ The public API:
 - :class:`KMeans` and :class:`KMeansParams`: k-means as hard EM (Lloyd's algorithm);
 - :class:`GaussianMixturePrior` and :func:`default_prior`: conjugate priors, for MAP-EM
   (exact posterior modes);
+- :func:`shard`: data split over devices along its first axis, which :func:`fit`,
+  :func:`fit_batch` and ``init`` then fit data-parallel (see :mod:`jaxem.sharding`; large
+  data is also visited in row blocks, see :mod:`jaxem.chunking`);
 - :func:`save` and :func:`load`: fitted models as ``.npz`` files, without pickle;
 - :func:`load_faithful`: the Old Faithful data bundled with the package;
 - :mod:`jaxem.crosscheck`: the same models in NumPyro, to check EM's estimates and objective
@@ -32,6 +35,7 @@ from jaxem.io import load, save
 from jaxem.kmeans import KMeans, KMeansParams
 from jaxem.model_selection import SelectResult, aic, bic, icl, select
 from jaxem.priors import GaussianMixturePrior, default_prior
+from jaxem.sharding import shard
 
 __version__ = "0.1.0"
 
@@ -64,6 +68,7 @@ __all__ = [
     "fit_restarts",
     "pad",
     "save",
+    "shard",
     "RestartsResult",
     "load_faithful",
 ]

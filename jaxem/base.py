@@ -31,6 +31,12 @@ Optional:
     iteration), a pytree. The drivers call it once, before
     the loop, and pass ``data`` to ``e_step`` in place of ``X``; ``e_step`` should accept either.
 
+``bytes_per_sample(n_features, itemsize) -> int``
+    The E-step's working memory per sample, from which the drivers choose row blocks for large
+    data (see :mod:`jaxem.chunking`); without it the data is one block unless ``chunk_size`` is
+    given. Blocking relies on the statistics being sums over samples: ``e_step`` on a block
+    returns that block's share.
+
 ``validate(X, params, weights, prior) -> (X, params, prior)``
     Checks made before compilation; raises ``ValueError``/``TypeError``; returns the inputs as
     arrays of the data's dtype. Shape checks always

@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
 from jaxem.em import _converged, _fit, _objective, _prepare
+from jaxem.sharding import sample_sharding, split_rows
 from jaxem.validation import (
     as_float_array,
     check_fit_options,
@@ -99,27 +100,40 @@ def fit_batch(
 
     Returns:
         A :class:`jaxem.FitResult` whose every leaf has a leading axis B.
+
+    When ``X`` is a ``jax.Array`` split over devices along its first (batch) axis (see
+    :func:`jaxem.shard`), every device fits its own members, ``lanes`` at a time, and the
+    result is split the same way; B must be a multiple of the number of devices.
     """
     check_fit_options(tol, max_iter)
+    layout = sample_sharding(X)
     X, weights, prior, prior_batched = _check_batch(model, X, weights, prior)
     n_members = X.shape[0]
     if lanes is None:
         lanes = DEFAULT_LANES
     if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1:
         raise ValueError(f"lanes must be an integer >= 1; got {lanes!r}")
-    lanes = int(min(lanes, n_members))
-    if init_params is None:
-        keys = jax.random.split(key, n_members)
-        init_params = _init_batch(model, keys, X, weights, lanes)
-    else:
+    n_local = n_members // (1 if layout is None else layout.n_shards)
+    lanes = int(min(lanes, n_local))
+    tol = jnp.asarray(tol, X.dtype)
+    if prior is not None and not prior_batched:
+        prior = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_members,) + a.shape), prior)
+    if init_params is not None:
         init_params = jax.vmap(lambda x, p, w: model.validate(x, p, w, None)[1])(
             X, init_params, weights
         )
-    if prior is not None and not prior_batched:
-        prior = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_members,) + a.shape), prior)
-    return _fit_lanes(
-        model, X, weights, init_params, prior, jnp.asarray(tol, X.dtype), max_iter, lanes
-    )
+
+    def init_and_fit(tol, keys, X, weights, init_params, prior):
+        if init_params is None:
+            init_params = _init_batch(model, keys, X, weights, lanes)
+        return _fit_lanes(model, X, weights, init_params, prior, tol, max_iter, lanes)
+
+    args = (jax.random.split(key, n_members), X, weights, init_params, prior)
+    if layout is None:
+        return init_and_fit(tol, *args)
+    # every device fits its own members: nothing crosses between devices
+    args = jax.tree.map(layout.place, args)
+    return split_rows(init_and_fit, layout, n_replicated=1)(tol, *args)
 
 
 @partial(jax.jit, static_argnames=("model", "lanes"))

@@ -28,6 +28,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxem.base import Array, EMModel, FitResult, Params, Prior
+from jaxem.chunking import (
+    block_rows,
+    block_sum,
+    check_chunk_size,
+    model_bytes_per_sample,
+    zero_unweighted,
+)
+from jaxem.sharding import SampleSharding, local_then_psum, per_device, sample_sharding
 from jaxem.validation import check_fit_options, check_weights
 
 
@@ -40,6 +48,7 @@ def fit(
     weights: Any = None,
     tol: float = 1e-3,
     max_iter: int = 100,
+    chunk_size: int | None = None,
 ) -> FitResult:
     """Run EM from ``params`` until the objective stops improving.
 
@@ -55,12 +64,23 @@ def fit(
         tol: stop when the change of the objective divided by the total sample weight is
             strictly below ``tol``; ``tol=0`` runs exactly ``max_iter`` M-steps.
         max_iter: the largest number of M-steps (static: it fixes the length of ``history``).
+        chunk_size: the E-step visits the data in blocks of this many rows (per device),
+            summing their statistics, so that memory stays bounded for large N; None chooses
+            from the model's working memory per sample (one block up to 256 MiB, see
+            :mod:`jaxem.chunking`). The result is the same up to rounding.
 
     Returns:
         A :class:`FitResult`. Works under ``jax.jit`` and ``jax.vmap``; under ``vmap`` every
         member stops at its own iteration.
+
+    When ``X`` is a ``jax.Array`` whose rows are split over several devices (a
+    ``NamedSharding`` on the first axis, e.g. from :func:`jaxem.shard`), every device computes
+    the statistics of its own rows and they are summed across devices (see
+    :mod:`jaxem.sharding`).
     """
     check_fit_options(tol, max_iter)
+    chunk_size = check_chunk_size(chunk_size)
+    layout = sample_sharding(X)
     validate = getattr(model, "validate", None)
     if validate is not None:
         X, params, prior = validate(X, params, weights, prior)
@@ -73,7 +93,13 @@ def fit(
         raise TypeError(
             f"{type(model).__name__} has no log_prior: it cannot be fitted with a prior"
         )
-    return _fit(model, X, params, prior, weights, jnp.asarray(tol, weights.dtype), max_iter)
+    n_local = n_samples
+    if layout is not None:
+        n_local //= layout.n_shards
+        weights = layout.place(weights)
+    block = block_rows(n_local, model_bytes_per_sample(model, X), chunk_size)
+    tol = jnp.asarray(tol, weights.dtype)
+    return _fit(model, X, params, prior, weights, tol, max_iter, block, layout)
 
 
 def _objective(model: EMModel, params: Params, loglik: Array, prior: Prior | None) -> Array:
@@ -93,7 +119,35 @@ def _converged(objective: Array, previous: Array, total_weight: Array, tol: Arra
     return jnp.abs(objective - previous) / total_weight < tol
 
 
-@partial(jax.jit, static_argnames=("model", "max_iter"))
+def _e_pass(model: EMModel, X: Array, weights: Array, block: int | None, layout):
+    """``(data, e_step)``: the data as computed once per fit, and ``e_step(params, data) ->
+    (stats, loglik)`` over all samples: in row blocks of ``block`` rows (None: one block, with
+    the model's ``prepare`` done once), and on every device's rows with the sums added across
+    devices when ``layout`` is a :class:`~jaxem.sharding.SampleSharding`."""
+
+    def prepare(X, weights):
+        if block is None:
+            return _prepare(model, zero_unweighted(X, weights), weights), weights
+        return X, weights
+
+    def e_step(params, data):
+        if block is None:
+            return model.e_step(params, *data)
+
+        def one_block(X_b, w_b):
+            return model.e_step(params, _prepare(model, X_b, w_b), w_b)
+
+        return block_sum(one_block, *data, block)
+
+    if layout is None:
+        return prepare(X, weights), e_step
+    data = per_device(prepare, layout)(X, weights)
+    return data, local_then_psum(
+        lambda params, data: e_step(params, jax.tree.map(lambda a: a[0], data)), layout, 1
+    )
+
+
+@partial(jax.jit, static_argnames=("model", "max_iter", "block", "layout"))
 def _fit(
     model: EMModel,
     X: Array,
@@ -102,13 +156,13 @@ def _fit(
     weights: Array,
     tol: Array,
     max_iter: int,
+    block: int | None = None,
+    layout: SampleSharding | None = None,
 ) -> FitResult:
-    keep = (weights > 0).reshape((-1,) + (1,) * (X.ndim - 1))
-    X = jnp.where(keep, X, jnp.zeros((), X.dtype))
     total_weight = jnp.sum(weights)
-    data = _prepare(model, X, weights)
+    data, e_step = _e_pass(model, X, weights, block, layout)
 
-    stats, loglik = model.e_step(params, data, weights)
+    stats, loglik = e_step(params, data)
     objective = _objective(model, params, loglik, prior)
     history = jnp.full((max_iter,), jnp.nan, objective.dtype)
     state = (jnp.asarray(0, jnp.int32), params, stats, objective, jnp.asarray(False), history)
@@ -120,7 +174,7 @@ def _fit(
     def body(state):
         i, _, stats, previous, _, history = state
         params = model.m_step(stats, prior)
-        stats, loglik = model.e_step(params, data, weights)
+        stats, loglik = e_step(params, data)
         objective = _objective(model, params, loglik, prior)
         converged = _converged(objective, previous, total_weight, tol)
         return i + 1, params, stats, objective, converged, history.at[i].set(objective)

@@ -12,6 +12,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jaxem.chunking import block_sum
+
 Array = jax.Array
 
 
@@ -75,7 +77,9 @@ def _draw(key: Array, p: Array, shape: tuple[int, ...] = ()) -> Array:
     return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), last)
 
 
-def kmeans_plusplus(key: Array, X: Array, weights: Array, n_clusters: int) -> Array:
+def kmeans_plusplus(
+    key: Array, X: Array, weights: Array, n_clusters: int, block: int | None = None
+) -> Array:
     """Greedy k-means++ seeding (Arthur and Vassilvitskii 2007), with sample weights.
 
     The first centre is drawn with probability proportional to :math:`w_n`; each next one among
@@ -88,6 +92,8 @@ def kmeans_plusplus(key: Array, X: Array, weights: Array, n_clusters: int) -> Ar
         X: ``(n_samples, n_features)``.
         weights: ``(n_samples,)``, non-negative, not all zero.
         n_clusters: the number of centres K (static).
+        block: the candidates' potentials are summed over row blocks of this many rows
+            (static; None: all rows at once), see :mod:`jaxem.chunking`.
 
     Returns:
         ``(n_clusters, n_features)`` centres, rows of ``X``.
@@ -104,21 +110,27 @@ def kmeans_plusplus(key: Array, X: Array, weights: Array, n_clusters: int) -> Ar
         potential = weights * closest
         # With every weighted row already a centre (duplicates), draw by weight alone.
         p = jnp.where(jnp.sum(potential) > 0, potential, weights)
-        candidates = _draw(sub, p, (n_trials,))
-        dist = squared_distances(X, X[candidates])  # (n_trials, N)
-        new_closest = jnp.minimum(closest, dist)
-        best = jnp.argmin(new_closest @ weights)
-        return centres.at[k].set(X[candidates[best]]), new_closest[best], key
+        trials = X[_draw(sub, p, (n_trials,))]
+
+        def potentials(X_b, w_b, closest_b):
+            return jnp.minimum(closest_b, squared_distances(X_b, trials)) @ w_b  # (n_trials,)
+
+        chosen = trials[jnp.argmin(block_sum(potentials, X, weights, block, (closest,)))]
+        closest = jnp.minimum(closest, jnp.sum((X - chosen) ** 2, axis=-1))
+        return centres.at[k].set(chosen), closest, key
 
     centres, _, _ = jax.lax.fori_loop(1, n_clusters, add_centre, (centres, closest, key))
     return centres
 
 
-def lloyd(X: Array, weights: Array, centres: Array, n_iter: int) -> Array:
+def lloyd(X: Array, weights: Array, centres: Array, n_iter: int, block: int | None = None) -> Array:
     """``n_iter`` weighted Lloyd iterations; a cluster left empty keeps its centre.
 
     Args:
         X: ``(n_samples, n_features)``; weights: ``(n_samples,)``; centres: ``(K, n_features)``.
+        n_iter: the number of iterations (static).
+        block: the cluster sums are taken over row blocks of this many rows (static; None: all
+            rows at once), see :mod:`jaxem.chunking`.
 
     Returns:
         The centres after ``n_iter`` assignment/update steps, ``(K, n_features)``.
@@ -126,9 +138,11 @@ def lloyd(X: Array, weights: Array, centres: Array, n_iter: int) -> Array:
     n_clusters = centres.shape[0]
 
     def step(_, centres):
-        wr = one_hot(nearest(X, centres), n_clusters, weights)
-        counts = jnp.sum(wr, axis=1)
-        sums = cluster_sums(X, wr)
+        def sums(X_b, w_b):
+            wr = one_hot(nearest(X_b, centres), n_clusters, w_b)
+            return jnp.sum(wr, axis=1), cluster_sums(X_b, wr)
+
+        counts, sums = block_sum(sums, X, weights, block)
         safe = jnp.where(counts > 0, counts, 1.0)
         return jnp.where(counts[:, None] > 0, sums / safe[:, None], centres)
 

@@ -218,4 +218,6 @@ def test_degenerate_data_stays_finite_with_default_prior(dtype, covariance_type)
             assert result.params.means.dtype == dtype
             h = np.asarray(result.history, dtype=np.float64)
             rtol = 1e-4 if dtype == jnp.float32 else 1e-9
-            assert np.all(np.diff(h) >= -rtol * np.abs(h[1:]))
+            # rounding is relative to the terms summed (about a nat per sample), not to their
+            # sum, which can be near zero
+            assert np.all(np.diff(h) >= -rtol * (np.abs(h[1:]) + X.shape[0]))

@@ -47,9 +47,11 @@ import numpy as np
 
 from jaxem import priors
 from jaxem.base import Array, PRNGKey
+from jaxem.chunking import block_rows, block_sum, check_chunk_size, model_bytes_per_sample
 from jaxem.gaussian_mixture import diag, full, spherical, tied
 from jaxem.initialization import kmeans_plusplus, lloyd, nearest, one_hot
 from jaxem.priors import GaussianMixturePrior, check_prior
+from jaxem.sharding import as_auto, sample_sharding
 from jaxem.validation import (
     as_float_array,
     check_data,
@@ -146,11 +148,18 @@ class GaussianMixture:
         """The data as the E-step uses it, computed once per fit: the weighted mean ``centre``
         ``(D,)`` and ``features`` ``(Q + D, N)``, the quadratic features of the centred data
         stacked on the centred data (see :mod:`jaxem.gaussian_mixture.full`)."""
-        centre = (weights @ X) / jnp.sum(weights)
+        total = jnp.sum(weights)
+        centre = (weights @ X) / jnp.where(total > 0, total, 1)  # a block may hold no weight
         centred = (X - centre).T
         return GaussianMixtureData(
             centre, jnp.concatenate([self._cov.squares(centred), centred], axis=0)
         )
+
+    def bytes_per_sample(self, n_features: int, itemsize: int) -> int:
+        """The E-step's working memory per sample: the features, the centred row and about
+        four ``(K,)`` arrays (log joint, its exponent, responsibilities, weighted ones)."""
+        q = self._cov.squares(jnp.zeros((n_features, 1))).shape[0]
+        return itemsize * (q + 2 * n_features + 4 * self.n_components)
 
     def e_step(
         self, params: GaussianMixtureParams, X: Array | GaussianMixtureData, weights: Array
@@ -212,7 +221,13 @@ class GaussianMixture:
         ) + self._cov.log_prior(params.means, params.covariances, prior)
 
     def init(
-        self, key: PRNGKey, X: Any, weights: Any = None, *, method: str = "kmeans"
+        self,
+        key: PRNGKey,
+        X: Any,
+        weights: Any = None,
+        *,
+        method: str = "kmeans",
+        chunk_size: int | None = None,
     ) -> GaussianMixtureParams:
         """Centres, then an M-step from the hard assignments to the nearest centre.
 
@@ -220,13 +235,23 @@ class GaussianMixture:
         ``"k-means++"`` the seeds alone (scikit-learn's ``init_params="k-means++"``);
         ``"random_from_data"`` K distinct samples drawn with probability proportional to their
         weights. Works under ``jit`` and ``vmap``. ``X`` ``(N, D)``, ``weights`` ``(N,)`` or None.
+
+        ``chunk_size``: distances and statistics are summed over row blocks of this many rows,
+        as in :func:`jaxem.fit` (None: chosen from N, K, D and the dtype). Data split over
+        devices (see :mod:`jaxem.sharding`) is left to XLA's partitioner, in one block.
         """
         if method not in INIT_METHODS:
             raise ValueError(f"method must be one of {INIT_METHODS}; got {method!r}")
+        chunk_size = check_chunk_size(chunk_size)
+        layout = sample_sharding(X)
         X = check_data(X)
         weights = check_weights(weights, X.shape[0], X.dtype)
         self._check_enough_samples(weights)
-        return _init(self, key, X, weights, method)
+        if layout is None:
+            block = block_rows(X.shape[0], model_bytes_per_sample(self, X), chunk_size)
+        else:
+            X, block = as_auto(X), None
+        return _init(self, key, X, weights, method, block)
 
     def validate(
         self, X: Any, params: GaussianMixtureParams, weights: Any, prior: Any
@@ -389,9 +414,14 @@ def _normalise(log_joint: Array) -> tuple[Array, Array]:
     return e / total, top + jnp.log(total)
 
 
-@partial(jax.jit, static_argnames=("model", "method"))
+@partial(jax.jit, static_argnames=("model", "method", "block"))
 def _init(
-    model: GaussianMixture, key: PRNGKey, X: Array, weights: Array, method: str
+    model: GaussianMixture,
+    key: PRNGKey,
+    X: Array,
+    weights: Array,
+    method: str,
+    block: int | None = None,
 ) -> GaussianMixtureParams:
     if method == "random_from_data":
         rows = jax.random.choice(
@@ -399,9 +429,13 @@ def _init(
         )
         centres = X[rows]
     else:
-        centres = kmeans_plusplus(key, X, weights, model.n_components)
+        centres = kmeans_plusplus(key, X, weights, model.n_components, block)
     if method == "kmeans":
-        centres = lloyd(X, weights, centres, N_LLOYD_ITER)
-    wr = one_hot(nearest(X, centres), model.n_components, weights)
-    data = model.prepare(X, weights)
-    return model.m_step(model._stats(data, wr, centres - data.centre))
+        centres = lloyd(X, weights, centres, N_LLOYD_ITER, block)
+
+    def stats(X_b, w_b):
+        wr = one_hot(nearest(X_b, centres), model.n_components, w_b)
+        data = model.prepare(X_b, w_b)
+        return model._stats(data, wr, centres - data.centre)
+
+    return model.m_step(block_sum(stats, X, weights, block))

@@ -1,0 +1,109 @@
+"""Row blocks: sums over samples computed a block at a time, so that memory stays bounded.
+
+Everything EM reads from the data is a sum over samples (the E-step's statistics, the
+log-likelihood, k-means' cluster sums), so a pass over the data can visit it in blocks of
+``chunk_size`` rows and add up the blocks' sums: an ``(N, K)`` or ``(K, N)`` array is then never
+held whole, only ``(chunk_size, K)`` ones. The result equals the one-block pass up to the
+rounding of a different order of summation.
+
+The block size is chosen from the working memory a model needs per sample
+(``model.bytes_per_sample(n_features, itemsize)``, an optional part of the contract in
+:mod:`jaxem.base`): no blocks while the whole pass needs at most :data:`UNBLOCKED_BYTES`,
+otherwise blocks of about :data:`BLOCK_BYTES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+UNBLOCKED_BYTES = 256 * 2**20
+BLOCK_BYTES = 32 * 2**20
+MIN_BLOCK = 1024
+
+
+def check_chunk_size(chunk_size: Any) -> int | None:
+    """``None`` (automatic) or an integer >= 1."""
+    if chunk_size is None:
+        return None
+    if (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, (int, np.integer))
+        or chunk_size < 1
+    ):
+        raise ValueError(f"chunk_size must be None or an integer >= 1; got {chunk_size!r}")
+    return int(chunk_size)
+
+
+def block_rows(
+    n_rows: int, bytes_per_sample: int | None, chunk_size: int | None = None
+) -> int | None:
+    """The rows per block for a pass over ``n_rows`` samples, or None for one block.
+
+    Args:
+        n_rows: the rows the pass visits (on one device).
+        bytes_per_sample: the pass's working memory per sample; None when unknown (one block).
+        chunk_size: the caller's choice, which wins; None chooses from ``bytes_per_sample``.
+    """
+    if chunk_size is None:
+        if bytes_per_sample is None or n_rows * bytes_per_sample <= UNBLOCKED_BYTES:
+            return None
+        chunk_size = max(MIN_BLOCK, BLOCK_BYTES // bytes_per_sample)
+    return None if chunk_size >= n_rows else int(chunk_size)
+
+
+def model_bytes_per_sample(model: Any, X: Array) -> int | None:
+    """``model.bytes_per_sample(n_features, itemsize)`` when the model provides it."""
+    estimate = getattr(model, "bytes_per_sample", None)
+    if estimate is None or X.ndim != 2:
+        return None
+    return int(estimate(X.shape[1], jnp.dtype(X.dtype).itemsize))
+
+
+def block_sum(
+    fn: Callable[..., Any],
+    X: Array,
+    weights: Array,
+    block: int | None,
+    rows: tuple[Array, ...] = (),
+) -> Any:
+    """:math:`\\sum_b` ``fn(X_b, weights_b, *rows_b)`` over row blocks of ``block`` rows.
+
+    ``fn`` must return a pytree of sums over the rows it is given, in which rows of weight zero
+    count for nothing. Rows of weight zero are replaced by zeros before ``fn`` sees them. The
+    last block is the last ``block`` rows, its rows already seen given weight zero, so every
+    block has one shape and no padded copy of ``X`` is made.
+
+    Args:
+        fn: ``(X_b (block, ...), weights_b (block,), *rows_b) -> pytree``.
+        X: ``(n_samples, ...)``; weights: ``(n_samples,)``.
+        block: rows per block (static); None for a single call on all rows.
+        rows: more arrays ``(n_samples, ...)`` cut into the same blocks.
+    """
+    if block is None or block >= X.shape[0]:
+        return fn(zero_unweighted(X, weights), weights, *rows)
+    n = X.shape[0]
+    n_blocks = -(-n // block)
+
+    def one(i):
+        start = jnp.minimum(i * block, n - block)
+        cut = [jax.lax.dynamic_slice_in_dim(a, start, block) for a in (X, weights, *rows)]
+        w = jnp.where(start + jnp.arange(block) >= i * block, cut[1], jnp.zeros((), cut[1].dtype))
+        return fn(zero_unweighted(cut[0], w), w, *cut[2:])
+
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(one, 0))
+    return jax.lax.fori_loop(
+        0, n_blocks, lambda i, total: jax.tree.map(jnp.add, total, one(i)), zeros
+    )
+
+
+def zero_unweighted(X: Array, weights: Array) -> Array:
+    """``X`` with its rows of weight zero replaced by zeros."""
+    keep = (weights > 0).reshape((-1,) + (1,) * (X.ndim - 1))
+    return jnp.where(keep, X, jnp.zeros((), X.dtype))

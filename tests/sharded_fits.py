@@ -1,0 +1,80 @@
+"""Run by tests/test_sharding.py in a fresh process with four host devices: fits of data split
+over devices against the same fits on one device. Prints one JSON object of differences."""
+
+import json
+import os
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+
+import numpy as np  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
+
+import jaxem  # noqa: E402
+from jaxem import GaussianMixture  # noqa: E402
+
+
+def gap(a, b):
+    return max(
+        float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+
+def main():
+    out = {"devices": jax.device_count()}
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (600, 3)), rng.normal(3, 0.5, (400, 3))])
+    w = rng.uniform(0.5, 2.0, X.shape[0])
+    w[::9] = 0.0
+    auto = jaxem.shard(X)
+    explicit = jax.device_put(
+        X, NamedSharding(jax.make_mesh((4,), ("rows",)), PartitionSpec("rows"))
+    )
+    for covariance_type in ("full", "diag", "spherical", "tied"):
+        model = GaussianMixture(2, covariance_type)
+        start = model.init(jax.random.key(0), X, w)
+        out[f"init {covariance_type}"] = gap(model.init(jax.random.key(0), auto, w), start)
+        one = jaxem.fit(model, X, start, weights=w, tol=1e-8)
+        for name, data, chunk in (
+            ("auto", auto, None),
+            ("explicit", explicit, None),
+            ("blocks", auto, 70),
+        ):
+            many = jaxem.fit(model, data, start, weights=w, tol=1e-8, chunk_size=chunk)
+            out[f"{covariance_type} {name}"] = {
+                "n_iter": [int(one.n_iter), int(many.n_iter)],
+                "objective": abs(float(one.objective) - float(many.objective)),
+                "params": gap(one.params, many.params),
+            }
+        prior = jaxem.default_prior(model, X)
+        one = jaxem.fit(model, X, start, weights=w, prior=prior, tol=1e-8)
+        many = jaxem.fit(model, auto, start, weights=w, prior=prior, tol=1e-8)
+        out[f"{covariance_type} map"] = {
+            "n_iter": [int(one.n_iter), int(many.n_iter)],
+            "objective": abs(float(one.objective) - float(many.objective)),
+            "params": gap(one.params, many.params),
+        }
+    try:
+        jaxem.fit(GaussianMixture(2), jaxem.shard(X[:998]), start)
+    except ValueError as err:
+        out["uneven"] = str(err)
+
+    batch = np.stack([X[i * 100 : (i + 1) * 100] for i in range(8)])
+    model = GaussianMixture(2, "full")
+    one = jaxem.fit_batch(model, jax.random.key(1), batch, lanes=2)
+    many = jaxem.fit_batch(model, jax.random.key(1), jaxem.shard(batch), lanes=2)
+    out["batch"] = {
+        "n_iter": [one.n_iter.tolist(), many.n_iter.tolist()],
+        "objective": float(np.max(np.abs(one.objective - many.objective))),
+        "params": gap(one.params, many.params),
+        "sharding": str(many.objective.sharding.spec),
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Data split over four (host) devices gives the one-device fit: float64, within 1e-9, same
+n_iter. The device count is fixed when JAX starts, so the fits run in a fresh process
+(tests/sharded_fits.py)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import COVARIANCE_TYPES
+
+
+@pytest.fixture(scope="module")
+def report():
+    script = Path(__file__).with_name("sharded_fits.py")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_four_devices(report):
+    assert report["devices"] == 4
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("layout", ["auto", "explicit", "blocks", "map"])
+def test_sharded_fit_equals_one_device(report, covariance_type, layout):
+    r = report[f"{covariance_type} {layout}"]
+    assert r["n_iter"][0] == r["n_iter"][1]
+    assert r["objective"] < 1e-9
+    assert r["params"] < 1e-9
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_sharded_init_equals_one_device(report, covariance_type):
+    assert report[f"init {covariance_type}"] < 1e-9
+
+
+def test_uneven_split_is_refused(report):
+    assert "998 rows, not a multiple of the 4 devices" in report["uneven"]
+
+
+def test_sharded_batch_equals_one_device(report):
+    r = report["batch"]
+    assert r["n_iter"][0] == r["n_iter"][1]
+    assert r["objective"] < 1e-9
+    assert r["params"] < 1e-9
+    assert "data" in r["sharding"]
