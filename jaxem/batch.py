@@ -21,10 +21,12 @@ from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
 from jaxem.em import _converged, _fit, _objective, _prepare
 from jaxem.sharding import sample_sharding, split_rows
 from jaxem.validation import (
+    all_finite,
     as_float_array,
     check_fit_options,
     check_weight_values,
     check_weights,
+    host_values,
     is_concrete,
 )
 
@@ -158,8 +160,9 @@ def _check_batch(model, X, weights, prior):
             f"X must be a batch of datasets, e.g. (B, n_samples, n_features); got shape {X.shape}"
         )
     n_members, n_samples = X.shape[:2]
-    if is_concrete(X) and not np.all(np.isfinite(np.asarray(X))):
-        bad = int(np.argmax(~np.all(np.isfinite(np.asarray(X)).reshape(n_members, -1), axis=1)))
+    if is_concrete(X) and not all_finite(X):
+        finite = np.all(np.isfinite(host_values(X)).reshape(n_members, -1), axis=1)
+        bad = int(np.argmax(~finite))
         raise ValueError(f"X contains NaN or inf (first in member {bad}); values must be finite")
     if weights is None:
         weights = jnp.ones((n_members, n_samples), X.dtype)

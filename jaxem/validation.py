@@ -19,6 +19,28 @@ def is_concrete(*trees: Any) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))
 
 
+@jax.jit
+def _all_finite(a: jax.Array) -> jax.Array:
+    return jnp.all(jnp.isfinite(a))
+
+
+def all_finite(a: Any) -> bool:
+    """Whether every value is finite; for data split over devices (or hosts) the reduction
+    runs where the data lives, so no copy of it comes to the host."""
+    if isinstance(a, jax.Array) and len(a.sharding.device_set) > 1:
+        return bool(_all_finite(a))
+    return bool(np.all(np.isfinite(np.asarray(a))))
+
+
+def host_values(a: Any) -> np.ndarray:
+    """``a`` as NumPy on this host, gathered from every process when it spans several."""
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return np.asarray(a)
+
+
 def as_float_array(x: Any, name: str) -> jax.Array:
     """``x`` as a JAX array of a floating dtype (integers and bools become the default float)."""
     if isinstance(x, (str, bytes)) or x is None:
@@ -43,7 +65,7 @@ def check_data(X: Any, name: str = "X") -> jax.Array:
         )
     if X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"{name} must have at least one sample and one feature; got {X.shape}")
-    if is_concrete(X) and not np.all(np.isfinite(np.asarray(X))):
+    if is_concrete(X) and not all_finite(X):
         raise ValueError(f"{name} contains NaN or inf; every value must be finite")
     return X
 
@@ -64,7 +86,7 @@ def check_weights(weights: Any, n_samples: int, dtype: Any) -> jax.Array:
 
 def check_weight_values(weights: jax.Array) -> np.ndarray:
     """Concrete weights (any shape) finite and non-negative; returns them as NumPy."""
-    v = np.asarray(weights)
+    v = host_values(weights)
     if not np.all(np.isfinite(v)):
         raise ValueError("weights contains NaN or inf; every weight must be finite")
     if np.any(v < 0):
@@ -76,7 +98,7 @@ def n_weighted_samples(weights: jax.Array) -> int | None:
     """The number of rows with positive weight, or None when the weights are traced."""
     if not is_concrete(weights):
         return None
-    return int(np.count_nonzero(np.asarray(weights) > 0))
+    return int(np.count_nonzero(host_values(weights) > 0))
 
 
 def check_fit_options(tol: Any, max_iter: Any) -> None:

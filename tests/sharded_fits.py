@@ -63,6 +63,14 @@ def main():
     except ValueError as err:
         out["uneven"] = str(err)
 
+    bad = X.copy()
+    bad[997, 1] = np.nan
+    out["nan"] = "accepted"
+    try:
+        jaxem.fit(GaussianMixture(2), jaxem.shard(bad[4:]), start)
+    except ValueError as err:
+        out["nan"] = str(err)
+
     batch = np.stack([X[i * 100 : (i + 1) * 100] for i in range(8)])
     model = GaussianMixture(2, "full")
     one = jaxem.fit_batch(model, jax.random.key(1), batch, lanes=2)

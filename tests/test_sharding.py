@@ -45,6 +45,11 @@ def test_uneven_split_is_refused(report):
     assert "998 rows, not a multiple of the 4 devices" in report["uneven"]
 
 
+def test_nan_in_split_data_is_refused(report):
+    """The finiteness check runs on the devices (no copy of the data to the host)."""
+    assert "NaN or inf" in report["nan"]
+
+
 def test_sharded_batch_equals_one_device(report):
     r = report["batch"]
     assert r["n_iter"][0] == r["n_iter"][1]
