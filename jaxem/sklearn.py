@@ -17,6 +17,7 @@ does not need.
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 from typing import Any
 
@@ -24,11 +25,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from jaxem import gaussian_mixture
+from jaxem.base import FitResult
 from jaxem.em import fit as em_fit
 from jaxem.model_selection import aic, bic
 from jaxem.priors import GaussianMixturePrior, default_prior
@@ -36,6 +40,15 @@ from jaxem.priors import GaussianMixturePrior, default_prior
 
 def _jax_dtype() -> Any:
     return jnp.zeros(()).dtype  # float64 with x64 enabled, else float32
+
+
+def _start(model: gaussian_mixture.GaussianMixture, X: jax.Array, resp: np.ndarray):
+    """The maximum-likelihood M-step from responsibilities ``resp`` ``(N, K)``."""
+    wr = jnp.asarray(resp.T, X.dtype)  # (K, N)
+    data = model.prepare(X, jnp.ones(X.shape[0], X.dtype))
+    counts = jnp.maximum(jnp.sum(wr, axis=1), jnp.finfo(X.dtype).tiny)
+    offsets = (wr @ X) / counts[:, None] - data.centre  # about the responsibilities' means
+    return model.m_step(model._stats(data, wr, offsets))
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -48,9 +61,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         reg_covar: added to the covariances' diagonal (maximum likelihood only).
         max_iter: the most EM iterations per start.
         n_init: random starts; the best final objective is kept.
-        init_params: ``"kmeans"`` (k-means++ and 10 Lloyd iterations), ``"k-means++"`` or
-            ``"random_from_data"``; see :meth:`jaxem.GaussianMixture.init`.
-        random_state: None, an int or a ``numpy.random.RandomState``.
+        init_params: how each start's responsibilities are drawn, exactly as scikit-learn
+            draws them (its ``KMeans`` with ``n_init=1``, ``kmeans_plusplus``, its random
+            state's ``choice`` or ``uniform``): ``"kmeans"``, ``"k-means++"``,
+            ``"random_from_data"`` or ``"random"``. The first M-step and EM then run in JAX.
+        random_state: None, an int or a ``numpy.random.RandomState``; with the same one as a
+            scikit-learn ``GaussianMixture``, the starts are that estimator's starts.
         prior: None (maximum likelihood), ``"default"`` (MAP with
             :func:`jaxem.default_prior` of the training data) or a
             :class:`jaxem.GaussianMixturePrior`.
@@ -68,7 +84,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "reg_covar": [Interval(Real, 0.0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
-        "init_params": [StrOptions(set(gaussian_mixture.model.INIT_METHODS))],
+        "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data"})],
         "random_state": ["random_state"],
         "prior": [None, StrOptions({"default"}), GaussianMixturePrior],
     }
@@ -114,12 +130,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             prior = default_prior(model, Xj)
         else:
             prior = self.prior
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        keys = jax.random.split(jax.random.key(seed), self.n_init)
+        random_state = check_random_state(self.random_state)
         best = None
-        for key in keys:
-            start = model.init(key, Xj, method=self.init_params)
-            result = em_fit(model, Xj, start, prior=prior, tol=self.tol, max_iter=self.max_iter)
+        for _ in range(self.n_init):
+            start = _start(model, Xj, self._responsibilities(X, random_state))
+            result = self._em(model, Xj, start, prior)
             objective = float(result.objective)
             if best is None or objective > best[0] or np.isnan(best[0]):
                 best = (objective, result)
@@ -130,13 +145,49 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         stats, _ = model.e_step(result.params, Xj, jnp.ones(Xj.shape[0], Xj.dtype))
         self._store(model.m_step(stats, prior))
         self.converged_ = bool(result.converged)
+        if not self.converged_:
+            warnings.warn(
+                f"the best of {self.n_init} start(s) did not converge in max_iter="
+                f"{self.max_iter} iterations (tol={self.tol}); raise max_iter or tol",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         self.n_iter_ = int(result.n_iter) + 1
         self.lower_bound_ = float(result.objective) / X.shape[0]
         return self
 
+    def _em(self, model, X, start, prior) -> FitResult:
+        """EM from ``start`` stopped where scikit-learn stops: its iteration ``n`` evaluates
+        the parameters of ``n - 1`` M-steps, then takes the n-th M-step (which ``fit`` above
+        applies), so ``max_iter`` M-steps in all."""
+        if self.max_iter > 1:
+            return em_fit(model, X, start, prior=prior, tol=self.tol, max_iter=self.max_iter - 1)
+        _, loglik = model.e_step(start, X, jnp.ones(X.shape[0], X.dtype))
+        objective = loglik if prior is None else loglik + model.log_prior(start, prior)
+        return FitResult(start, objective, 0, False, jnp.full((1,), jnp.nan, X.dtype))
+
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
         """``fit(X)`` then the labels of ``X``."""
         return self.fit(X).predict(X)
+
+    def _responsibilities(self, X: np.ndarray, random_state: np.random.RandomState) -> np.ndarray:
+        """The starting responsibilities ``(n_samples, K)``, drawn as scikit-learn draws them
+        (the same calls on the same ``random_state``), so that a start is scikit-learn's."""
+        n, k = X.shape[0], self.n_components
+        resp = np.zeros((n, k))
+        if self.init_params == "kmeans":
+            labels = KMeans(k, n_init=1, random_state=random_state).fit(X).labels_
+            resp[np.arange(n), labels] = 1
+        elif self.init_params == "k-means++":
+            _, rows = kmeans_plusplus(X, k, random_state=random_state)
+            resp[rows, np.arange(k)] = 1
+        elif self.init_params == "random_from_data":
+            rows = random_state.choice(n, size=k, replace=False)
+            resp[rows, np.arange(k)] = 1
+        else:  # "random"
+            resp = random_state.uniform(size=(n, k))
+            resp /= resp.sum(axis=1, keepdims=True)
+        return resp
 
     # -- using the fit ---------------------------------------------------------------------
 
