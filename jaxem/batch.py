@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
+from jaxem.chunking import block_rows, check_chunk_size, model_bytes_per_sample
 from jaxem.em import _converged, _fit, _objective, _prepare
 from jaxem.sharding import sample_sharding, split_rows
 from jaxem.validation import (
@@ -357,13 +358,16 @@ def fit_restarts(
     prior: Prior | None = None,
     tol: float = 1e-3,
     max_iter: int = 100,
+    chunk_size: int | None = None,
 ) -> RestartsResult:
     """``n_init`` starts (``model.init`` with the keys ``jax.random.split(key, n_init)``) fitted
     in one vmapped call; returns the start with the largest final objective.
 
-    ``X`` ``(N, D)``; the other arguments as for :func:`jaxem.fit`.
+    ``X`` ``(N, D)``; the other arguments as for :func:`jaxem.fit` (the automatic row blocks
+    allow for the ``n_init`` starts' E-steps running side by side).
     """
     check_fit_options(tol, max_iter)
+    chunk_size = check_chunk_size(chunk_size)
     if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
         raise ValueError(f"n_init must be an integer >= 1; got {n_init!r}")
     keys = jax.random.split(key, n_init)
@@ -371,12 +375,16 @@ def fit_restarts(
     starts = jax.vmap(model.init, (0, None, None))(keys, X, weights)
     X, _, prior = model.validate(X, _take(starts, 0), weights, prior)
     weights = check_weights(weights, X.shape[0], X.dtype)
-    return _fit_restarts(model, X, starts, prior, weights, jnp.asarray(tol, X.dtype), max_iter)
+    per_sample = model_bytes_per_sample(model, X)
+    per_sample = None if per_sample is None else per_sample * n_init
+    block = block_rows(X.shape[0], per_sample, chunk_size)
+    tol = jnp.asarray(tol, X.dtype)
+    return _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block)
 
 
-@partial(jax.jit, static_argnames=("model", "max_iter"))
-def _fit_restarts(model, X, starts, prior, weights, tol, max_iter):
-    fits = jax.vmap(lambda p: _fit(model, X, p, prior, weights, tol, max_iter))(starts)
+@partial(jax.jit, static_argnames=("model", "max_iter", "block"))
+def _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block):
+    fits = jax.vmap(lambda p: _fit(model, X, p, prior, weights, tol, max_iter, block))(starts)
     objectives = fits.objective
     best = jnp.argmax(jnp.where(jnp.isnan(objectives), -jnp.inf, objectives))
     chosen = _take(fits, best)

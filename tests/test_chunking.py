@@ -96,3 +96,12 @@ def test_bad_chunk_size(blobs, bad):
         jaxem.fit(model, blobs, start, chunk_size=bad)
     with pytest.raises(ValueError, match="chunk_size"):
         model.init(jax.random.key(0), blobs, chunk_size=bad)
+
+
+def test_blocked_restarts_equal_one_block(blobs):
+    model = GaussianMixture(3, "diag")
+    whole = jaxem.fit_restarts(model, jax.random.key(2), blobs, n_init=3, tol=1e-8)
+    blocked = jaxem.fit_restarts(model, jax.random.key(2), blobs, n_init=3, tol=1e-8, chunk_size=97)
+    assert int(whole.best) == int(blocked.best)
+    np.testing.assert_allclose(blocked.objectives, whole.objectives, rtol=1e-10)
+    assert_same_fit(blocked, whole)
