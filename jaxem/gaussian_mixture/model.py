@@ -387,7 +387,10 @@ class GaussianMixture:
     def _stats(self, data: GaussianMixtureData, wr: Array, offsets: Array) -> GaussianMixtureStats:
         """The statistics of weighted responsibilities ``wr`` ``(K, N)``, taken about the
         means ``data.centre + offsets``."""
-        moments = (data.features @ wr.T).T  # (K, Q + D); measured faster than contracting wr's rows
+        # (Q + D, K) then transposed; the barrier keeps XLA from folding the transpose into the
+        # product, whose other orientation (contracting N with the K rows on the left) its CPU
+        # backend runs up to 9x slower (N = 1e6, D = 8, K = 8: 16 vs 167 ms)
+        moments = jax.lax.optimization_barrier(data.features @ wr.T).T  # (K, Q + D)
         d = offsets.shape[-1]
         squares, firsts = moments[:, :-d], moments[:, -d:]
         counts = jnp.sum(wr, axis=1)
