@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -114,7 +113,10 @@ def main() -> None:
         print(json.dumps(child(args.n, args.d, args.k, args.chunk_size)))
         return
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    from speed import machine  # benchmarks/speed.py: the CPU's name and the versions
+
+    about = machine()
+    print(f"machine: {about['cpu']}, {os.cpu_count()} cores; jax {about['versions']['jax']}")
     runs = [("row blocks", args.chunk_size)]
     if args.compare:
         runs.append(("one block", args.n))
