@@ -2,28 +2,28 @@
 
 The public API:
 
-- :func:`fit`: the generic EM driver, for any model that provides ``e_step``/``m_step``;
-- :class:`FitResult`: what ``fit`` returns (a pytree);
-- :class:`EMModel`: the contract a model provides;
-- :func:`fit_batch` (many datasets in one compiled call), :func:`pad` (ragged datasets) and
-  :func:`fit_restarts` (the best of several starts);
-- :class:`GaussianMixture` and :class:`GaussianMixtureParams`: Gaussian mixtures with full,
+- `fit`: the generic EM driver, for any model that provides ``e_step``/``m_step``;
+- `FitResult`: what ``fit`` returns (a pytree);
+- `EMModel`: the contract a model provides;
+- `fit_batch` (many datasets in one compiled call), `pad` (ragged datasets) and
+  `fit_restarts` (the best of several starts);
+- `GaussianMixture` and `GaussianMixtureParams`: Gaussian mixtures with full,
   diag, spherical or tied covariances;
-- :func:`bic`, :func:`aic`, :func:`icl` (lower is better) and :func:`select` (a grid of
+- `bic`, `aic`, `icl` (lower is better) and `select` (a grid of
   mixtures ranked by one of them);
-- :class:`KMeans` and :class:`KMeansParams`: k-means as hard EM (Lloyd's algorithm);
-- :class:`GaussianMixturePrior` and :func:`default_prior`: conjugate priors, for MAP-EM
+- `KMeans` and `KMeansParams`: k-means as hard EM (Lloyd's algorithm);
+- `GaussianMixturePrior` and `default_prior`: conjugate priors, for MAP-EM
   (exact posterior modes);
-- :func:`shard`: data split over devices along its first axis, which :func:`fit`,
-  :func:`fit_batch` and ``init`` then fit data-parallel (see :mod:`jaxem.sharding`; large
-  data is also visited in row blocks, see :mod:`jaxem.chunking`);
-- :func:`save` and :func:`load`: fitted models as ``.npz`` files, without pickle;
-- :func:`load_faithful`: the Old Faithful data bundled with the package;
-- :mod:`jaxem.crosscheck`: the same models in NumPyro, to check EM's estimates and objective
+- `shard`: data split over devices along its first axis, which `fit`,
+  `fit_batch` and ``init`` then fit data-parallel (see `jaxem.sharding`; large
+  data is also visited in row blocks, see `jaxem.chunking`);
+- `save` and `load`: fitted models as ``.npz`` files, without pickle;
+- `load_faithful`: the Old Faithful data bundled with the package;
+- `jaxem.crosscheck`: the same models in NumPyro, to check EM's estimates and objective
   (imported on first use: it loads NumPyro);
-- :mod:`jaxem.sklearn` (``from jaxem.sklearn import GaussianMixture``): a scikit-learn
+- `jaxem.sklearn` (``from jaxem.sklearn import GaussianMixture``): a scikit-learn
   estimator (import it explicitly: it needs scikit-learn);
-- :mod:`jaxem.cli`: the ``jaxem`` command line (fit, select, predict, demo).
+- `jaxem.cli`: the ``jaxem`` command line (fit, select, predict, demo).
 """
 
 from jaxem.base import EMModel, FitResult

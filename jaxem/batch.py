@@ -1,8 +1,8 @@
 """Many fits in one compiled call: a batch of datasets, ragged datasets, random restarts.
 
-``jax.vmap`` of :func:`jaxem.fit` already fits a batch, but a vmapped ``while_loop`` runs every
+``jax.vmap`` of `jaxem.fit` already fits a batch, but a vmapped ``while_loop`` runs every
 member until the slowest has converged: a batch of B costs B times the largest iteration count.
-:func:`fit_batch` instead runs ``lanes`` members at a time in one ``while_loop`` and hands a
+`fit_batch` instead runs ``lanes`` members at a time in one ``while_loop`` and hands a
 lane to the next waiting member as soon as its own member has converged, so the batch costs
 about the *sum* of the iteration counts (plus one tail). Each member goes through exactly the
 arithmetic of its own ``fit``, so its result is the same.
@@ -87,25 +87,25 @@ def fit_batch(
     ``n_iter``, same parameters up to rounding.
 
     Args:
-        model: any :class:`jaxem.EMModel`.
+        model: any `jaxem.EMModel`.
         key: a PRNG key, split into one key per member.
-        X: ``(B, N, D)`` for Gaussian mixtures; pad ragged datasets with :func:`pad`.
+        X: ``(B, N, D)`` for Gaussian mixtures; pad ragged datasets with `pad`.
         weights: ``(B, N)`` sample weights, or None (all ones).
         prior: None (MLE), one prior shared by every member, or a batch of priors (every leaf
             with a leading axis of length B, e.g. ``jax.vmap(default_prior, (None, 0))(model,
             X)``).
         init_params: optional starting parameters with a leading axis B; skips ``model.init``.
-        tol: as for :func:`jaxem.fit`, for every member.
-        max_iter: as for :func:`jaxem.fit`, for every member.
+        tol: as for `jaxem.fit`, for every member.
+        max_iter: as for `jaxem.fit`, for every member.
         lanes: how many members iterate side by side (a static size: at most B). A lane whose
             member has converged takes the next waiting member. Default: 256 (or B if smaller),
             the fastest in ``benchmarks/batch.py``.
 
     Returns:
-        A :class:`jaxem.FitResult` whose every leaf has a leading axis B.
+        A `jaxem.FitResult` whose every leaf has a leading axis B.
 
     When ``X`` is a ``jax.Array`` split over devices along its first (batch) axis (see
-    :func:`jaxem.shard`), every device fits its own members, ``lanes`` at a time, and the
+    `jaxem.shard`), every device fits its own members, ``lanes`` at a time, and the
     result is split the same way; B must be a multiple of the number of devices.
     """
     check_fit_options(tol, max_iter)
@@ -329,7 +329,7 @@ def _fit_lanes(
 
 
 class RestartsResult(NamedTuple):
-    """What :func:`fit_restarts` returns: the best start's :class:`jaxem.FitResult` fields,
+    """What `fit_restarts` returns: the best start's `jaxem.FitResult` fields,
     plus every start's final objective.
 
     Attributes:
@@ -363,7 +363,7 @@ def fit_restarts(
     """``n_init`` starts (``model.init`` with the keys ``jax.random.split(key, n_init)``) fitted
     in one vmapped call; returns the start with the largest final objective.
 
-    ``X`` ``(N, D)``; the other arguments as for :func:`jaxem.fit` (the automatic row blocks
+    ``X`` ``(N, D)``; the other arguments as for `jaxem.fit` (the automatic row blocks
     allow for the ``n_init`` starts' E-steps running side by side).
     """
     check_fit_options(tol, max_iter)

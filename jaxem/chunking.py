@@ -8,8 +8,8 @@ rounding of a different order of summation.
 
 The block size is chosen from the working memory a model needs per sample
 (``model.bytes_per_sample(n_features, itemsize)``, an optional part of the contract in
-:mod:`jaxem.base`): no blocks while the whole pass needs at most :data:`UNBLOCKED_BYTES`,
-otherwise blocks of about :data:`BLOCK_BYTES`.
+`jaxem.base`): no blocks while the whole pass needs at most `UNBLOCKED_BYTES`,
+otherwise blocks of about `BLOCK_BYTES`.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def block_sum(
     block: int | None,
     rows: tuple[Array, ...] = (),
 ) -> Any:
-    """:math:`\\sum_b` ``fn(X_b, weights_b, *rows_b)`` over row blocks of ``block`` rows.
+    """$\\sum_b$ ``fn(X_b, weights_b, *rows_b)`` over row blocks of ``block`` rows.
 
     ``fn`` must return a pytree of sums over the rows it is given, in which rows of weight zero
     count for nothing. Rows of weight zero are replaced by zeros before ``fn`` sees them. The

@@ -46,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
 
 def read_csv(path: str | Path, columns: str | None = None) -> tuple[np.ndarray, list[str]]:
     """The numeric table of a CSV file with a header row: ``X`` ``(N, D)`` float64 and the
-    column names; ``columns`` (``"a,b"``) picks columns by name. Raises :class:`CommandError`
+    column names; ``columns`` (``"a,b"``) picks columns by name. Raises `CommandError`
     naming the file, and for a bad cell its line and column."""
     path = Path(path)
     if not path.exists():
@@ -135,7 +135,7 @@ def _bar(total: int, description: str, quiet: bool):
 
 
 def _fit_restarts(model, X, prior, args: argparse.Namespace):
-    """:func:`jaxem.fit_restarts` (the same starts and choice), one start after another so that
+    """`jaxem.fit_restarts` (the same starts and choice), one start after another so that
     a progress bar can follow them."""
     from jaxem.em import fit
 

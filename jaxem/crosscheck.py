@@ -4,23 +4,23 @@ jaxem promises that ``fit(..., prior=prior)`` returns a posterior mode of a stat
 model and that ``FitResult.objective`` is its log joint. This module writes that model with
 NumPyro's distributions, independently of the M-step, so that anyone can check the promise:
 
-- :func:`numpyro_model`: the model :math:`p(\\theta)\\prod_n p(x_n \\mid \\theta)^{w_n}`;
-- :func:`log_joint`: NumPyro's log density of it at jaxem's parameters;
-- :func:`posterior_mode`: the mode found by an optax optimiser (L-BFGS) on that log density;
-- :func:`compare`: EM-MAP against :func:`posterior_mode` from the same start, as a report;
-- :func:`nuts`: NUTS draws from the posterior, relabelled to the MAP's components.
+- `numpyro_model`: the model $p(\\theta)\\prod_n p(x_n \\mid \\theta)^{w_n}$;
+- `log_joint`: NumPyro's log density of it at jaxem's parameters;
+- `posterior_mode`: the mode found by an optax optimiser (L-BFGS) on that log density;
+- `compare`: EM-MAP against `posterior_mode` from the same start, as a report;
+- `nuts`: NUTS draws from the posterior, relabelled to the MAP's components.
 
 The model (see ``docs/crosscheck.md``), for ``prior = (alpha, m, kappa, nu, Psi)``:
 
-.. math::
-
-    \\pi \\sim \\mathrm{Dir}(\\alpha), \\quad
-    \\Sigma_k \\sim \\mathcal{W}^{-1}(\\nu, \\Psi), \\quad
-    \\mu_k \\mid \\Sigma_k \\sim \\mathcal{N}(m, \\Sigma_k / \\kappa), \\quad
-    x_n \\mid \\pi, \\mu, \\Sigma \\sim \\textstyle\\sum_k \\pi_k \\mathcal{N}(\\mu_k, \\Sigma_k),
+$$
+\\pi \\sim \\mathrm{Dir}(\\alpha), \\quad
+\\Sigma_k \\sim \\mathcal{W}^{-1}(\\nu, \\Psi), \\quad
+\\mu_k \\mid \\Sigma_k \\sim \\mathcal{N}(m, \\Sigma_k / \\kappa), \\quad
+x_n \\mid \\pi, \\mu, \\Sigma \\sim \\textstyle\\sum_k \\pi_k \\mathcal{N}(\\mu_k, \\Sigma_k),
+$$
 
 with Inverse-Gamma variances for diag and spherical covariances and one shared
-:math:`\\Sigma` for tied. Without a prior every parameter has an improper flat prior, so the
+$\\Sigma$ for tied. Without a prior every parameter has an improper flat prior, so the
 log joint is the log-likelihood.
 """
 
@@ -141,8 +141,8 @@ def log_joint(
     prior: GaussianMixturePrior | None = None,
     weights: Any = None,
 ) -> Array:
-    """NumPyro's log density of :func:`numpyro_model` at ``params``: with a prior
-    :math:`\\log p(\\theta) + \\sum_n w_n \\log p(x_n \\mid \\theta)`, without one the weighted
+    """NumPyro's log density of `numpyro_model` at ``params``: with a prior
+    $\\log p(\\theta) + \\sum_n w_n \\log p(x_n \\mid \\theta)$, without one the weighted
     log-likelihood. Equals ``jaxem.fit(...).objective`` at the same parameters.
 
     ``X`` ``(N, D)``; ``weights`` ``(N,)`` or None.
@@ -158,7 +158,7 @@ def grad_norm(
     weights: Any = None,
 ) -> Array:
     """The largest entry of the gradient of NumPyro's log joint at ``params``, in the
-    unconstrained coordinates of :func:`posterior_mode` (zero at any stationary point)."""
+    unconstrained coordinates of `posterior_mode` (zero at any stationary point)."""
     return _log_joint_and_grad(model, params, X, prior, weights)[1]
 
 
@@ -177,10 +177,10 @@ def _value_and_grad(model, params, X, prior, weights):
 
 
 class ModeResult(NamedTuple):
-    """What :func:`posterior_mode` returns.
+    """What `posterior_mode` returns.
 
     Attributes:
-        params: the mode found, :class:`jaxem.GaussianMixtureParams`.
+        params: the mode found, `jaxem.GaussianMixtureParams`.
         objective: NumPyro's log joint there (scalar).
         n_steps: optimiser steps taken.
         grad_norm: the largest entry of the log joint's gradient in unconstrained coordinates.
@@ -203,7 +203,7 @@ def posterior_mode(
     learning_rate: float | None = None,
     tol: float = 1e-10,
 ) -> ModeResult:
-    """Maximise NumPyro's log density of :func:`numpyro_model` with optax's L-BFGS.
+    """Maximise NumPyro's log density of `numpyro_model` with optax's L-BFGS.
 
     The search runs over unconstrained coordinates, the inverse of NumPyro's ``biject_to`` of
     each site's support (stick-breaking for the simplex of weights, ``exp`` for variances, the
@@ -213,9 +213,9 @@ def posterior_mode(
     ``jit``.
 
     Args:
-        model: a :class:`jaxem.GaussianMixture`.
+        model: a `jaxem.GaussianMixture`.
         X: the data ``(N, D)``.
-        prior: as for :func:`jaxem.fit`; ``prior=None`` maximises the likelihood.
+        prior: as for `jaxem.fit`; ``prior=None`` maximises the likelihood.
         init_params: where the search starts.
         weights: optional sample weights ``(N,)``.
         steps: the largest number of L-BFGS steps.
@@ -280,18 +280,18 @@ def _posterior_mode(model, X, prior, params, weights, tol, steps, learning_rate)
 
 
 class CrosscheckReport(NamedTuple):
-    """EM against the optax mode search on NumPyro's log density (see :func:`compare`).
+    """EM against the optax mode search on NumPyro's log density (see `compare`).
 
     Attributes:
-        model: the :class:`jaxem.GaussianMixture`.
+        model: the `jaxem.GaussianMixture`.
         n_samples: N.
-        em: EM's :class:`jaxem.FitResult`.
-        mode: the :class:`ModeResult`, components matched to EM's.
-        param_diffs: per parameter, :math:`\\max|a - b| / \\max|b|` between EM's and the mode's.
-        objective_diff: :math:`|\\ell_{EM} - \\ell_{mode}| / |\\ell_{mode}|`, NumPyro's log joint.
+        em: EM's `jaxem.FitResult`.
+        mode: the `ModeResult`, components matched to EM's.
+        param_diffs: per parameter, $\\max|a - b| / \\max|b|$ between EM's and the mode's.
+        objective_diff: $|\\ell_{EM} - \\ell_{mode}| / |\\ell_{mode}|$, NumPyro's log joint.
         em_objective_diff: EM's own objective against NumPyro's log joint at EM's params,
             relative.
-        grad_at_em: :func:`grad_norm` at EM's estimate.
+        grad_at_em: `grad_norm` at EM's estimate.
         em_seconds, mode_seconds: wall time of one compiled run of each.
     """
 
@@ -343,7 +343,7 @@ def compare(
     max_iter: int = EM_MAX_ITER,
     steps: int = 2000,
 ) -> CrosscheckReport:
-    """Fit EM (MAP with ``prior``, else MLE) and run :func:`posterior_mode` from the same
+    """Fit EM (MAP with ``prior``, else MLE) and run `posterior_mode` from the same
     start, ``model.init(key, X, weights)``; match components by their means
     (``scipy.optimize.linear_sum_assignment``) and report the differences.
 
@@ -416,10 +416,10 @@ def _take_component(cov, order, model):
 
 
 class NutsResult(NamedTuple):
-    """What :func:`nuts` returns.
+    """What `nuts` returns.
 
     Attributes:
-        samples: :class:`jaxem.GaussianMixtureParams` with a leading ``(num_samples,)`` axis,
+        samples: `jaxem.GaussianMixtureParams` with a leading ``(num_samples,)`` axis,
             components relabelled to match ``map_params``.
         map_params: EM's MAP estimate, where the chain started and the relabelling reference.
         num_divergent: divergent transitions after warm-up.
@@ -440,7 +440,7 @@ def nuts(
     num_warmup: int = 500,
     weights: Any = None,
 ) -> NutsResult:
-    """Draw from the posterior of :func:`numpyro_model` with NumPyro's NUTS.
+    """Draw from the posterior of `numpyro_model` with NumPyro's NUTS.
 
     The chain starts at EM's MAP estimate (from ``model.init(key, X)``) and every draw's
     components are relabelled to the MAP's by the assignment that best matches the means, so

@@ -1,19 +1,19 @@
 """The generic EM driver: one ``jax.lax.while_loop`` over a model's E- and M-steps.
 
-EM maximises the log-likelihood :math:`\\ell(\\theta) = \\sum_n w_n \\log p(x_n \\mid \\theta)`
-through the lower bound (Jensen's inequality, for any distributions :math:`q_n` over
-:math:`z_n`)
+EM maximises the log-likelihood $\\ell(\\theta) = \\sum_n w_n \\log p(x_n \\mid \\theta)$
+through the lower bound (Jensen's inequality, for any distributions $q_n$ over
+$z_n$)
 
-.. math::
+$$
+\\ell(\\theta) = \\underbrace{\\sum_n w_n \\mathbb{E}_{q_n}\\big[\\log p(x_n, z_n \\mid \\theta)
+- \\log q_n(z_n)\\big]}_{\\mathcal{L}(q, \\theta)}
++ \\sum_n w_n \\mathrm{KL}\\big(q_n \\,\\|\\, p(z_n \\mid x_n, \\theta)\\big).
+$$
 
-    \\ell(\\theta) = \\underbrace{\\sum_n w_n \\mathbb{E}_{q_n}\\big[\\log p(x_n, z_n \\mid \\theta)
-    - \\log q_n(z_n)\\big]}_{\\mathcal{L}(q, \\theta)}
-    + \\sum_n w_n \\mathrm{KL}\\big(q_n \\,\\|\\, p(z_n \\mid x_n, \\theta)\\big).
-
-The E-step sets :math:`q_n = p(z_n \\mid x_n, \\theta_t)` (the KL term vanishes, the bound
-touches :math:`\\ell` at :math:`\\theta_t`); the M-step maximises :math:`\\mathcal{L}` (plus
-:math:`\\log p(\\theta)` for MAP) over :math:`\\theta`. Coordinate ascent on
-:math:`\\mathcal{L}` never decreases the objective.
+The E-step sets $q_n = p(z_n \\mid x_n, \\theta_t)$ (the KL term vanishes, the bound
+touches $\\ell$ at $\\theta_t$); the M-step maximises $\\mathcal{L}$ (plus
+$\\log p(\\theta)$ for MAP) over $\\theta$. Coordinate ascent on
+$\\mathcal{L}$ never decreases the objective.
 
 Each iteration here is one M-step followed by one E-step, so the objective recorded for an
 iteration is exactly the objective at that iteration's parameters.
@@ -54,7 +54,7 @@ def fit(
 
     Args:
         model: an object providing ``e_step``, ``m_step`` (and ``log_prior`` when ``prior`` is
-            given), see :mod:`jaxem.base`.
+            given), see `jaxem.base`.
         X: the data, ``(n_samples, ...)``; for Gaussian mixtures ``(n_samples, n_features)``.
         params: the starting parameters (a pytree), e.g. from ``model.init``.
         prior: optional prior hyperparameters; then EM finds a posterior mode (MAP).
@@ -67,16 +67,16 @@ def fit(
         chunk_size: the E-step visits the data in blocks of this many rows (per device),
             summing their statistics, so that memory stays bounded for large N; None chooses
             from the model's working memory per sample (one block up to 256 MiB, see
-            :mod:`jaxem.chunking`). The result is the same up to rounding.
+            `jaxem.chunking`). The result is the same up to rounding.
 
     Returns:
-        A :class:`FitResult`. Works under ``jax.jit`` and ``jax.vmap``; under ``vmap`` every
+        A `FitResult`. Works under ``jax.jit`` and ``jax.vmap``; under ``vmap`` every
         member stops at its own iteration.
 
     When ``X`` is a ``jax.Array`` whose rows are split over several devices (a
-    ``NamedSharding`` on the first axis, e.g. from :func:`jaxem.shard`), every device computes
+    ``NamedSharding`` on the first axis, e.g. from `jaxem.shard`), every device computes
     the statistics of its own rows and they are summed across devices (see
-    :mod:`jaxem.sharding`).
+    `jaxem.sharding`).
     """
     check_fit_options(tol, max_iter)
     chunk_size = check_chunk_size(chunk_size)
@@ -109,7 +109,7 @@ def _objective(model: EMModel, params: Params, loglik: Array, prior: Prior | Non
 
 
 def _prepare(model: EMModel, X: Array, weights: Array) -> Any:
-    """The data as the model's E-step reads it, computed once per fit (see :mod:`jaxem.base`)."""
+    """The data as the model's E-step reads it, computed once per fit (see `jaxem.base`)."""
     prepare = getattr(model, "prepare", None)
     return X if prepare is None else prepare(X, weights)
 
@@ -123,7 +123,7 @@ def _e_pass(model: EMModel, X: Array, weights: Array, block: int | None, layout)
     """``(data, e_step)``: the data as computed once per fit, and ``e_step(params, data) ->
     (stats, loglik)`` over all samples: in row blocks of ``block`` rows (None: one block, with
     the model's ``prepare`` done once), and on every device's rows with the sums added across
-    devices when ``layout`` is a :class:`~jaxem.sharding.SampleSharding`."""
+    devices when ``layout`` is a `jaxem.sharding.SampleSharding`."""
 
     def prepare(X, weights):
         if block is None:

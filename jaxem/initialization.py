@@ -1,7 +1,7 @@
 """Initialisation: weighted k-means++ seeding and Lloyd iterations, pure and ``vmap``-able.
 
 k-means is EM's hard-assignment limit: for a spherical mixture with equal weights and variance
-:math:`\\sigma^2 \\to 0`, the responsibilities become one-hot on the nearest mean (the E-step is
+$\\sigma^2 \\to 0$, the responsibilities become one-hot on the nearest mean (the E-step is
 the assignment step) and the M-step's means are the cluster averages (the update step).
 """
 
@@ -26,9 +26,9 @@ SMALL_K = 64
 
 
 def squared_distances(X: Array, centres: Array) -> Array:
-    """:math:`\\|x_n - c_k\\|^2`, ``(K, N)``.
+    """$\\|x_n - c_k\\|^2$, ``(K, N)``.
 
-    For more than ``SMALL_D`` features, as :math:`\\|x\\|^2 - 2 x \\cdot c + \\|c\\|^2` (one
+    For more than ``SMALL_D`` features, as $\\|x\\|^2 - 2 x \\cdot c + \\|c\\|^2$ (one
     matrix product) about the centres' mean, clipped at zero; the expansion loses accuracy for
     points far from that mean, which can only swap near ties, and the callers that report
     distances recompute the chosen ones from the differences. Otherwise from the differences."""
@@ -55,7 +55,7 @@ def nearest(X: Array, centres: Array) -> Array:
 
 
 def cluster_sums(X: Array, onehot: Array) -> Array:
-    """:math:`\\sum_n h_{kn} x_n`, ``(K, D)``, for weighted one-hot rows ``onehot`` ``(K, N)``."""
+    """$\\sum_n h_{kn} x_n$, ``(K, D)``, for weighted one-hot rows ``onehot`` ``(K, N)``."""
     if X.shape[1] <= SMALL_D:
         xt = X.T
         return jnp.stack([jnp.sum(onehot * xt[d], axis=1) for d in range(X.shape[1])], axis=1)
@@ -82,10 +82,10 @@ def kmeans_plusplus(
 ) -> Array:
     """Greedy k-means++ seeding (Arthur and Vassilvitskii 2007), with sample weights.
 
-    The first centre is drawn with probability proportional to :math:`w_n`; each next one among
-    ``2 + floor(log K)`` candidates drawn with probability proportional to :math:`w_n D_n^2`
-    (:math:`D_n` the distance to the nearest chosen centre), keeping the candidate that lowers
-    the potential :math:`\\sum_n w_n D_n^2` most. Rows of weight zero are never chosen.
+    The first centre is drawn with probability proportional to $w_n$; each next one among
+    ``2 + floor(log K)`` candidates drawn with probability proportional to $w_n D_n^2$
+    ($D_n$ the distance to the nearest chosen centre), keeping the candidate that lowers
+    the potential $\\sum_n w_n D_n^2$ most. Rows of weight zero are never chosen.
 
     Args:
         key: a PRNG key.
@@ -93,7 +93,7 @@ def kmeans_plusplus(
         weights: ``(n_samples,)``, non-negative, not all zero.
         n_clusters: the number of centres K (static).
         block: the candidates' potentials are summed over row blocks of this many rows
-            (static; None: all rows at once), see :mod:`jaxem.chunking`.
+            (static; None: all rows at once), see `jaxem.chunking`.
 
     Returns:
         ``(n_clusters, n_features)`` centres, rows of ``X``.
@@ -130,7 +130,7 @@ def lloyd(X: Array, weights: Array, centres: Array, n_iter: int, block: int | No
         X: ``(n_samples, n_features)``; weights: ``(n_samples,)``; centres: ``(K, n_features)``.
         n_iter: the number of iterations (static).
         block: the cluster sums are taken over row blocks of this many rows (static; None: all
-            rows at once), see :mod:`jaxem.chunking`.
+            rows at once), see `jaxem.chunking`.
 
     Returns:
         The centres after ``n_iter`` assignment/update steps, ``(K, n_features)``.

@@ -53,7 +53,7 @@ def save(path: str | os.PathLike, model: Any, params: Any, prior: Any = None) ->
 
 
 def load(path: str | os.PathLike) -> tuple[Any, Any, Any]:
-    """Read a file written by :func:`save`: ``(model, params, prior)``, the arrays as NumPy
+    """Read a file written by `save`: ``(model, params, prior)``, the arrays as NumPy
     arrays bit-identical to those saved (``prior`` None when none was saved).
 
     Raises ``ValueError`` for a file that is not a jaxem model file (truncated, corrupted,

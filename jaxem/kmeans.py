@@ -1,15 +1,15 @@
 """k-means as hard EM, on the generic driver.
 
-Take a spherical Gaussian mixture with equal weights and a common variance :math:`\\sigma^2`.
-As :math:`\\sigma^2 \\to 0` the responsibilities
-:math:`r_{nk} \\propto \\exp(-\\|x_n - \\mu_k\\|^2 / 2\\sigma^2)` become one-hot on the nearest
+Take a spherical Gaussian mixture with equal weights and a common variance $\\sigma^2$.
+As $\\sigma^2 \\to 0$ the responsibilities
+$r_{nk} \\propto \\exp(-\\|x_n - \\mu_k\\|^2 / 2\\sigma^2)$ become one-hot on the nearest
 centre, the E-step becomes Lloyd's assignment step, and the M-step's means become the cluster
 averages (Lloyd's update step). The quantity that EM then increases,
-:math:`\\sigma^2` times the expected complete-data log-likelihood up to constants, tends to minus
-the inertia :math:`-\\sum_n w_n \\min_k \\|x_n - c_k\\|^2`; each Lloyd step can only lower the
+$\\sigma^2$ times the expected complete-data log-likelihood up to constants, tends to minus
+the inertia $-\\sum_n w_n \\min_k \\|x_n - c_k\\|^2$; each Lloyd step can only lower the
 inertia (assignment and update are each exact minimisations), which is hard EM's coordinate
 ascent. ``KMeans.e_step`` therefore returns minus the inertia as its objective, and
-:func:`jaxem.fit` runs Lloyd's algorithm.
+`jaxem.fit` runs Lloyd's algorithm.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class KMeans:
 
     def e_step(self, params: KMeansParams, X: Array, weights: Array) -> tuple[KMeansStats, Array]:
         """Assign every sample to its nearest centre; return the cluster sums and minus the
-        inertia :math:`-\\sum_n w_n \\min_k \\|x_n - c_k\\|^2`."""
+        inertia $-\\sum_n w_n \\min_k \\|x_n - c_k\\|^2$."""
         labels = nearest(X, params.centres)
         onehot = one_hot(labels, self.n_clusters, weights)
         residuals = X - params.centres[labels]
@@ -83,7 +83,7 @@ class KMeans:
         return KMeansParams(kmeans_plusplus(key, X, weights, self.n_clusters))
 
     def validate(self, X: Any, params: Any, weights: Any, prior: Any):
-        """Checks made by :func:`jaxem.fit` before compiling."""
+        """Checks made by `jaxem.fit` before compiling."""
         if prior is not None:
             raise TypeError("KMeans takes no prior")
         X = check_data(X)

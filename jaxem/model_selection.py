@@ -1,22 +1,22 @@
 """Information criteria and a grid search over mixture models.
 
-Convention (scikit-learn's): **lower is better**. With :math:`\\hat\\ell` the (weighted)
-log-likelihood at the fitted parameters, :math:`p` the number of free parameters and
-:math:`n = \\sum_n w_n`,
+Convention (scikit-learn's): **lower is better**. With $\\hat\\ell$ the (weighted)
+log-likelihood at the fitted parameters, $p$ the number of free parameters and
+$n = \\sum_n w_n$,
 
-.. math::
+$$
+\\mathrm{BIC} = -2\\hat\\ell + p \\log n, \\qquad
+\\mathrm{AIC} = -2\\hat\\ell + 2p, \\qquad
+\\mathrm{ICL} = \\mathrm{BIC} - 2 \\sum_n w_n \\log \\max_k r_{nk}.
+$$
 
-    \\mathrm{BIC} = -2\\hat\\ell + p \\log n, \\qquad
-    \\mathrm{AIC} = -2\\hat\\ell + 2p, \\qquad
-    \\mathrm{ICL} = \\mathrm{BIC} - 2 \\sum_n w_n \\log \\max_k r_{nk}.
-
-mclust reports :math:`2\\hat\\ell - p\\log n`, the negative of this BIC (higher is better there).
+mclust reports $2\\hat\\ell - p\\log n$, the negative of this BIC (higher is better there).
 ICL (Biernacki, Celeux and Govaert 2000) adds the entropy of the hard classification, as mclust's
 ``icl`` does: it penalises components that overlap.
 
 A maximum-likelihood fit can put a component on a few identical points (rounded data, ties):
 its variance is then ``reg_covar`` alone and its likelihood, hence every criterion, is an
-artefact of that regulariser. :func:`select` reports such cells as singular (NaN in the table),
+artefact of that regulariser. `select` reports such cells as singular (NaN in the table),
 as mclust reports NA for fits it finds singular.
 """
 
@@ -48,19 +48,19 @@ def _loglik_and_size(model, params, X, weights):
 
 
 def bic(model: GaussianMixture, params: GaussianMixtureParams, X: Any, weights: Any = None):
-    """:math:`-2\\hat\\ell + p \\log n` (lower is better). ``X`` ``(N, D)``."""
+    """$-2\\hat\\ell + p \\log n$ (lower is better). ``X`` ``(N, D)``."""
     _, _, loglik, n, p = _loglik_and_size(model, params, X, weights)
     return -2.0 * loglik + p * jnp.log(n)
 
 
 def aic(model: GaussianMixture, params: GaussianMixtureParams, X: Any, weights: Any = None):
-    """:math:`-2\\hat\\ell + 2p` (lower is better). ``X`` ``(N, D)``."""
+    """$-2\\hat\\ell + 2p$ (lower is better). ``X`` ``(N, D)``."""
     _, _, loglik, _, p = _loglik_and_size(model, params, X, weights)
     return -2.0 * loglik + 2.0 * p
 
 
 def icl(model: GaussianMixture, params: GaussianMixtureParams, X: Any, weights: Any = None):
-    """BIC plus :math:`-2\\sum_n w_n \\log \\max_k r_{nk}` (lower is better)."""
+    """BIC plus $-2\\sum_n w_n \\log \\max_k r_{nk}$ (lower is better)."""
     X, w, loglik, n, p = _loglik_and_size(model, params, X, weights)
     log_r = jnp.log(model.predict_proba(params, X))
     entropy = -jnp.sum(jnp.where(w > 0, w * jnp.max(log_r, axis=1), 0.0))
@@ -68,12 +68,12 @@ def icl(model: GaussianMixture, params: GaussianMixtureParams, X: Any, weights: 
 
 
 class SelectResult(NamedTuple):
-    """What :func:`select` returns.
+    """What `select` returns.
 
     Attributes:
         criterion: ``"bic"``, ``"aic"`` or ``"icl"`` (lower is better).
         table: ``{covariance_type: {n_components: value}}``; NaN where K exceeds the data.
-        model: the best :class:`jaxem.GaussianMixture`.
+        model: the best `jaxem.GaussianMixture`.
         params: its fitted parameters (best of ``n_init`` starts).
         objective: its final EM objective.
         singular: the cells ``(covariance_type, K)`` whose best fit has a component held up by
@@ -124,7 +124,7 @@ def select(
     max_iter: int = 100,
     on_cell: Callable[[str, int, float], Any] | None = None,
 ) -> SelectResult:
-    """Fit every (covariance type, K) of the grid with :func:`jaxem.fit_restarts` and rank them.
+    """Fit every (covariance type, K) of the grid with `jaxem.fit_restarts` and rank them.
 
     Args:
         X: ``(N, D)``.
@@ -132,13 +132,13 @@ def select(
         covariance_types: the grid's covariance types.
         key: a PRNG key (every cell uses its own fold of it).
         criterion: ``"bic"``, ``"aic"`` or ``"icl"``, lower is better.
-        prior: None (MLE), ``"default"`` (:func:`jaxem.default_prior` per cell, as mclust's
+        prior: None (MLE), ``"default"`` (`jaxem.default_prior` per cell, as mclust's
             ``priorControl()``), or a function ``prior(model, X)``. With a prior the criteria use
             the log-likelihood at the MAP estimate.
-        weights: sample weights ``(N,)``, passed to :func:`jaxem.fit_restarts`.
-        n_init: starts per cell, passed to :func:`jaxem.fit_restarts`.
-        tol: passed to :func:`jaxem.fit_restarts`.
-        max_iter: passed to :func:`jaxem.fit_restarts`.
+        weights: sample weights ``(N,)``, passed to `jaxem.fit_restarts`.
+        n_init: starts per cell, passed to `jaxem.fit_restarts`.
+        tol: passed to `jaxem.fit_restarts`.
+        max_iter: passed to `jaxem.fit_restarts`.
         on_cell: called after each cell as ``on_cell(covariance_type, K, value)`` (a progress
             bar, a log line).
     """

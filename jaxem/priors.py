@@ -2,16 +2,16 @@
 
 The prior is a generative model (``GaussianMixturePrior(alpha, mean, kappa, dof, scale)``):
 
-- weights :math:`\\pi \\sim \\mathrm{Dirichlet}(\\alpha)`;
-- full: :math:`\\Sigma_k \\sim \\mathcal{W}^{-1}(\\nu, \\Psi)`, density
-  :math:`\\propto |\\Sigma|^{-(\\nu+D+1)/2} \\exp(-\\operatorname{tr}(\\Psi\\Sigma^{-1})/2)`, and
-  :math:`\\mu_k \\mid \\Sigma_k \\sim \\mathcal{N}(m, \\Sigma_k/\\kappa)`;
-- tied: one :math:`\\Sigma \\sim \\mathcal{W}^{-1}(\\nu, \\Psi)`,
-  :math:`\\mu_k \\mid \\Sigma \\sim \\mathcal{N}(m, \\Sigma/\\kappa)`;
-- diag: :math:`\\sigma^2_{kd} \\sim \\mathrm{InvGamma}(\\nu/2, \\psi_d/2)`,
-  :math:`\\mu_{kd} \\mid \\sigma^2_{kd} \\sim \\mathcal{N}(m_d, \\sigma^2_{kd}/\\kappa)`;
-- spherical: :math:`\\sigma^2_k \\sim \\mathrm{InvGamma}(\\nu/2, \\psi/2)`,
-  :math:`\\mu_k \\mid \\sigma^2_k \\sim \\mathcal{N}(m, \\sigma^2_k I/\\kappa)`.
+- weights $\\pi \\sim \\mathrm{Dirichlet}(\\alpha)$;
+- full: $\\Sigma_k \\sim \\mathcal{W}^{-1}(\\nu, \\Psi)$, density
+  $\\propto |\\Sigma|^{-(\\nu+D+1)/2} \\exp(-\\operatorname{tr}(\\Psi\\Sigma^{-1})/2)$, and
+  $\\mu_k \\mid \\Sigma_k \\sim \\mathcal{N}(m, \\Sigma_k/\\kappa)$;
+- tied: one $\\Sigma \\sim \\mathcal{W}^{-1}(\\nu, \\Psi)$,
+  $\\mu_k \\mid \\Sigma \\sim \\mathcal{N}(m, \\Sigma/\\kappa)$;
+- diag: $\\sigma^2_{kd} \\sim \\mathrm{InvGamma}(\\nu/2, \\psi_d/2)$,
+  $\\mu_{kd} \\mid \\sigma^2_{kd} \\sim \\mathcal{N}(m_d, \\sigma^2_{kd}/\\kappa)$;
+- spherical: $\\sigma^2_k \\sim \\mathrm{InvGamma}(\\nu/2, \\psi/2)$,
+  $\\mu_k \\mid \\sigma^2_k \\sim \\mathcal{N}(m, \\sigma^2_k I/\\kappa)$.
 
 Densities are with respect to Lebesgue measure on the weights (the first K - 1 coordinates),
 means and covariances (their free entries), with every normalising constant.
@@ -37,10 +37,10 @@ class GaussianMixturePrior(NamedTuple):
 
     Attributes:
         alpha: Dirichlet concentration, ``(K,)`` or a scalar; every entry >= 1 (1 is flat).
-        mean: ``(D,)``, the prior mean :math:`m` of every component mean.
+        mean: ``(D,)``, the prior mean $m$ of every component mean.
         kappa: > 0, the prior's pseudo-count for the means.
-        dof: :math:`\\nu`; > D - 1 for full and tied, > 0 for diag and spherical.
-        scale: :math:`\\Psi`; ``(D, D)`` symmetric positive definite (full, tied), ``(D,)``
+        dof: $\\nu$; > D - 1 for full and tied, > 0 for diag and spherical.
+        scale: $\\Psi$; ``(D, D)`` symmetric positive definite (full, tied), ``(D,)``
             positive (diag), a positive scalar (spherical).
     """
 
@@ -56,12 +56,12 @@ def default_prior(model: Any, X: Any) -> GaussianMixturePrior:
     normal mixture estimation and model-based clustering", J. Classification 24:155-181).
 
     ``mean`` = the column means of X, ``kappa`` = 0.01, ``dof`` = D + 2, ``scale`` = the unbiased
-    sample covariance of X divided by :math:`K^{2/D}` (full, tied), the unbiased column variances
-    divided by :math:`K^{2/D}` (diag), or their average divided by :math:`K^{2/D}` (spherical);
+    sample covariance of X divided by $K^{2/D}$ (full, tied), the unbiased column variances
+    divided by $K^{2/D}$ (diag), or their average divided by $K^{2/D}$ (spherical);
     ``alpha`` = 1 (mclust puts no prior on the weights). Works under ``jit`` and ``vmap``.
 
     Args:
-        model: a :class:`jaxem.GaussianMixture`.
+        model: a `jaxem.GaussianMixture`.
         X: ``(n_samples, n_features)``, at least two samples.
     """
     X = check_data(X)
@@ -154,13 +154,13 @@ def _worst(a: np.ndarray, pick) -> Any:
 
 
 def log_dirichlet(weights: Array, alpha: Array) -> Array:
-    """:math:`\\log \\mathrm{Dir}(\\pi \\mid \\alpha)`; ``(K,)`` each. :math:`0 \\log 0 = 0`."""
+    """$\\log \\mathrm{Dir}(\\pi \\mid \\alpha)$; ``(K,)`` each. $0 \\log 0 = 0$."""
     return gammaln(jnp.sum(alpha)) - jnp.sum(gammaln(alpha)) + jnp.sum(xlogy(alpha - 1, weights))
 
 
 def log_normal_given_cov(means: Array, mean: Array, chol: Array, kappa: Array) -> Array:
-    """:math:`\\sum_k \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma_k/\\kappa)` with
-    :math:`\\Sigma_k = L_k L_k^\\top`; ``means`` ``(K, D)``, ``chol`` ``(K, D, D)``."""
+    """$\\sum_k \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma_k/\\kappa)$ with
+    $\\Sigma_k = L_k L_k^\\top$; ``means`` ``(K, D)``, ``chol`` ``(K, D, D)``."""
     d = means.shape[-1]
     z = jax.vmap(lambda c, u: jax.scipy.linalg.solve_triangular(c, u, lower=True))(
         chol, means - mean
@@ -175,10 +175,10 @@ def log_normal_given_cov(means: Array, mean: Array, chol: Array, kappa: Array) -
 
 
 def log_inverse_wishart(chol: Array, dof: Array, scale: Array) -> Array:
-    """:math:`\\sum_k \\log \\mathcal{W}^{-1}(\\Sigma_k \\mid \\nu, \\Psi)` with
-    :math:`\\Sigma_k = L_k L_k^\\top`, ``chol`` ``(K, D, D)``:
-    :math:`\\tfrac\\nu2 \\log|\\Psi| - \\tfrac{\\nu D}2 \\log 2 - \\log\\Gamma_D(\\tfrac\\nu2)
-    - \\tfrac{\\nu+D+1}2 \\log|\\Sigma| - \\tfrac12 \\operatorname{tr}(\\Psi\\Sigma^{-1})`."""
+    """$\\sum_k \\log \\mathcal{W}^{-1}(\\Sigma_k \\mid \\nu, \\Psi)$ with
+    $\\Sigma_k = L_k L_k^\\top$, ``chol`` ``(K, D, D)``:
+    $\\tfrac\\nu2 \\log|\\Psi| - \\tfrac{\\nu D}2 \\log 2 - \\log\\Gamma_D(\\tfrac\\nu2)
+    - \\tfrac{\\nu+D+1}2 \\log|\\Sigma| - \\tfrac12 \\operatorname{tr}(\\Psi\\Sigma^{-1})$."""
     d = scale.shape[-1]
     log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
     _, log_det_scale = jnp.linalg.slogdet(scale)
@@ -196,13 +196,13 @@ def log_inverse_wishart(chol: Array, dof: Array, scale: Array) -> Array:
 
 
 def log_inverse_gamma(var: Array, shape: Array, rate: Array) -> Array:
-    """:math:`\\sum \\log \\mathrm{InvGamma}(\\sigma^2 \\mid a, b) = a \\log b - \\log\\Gamma(a)
-    - (a + 1) \\log \\sigma^2 - b / \\sigma^2`, summed over every entry of ``var``."""
+    """$\\sum \\log \\mathrm{InvGamma}(\\sigma^2 \\mid a, b) = a \\log b - \\log\\Gamma(a)
+    - (a + 1) \\log \\sigma^2 - b / \\sigma^2$, summed over every entry of ``var``."""
     return jnp.sum(shape * jnp.log(rate) - gammaln(shape) - (shape + 1) * jnp.log(var) - rate / var)
 
 
 def log_normal_given_var(means: Array, mean: Array, var: Array, kappa: Array) -> Array:
-    """:math:`\\sum \\log \\mathcal{N}(\\mu \\mid m, \\sigma^2/\\kappa)` entrywise (``var``
+    """$\\sum \\log \\mathcal{N}(\\mu \\mid m, \\sigma^2/\\kappa)$ entrywise (``var``
     broadcast against ``means``)."""
     v = jnp.broadcast_to(var, means.shape) / kappa
     return jnp.sum(-0.5 * jnp.log(2 * math.pi * v) - 0.5 * (means - mean) ** 2 / v)

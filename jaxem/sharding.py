@@ -2,12 +2,12 @@
 
 The E-step's statistics are sums over samples, so with the rows of ``X`` split over devices
 each device computes the statistics of its own rows (in row blocks, see
-:mod:`jaxem.chunking`) and one all-reduce (``lax.psum``) adds them up; the M-step, tiny, runs
+`jaxem.chunking`) and one all-reduce (``lax.psum``) adds them up; the M-step, tiny, runs
 on every device alike. Nothing but the statistics crosses between devices.
 
 jaxem reads the layout from the data: an ``X`` placed with a
 ``NamedSharding(mesh, PartitionSpec(axes))`` whose first axis is split over more than one
-device is fitted this way (:func:`shard` makes one). The same code runs on one host with
+device is fitted this way (`shard` makes one). The same code runs on one host with
 several devices and on many hosts after ``jax.distributed.initialize()`` (see
 ``docs/scale.md``).
 """

@@ -1,7 +1,7 @@
 """A scikit-learn estimator over jaxem: ``jaxem.sklearn.GaussianMixture``.
 
-A drop-in for :class:`sklearn.mixture.GaussianMixture` (same parameters, methods and fitted
-attributes) that fits with :func:`jaxem.fit` and adds ``prior`` for MAP estimation::
+A drop-in for `sklearn.mixture.GaussianMixture` (same parameters, methods and fitted
+attributes) that fits with `jaxem.fit` and adds ``prior`` for MAP estimation::
 
     from jaxem.sklearn import GaussianMixture
 
@@ -68,8 +68,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         random_state: None, an int or a ``numpy.random.RandomState``; with the same one as a
             scikit-learn ``GaussianMixture``, the starts are that estimator's starts.
         prior: None (maximum likelihood), ``"default"`` (MAP with
-            :func:`jaxem.default_prior` of the training data) or a
-            :class:`jaxem.GaussianMixturePrior`.
+            `jaxem.default_prior` of the training data) or a
+            `jaxem.GaussianMixturePrior`.
 
     Fitted attributes: ``weights_`` ``(K,)``, ``means_`` ``(K, D)``, ``covariances_``,
     ``precisions_``, ``precisions_cholesky_`` (scikit-learn's shapes per covariance type),
@@ -192,7 +192,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     # -- using the fit ---------------------------------------------------------------------
 
     def score_samples(self, X: Any) -> np.ndarray:
-        """:math:`\\log p(x_n)`, ``(n_samples,)``."""
+        """$\\log p(x_n)$, ``(n_samples,)``."""
         model, params, Xj = self._fitted(X)
         return np.asarray(model.score_samples(params, Xj))
 

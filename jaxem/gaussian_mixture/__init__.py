@@ -1,5 +1,5 @@
-"""Gaussian mixtures: the model (:mod:`.model`) and one module per covariance type
-(:mod:`.full`, :mod:`.diag`, :mod:`.spherical`, :mod:`.tied`)."""
+"""Gaussian mixtures: the model (`.model`) and one module per covariance type
+(`.full`, `.diag`, `.spherical`, `.tied`)."""
 
 from jaxem.gaussian_mixture.model import (
     COVARIANCE_TYPES,

@@ -1,6 +1,6 @@
-"""Diagonal covariances: per component and feature a variance :math:`\\sigma^2_{kd}`, ``(K, D)``.
+"""Diagonal covariances: per component and feature a variance $\\sigma^2_{kd}$, ``(K, D)``.
 
-Same functions as :mod:`jaxem.gaussian_mixture.full`.
+Same functions as `jaxem.gaussian_mixture.full`.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ def n_parameters(n_components: int, n_features: int) -> int:
 
 
 def squares(centred: Array) -> Array:
-    """:math:`x_d^2`, ``(D, N)`` from ``centred`` ``(D, N)``."""
+    """$x_d^2$, ``(D, N)`` from ``centred`` ``(D, N)``."""
     return centred * centred
 
 
 def quadratic_form(covariances: Array, offsets: Array) -> tuple[Array, Array, Array, Array]:
-    """:math:`\\sum_d (x_d - o_{kd})^2 / \\sigma^2_{kd} = a_k \\cdot q(x) + b_k \\cdot x + c_k`:
-    ``a = 1/σ²`` ``(K, D)``, ``b = -2 o/σ²``, ``c = Σ_d o²/σ²`` and :math:`\\log|\\Sigma_k|`."""
+    """$\\sum_d (x_d - o_{kd})^2 / \\sigma^2_{kd} = a_k \\cdot q(x) + b_k \\cdot x + c_k$:
+    ``a = 1/σ²`` ``(K, D)``, ``b = -2 o/σ²``, ``c = Σ_d o²/σ²`` and $\\log|\\Sigma_k|$."""
     inv = 1.0 / covariances
     return (
         inv,
@@ -40,31 +40,31 @@ def quadratic_form(covariances: Array, offsets: Array) -> tuple[Array, Array, Ar
 
 
 def scatter(moments: Array, firsts: Array, counts: Array, offsets: Array) -> Array:
-    """:math:`\\sum_n wr_{nk} (x_{nd} - o_{kd})^2`, ``(K, D)``."""
+    """$\\sum_n wr_{nk} (x_{nd} - o_{kd})^2$, ``(K, D)``."""
     return moments - 2.0 * firsts * offsets + counts[:, None] * offsets * offsets
 
 
 def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
-    """:math:`W_{kd} = S_{kd} - d_{kd}^2 / N_k`, ``(K, D)``."""
+    """$W_{kd} = S_{kd} - d_{kd}^2 / N_k$, ``(K, D)``."""
     return scatter - inv_counts[:, None] * shifts * shifts
 
 
 def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Array:
-    """:math:`\\sigma^2_{kd} = W_{kd} / N_k + \\epsilon`."""
+    """$\\sigma^2_{kd} = W_{kd} / N_k + \\epsilon$."""
     return jnp.maximum(within / counts[:, None], 0.0) + reg_covar
 
 
 def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
-    """:math:`\\sigma^2_{kd} = [\\psi_d + W_{kd} + \\tfrac{N_k\\kappa}{N_k+\\kappa}
-    (\\bar x_{kd} - m_d)^2] / (N_k + \\nu + 3)`."""
+    """$\\sigma^2_{kd} = [\\psi_d + W_{kd} + \\tfrac{N_k\\kappa}{N_k+\\kappa}
+    (\\bar x_{kd} - m_d)^2] / (N_k + \\nu + 3)$."""
     shrunk = counts * prior.kappa / (counts + prior.kappa)
     b = prior.scale + jnp.maximum(within, 0.0) + shrunk[:, None] * dev * dev
     return b / (counts + prior.dof + 3)[:, None]
 
 
 def log_prior(means: Array, covariances: Array, prior) -> Array:
-    """:math:`\\sum_{k,d} \\log \\mathrm{InvGamma}(\\sigma^2_{kd} \\mid \\nu/2, \\psi_d/2)
-    + \\log \\mathcal{N}(\\mu_{kd} \\mid m_d, \\sigma^2_{kd} / \\kappa)`."""
+    """$\\sum_{k,d} \\log \\mathrm{InvGamma}(\\sigma^2_{kd} \\mid \\nu/2, \\psi_d/2)
+    + \\log \\mathcal{N}(\\mu_{kd} \\mid m_d, \\sigma^2_{kd} / \\kappa)$."""
     rate = jnp.broadcast_to(0.5 * prior.scale, covariances.shape)
     return priors.log_inverse_gamma(covariances, 0.5 * prior.dof, rate) + (
         priors.log_normal_given_var(means, prior.mean, covariances, prior.kappa)

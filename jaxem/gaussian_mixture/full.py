@@ -1,23 +1,23 @@
-"""Full covariances: one symmetric positive definite :math:`\\Sigma_k` per component, ``(K, D, D)``.
+"""Full covariances: one symmetric positive definite $\\Sigma_k$ per component, ``(K, D, D)``.
 
 Every covariance module provides the same functions, used by
-:class:`jaxem.GaussianMixture`:
+`jaxem.GaussianMixture`:
 
-- ``squares(centred) -> (Q, N)``: the quadratic features :math:`q(x)` of the centred data
-  ``(D, N)`` that this type's Mahalanobis distances need (:math:`x_i x_j` for full and tied,
-  :math:`x_d^2` for diag, :math:`\\|x\\|^2` for spherical), computed once per fit;
+- ``squares(centred) -> (Q, N)``: the quadratic features $q(x)$ of the centred data
+  ``(D, N)`` that this type's Mahalanobis distances need ($x_i x_j$ for full and tied,
+  $x_d^2$ for diag, $\\|x\\|^2$ for spherical), computed once per fit;
 - ``quadratic_form(covariances, offsets) -> (a, b, c, log_det)``: coefficients with
-  :math:`(x - o_k)^\\top \\Sigma_k^{-1} (x - o_k) = a_k \\cdot q(x) + b_k \\cdot x + c_k`, so that
+  $(x - o_k)^\\top \\Sigma_k^{-1} (x - o_k) = a_k \\cdot q(x) + b_k \\cdot x + c_k$, so that
   the E-step's log-densities of all components are *one* matrix product of ``(K, Q + D)``
   coefficients with the ``(Q + D, N)`` features, and its statistics a second one;
-- ``scatter(moments, firsts, counts, offsets)``: :math:`\\sum_n w_n r_{nk} (x_n - o_k)
-  (x_n - o_k)^\\top` in this type's shape, from those weighted sums of the features;
+- ``scatter(moments, firsts, counts, offsets)``: $\\sum_n w_n r_{nk} (x_n - o_k)
+  (x_n - o_k)^\\top$ in this type's shape, from those weighted sums of the features;
 - ``within(scatter, shifts, inv_counts)``: the scatter about the new means;
 - ``mle(within, counts, reg_covar, n_features)``: the maximum-likelihood covariances;
 - ``map_estimate(within, dev, counts, prior)`` and ``log_prior(means, covariances, prior)``:
-  the posterior mode and the log prior density (see :mod:`jaxem.priors`);
+  the posterior mode and the log prior density (see `jaxem.priors`);
 - ``pooled(covariances, weights)``: one covariance standing for all components;
-- ``noise(key, covariances, labels, n_features)``: draws of :math:`x - \\mu_{z}`;
+- ``noise(key, covariances, labels, n_features)``: draws of $x - \\mu_{z}$;
 - ``n_parameters(K, D)``, ``shape(K, D)`` and ``is_valid(covariances)`` (NumPy, concrete values).
 """
 
@@ -47,15 +47,15 @@ def n_parameters(n_components: int, n_features: int) -> int:
 
 
 def squares(centred: Array) -> Array:
-    """The quadratic features :math:`x_i x_j`, :math:`i \\le j`, of ``centred`` ``(D, N)``:
+    """The quadratic features $x_i x_j$, $i \\le j$, of ``centred`` ``(D, N)``:
     ``(D(D+1)/2, N)``, in the order of ``numpy.triu_indices(D)``."""
     rows, cols = np.triu_indices(centred.shape[0])
     return centred[rows] * centred[cols]
 
 
 def quadratic_form(covariances: Array, offsets: Array) -> tuple[Array, Array, Array, Array]:
-    """Coefficients of :math:`(x - o_k)^\\top \\Sigma_k^{-1} (x - o_k)
-    = a_k \\cdot q(x) + b_k \\cdot x + c_k` and :math:`\\log|\\Sigma_k|`.
+    """Coefficients of $(x - o_k)^\\top \\Sigma_k^{-1} (x - o_k)
+    = a_k \\cdot q(x) + b_k \\cdot x + c_k$ and $\\log|\\Sigma_k|$.
 
     ``covariances`` ``(K, D, D)`` (or one ``(D, D)`` for all), ``offsets`` ``(K, D)``; returns
     ``a`` ``(K, D(D+1)/2)`` (the precision's upper triangle, off-diagonal entries doubled),
@@ -70,8 +70,8 @@ def quadratic_form(covariances: Array, offsets: Array) -> tuple[Array, Array, Ar
 
 
 def precision(covariances: Array) -> tuple[Array, Array]:
-    """:math:`\\Sigma^{-1}` and :math:`\\log|\\Sigma|` through the Cholesky factor
-    :math:`\\Sigma = L L^\\top`, :math:`\\Sigma^{-1} = L^{-\\top} L^{-1}`; ``(..., D, D)``."""
+    """$\\Sigma^{-1}$ and $\\log|\\Sigma|$ through the Cholesky factor
+    $\\Sigma = L L^\\top$, $\\Sigma^{-1} = L^{-\\top} L^{-1}$; ``(..., D, D)``."""
     d = covariances.shape[-1]
     if d > SMALL_D:
         chol = jnp.linalg.cholesky(covariances)
@@ -100,7 +100,7 @@ def precision(covariances: Array) -> tuple[Array, Array]:
 
 
 def scatter(moments: Array, firsts: Array, counts: Array, offsets: Array) -> Array:
-    """:math:`S_k = \\sum_n wr_{nk} (x_n - o_k)(x_n - o_k)^\\top` ``(K, D, D)`` from the
+    """$S_k = \\sum_n wr_{nk} (x_n - o_k)(x_n - o_k)^\\top$ ``(K, D, D)`` from the
     weighted sums of the quadratic features ``moments`` ``(K, D(D+1)/2)``, of the data
     ``firsts`` ``(K, D)`` and of the weights ``counts`` ``(K,)``."""
     d = offsets.shape[-1]
@@ -117,12 +117,12 @@ def scatter(moments: Array, firsts: Array, counts: Array, offsets: Array) -> Arr
 
 
 def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
-    """Scatter about the new means, :math:`W_k = S_k - d_k d_k^\\top / N_k`, ``(K, D, D)``."""
+    """Scatter about the new means, $W_k = S_k - d_k d_k^\\top / N_k$, ``(K, D, D)``."""
     return scatter - jnp.einsum("k,kd,ke->kde", inv_counts, shifts, shifts)
 
 
 def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Array:
-    """:math:`\\Sigma_k = W_k / N_k + \\epsilon I`."""
+    """$\\Sigma_k = W_k / N_k + \\epsilon I$."""
     cov = within / counts[:, None, None]
     cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
     return floor_spectrum(cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype), reg_covar)
@@ -132,11 +132,11 @@ def floor_spectrum(cov: Array, floor: float) -> Array:
     """``cov`` ``(..., D, D)`` unchanged where its smallest eigenvalue is at least ``floor``,
     else with its eigenvalues raised to ``floor``.
 
-    :math:`W_k / N_k + \\epsilon I` has every eigenvalue :math:`\\ge \\epsilon` in exact
-    arithmetic, but :math:`W_k` comes from sums of squares about the data's centre, whose
+    $W_k / N_k + \\epsilon I$ has every eigenvalue $\\ge \\epsilon$ in exact
+    arithmetic, but $W_k$ comes from sums of squares about the data's centre, whose
     rounding error grows with the squared distance of the component from that centre over its
     width: for a component collapsing far from the centre in float32 it can exceed
-    :math:`\\epsilon`, and the factorisation in the next E-step would fail."""
+    $\\epsilon$, and the factorisation in the next E-step would fail."""
     values, vectors = jnp.linalg.eigh(cov)
     raised = (vectors * jnp.maximum(values, floor)[..., None, :]) @ jnp.swapaxes(vectors, -1, -2)
     low = (values[..., 0] < floor)[..., None, None]
@@ -144,9 +144,9 @@ def floor_spectrum(cov: Array, floor: float) -> Array:
 
 
 def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
-    """Posterior mode :math:`\\Sigma_k = [\\Psi + W_k + \\tfrac{N_k\\kappa}{N_k+\\kappa}
-    (\\bar x_k - m)(\\bar x_k - m)^\\top] / (N_k + \\nu + D + 2)`; ``dev`` is
-    :math:`\\bar x_k - m` ``(K, D)``."""
+    """Posterior mode $\\Sigma_k = [\\Psi + W_k + \\tfrac{N_k\\kappa}{N_k+\\kappa}
+    (\\bar x_k - m)(\\bar x_k - m)^\\top] / (N_k + \\nu + D + 2)$; ``dev`` is
+    $\\bar x_k - m$ ``(K, D)``."""
     d = dev.shape[-1]
     shrunk = counts * prior.kappa / (counts + prior.kappa)
     b = prior.scale + within + jnp.einsum("k,kd,ke->kde", shrunk, dev, dev)
@@ -155,8 +155,8 @@ def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
 
 
 def log_prior(means: Array, covariances: Array, prior) -> Array:
-    """:math:`\\sum_k \\log \\mathcal{W}^{-1}(\\Sigma_k \\mid \\nu, \\Psi)
-    + \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma_k / \\kappa)`."""
+    """$\\sum_k \\log \\mathcal{W}^{-1}(\\Sigma_k \\mid \\nu, \\Psi)
+    + \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma_k / \\kappa)$."""
     chol = jnp.linalg.cholesky(covariances)
     return priors.log_inverse_wishart(chol, prior.dof, prior.scale) + priors.log_normal_given_cov(
         means, prior.mean, chol, prior.kappa

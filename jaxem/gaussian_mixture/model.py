@@ -1,34 +1,34 @@
-"""Gaussian mixtures: :math:`p(x) = \\sum_k \\pi_k \\mathcal{N}(x \\mid \\mu_k, \\Sigma_k)`.
+"""Gaussian mixtures: $p(x) = \\sum_k \\pi_k \\mathcal{N}(x \\mid \\mu_k, \\Sigma_k)$.
 
 E-step, with responsibilities
-:math:`r_{nk} = \\pi_k \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k) / p(x_n)` computed in log space,
-returns the additive statistics (sums over samples of :math:`w_n r_{nk}` times a term)
+$r_{nk} = \\pi_k \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k) / p(x_n)$ computed in log space,
+returns the additive statistics (sums over samples of $w_n r_{nk}$ times a term)
 
-.. math::
+$$
+N_k = \\sum_n w_n r_{nk}, \\quad
+s_k = \\sum_n w_n r_{nk} x_n, \\quad
+d_k = \\sum_n w_n r_{nk} (x_n - \\mu_k), \\quad
+S_k = \\sum_n w_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top,
+$$
 
-    N_k = \\sum_n w_n r_{nk}, \\quad
-    s_k = \\sum_n w_n r_{nk} x_n, \\quad
-    d_k = \\sum_n w_n r_{nk} (x_n - \\mu_k), \\quad
-    S_k = \\sum_n w_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top,
-
-taken about the current means :math:`\\mu_k`. They are computed as two matrix products over
-features of the data centred on its weighted mean, computed once per fit (:meth:`prepare`): the
+taken about the current means $\\mu_k$. They are computed as two matrix products over
+features of the data centred on its weighted mean, computed once per fit (`prepare`): the
 log-densities as quadratic-form coefficients times the features, the statistics as the features
 times the responsibilities (see ``docs/gaussian_mixture.md``). The M-step (maximum likelihood)
 is
 
-.. math::
+$$
+\\pi_k = \\frac{N_k}{\\sum_j N_j}, \\quad
+\\mu'_k = \\frac{s_k}{N_k}, \\quad
+\\Sigma'_k = \\frac{S_k}{N_k} - \\delta_k \\delta_k^\\top + \\epsilon I, \\quad
+\\delta_k = \\frac{d_k}{N_k} = \\mu'_k - \\mu_k,
+$$
 
-    \\pi_k = \\frac{N_k}{\\sum_j N_j}, \\quad
-    \\mu'_k = \\frac{s_k}{N_k}, \\quad
-    \\Sigma'_k = \\frac{S_k}{N_k} - \\delta_k \\delta_k^\\top + \\epsilon I, \\quad
-    \\delta_k = \\frac{d_k}{N_k} = \\mu'_k - \\mu_k,
-
-with :math:`\\epsilon` = ``reg_covar`` and the diagonal, spherical and tied analogues in the
-covariance modules. As in scikit-learn, :math:`N_k` is floored by ten machine epsilons (times the
+with $\\epsilon$ = ``reg_covar`` and the diagonal, spherical and tied analogues in the
+covariance modules. As in scikit-learn, $N_k$ is floored by ten machine epsilons (times the
 total weight) before dividing.
 
-An *empty* component (:math:`N_k` under that floor: it lost every point) gets weight ~0, the
+An *empty* component ($N_k$ under that floor: it lost every point) gets weight ~0, the
 weighted mean of all the data, and the responsibility-weighted average of the other components'
 covariances, so it stays finite, positive definite, and may pick points up again.
 """
@@ -80,12 +80,12 @@ class GaussianMixtureParams(NamedTuple):
 
 
 class GaussianMixtureData(NamedTuple):
-    """The data as the E-step reads it (:meth:`GaussianMixture.prepare`).
+    """The data as the E-step reads it (`GaussianMixture.prepare`).
 
     Attributes:
         centre: ``(D,)`` the weighted mean of the data.
         features: ``(Q + D, N)``: the covariance type's ``Q`` quadratic features of
-            :math:`x_n - c` stacked on :math:`x_n - c`.
+            $x_n - c$ stacked on $x_n - c$.
     """
 
     centre: Array
@@ -96,11 +96,11 @@ class GaussianMixtureStats(NamedTuple):
     """Expected sufficient statistics; every field is a sum over samples.
 
     Attributes:
-        counts: ``(K,)`` :math:`N_k = \\sum_n w_n r_{nk}`.
-        sums: ``(K, D)`` :math:`\\sum_n w_n r_{nk} x_n`.
-        shifts: ``(K, D)`` :math:`\\sum_n w_n r_{nk} (x_n - \\mu_k)`, :math:`\\mu_k` the means at
+        counts: ``(K,)`` $N_k = \\sum_n w_n r_{nk}$.
+        sums: ``(K, D)`` $\\sum_n w_n r_{nk} x_n$.
+        shifts: ``(K, D)`` $\\sum_n w_n r_{nk} (x_n - \\mu_k)$, $\\mu_k$ the means at
             which the E-step ran.
-        scatter: :math:`\\sum_n w_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top` in the covariance
+        scatter: $\\sum_n w_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^\\top$ in the covariance
             type's form: ``(K, D, D)`` full, ``(K, D)`` diag, ``(K,)`` spherical, ``(D, D)`` tied
             (summed over components).
     """
@@ -147,7 +147,7 @@ class GaussianMixture:
     def prepare(self, X: Array, weights: Array) -> GaussianMixtureData:
         """The data as the E-step uses it, computed once per fit: the weighted mean ``centre``
         ``(D,)`` and ``features`` ``(Q + D, N)``, the quadratic features of the centred data
-        stacked on the centred data (see :mod:`jaxem.gaussian_mixture.full`)."""
+        stacked on the centred data (see `jaxem.gaussian_mixture.full`)."""
         total = jnp.sum(weights)
         centre = (weights @ X) / jnp.where(total > 0, total, 1)  # a block may hold no weight
         centred = (X - centre).T
@@ -164,9 +164,9 @@ class GaussianMixture:
     def e_step(
         self, params: GaussianMixtureParams, X: Array | GaussianMixtureData, weights: Array
     ) -> tuple[GaussianMixtureStats, Array]:
-        """Statistics :class:`GaussianMixtureStats` and :math:`\\sum_n w_n \\log p(x_n)`.
+        """Statistics `GaussianMixtureStats` and $\\sum_n w_n \\log p(x_n)$.
 
-        ``X`` ``(N, D)``, or ``self.prepare(X, weights)`` (as :func:`jaxem.fit` passes it);
+        ``X`` ``(N, D)``, or ``self.prepare(X, weights)`` (as `jaxem.fit` passes it);
         ``weights`` ``(N,)``.
         """
         data = X if isinstance(X, GaussianMixtureData) else self.prepare(X, weights)
@@ -214,7 +214,7 @@ class GaussianMixture:
         return GaussianMixtureParams(weights, means, covariances)
 
     def log_prior(self, params: GaussianMixtureParams, prior: GaussianMixturePrior) -> Array:
-        """:math:`\\log p(\\theta)`: Dirichlet on the weights plus the Normal-Inverse-Wishart
+        """$\\log p(\\theta)$: Dirichlet on the weights plus the Normal-Inverse-Wishart
         (or Inverse-Gamma) density of means and covariances, every constant included."""
         return priors.log_dirichlet(
             params.weights, jnp.broadcast_to(prior.alpha, params.weights.shape)
@@ -237,8 +237,8 @@ class GaussianMixture:
         weights. Works under ``jit`` and ``vmap``. ``X`` ``(N, D)``, ``weights`` ``(N,)`` or None.
 
         ``chunk_size``: distances and statistics are summed over row blocks of this many rows,
-        as in :func:`jaxem.fit` (None: chosen from N, K, D and the dtype). Data split over
-        devices (see :mod:`jaxem.sharding`) is left to XLA's partitioner, in one block.
+        as in `jaxem.fit` (None: chosen from N, K, D and the dtype). Data split over
+        devices (see `jaxem.sharding`) is left to XLA's partitioner, in one block.
         """
         if method not in INIT_METHODS:
             raise ValueError(f"method must be one of {INIT_METHODS}; got {method!r}")
@@ -256,7 +256,7 @@ class GaussianMixture:
     def validate(
         self, X: Any, params: GaussianMixtureParams, weights: Any, prior: Any
     ) -> tuple[Array, GaussianMixtureParams, GaussianMixturePrior | None]:
-        """Checks made by :func:`jaxem.fit` before compiling; returns X, params and prior as
+        """Checks made by `jaxem.fit` before compiling; returns X, params and prior as
         arrays of X's floating dtype."""
         X = check_data(X)
         weights = check_weights(weights, X.shape[0], X.dtype)
@@ -269,12 +269,12 @@ class GaussianMixture:
     # -- using fitted parameters -----------------------------------------------------------
 
     def score_samples(self, params: GaussianMixtureParams, X: Any) -> Array:
-        """:math:`\\log p(x_n)`, ``(N,)``."""
+        """$\\log p(x_n)$, ``(N,)``."""
         X, params = self._prepare(params, X)
         return jax.nn.logsumexp(self._log_joint(params, X), axis=1)
 
     def predict_proba(self, params: GaussianMixtureParams, X: Any) -> Array:
-        """Responsibilities :math:`r_{nk} = p(z_n = k \\mid x_n)`, ``(N, K)``."""
+        """Responsibilities $r_{nk} = p(z_n = k \\mid x_n)$, ``(N, K)``."""
         X, params = self._prepare(params, X)
         return jax.nn.softmax(self._log_joint(params, X), axis=1)
 
@@ -342,7 +342,7 @@ class GaussianMixture:
 
     def check_prior(self, prior: Any, n_features: int, dtype: Any) -> GaussianMixturePrior:
         """The prior's shapes against this model (and its values when concrete), cast to
-        ``dtype``; see :func:`jaxem.priors.check_prior`."""
+        ``dtype``; see `jaxem.priors.check_prior`."""
         return check_prior(prior, self, n_features, dtype)
 
     def check_prior_values(self, prior: GaussianMixturePrior, n_features: int) -> None:
@@ -369,7 +369,7 @@ class GaussianMixture:
         return X, self.check_params(params, X.shape[1], X.dtype)
 
     def _log_joint(self, params: GaussianMixtureParams, X: Array) -> Array:
-        """:math:`\\log \\pi_k + \\log \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k)`, ``(N, K)``."""
+        """$\\log \\pi_k + \\log \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k)$, ``(N, K)``."""
         data = self.prepare(X, jnp.ones(X.shape[0], X.dtype))
         return self._log_joint_kn(params, data, params.means - data.centre).T
 
@@ -403,7 +403,7 @@ class GaussianMixture:
 
 
 def _normalise(log_joint: Array) -> tuple[Array, Array]:
-    """Responsibilities ``(K, N)`` and :math:`\\log p(x_n)` ``(N,)`` from the log joint
+    """Responsibilities ``(K, N)`` and $\\log p(x_n)$ ``(N,)`` from the log joint
     ``(K, N)``. For up to 64 components the reductions over the short component axis are
     written as K-term elementwise sums, which XLA fuses into one pass over the samples
     (measured: 5x faster than its column reductions for K = 16)."""

@@ -1,7 +1,7 @@
-"""Spherical covariances: per component one variance :math:`\\sigma^2_k` (:math:`\\Sigma_k =
-\\sigma^2_k I`), ``(K,)``.
+"""Spherical covariances: per component one variance $\\sigma^2_k$ ($\\Sigma_k =
+\\sigma^2_k I$), ``(K,)``.
 
-Same functions as :mod:`jaxem.gaussian_mixture.full`.
+Same functions as `jaxem.gaussian_mixture.full`.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ def n_parameters(n_components: int, n_features: int) -> int:
 
 
 def squares(centred: Array) -> Array:
-    """:math:`\\|x\\|^2`, ``(1, N)`` from ``centred`` ``(D, N)``."""
+    """$\\|x\\|^2$, ``(1, N)`` from ``centred`` ``(D, N)``."""
     return jnp.sum(centred * centred, axis=0, keepdims=True)
 
 
 def quadratic_form(covariances: Array, offsets: Array) -> tuple[Array, Array, Array, Array]:
-    """:math:`\\|x - o_k\\|^2 / \\sigma^2_k = a_k q(x) + b_k \\cdot x + c_k`:
+    """$\\|x - o_k\\|^2 / \\sigma^2_k = a_k q(x) + b_k \\cdot x + c_k$:
     ``a = 1/σ²`` ``(K, 1)``, ``b = -2 o/σ²``, ``c = \\|o\\|²/σ²``, and the log-determinants
-    :math:`D \\log \\sigma^2_k`."""
+    $D \\log \\sigma^2_k$."""
     inv = 1.0 / covariances
     d = offsets.shape[-1]
     return (
@@ -43,7 +43,7 @@ def quadratic_form(covariances: Array, offsets: Array) -> tuple[Array, Array, Ar
 
 
 def scatter(moments: Array, firsts: Array, counts: Array, offsets: Array) -> Array:
-    """:math:`\\sum_n wr_{nk} \\|x_n - o_k\\|^2`, ``(K,)``."""
+    """$\\sum_n wr_{nk} \\|x_n - o_k\\|^2$, ``(K,)``."""
     return (
         moments[:, 0]
         - 2.0 * jnp.sum(firsts * offsets, axis=-1)
@@ -52,19 +52,19 @@ def scatter(moments: Array, firsts: Array, counts: Array, offsets: Array) -> Arr
 
 
 def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
-    """:math:`W_k = \\operatorname{tr} S_k - \\|d_k\\|^2 / N_k`, ``(K,)``."""
+    """$W_k = \\operatorname{tr} S_k - \\|d_k\\|^2 / N_k$, ``(K,)``."""
     return scatter - inv_counts * jnp.sum(shifts * shifts, axis=-1)
 
 
 def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Array:
-    """:math:`\\sigma^2_k = W_k / (N_k D) + \\epsilon`: the mean of the diagonal variances,
+    """$\\sigma^2_k = W_k / (N_k D) + \\epsilon$: the mean of the diagonal variances,
     as scikit-learn."""
     return jnp.maximum(within / counts, 0.0) / n_features + reg_covar
 
 
 def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
-    """:math:`\\sigma^2_k = [\\psi + W_k + \\tfrac{N_k\\kappa}{N_k+\\kappa}
-    \\|\\bar x_k - m\\|^2] / (N_k D + D + \\nu + 2)`."""
+    """$\\sigma^2_k = [\\psi + W_k + \\tfrac{N_k\\kappa}{N_k+\\kappa}
+    \\|\\bar x_k - m\\|^2] / (N_k D + D + \\nu + 2)$."""
     d = dev.shape[-1]
     shrunk = counts * prior.kappa / (counts + prior.kappa)
     b = prior.scale + jnp.maximum(within, 0.0) + shrunk * jnp.sum(dev * dev, axis=-1)
@@ -72,8 +72,8 @@ def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
 
 
 def log_prior(means: Array, covariances: Array, prior) -> Array:
-    """:math:`\\sum_k \\log \\mathrm{InvGamma}(\\sigma^2_k \\mid \\nu/2, \\psi/2)
-    + \\log \\mathcal{N}(\\mu_k \\mid m, \\sigma^2_k I / \\kappa)`."""
+    """$\\sum_k \\log \\mathrm{InvGamma}(\\sigma^2_k \\mid \\nu/2, \\psi/2)
+    + \\log \\mathcal{N}(\\mu_k \\mid m, \\sigma^2_k I / \\kappa)$."""
     rate = jnp.broadcast_to(0.5 * prior.scale, covariances.shape)
     return priors.log_inverse_gamma(covariances, 0.5 * prior.dof, rate) + (
         priors.log_normal_given_var(means, prior.mean, covariances[:, None], prior.kappa)

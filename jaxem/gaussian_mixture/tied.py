@@ -1,6 +1,6 @@
-"""Tied covariance: one :math:`\\Sigma` shared by every component, ``(D, D)``.
+"""Tied covariance: one $\\Sigma$ shared by every component, ``(D, D)``.
 
-Same functions as :mod:`jaxem.gaussian_mixture.full`.
+Same functions as `jaxem.gaussian_mixture.full`.
 """
 
 from __future__ import annotations
@@ -27,30 +27,30 @@ squares = full.squares
 
 
 def quadratic_form(covariances: Array, offsets: Array) -> tuple[Array, Array, Array, Array]:
-    """As :func:`jaxem.gaussian_mixture.full.quadratic_form` with one ``(D, D)`` covariance."""
+    """As `jaxem.gaussian_mixture.full.quadratic_form` with one ``(D, D)`` covariance."""
     return full.quadratic_form(covariances, offsets)
 
 
 def scatter(moments: Array, firsts: Array, counts: Array, offsets: Array) -> Array:
-    """:math:`\\sum_k \\sum_n wr_{nk} (x_n - o_k)(x_n - o_k)^\\top`, ``(D, D)``."""
+    """$\\sum_k \\sum_n wr_{nk} (x_n - o_k)(x_n - o_k)^\\top$, ``(D, D)``."""
     return jnp.sum(full.scatter(moments, firsts, counts, offsets), axis=0)
 
 
 def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
-    """:math:`W = \\sum_k (S_k - d_k d_k^\\top / N_k)`, ``(D, D)``."""
+    """$W = \\sum_k (S_k - d_k d_k^\\top / N_k)$, ``(D, D)``."""
     return scatter - jnp.einsum("k,kd,ke->de", inv_counts, shifts, shifts)
 
 
 def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Array:
-    """:math:`\\Sigma = W / \\sum_k N_k + \\epsilon I`."""
+    """$\\Sigma = W / \\sum_k N_k + \\epsilon I$."""
     cov = within / jnp.sum(counts)
     cov = 0.5 * (cov + cov.T)
     return full.floor_spectrum(cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype), reg_covar)
 
 
 def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
-    """:math:`\\Sigma = [\\Psi + W + \\sum_k \\tfrac{N_k\\kappa}{N_k+\\kappa}
-    (\\bar x_k - m)(\\bar x_k - m)^\\top] / (\\sum_k N_k + K + \\nu + D + 1)`."""
+    """$\\Sigma = [\\Psi + W + \\sum_k \\tfrac{N_k\\kappa}{N_k+\\kappa}
+    (\\bar x_k - m)(\\bar x_k - m)^\\top] / (\\sum_k N_k + K + \\nu + D + 1)$."""
     k, d = dev.shape
     shrunk = counts * prior.kappa / (counts + prior.kappa)
     b = prior.scale + within + jnp.einsum("k,kd,ke->de", shrunk, dev, dev)
@@ -59,8 +59,8 @@ def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
 
 
 def log_prior(means: Array, covariances: Array, prior) -> Array:
-    """:math:`\\log \\mathcal{W}^{-1}(\\Sigma \\mid \\nu, \\Psi)
-    + \\sum_k \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma / \\kappa)`."""
+    """$\\log \\mathcal{W}^{-1}(\\Sigma \\mid \\nu, \\Psi)
+    + \\sum_k \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma / \\kappa)$."""
     chol = jnp.linalg.cholesky(covariances)
     chols = jnp.broadcast_to(chol, (means.shape[0],) + chol.shape)
     return priors.log_inverse_wishart(
