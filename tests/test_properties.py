@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import jaxem
 
 N, D, MAX_ITER = 48, 2, 25
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True)
+SETTINGS = settings(max_examples=15, deadline=None, derandomize=True)
 
 
 def _data(seed: int, k: int) -> np.ndarray:
