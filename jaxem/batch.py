@@ -370,21 +370,29 @@ def fit_restarts(
     chunk_size = check_chunk_size(chunk_size)
     if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
         raise ValueError(f"n_init must be an integer >= 1; got {n_init!r}")
+    layout = sample_sharding(X)
     keys = jax.random.split(key, n_init)
     # X and weights are not mapped: model.init sees them concrete and checks their values
     starts = jax.vmap(model.init, (0, None, None))(keys, X, weights)
     X, _, prior = model.validate(X, _take(starts, 0), weights, prior)
     weights = check_weights(weights, X.shape[0], X.dtype)
+    n_local = X.shape[0]
+    if layout is not None:
+        n_local //= layout.n_shards
+        weights = layout.place(weights)
     per_sample = model_bytes_per_sample(model, X)
     per_sample = None if per_sample is None else per_sample * n_init
-    block = block_rows(X.shape[0], per_sample, chunk_size)
+    block = block_rows(n_local, per_sample, chunk_size)
     tol = jnp.asarray(tol, X.dtype)
-    return _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block)
+    return _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout)
 
 
-@partial(jax.jit, static_argnames=("model", "max_iter", "block"))
-def _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block):
-    fits = jax.vmap(lambda p: _fit(model, X, p, prior, weights, tol, max_iter, block))(starts)
+@partial(jax.jit, static_argnames=("model", "max_iter", "block", "layout"))
+def _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout):
+    def one(start):
+        return _fit(model, X, start, prior, weights, tol, max_iter, block, layout)
+
+    fits = jax.vmap(one)(starts)
     objectives = fits.objective
     best = jnp.argmax(jnp.where(jnp.isnan(objectives), -jnp.inf, objectives))
     chosen = _take(fits, best)

@@ -70,6 +70,15 @@ def main():
     except ValueError as err:
         out["uneven"] = str(err)
 
+    model = GaussianMixture(2, "full")
+    one = jaxem.fit_restarts(model, jax.random.key(3), X, n_init=2, weights=w, tol=1e-8)
+    many = jaxem.fit_restarts(model, jax.random.key(3), auto, n_init=2, weights=w, tol=1e-8)
+    out["restarts"] = {
+        "n_iter": [int(one.n_iter), int(many.n_iter)],
+        "objective": float(np.max(np.abs(one.objectives - many.objectives))),
+        "params": gap(one.params, many.params),
+    }
+
     bad = X.copy()
     bad[997, 1] = np.nan
     out["nan"] = "accepted"

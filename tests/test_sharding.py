@@ -33,6 +33,7 @@ CASES = [f"{t} auto" for t in COVARIANCE_TYPES] + [
     "tied blocks",
     "full map",
     "diag map",
+    "restarts",  # fit_restarts: every start data-parallel
 ]
 
 
