@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
-from jaxem.chunking import block_rows, check_chunk_size, model_bytes_per_sample
-from jaxem.em import _converged, _fit, _objective, _prepare
+from jaxem.chunking import check_chunk_size
+from jaxem.em import _converged, _fit, _objective, _plan, _prepare
 from jaxem.sharding import sample_sharding, split_rows
 from jaxem.validation import (
     all_finite,
@@ -370,19 +370,12 @@ def fit_restarts(
     chunk_size = check_chunk_size(chunk_size)
     if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
         raise ValueError(f"n_init must be an integer >= 1; got {n_init!r}")
-    layout = sample_sharding(X)
     keys = jax.random.split(key, n_init)
     # X and weights are not mapped: model.init sees them concrete and checks their values
     starts = jax.vmap(model.init, (0, None, None))(keys, X, weights)
     X, _, prior = model.validate(X, _take(starts, 0), weights, prior)
     weights = check_weights(weights, X.shape[0], X.dtype)
-    n_local = X.shape[0]
-    if layout is not None:
-        n_local //= layout.n_shards
-        weights = layout.place(weights)
-    per_sample = model_bytes_per_sample(model, X)
-    per_sample = None if per_sample is None else per_sample * n_init
-    block = block_rows(n_local, per_sample, chunk_size)
+    weights, block, layout = _plan(model, X, weights, chunk_size, copies=n_init)
     tol = jnp.asarray(tol, X.dtype)
     return _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout)
 

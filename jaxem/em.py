@@ -80,7 +80,6 @@ def fit(
     """
     check_fit_options(tol, max_iter)
     chunk_size = check_chunk_size(chunk_size)
-    layout = sample_sharding(X)
     validate = getattr(model, "validate", None)
     if validate is not None:
         X, params, prior = validate(X, params, weights, prior)
@@ -93,13 +92,26 @@ def fit(
         raise TypeError(
             f"{type(model).__name__} has no log_prior: it cannot be fitted with a prior"
         )
-    n_local = n_samples
+    weights, block, layout = _plan(model, X, weights, chunk_size)
+    tol = jnp.asarray(tol, weights.dtype)
+    return _fit(model, X, params, prior, weights, tol, max_iter, block, layout)
+
+
+def _plan(
+    model: EMModel, X: Array, weights: Array, chunk_size: int | None, copies: int = 1
+) -> tuple[Array, int | None, SampleSharding | None]:
+    """How the E-step passes over ``X``: ``(weights, block, layout)``, the weights placed as
+    ``X`` is, the rows per block (per device; for ``copies`` E-steps side by side) and the
+    split over devices (see `jaxem.chunking`, `jaxem.sharding`)."""
+    layout = sample_sharding(X)
+    n_local = X.shape[0]
     if layout is not None:
         n_local //= layout.n_shards
         weights = layout.place(weights)
-    block = block_rows(n_local, model_bytes_per_sample(model, X), chunk_size)
-    tol = jnp.asarray(tol, weights.dtype)
-    return _fit(model, X, params, prior, weights, tol, max_iter, block, layout)
+    per_sample = model_bytes_per_sample(model, X)
+    if per_sample is not None:
+        per_sample *= copies
+    return weights, block_rows(n_local, per_sample, chunk_size), layout
 
 
 def _objective(model: EMModel, params: Params, loglik: Array, prior: Prior | None) -> Array:
