@@ -25,6 +25,7 @@ from jaxem.validation import (
     all_finite,
     as_float_array,
     check_fit_options,
+    check_positive_int,
     check_weight_values,
     check_weights,
     host_values,
@@ -114,8 +115,7 @@ def fit_batch(
     n_members = X.shape[0]
     if lanes is None:
         lanes = DEFAULT_LANES
-    if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1:
-        raise ValueError(f"lanes must be an integer >= 1; got {lanes!r}")
+    lanes = check_positive_int(lanes, "lanes")
     n_local = n_members // (1 if layout is None else layout.n_shards)
     lanes = int(min(lanes, n_local))
     tol = jnp.asarray(tol, X.dtype)
@@ -368,8 +368,7 @@ def fit_restarts(
     """
     check_fit_options(tol, max_iter)
     chunk_size = check_chunk_size(chunk_size)
-    if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
-        raise ValueError(f"n_init must be an integer >= 1; got {n_init!r}")
+    n_init = check_positive_int(n_init, "n_init")
     keys = jax.random.split(key, n_init)
     # X and weights are not mapped: model.init sees them concrete and checks their values
     starts = jax.vmap(model.init, (0, None, None))(keys, X, weights)

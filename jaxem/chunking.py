@@ -19,7 +19,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from jaxem.validation import check_positive_int
 
 Array = jax.Array
 
@@ -30,15 +31,7 @@ MIN_BLOCK = 1024
 
 def check_chunk_size(chunk_size: Any) -> int | None:
     """``None`` (automatic) or an integer >= 1."""
-    if chunk_size is None:
-        return None
-    if (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, (int, np.integer))
-        or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be None or an integer >= 1; got {chunk_size!r}")
-    return int(chunk_size)
+    return None if chunk_size is None else check_positive_int(chunk_size, "chunk_size")
 
 
 def block_rows(

@@ -22,7 +22,13 @@ import numpy as np
 
 from jaxem.base import Array, PRNGKey
 from jaxem.initialization import cluster_sums, kmeans_plusplus, nearest, one_hot
-from jaxem.validation import as_float_array, check_data, check_weights, is_concrete
+from jaxem.validation import (
+    as_float_array,
+    check_data,
+    check_positive_int,
+    check_weights,
+    is_concrete,
+)
 
 
 class KMeansParams(NamedTuple):
@@ -50,8 +56,7 @@ class KMeans:
 
     def __post_init__(self):
         k = self.n_clusters
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"n_clusters must be an integer >= 1; got {k!r}")
+        check_positive_int(k, "n_clusters")
 
     @property
     def n_components(self) -> int:

@@ -101,6 +101,13 @@ def n_weighted_samples(weights: jax.Array) -> int | None:
     return int(np.count_nonzero(host_values(weights) > 0))
 
 
+def check_positive_int(value: Any, name: str) -> int:
+    """``value`` as an int, or ``ValueError`` unless it is an integer >= 1 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    return int(value)
+
+
 def check_fit_options(tol: Any, max_iter: Any) -> None:
     """``tol >= 0`` (a number) and ``max_iter >= 1`` (a Python int: the history's length)."""
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)):

@@ -55,6 +55,7 @@ from jaxem.sharding import as_auto, sample_sharding
 from jaxem.validation import (
     as_float_array,
     check_data,
+    check_positive_int,
     check_weights,
     is_concrete,
     n_weighted_samples,
@@ -128,8 +129,7 @@ class GaussianMixture:
 
     def __post_init__(self):
         k = self.n_components
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"n_components must be an integer >= 1; got {k!r}")
+        check_positive_int(k, "n_components")
         if self.covariance_type not in COVARIANCE_TYPES:
             raise ValueError(
                 f"covariance_type must be one of {sorted(COVARIANCE_TYPES)}; "
