@@ -3,8 +3,11 @@
 The public API:
 
 - `fit`: the generic EM driver, for any model that provides ``e_step``/``m_step``;
+  `em_step`: one EM iteration, for a loop of one's own;
 - `FitResult`: what ``fit`` returns (a pytree);
-- `EMModel`: the contract a model provides;
+- `EMModel`: the contract a model provides; `Family`: the contract of a component family;
+- `Mixture`, `MixtureParams`, `MixturePrior`: a mixture over any family of
+  `jaxem.families` (`Gaussian`, `Bernoulli`, `Categorical`, `Poisson`);
 - `fit_batch` (many datasets in one compiled call), `pad` (ragged datasets) and
   `fit_restarts` (the best of several starts);
 - `GaussianMixture` and `GaussianMixtureParams`: Gaussian mixtures with full,
@@ -12,13 +15,14 @@ The public API:
 - `bic`, `aic`, `icl` (lower is better) and `select` (a grid of
   mixtures ranked by one of them);
 - `KMeans` and `KMeansParams`: k-means as hard EM (Lloyd's algorithm);
-- `GaussianMixturePrior` and `default_prior`: conjugate priors, for MAP-EM
-  (exact posterior modes);
+- `GaussianMixturePrior` and `default_prior` (every model's weak default): conjugate priors,
+  for MAP-EM (exact posterior modes);
 - `shard`: data split over devices along its first axis, which `fit`,
   `fit_batch` and ``init`` then fit data-parallel (see `jaxem.sharding`; large
   data is also visited in row blocks, see `jaxem.chunking`);
 - `save` and `load`: fitted models as ``.npz`` files, without pickle;
-- `load_faithful`: the Old Faithful data bundled with the package;
+- `load_faithful` and `load_anes96`: the Old Faithful data and a categorical survey (the
+  1996 American National Election Study) bundled with the package;
 - `jaxem.crosscheck`: the same models in NumPyro, to check EM's estimates and objective
   (imported on first use: it loads NumPyro);
 - `jaxem.sklearn` (``from jaxem.sklearn import GaussianMixture``): a scikit-learn
@@ -26,15 +30,17 @@ The public API:
 - `jaxem.cli`: the ``jaxem`` command line (fit, select, predict, demo).
 """
 
-from jaxem.base import EMModel, FitResult
-from jaxem.batch import RestartsResult, fit_batch, fit_restarts, pad
-from jaxem.datasets import load_faithful
-from jaxem.em import fit
-from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams
+from jaxem import families
+from jaxem.base import EMModel, Family, FitResult
+from jaxem.batch import RestartsResult, best_start, fit_batch, fit_restarts, pad
+from jaxem.datasets import load_anes96, load_faithful
+from jaxem.em import em_step, fit
+from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams, GaussianMixturePrior
 from jaxem.io import load, save
 from jaxem.kmeans import KMeans, KMeansParams
+from jaxem.mixture import Mixture, MixtureParams, MixturePrior, MixtureStats
 from jaxem.model_selection import SelectResult, aic, bic, icl, select
-from jaxem.priors import GaussianMixturePrior, default_prior
+from jaxem.priors import default_prior
 from jaxem.sharding import shard
 
 __version__ = "0.1.0"
@@ -50,6 +56,14 @@ def __getattr__(name: str):
 
 __all__ = [
     "EMModel",
+    "Family",
+    "Mixture",
+    "MixtureParams",
+    "MixturePrior",
+    "MixtureStats",
+    "best_start",
+    "em_step",
+    "families",
     "FitResult",
     "GaussianMixture",
     "GaussianMixtureParams",
@@ -70,5 +84,6 @@ __all__ = [
     "save",
     "shard",
     "RestartsResult",
+    "load_anes96",
     "load_faithful",
 ]

@@ -39,8 +39,25 @@ Optional:
 
 ``validate(X, params, weights, prior) -> (X, params, prior)``
     Checks made before compilation; raises ``ValueError``/``TypeError``; returns the inputs as
-    arrays of the data's dtype. Shape checks always
-    apply; value checks only for concrete (non-traced) arrays, see `jaxem.validation`.
+    arrays of the data's dtype. Shape checks always apply; value checks only for concrete
+    (non-traced) arrays, see `jaxem.validation`. Without it the drivers take ``X`` as it is.
+
+``check_prior(prior, n_features, dtype) -> prior`` and ``check_prior_values(prior, n_features)``
+    The prior's checks (shapes; ranges of concrete values, also of a batch of priors with a
+    leading axis), which `jaxem.fit_batch` uses to tell one shared prior from a batch of them.
+
+``min_samples``
+    The fewest samples of positive weight a fit needs (a mixture's K); default 1.
+
+``data_ndim``
+    The dimensions of one dataset (2 for ``(N, D)``; default 1), which `jaxem.fit_batch`
+    checks its batch against.
+
+``default_prior(X) -> prior``
+    A weak default prior for data ``X``, returned by `jaxem.default_prior`.
+
+A mixture model is `jaxem.Mixture` over a component family (`Family` below); models need not
+be mixtures (`jaxem.KMeans`, a user's own model in the tests).
 """
 
 from __future__ import annotations
@@ -65,6 +82,67 @@ class EMModel(Protocol):
     def m_step(self, stats: Stats, prior: Prior | None = None) -> Params: ...
 
     def init(self, key: PRNGKey, X: Array, weights: Array | None = None) -> Params: ...
+
+
+@runtime_checkable
+class Family(Protocol):
+    """The distribution of one observation given its latent state: what a mixture
+    (`jaxem.Mixture`) and a hidden Markov model share. A family knows nothing of mixture
+    weights or Markov chains; K is the number of components (states) and ``wr`` ``(K, N)`` the
+    weighted responsibilities (state marginals) $w_n r_{nk}$. Static configuration, hashable.
+
+    ``check_data(X, name="X") -> X``: ``(N, D)`` as a floating array, values in the support;
+    ``prepare(X, weights) -> data``: what ``log_likelihoods`` and ``stats`` read, once per fit;
+    ``log_likelihoods(params, data) -> (K, N)``: $\\log p(x_n \\mid \\theta_k)$;
+    ``stats(data, wr, params=None) -> stats``: additive statistics (sums over samples);
+    ``m_step(stats, counts, prior=None) -> params``: MLE, or the posterior mode with a prior,
+    given $N_k$ = ``counts`` ``(K,)``;
+    ``log_prior(params, prior)``, ``default_prior(X, K)``, ``check_prior(prior, K, D, dtype,
+    name)``, ``check_prior_values(prior, D, name)``: the conjugate prior;
+    ``check_params(params, K, D, dtype, name)``, ``n_parameters(K, D)``,
+    ``sample(key, params, labels) -> (N, D)``, ``permute(params, order)``,
+    ``init_points(X) -> (N, F)`` (where k-means seeds a start), ``bytes_per_sample(D, K,
+    itemsize)`` and ``describe()`` (for messages); optionally ``start_prior(X, weights, K)``, a
+    prior whose posterior mode from the starting partition is a mixture's start (the discrete
+    families use their default prior: a maximum-likelihood start from a hard partition puts
+    probabilities on the boundary, which EM cannot leave). See ``docs/families.md``.
+    """
+
+    def check_data(self, X: Any, name: str = "X") -> Array: ...
+
+    def prepare(self, X: Array, weights: Array) -> Any: ...
+
+    def log_likelihoods(self, params: Params, data: Any) -> Array: ...
+
+    def stats(self, data: Any, wr: Array, params: Params | None = None) -> Stats: ...
+
+    def m_step(self, stats: Stats, counts: Array, prior: Prior | None = None) -> Params: ...
+
+    def log_prior(self, params: Params, prior: Prior) -> Array: ...
+
+    def default_prior(self, X: Array, n_components: int) -> Prior: ...
+
+    def check_params(
+        self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"
+    ) -> Params: ...
+
+    def check_prior(
+        self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
+    ) -> Prior: ...
+
+    def check_prior_values(self, prior: Prior, n_features: int, name: str = "prior") -> None: ...
+
+    def n_parameters(self, n_components: int, n_features: int) -> int: ...
+
+    def sample(self, key: PRNGKey, params: Params, labels: Array) -> Array: ...
+
+    def permute(self, params: Params, order: Any) -> Params: ...
+
+    def init_points(self, X: Array) -> Array: ...
+
+    def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int: ...
+
+    def describe(self) -> str: ...
 
 
 class FitResult(NamedTuple):

@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
 from jaxem.chunking import check_chunk_size
-from jaxem.em import _converged, _fit, _objective, _plan, _prepare
+from jaxem.em import check_inputs, has_converged, objective, plan, prepare_data, run
 from jaxem.sharding import sample_sharding, split_rows
 from jaxem.validation import (
     all_finite,
@@ -27,7 +27,6 @@ from jaxem.validation import (
     check_fit_options,
     check_positive_int,
     check_weight_values,
-    check_weights,
     host_values,
     is_concrete,
 )
@@ -122,7 +121,7 @@ def fit_batch(
     if prior is not None and not prior_batched:
         prior = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_members,) + a.shape), prior)
     if init_params is not None:
-        init_params = jax.vmap(lambda x, p, w: model.validate(x, p, w, None)[1])(
+        init_params = jax.vmap(lambda x, p, w: check_inputs(model, x, p, w, None)[1])(
             X, init_params, weights
         )
 
@@ -156,10 +155,10 @@ def _check_batch(model, X, weights, prior):
     """Shapes and values of a batch, before compiling; returns ``(X, weights, prior,
     prior_batched)`` cast to X's floating dtype."""
     X = as_float_array(X, "X")
-    if X.ndim < 3:
-        raise ValueError(
-            f"X must be a batch of datasets, e.g. (B, n_samples, n_features); got shape {X.shape}"
-        )
+    data_ndim = getattr(model, "data_ndim", 1)
+    if X.ndim < 1 + data_ndim:
+        example = "(B, n_samples, n_features)" if data_ndim == 2 else "(B, n_samples, ...)"
+        raise ValueError(f"X must be a batch of datasets, e.g. {example}; got shape {X.shape}")
     n_members, n_samples = X.shape[:2]
     if is_concrete(X) and not all_finite(X):
         finite = np.all(np.isfinite(host_values(X)).reshape(n_members, -1), axis=1)
@@ -176,12 +175,12 @@ def _check_batch(model, X, weights, prior):
             )
     if is_concrete(weights):
         positive = np.count_nonzero(check_weight_values(weights) > 0, axis=1)
-        k = getattr(model, "n_components", 1)
+        k = getattr(model, "min_samples", 1)
         if np.any(positive < k):
             b = int(np.argmin(positive))
             raise ValueError(
-                f"every member needs at least n_components={k} samples with positive weight; "
-                f"member {b} has {int(positive[b])}"
+                f"every member needs at least {k} samples with positive weight (the model's "
+                f"min_samples); member {b} has {int(positive[b])}"
             )
     if prior is None:
         return X, weights, None, False
@@ -242,16 +241,16 @@ def _fit_lanes(
     keep = (weights > 0).reshape(weights.shape + (1,) * (X.ndim - 2))
     X = jnp.where(keep, X, jnp.zeros((), X.dtype))
     total_weight = jnp.sum(weights, axis=1)
-    data = jax.vmap(partial(_prepare, model))(X, weights)
+    data = jax.vmap(partial(prepare_data, model))(X, weights)
     lane_ids = jnp.arange(lanes)
 
     e_step = jax.vmap(model.e_step)
     m_step = jax.vmap(model.m_step)
 
-    def objective(params, loglik, prior_l):
+    def lane_objective(params, loglik, prior_l):
         if prior_l is None:
             return loglik
-        return jax.vmap(lambda p, ll, pr: _objective(model, p, ll, pr))(params, loglik, prior_l)
+        return jax.vmap(lambda p, ll, pr: objective(model, p, ll, pr))(params, loglik, prior_l)
 
     def load(member):
         """Everything a lane needs about its member (``member`` clipped for idle lanes)."""
@@ -289,10 +288,10 @@ def _fit_lanes(
         m, X_l, w_l, total_l, prior_l = load(member)
         params = _select(fresh, _take(init_params, m), m_step(state["stats"], prior_l))
         stats, loglik = e_step(params, X_l, w_l)
-        obj = objective(params, loglik, prior_l)
+        obj = lane_objective(params, loglik, prior_l)
 
         n_iter = jnp.where(fresh, 0, state["n_iter"] + 1)
-        converged = ~fresh & _converged(obj, state["previous"], total_l, tol)
+        converged = ~fresh & has_converged(obj, state["previous"], total_l, tol)
         active = member < n_members
         done = active & ~fresh & (converged | (n_iter >= max_iter))
         o = state["out"]
@@ -372,9 +371,8 @@ def fit_restarts(
     keys = jax.random.split(key, n_init)
     # X and weights are not mapped: model.init sees them concrete and checks their values
     starts = jax.vmap(model.init, (0, None, None))(keys, X, weights)
-    X, _, prior = model.validate(X, _take(starts, 0), weights, prior)
-    weights = check_weights(weights, X.shape[0], X.dtype)
-    weights, block, layout = _plan(model, X, weights, chunk_size, copies=n_init)
+    X, _, weights, prior = check_inputs(model, X, _take(starts, 0), weights, prior)
+    weights, block, layout = plan(model, X, weights, chunk_size, copies=n_init)
     tol = jnp.asarray(tol, X.dtype)
     return _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout)
 
@@ -382,10 +380,16 @@ def fit_restarts(
 @partial(jax.jit, static_argnames=("model", "max_iter", "block", "layout"))
 def _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout):
     def one(start):
-        return _fit(model, X, start, prior, weights, tol, max_iter, block, layout)
+        return run(model, X, start, prior, weights, tol, max_iter, block, layout)
 
     fits = jax.vmap(one)(starts)
-    objectives = fits.objective
-    best = jnp.argmax(jnp.where(jnp.isnan(objectives), -jnp.inf, objectives))
-    chosen = _take(fits, best)
-    return RestartsResult(*chosen, objectives=objectives, best=best)
+    best = best_start(fits.objective)
+    return RestartsResult(*_take(fits, best), objectives=fits.objective, best=best)
+
+
+def best_start(objectives: Any) -> Array:
+    """The index of the largest final objective ``(n_init,)``; NaN (a start that broke down)
+    never wins, and an all-NaN array gives 0. The one rule for picking among restarts, used by
+    `fit_restarts`, the command line and the scikit-learn estimator."""
+    objectives = jnp.asarray(objectives)
+    return jnp.argmax(jnp.where(jnp.isnan(objectives), -jnp.inf, objectives))

@@ -1,8 +1,9 @@
-"""The ``jaxem`` command line: fit, select and predict Gaussian mixtures on CSV files.
+"""The ``jaxem`` command line: fit, select and predict mixtures on CSV files.
 
 ::
 
-    jaxem fit DATA.csv -k 3 [--covariance-type full] [--prior default] [--n-init 4]
+    jaxem fit DATA.csv -k 3 [--family gaussian|bernoulli|categorical|poisson]
+              [--covariance-type full] [--prior default] [--n-init 4]
               [--seed 0] [--columns a,b] [--out model.npz] [--json summary.json] [--plot fig.png]
     jaxem select DATA.csv -k 1-6 [--covariance-types full,diag] [--criterion bic] [--out best.npz]
     jaxem predict model.npz DATA.csv [--columns a,b] [--out labels.csv]
@@ -137,39 +138,39 @@ def _bar(total: int, description: str, quiet: bool):
 def _fit_restarts(model, X, prior, args: argparse.Namespace):
     """`jaxem.fit_restarts` (the same starts and choice), one start after another so that
     a progress bar can follow them."""
+    from jaxem.batch import best_start
     from jaxem.em import fit
 
     keys = jax.random.split(jax.random.key(args.seed), args.n_init)
-    best = None
+    results = []
     with _bar(args.n_init, "restarts", args.quiet) as bar:
         for key in keys:
             start = model.init(key, X)
-            result = fit(model, X, start, prior=prior, tol=args.tol, max_iter=args.max_iter)
-            objective = float(result.objective)
-            if best is None or (math.isfinite(objective) and objective > best[0]):
-                best = (objective if math.isfinite(objective) else -math.inf, result)
+            results.append(fit(model, X, start, prior=prior, tol=args.tol, max_iter=args.max_iter))
             bar.update()
-    return best[1]
+    return results[int(best_start([float(r.objective) for r in results]))]
 
 
 def _summary(model, result, X, names, prior_name: str) -> dict:
     from jaxem.model_selection import bic
 
     params = result.params
+    mixture = model.as_mixture_params(params)
     loglik = float(np.sum(np.asarray(model.score_samples(params, X))))
+    family = type(model.family).__name__.lower()
+    description = {"class": type(model).__name__, "family": family}
+    description["n_components"] = model.n_components
+    if family == "gaussian":
+        description["covariance_type"] = model.family.covariance_type
+    components = {f: np.asarray(v).tolist() for f, v in mixture.components._asdict().items()}
     return {
-        "model": {
-            "class": "GaussianMixture",
-            "n_components": model.n_components,
-            "covariance_type": model.covariance_type,
-        },
+        "model": description,
         "estimate": "MAP" if prior_name == "default" else "MLE",
         "prior": prior_name,
         "n_samples": int(X.shape[0]),
         "columns": names,
-        "weights": np.asarray(params.weights).tolist(),
-        "means": np.asarray(params.means).tolist(),
-        "covariances": np.asarray(params.covariances).tolist(),
+        "weights": np.asarray(mixture.weights).tolist(),
+        **components,
         "objective": float(result.objective),
         "log_likelihood": loglik,
         "bic": float(bic(model, params, X)),
@@ -178,14 +179,21 @@ def _summary(model, result, X, names, prior_name: str) -> dict:
     }
 
 
+# per family: the summary's field shown per component and column, and its heading
+_SHOWN = {"gaussian": "means", "bernoulli": "probs", "poisson": "rates", "categorical": "probs"}
+
+
 def _print_summary(s: dict, title: str) -> None:
     print(title)
     m = s["model"]
     objective = "log-likelihood" if s["estimate"] == "MLE" else "log-posterior (objective)"
+    if m["family"] == "gaussian":
+        name = f"GaussianMixture(n_components={m['n_components']}, "
+        name += f"covariance_type={m['covariance_type']!r})"
+    else:
+        name = f"Mixture({m['family'].capitalize()}, n_components={m['n_components']})"
     print(
-        f"  GaussianMixture(n_components={m['n_components']}, "
-        f"covariance_type={m['covariance_type']!r}), {s['estimate']}"
-        + (" with the default prior" if s["estimate"] == "MAP" else "")
+        f"  {name}, {s['estimate']}" + (" with the default prior" if s["estimate"] == "MAP" else "")
     )
     print(
         f"  {s['n_samples']} samples; log-likelihood {s['log_likelihood']:.4f} "
@@ -195,10 +203,18 @@ def _print_summary(s: dict, title: str) -> None:
         print(f"  {objective} {s['objective']:.4f}")
     print(f"  BIC {s['bic']:.3f} (lower is better)")
     print(f"  iterations {s['n_iter']}, converged: {s['converged']}")
+    field = _SHOWN[m["family"]]
+    label = {"means": "mean", "probs": "P(1)", "rates": "rate"}[field]
+    if m["family"] == "categorical":
+        label = "P(0..C-1)"
     width = max(10, *(len(n) + 2 for n in s["columns"]))
-    print("  component  weight" + "".join(f"{'mean ' + n:>{width + 5}}" for n in s["columns"]))
-    for k, (w, mean) in enumerate(zip(s["weights"], s["means"], strict=True)):
-        print(f"  {k:>9}  {w:6.4f}" + "".join(f"{v:>{width + 5}.4f}" for v in mean))
+    print("  component  weight" + "".join(f"{label + ' ' + n:>{width + 5}}" for n in s["columns"]))
+    for k, (w, row) in enumerate(zip(s["weights"], s[field], strict=True)):
+        if m["family"] == "categorical":
+            cells = ["/".join(f"{p:.2f}" for p in probs) for probs in row]
+            print(f"  {k:>9}  {w:6.4f}" + "".join(f"{c:>{width + 5}}" for c in cells))
+        else:
+            print(f"  {k:>9}  {w:6.4f}" + "".join(f"{v:>{width + 5}.4f}" for v in row))
 
 
 def _write_json(path: str, summary: Any) -> None:
@@ -224,10 +240,21 @@ def _prior(model, X, name: str):
     return default_prior(model, X) if name == "default" else None
 
 
-def _model(k: int, covariance_type: str):
+def _model(k: int, covariance_type: str, family: str = "gaussian", X: np.ndarray | None = None):
+    """The mixture to fit; a categorical family takes each column's number of categories as its
+    largest code plus one."""
+    from jaxem import families
     from jaxem.gaussian_mixture import GaussianMixture
+    from jaxem.mixture import Mixture
 
-    return GaussianMixture(k, covariance_type)
+    if family == "gaussian":
+        return GaussianMixture(k, covariance_type)
+    if family == "categorical":
+        codes = np.max(X, axis=0) if X is not None and len(X) else np.ones(1)
+        if np.any(codes < 0) or np.any(np.floor(codes) != codes):
+            return Mixture(families.Categorical(1), k)  # its data check names the bad cell
+        return Mixture(families.Categorical(tuple(int(c) + 1 for c in codes)), k)
+    return Mixture({"bernoulli": families.Bernoulli, "poisson": families.Poisson}[family](), k)
 
 
 # -- plotting --------------------------------------------------------------------------------
@@ -242,14 +269,9 @@ def _ellipse_points(mean: np.ndarray, cov: np.ndarray, radius: float) -> np.ndar
 
 def _covariance_2d(model, params, k: int) -> np.ndarray:
     """Component ``k``'s covariance in the first two features, ``(2, 2)``."""
-    c = np.asarray(params.covariances, dtype=np.float64)
-    if model.covariance_type == "full":
-        return c[k, :2, :2]
-    if model.covariance_type == "tied":
-        return c[:2, :2]
-    if model.covariance_type == "diag":
-        return np.diag(c[k, :2])
-    return c[k] * np.eye(2)
+    components = model.as_mixture_params(params).components
+    c = model.family.component_covariances(components, model.n_components)
+    return np.asarray(c, dtype=np.float64)[k, :2, :2]
 
 
 def plot(path: str, X: np.ndarray, names: list[str], panels: list[tuple]) -> None:
@@ -292,7 +314,9 @@ def plot(path: str, X: np.ndarray, names: list[str], panels: list[tuple]) -> Non
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     X, names = read_csv(args.data, args.columns)
-    model = _model(args.n_components, args.covariance_type)
+    if args.plot and args.family != "gaussian":
+        raise CommandError("--plot draws Gaussian mixtures only")
+    model = _model(args.n_components, args.covariance_type, args.family, X)
     prior = _prior(model, X, args.prior)
     result = _fit_restarts(model, X, prior, args)
     summary = _summary(model, result, X, names, args.prior)
@@ -302,7 +326,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, summary)
     if args.plot:
-        title = f"{summary['estimate']}, K={model.n_components}, {model.covariance_type}"
+        title = f"{summary['estimate']}, K={model.n_components}, {model.family.covariance_type}"
         plot(args.plot, X, names, [(title, model, result.params)])
     return 0
 
@@ -352,7 +376,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.model}: no such file")
     model, params, _ = load(args.model)
     X, names = read_csv(args.data, args.columns)
-    d = np.asarray(params.means if hasattr(params, "means") else params.centres).shape[1]
+    if hasattr(model, "as_mixture_params"):
+        d = np.shape(model.as_mixture_params(params).components[0])[1]
+    else:
+        d = np.shape(params.centres)[1]
     if X.shape[1] != d:
         raise CommandError(
             f"{args.data}: {X.shape[1]} columns ({', '.join(names)}) but the model has {d} "
@@ -408,7 +435,7 @@ def _version() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="jaxem", description="EM for Gaussian mixtures on CSV files")
+    parser = _Parser(prog="jaxem", description="EM for mixture models on CSV files")
     parser.add_argument("--version", action="version", version=f"jaxem {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -428,10 +455,19 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--max-iter", type=int, default=500)
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    fit = sub.add_parser("fit", help="fit one Gaussian mixture")
+    fit = sub.add_parser("fit", help="fit one mixture (Gaussian, Bernoulli, categorical, Poisson)")
     common(fit)
     fit.add_argument("-k", "--n-components", type=int, required=True)
-    fit.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
+    fit.add_argument(
+        "--family",
+        choices=["gaussian", "bernoulli", "categorical", "poisson"],
+        default="gaussian",
+        help="the components: Gaussian (default), or independent binary, categorical (codes "
+        "0, 1, ...) or count columns",
+    )
+    fit.add_argument(
+        "--covariance-type", choices=COVARIANCE_TYPES, default="full", help="Gaussian only"
+    )
     fit.add_argument("--out", help="save the model (.npz, see jaxem.load)")
     fit.add_argument("--json", help="write the summary as JSON")
     fit.add_argument("--plot", help="draw the data and the components (PNG)")

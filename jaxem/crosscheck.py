@@ -44,43 +44,77 @@ from scipy.optimize import linear_sum_assignment
 
 from jaxem.base import Array, PRNGKey
 from jaxem.em import fit
-from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams
-from jaxem.priors import GaussianMixturePrior
+from jaxem.families import (
+    Bernoulli,
+    BernoulliParams,
+    Categorical,
+    CategoricalParams,
+    Gaussian,
+    GaussianParams,
+    Poisson,
+    PoissonParams,
+)
+from jaxem.mixture import Mixture, MixtureParams
 from jaxem.validation import check_weights
 
-SITES = GaussianMixtureParams._fields  # the NumPyro sample sites: weights, means, covariances
 EM_TOL, EM_MAX_ITER = 1e-13, 10_000  # EM run to convergence before comparing
+PARAMS = {
+    Gaussian: GaussianParams,
+    Bernoulli: BernoulliParams,
+    Categorical: CategoricalParams,
+    Poisson: PoissonParams,
+}
 
 
-def numpyro_model(
-    model: GaussianMixture, prior: GaussianMixturePrior | None = None
-) -> Callable[..., None]:
+def sites(model: Mixture) -> tuple[str, ...]:
+    """The NumPyro sample sites of `numpyro_model`: ``"weights"`` and the family's parameter
+    fields (``means``, ``covariances``; ``probs``; ``rates``)."""
+    _check_model(model)
+    return ("weights",) + PARAMS[type(model.family)]._fields
+
+
+def _site_values(model: Mixture, params: Any) -> dict:
+    mixture = model.as_mixture_params(params)
+    return {"weights": mixture.weights, **mixture.components._asdict()}
+
+
+def _from_sites(model: Mixture, values: dict) -> Any:
+    fields = PARAMS[type(model.family)]._fields
+    components = PARAMS[type(model.family)](**{f: values[f] for f in fields})
+    return model.from_mixture_params(MixtureParams(values["weights"], components))
+
+
+def numpyro_model(model: Mixture, prior: Any = None) -> Callable[..., None]:
     """A NumPyro model function ``f(X, weights=None)`` of ``model`` with ``prior``.
 
-    Latent sites ``"weights"`` ``(K,)``, ``"means"`` ``(K, D)`` and ``"covariances"`` (jaxem's
-    shapes); the observed site ``"X"`` is a ``MixtureSameFamily`` inside a plate over samples.
+    Latent sites ``"weights"`` ``(K,)`` and the family's parameters in jaxem's shapes (see
+    `sites`); the observed site ``"X"`` is a ``MixtureSameFamily`` inside a plate over samples.
     Sample ``weights`` ``(N,)`` scale each sample's log-likelihood; samples of weight 0 are masked
     out. With ``prior=None`` the parameters get improper flat priors (log density 0).
     """
     _check_model(model)
-    k, cov_type = model.n_components, model.covariance_type
+    k, family = model.n_components, model.family
+    components_prior = None if prior is None else model.as_mixture_prior(prior).components
 
     def f(X: Array, weights: Array | None = None) -> None:
         d = X.shape[1]
         if prior is None:
             pi = numpyro.sample("weights", dist.ImproperUniform(constraints.simplex, (), (k,)))
-            cov_support = {
-                "full": (constraints.positive_definite, (k,), (d, d)),
-                "tied": (constraints.positive_definite, (), (d, d)),
-                "diag": (constraints.positive, (), (k, d)),
-                "spherical": (constraints.positive, (), (k,)),
-            }[cov_type]
-            cov = numpyro.sample("covariances", dist.ImproperUniform(*cov_support))
-            means = numpyro.sample("means", dist.ImproperUniform(constraints.real, (), (k, d)))
+            values = _flat_sites(family, k, d)
         else:
-            pi = numpyro.sample("weights", dist.Dirichlet(jnp.broadcast_to(prior.alpha, (k,))))
-            cov, means = _prior_sites(cov_type, prior, k)
-        components = _components(cov_type, means, cov)
+            alpha = jnp.broadcast_to(model.as_mixture_prior(prior).alpha, (k,))
+            pi = numpyro.sample("weights", dist.Dirichlet(alpha))
+            values = _prior_sites(family, components_prior, k)
+        components = _components(family, values)
+        if isinstance(family, Categorical):
+            # MixtureSameFamily takes only components whose support is parameter-free; the
+            # categorical mixture's density is written out: log sum_k pi_k prod_d p_kd(x_d)
+            log_px = jax.nn.logsumexp(
+                jnp.log(pi) + components.log_prob(X.astype(jnp.int32)[:, None, :]), axis=-1
+            )
+            w = jnp.ones(X.shape[0], X.dtype) if weights is None else weights
+            numpyro.factor("X", jnp.sum(jnp.where(w > 0, w * log_px, 0.0)))
+            return
         mixture = dist.MixtureSameFamily(dist.Categorical(logits=jnp.log(pi)), components)
         with numpyro.plate("samples", X.shape[0]):
             if weights is None:
@@ -96,8 +130,43 @@ def numpyro_model(
     return f
 
 
-def _prior_sites(cov_type: str, prior: GaussianMixturePrior, k: int):
-    """Covariances from their conjugate prior, then means given them (NumPyro sites)."""
+def _flat_sites(family: Any, k: int, d: int) -> Any:
+    """The family's parameters as NumPyro sites with improper flat priors."""
+    if isinstance(family, Gaussian):
+        cov_support = {
+            "full": (constraints.positive_definite, (k,), (d, d)),
+            "tied": (constraints.positive_definite, (), (d, d)),
+            "diag": (constraints.positive, (), (k, d)),
+            "spherical": (constraints.positive, (), (k,)),
+        }[family.covariance_type]
+        cov = numpyro.sample("covariances", dist.ImproperUniform(*cov_support))
+        means = numpyro.sample("means", dist.ImproperUniform(constraints.real, (), (k, d)))
+        return GaussianParams(means, cov)
+    if isinstance(family, Bernoulli):
+        return BernoulliParams(
+            numpyro.sample("probs", dist.ImproperUniform(constraints.unit_interval, (), (k, d)))
+        )
+    if isinstance(family, Categorical):
+        c = family.max_categories
+        return CategoricalParams(
+            numpyro.sample("probs", dist.ImproperUniform(constraints.simplex, (k, d), (c,)))
+        )
+    return PoissonParams(
+        numpyro.sample("rates", dist.ImproperUniform(constraints.positive, (), (k, d)))
+    )
+
+
+def _prior_sites(family: Any, prior: Any, k: int) -> Any:
+    """The family's parameters as NumPyro sites drawn from their conjugate prior."""
+    if isinstance(family, Bernoulli):
+        return BernoulliParams(numpyro.sample("probs", dist.Beta(prior.a, prior.b).to_event(2)))
+    if isinstance(family, Categorical):
+        beta = prior.concentration
+        return CategoricalParams(numpyro.sample("probs", dist.Dirichlet(beta).to_event(2)))
+    if isinstance(family, Poisson):
+        gamma = dist.Gamma(prior.shape, prior.rate).to_event(2)
+        return PoissonParams(numpyro.sample("rates", gamma))
+    cov_type = family.covariance_type
     if cov_type in ("full", "tied"):
         inv_wishart = dist.InverseWishart(prior.dof, scale_matrix=prior.scale)
         if cov_type == "full":
@@ -110,7 +179,7 @@ def _prior_sites(cov_type: str, prior: GaussianMixturePrior, k: int):
                 prior.mean, jnp.broadcast_to(cov / prior.kappa, cov.shape)
             ).expand((k,)),
         )
-        return cov, means
+        return GaussianParams(means, cov)
     d = prior.mean.shape[0]
     shape = (k, d) if cov_type == "diag" else (k,)
     rate = jnp.broadcast_to(prior.scale / 2, shape)
@@ -119,11 +188,19 @@ def _prior_sites(cov_type: str, prior: GaussianMixturePrior, k: int):
     means = numpyro.sample(
         "means", dist.Normal(prior.mean, jnp.sqrt(var_kd / prior.kappa)).to_event(2)
     )
-    return var, means
+    return GaussianParams(means, var)
 
 
-def _components(cov_type: str, means: Array, cov: Array) -> dist.Distribution:
+def _components(family: Any, params: Any) -> dist.Distribution:
     """The K component distributions, batch shape ``(K,)``, event shape ``(D,)``."""
+    if isinstance(family, Bernoulli):
+        return dist.Bernoulli(probs=params.probs).to_event(1)
+    if isinstance(family, Categorical):
+        return dist.Categorical(probs=params.probs).to_event(1)
+    if isinstance(family, Poisson):
+        return dist.Poisson(params.rates).to_event(1)
+    means, cov = params
+    cov_type = family.covariance_type
     if cov_type == "full":
         return dist.MultivariateNormal(means, covariance_matrix=cov)
     if cov_type == "tied":
@@ -135,10 +212,10 @@ def _components(cov_type: str, means: Array, cov: Array) -> dist.Distribution:
 
 
 def log_joint(
-    model: GaussianMixture,
-    params: GaussianMixtureParams,
+    model: Mixture,
+    params: Any,
     X: Any,
-    prior: GaussianMixturePrior | None = None,
+    prior: Any | None = None,
     weights: Any = None,
 ) -> Array:
     """NumPyro's log density of `numpyro_model` at ``params``: with a prior
@@ -151,10 +228,10 @@ def log_joint(
 
 
 def grad_norm(
-    model: GaussianMixture,
-    params: GaussianMixtureParams,
+    model: Mixture,
+    params: Any,
     X: Any,
-    prior: GaussianMixturePrior | None = None,
+    prior: Any | None = None,
     weights: Any = None,
 ) -> Array:
     """The largest entry of the gradient of NumPyro's log joint at ``params``, in the
@@ -180,23 +257,23 @@ class ModeResult(NamedTuple):
     """What `posterior_mode` returns.
 
     Attributes:
-        params: the mode found, `jaxem.GaussianMixtureParams`.
+        params: the mode found, `jaxem.Any`.
         objective: NumPyro's log joint there (scalar).
         n_steps: optimiser steps taken.
         grad_norm: the largest entry of the log joint's gradient in unconstrained coordinates.
     """
 
-    params: GaussianMixtureParams
+    params: Any
     objective: Array
     n_steps: Array
     grad_norm: Array
 
 
 def posterior_mode(
-    model: GaussianMixture,
+    model: Mixture,
     X: Any,
-    prior: GaussianMixturePrior | None,
-    init_params: GaussianMixtureParams,
+    prior: Any | None,
+    init_params: Any,
     *,
     weights: Any = None,
     steps: int = 2000,
@@ -236,17 +313,19 @@ def _unconstrained(model, prior, X, weights, params):
     """``(u, constrain, loss)``: the unconstrained point of ``params``, the map back, and the
     negative log joint as a function of unconstrained coordinates."""
     f = numpyro_model(model, prior)
-    trace = numpyro.handlers.trace(numpyro.handlers.substitute(f, data=params._asdict()))
-    sites = trace.get_trace(X, weights)
-    bijections = {name: biject_to(sites[name]["fn"].support) for name in SITES}
+    trace = numpyro.handlers.trace(numpyro.handlers.substitute(f, data=_site_values(model, params)))
+    names = sites(model)
+    traced = trace.get_trace(X, weights)
+    bijections = {name: biject_to(traced[name]["fn"].support) for name in names}
 
     def constrain(u):
-        return GaussianMixtureParams(**{n: bijections[n](u[n]) for n in SITES})
+        return _from_sites(model, {n: bijections[n](u[n]) for n in names})
 
     def loss(u):
-        return -log_density(f, (X,), {"weights": weights}, constrain(u)._asdict())[0]
+        return -log_density(f, (X,), {"weights": weights}, _site_values(model, constrain(u)))[0]
 
-    u = {n: bijections[n].inv(getattr(params, n)) for n in SITES}
+    values = _site_values(model, params)
+    u = {n: bijections[n].inv(values[n]) for n in names}
     # jit: traced once although L-BFGS's line search calls it at many places
     return u, constrain, jax.jit(loss)
 
@@ -295,7 +374,7 @@ class CrosscheckReport(NamedTuple):
         em_seconds, mode_seconds: wall time of one compiled run of each.
     """
 
-    model: GaussianMixture
+    model: Mixture
     n_samples: int
     em: Any
     mode: ModeResult
@@ -313,8 +392,7 @@ class CrosscheckReport(NamedTuple):
     def __repr__(self) -> str:
         m = self.model
         rows = [
-            f"EM vs NumPyro mode: GaussianMixture({m.n_components}, {m.covariance_type!r}), "
-            f"N={self.n_samples}",
+            f"EM vs NumPyro mode: {_name(m)}, N={self.n_samples}",
             f"{'':<34}{'EM':>20}{'optax L-BFGS':>20}",
             f"{'log joint':<34}{float(self.em.objective):>20.10f}"
             f"{float(self.mode.objective):>20.10f}",
@@ -333,9 +411,9 @@ class CrosscheckReport(NamedTuple):
 
 
 def compare(
-    model: GaussianMixture,
+    model: Mixture,
     X: Any,
-    prior: GaussianMixturePrior | None,
+    prior: Any | None,
     key: PRNGKey,
     *,
     weights: Any = None,
@@ -358,11 +436,14 @@ def compare(
     mode, mode_seconds = _timed(
         lambda: posterior_mode(model, X, prior, start, weights=weights, steps=steps)
     )
-    order = match_components(em.params.means, mode.params.means)
-    mode = mode._replace(params=permute(model, mode.params, order))
+    order = match_components(_locations(model, em.params), _locations(model, mode.params))
+    mode = mode._replace(params=model.permute(mode.params, order))
+    em_sites, mode_sites = _site_values(model, em.params), _site_values(model, mode.params)
     diffs = {
-        name: float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
-        for name, a, b in zip(SITES, em.params, mode.params, strict=True)
+        name: float(
+            jnp.max(jnp.abs(em_sites[name] - mode_sites[name])) / jnp.max(jnp.abs(mode_sites[name]))
+        )
+        for name in sites(model)
     }
     numpyro_at_em, grad_at_em = _log_joint_and_grad(model, em.params, X, prior, weights)
     return CrosscheckReport(
@@ -377,6 +458,12 @@ def compare(
         em_seconds=em_seconds,
         mode_seconds=mode_seconds,
     )
+
+
+def _name(model: Mixture) -> str:
+    if hasattr(model, "covariance_type"):
+        return f"{type(model).__name__}({model.n_components}, {model.covariance_type!r})"
+    return f"Mixture({model.family.describe()}, {model.n_components})"
 
 
 def _relative(a, b) -> float:
@@ -400,40 +487,37 @@ def match_components(reference_means: Any, means: Any) -> np.ndarray:
     return order
 
 
-def permute(model: GaussianMixture, params: GaussianMixtureParams, order: Any):
-    """``params`` with its components reordered; a tied covariance is shared and stays."""
-    cov = params.covariances
-    return GaussianMixtureParams(
-        params.weights[..., order],
-        params.means[..., order, :],
-        cov if model.covariance_type == "tied" else _take_component(cov, order, model),
-    )
+def _locations(model: Mixture, params: Any) -> np.ndarray:
+    """What components are matched on: the family's first parameter (means, probabilities,
+    rates), one row per component ``(K, -1)``."""
+    first = np.asarray(model.as_mixture_params(params).components[0])
+    return first.reshape(model.n_components, -1)
 
 
-def _take_component(cov, order, model):
-    event_ndim = {"full": 2, "diag": 1, "spherical": 0}[model.covariance_type]
-    return jnp.take(cov, jnp.asarray(order), axis=cov.ndim - 1 - event_ndim)
+def permute(model: Mixture, params: Any, order: Any) -> Any:
+    """``params`` with its components reordered (``model.permute``)."""
+    return model.permute(params, order)
 
 
 class NutsResult(NamedTuple):
     """What `nuts` returns.
 
     Attributes:
-        samples: `jaxem.GaussianMixtureParams` with a leading ``(num_samples,)`` axis,
+        samples: `jaxem.Any` with a leading ``(num_samples,)`` axis,
             components relabelled to match ``map_params``.
         map_params: EM's MAP estimate, where the chain started and the relabelling reference.
         num_divergent: divergent transitions after warm-up.
     """
 
-    samples: GaussianMixtureParams
-    map_params: GaussianMixtureParams
+    samples: Any
+    map_params: Any
     num_divergent: int
 
 
 def nuts(
-    model: GaussianMixture,
+    model: Mixture,
     X: Any,
-    prior: GaussianMixturePrior,
+    prior: Any,
     key: PRNGKey,
     num_samples: int = 1000,
     *,
@@ -458,22 +542,38 @@ def nuts(
         X = jnp.where((weights > 0)[:, None], X, 0.0)
     kernel = numpyro.infer.NUTS(
         numpyro_model(model, prior),
-        init_strategy=numpyro.infer.init_to_value(values=em.params._asdict()),
+        init_strategy=numpyro.infer.init_to_value(values=_site_values(model, em.params)),
     )
     mcmc = numpyro.infer.MCMC(
         kernel, num_warmup=num_warmup, num_samples=num_samples, progress_bar=False
     )
     mcmc.run(k_mcmc, X, weights=weights, extra_fields=("diverging",))
     draws = mcmc.get_samples()
-    samples = GaussianMixtureParams(**{n: np.asarray(draws[n]) for n in SITES})
-    orders = np.stack([match_components(em.params.means, m) for m in samples.means])
-    relabelled = jax.vmap(lambda p, o: permute(model, p, o))(samples, jnp.asarray(orders))
+    samples = _from_sites(model, {n: np.asarray(draws[n]) for n in sites(model)})
+    reference = _locations(model, em.params)
+    orders = np.stack(
+        [
+            match_components(
+                reference, _locations(model, jax.tree.map(lambda a, i=i: a[i], samples))
+            )
+            for i in range(num_samples)
+        ]
+    )
+    relabelled = jax.vmap(model.permute)(samples, jnp.asarray(orders))
     divergent = int(np.sum(mcmc.get_extra_fields()["diverging"]))
     return NutsResult(relabelled, em.params, divergent)
 
 
 def _check_model(model: Any) -> None:
-    if not isinstance(model, GaussianMixture):
+    if not isinstance(model, Mixture) or type(model.family) not in PARAMS:
         raise TypeError(
-            f"jaxem.crosscheck covers GaussianMixture models; got {type(model).__name__}"
+            "jaxem.crosscheck covers mixtures (GaussianMixture, Mixture) of the families "
+            f"Gaussian, Bernoulli, Categorical and Poisson; got {type(model).__name__}"
         )
+    family = model.family
+    if isinstance(family, Categorical) and isinstance(family.n_categories, tuple):
+        if len(set(family.n_categories)) > 1:
+            raise ValueError(
+                "jaxem.crosscheck covers Categorical families with one number of categories "
+                f"for every column; got n_categories={family.n_categories}"
+            )

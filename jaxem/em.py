@@ -80,24 +80,53 @@ def fit(
     """
     check_fit_options(tol, max_iter)
     chunk_size = check_chunk_size(chunk_size)
+    X, params, weights, prior = check_inputs(model, X, params, weights, prior)
+    weights, block, layout = plan(model, X, weights, chunk_size)
+    tol = jnp.asarray(tol, weights.dtype)
+    return run(model, X, params, prior, weights, tol, max_iter, block, layout)
+
+
+def em_step(
+    model: EMModel, params: Params, X: Any, *, prior: Prior | None = None, weights: Any = None
+) -> tuple[Params, Array]:
+    """One EM iteration, for a loop of one's own: an E-step at ``params``, then an M-step.
+
+    Returns ``(new_params, objective)`` where ``objective`` is the objective *at* ``params``
+    (the weighted log-likelihood, plus $\\log p(\\theta)$ with a prior); EM's ascent
+    property says the objective at ``new_params`` is at least as large. ``X`` ``(N, ...)``;
+    the other arguments as for `fit`.
+    """
+    X, params, weights, prior = check_inputs(model, X, params, weights, prior)
+    return _em_step(model, params, X, prior, weights)
+
+
+@partial(jax.jit, static_argnames="model")
+def _em_step(model, params, X, prior, weights):
+    stats, loglik = model.e_step(params, prepare_data(model, X, weights), weights)
+    return model.m_step(stats, prior), objective(model, params, loglik, prior)
+
+
+def check_inputs(
+    model: EMModel, X: Any, params: Params, weights: Any, prior: Prior | None
+) -> tuple[Array, Params, Array, Prior | None]:
+    """``(X, params, weights, prior)`` checked before compilation: the model's ``validate``
+    when it has one (else ``X`` as an array), the weights, and a prior only for a model with
+    ``log_prior``."""
     validate = getattr(model, "validate", None)
     if validate is not None:
         X, params, prior = validate(X, params, weights, prior)
     else:
         X = jnp.asarray(X)
-    n_samples = X.shape[0]
     float_dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.result_type(float)
-    weights = check_weights(weights, n_samples, float_dtype)
+    weights = check_weights(weights, X.shape[0], float_dtype)
     if prior is not None and not hasattr(model, "log_prior"):
         raise TypeError(
             f"{type(model).__name__} has no log_prior: it cannot be fitted with a prior"
         )
-    weights, block, layout = _plan(model, X, weights, chunk_size)
-    tol = jnp.asarray(tol, weights.dtype)
-    return _fit(model, X, params, prior, weights, tol, max_iter, block, layout)
+    return X, params, weights, prior
 
 
-def _plan(
+def plan(
     model: EMModel, X: Array, weights: Array, chunk_size: int | None, copies: int = 1
 ) -> tuple[Array, int | None, SampleSharding | None]:
     """How the E-step passes over ``X``: ``(weights, block, layout)``, the weights placed as
@@ -114,21 +143,22 @@ def _plan(
     return weights, block_rows(n_local, per_sample, chunk_size), layout
 
 
-def _objective(model: EMModel, params: Params, loglik: Array, prior: Prior | None) -> Array:
+def objective(model: EMModel, params: Params, loglik: Array, prior: Prior | None) -> Array:
+    """The objective: ``loglik``, plus ``model.log_prior(params, prior)`` with a prior."""
     if prior is None:
         return loglik
     return loglik + model.log_prior(params, prior)
 
 
-def _prepare(model: EMModel, X: Array, weights: Array) -> Any:
+def prepare_data(model: EMModel, X: Array, weights: Array) -> Any:
     """The data as the model's E-step reads it, computed once per fit (see `jaxem.base`)."""
     prepare = getattr(model, "prepare", None)
     return X if prepare is None else prepare(X, weights)
 
 
-def _converged(objective: Array, previous: Array, total_weight: Array, tol: Array) -> Array:
+def has_converged(value: Array, previous: Array, total_weight: Array, tol: Array) -> Array:
     """The stopping rule: the change of the objective per unit of sample weight is below tol."""
-    return jnp.abs(objective - previous) / total_weight < tol
+    return jnp.abs(value - previous) / total_weight < tol
 
 
 def _e_pass(model: EMModel, X: Array, weights: Array, block: int | None, layout):
@@ -139,7 +169,7 @@ def _e_pass(model: EMModel, X: Array, weights: Array, block: int | None, layout)
 
     def prepare(X, weights):
         if block is None:
-            return _prepare(model, zero_unweighted(X, weights), weights), weights
+            return prepare_data(model, zero_unweighted(X, weights), weights), weights
         return X, weights
 
     def e_step(params, data):
@@ -147,7 +177,7 @@ def _e_pass(model: EMModel, X: Array, weights: Array, block: int | None, layout)
             return model.e_step(params, *data)
 
         def one_block(X_b, w_b):
-            return model.e_step(params, _prepare(model, X_b, w_b), w_b)
+            return model.e_step(params, prepare_data(model, X_b, w_b), w_b)
 
         return block_sum(one_block, *data, block)
 
@@ -160,7 +190,7 @@ def _e_pass(model: EMModel, X: Array, weights: Array, block: int | None, layout)
 
 
 @partial(jax.jit, static_argnames=("model", "max_iter", "block", "layout"))
-def _fit(
+def run(
     model: EMModel,
     X: Array,
     params: Params,
@@ -171,13 +201,15 @@ def _fit(
     block: int | None = None,
     layout: SampleSharding | None = None,
 ) -> FitResult:
+    """The compiled loop of `fit` on checked inputs: ``weights`` placed and ``block``,
+    ``layout`` chosen by `plan`, ``tol`` an array."""
     total_weight = jnp.sum(weights)
     data, e_step = _e_pass(model, X, weights, block, layout)
 
     stats, loglik = e_step(params, data)
-    objective = _objective(model, params, loglik, prior)
-    history = jnp.full((max_iter,), jnp.nan, objective.dtype)
-    state = (jnp.asarray(0, jnp.int32), params, stats, objective, jnp.asarray(False), history)
+    value = objective(model, params, loglik, prior)
+    history = jnp.full((max_iter,), jnp.nan, value.dtype)
+    state = (jnp.asarray(0, jnp.int32), params, stats, value, jnp.asarray(False), history)
 
     def cond(state):
         i, _, _, _, converged, _ = state
@@ -187,9 +219,9 @@ def _fit(
         i, _, stats, previous, _, history = state
         params = model.m_step(stats, prior)
         stats, loglik = e_step(params, data)
-        objective = _objective(model, params, loglik, prior)
-        converged = _converged(objective, previous, total_weight, tol)
-        return i + 1, params, stats, objective, converged, history.at[i].set(objective)
+        value = objective(model, params, loglik, prior)
+        converged = has_converged(value, previous, total_weight, tol)
+        return i + 1, params, stats, value, converged, history.at[i].set(value)
 
-    n_iter, params, _, objective, converged, history = jax.lax.while_loop(cond, body, state)
-    return FitResult(params, objective, n_iter, converged, history)
+    n_iter, params, _, value, converged, history = jax.lax.while_loop(cond, body, state)
+    return FitResult(params, value, n_iter, converged, history)

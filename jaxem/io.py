@@ -15,39 +15,94 @@ from typing import Any
 
 import numpy as np
 
-from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams
+from jaxem import families
+from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams, GaussianMixturePrior
 from jaxem.kmeans import KMeans, KMeansParams
-from jaxem.priors import GaussianMixturePrior
+from jaxem.mixture import Mixture, MixtureParams, MixturePrior
 
 FORMAT = "jaxem-model"
 VERSION = 1
 MODELS = {
-    "GaussianMixture": (GaussianMixture, GaussianMixtureParams),
-    "KMeans": (KMeans, KMeansParams),
+    "GaussianMixture": (GaussianMixture, GaussianMixtureParams, GaussianMixturePrior),
+    "KMeans": (KMeans, KMeansParams, None),
+    "Mixture": (Mixture, MixtureParams, MixturePrior),
+}
+# a family's name -> (class, params type, prior type)
+FAMILIES = {
+    "Gaussian": (families.Gaussian, families.GaussianParams, families.GaussianPrior),
+    "Bernoulli": (families.Bernoulli, families.BernoulliParams, families.BetaPrior),
+    "Categorical": (families.Categorical, families.CategoricalParams, families.DirichletPrior),
+    "Poisson": (families.Poisson, families.PoissonParams, families.GammaPrior),
 }
 
 
+def _config(model: Any) -> dict:
+    if isinstance(model, GaussianMixture):
+        return {f: getattr(model, f) for f in ("n_components", "covariance_type", "reg_covar")}
+    if isinstance(model, Mixture):
+        family = model.family
+        if type(family).__name__ not in FAMILIES:
+            raise TypeError(f"save knows the families {sorted(FAMILIES)}; got {family!r}")
+        return {
+            "n_components": model.n_components,
+            "family": type(family).__name__,
+            "family_config": dataclasses.asdict(family),
+        }
+    return dataclasses.asdict(model)
+
+
+def _model(name: str, config: dict) -> Any:
+    if name != "Mixture":
+        return MODELS[name][0](**config)
+    family_type = FAMILIES[config["family"]][0]
+    return Mixture(family_type(**config["family_config"]), config["n_components"])
+
+
+def _flat(prefix: str, tree: Any) -> dict:
+    """``{"prefix/field": array}``, one level of nested NamedTuples as ``prefix/field/sub``."""
+    out = {}
+    for field in tree._fields:
+        value = getattr(tree, field)
+        if hasattr(value, "_fields"):
+            out.update(_flat(f"{prefix}/{field}", value))
+        else:
+            out[f"{prefix}/{field}"] = np.asarray(value)
+    return out
+
+
+def _unflat(prefix: str, kind: Any, contents: dict, inner: Any = None) -> Any:
+    values = {}
+    for field in kind._fields:
+        if field == "components" and inner is not None:
+            values[field] = _unflat(f"{prefix}/{field}", inner, contents)
+        else:
+            values[field] = contents[f"{prefix}/{field}"]
+    return kind(**values)
+
+
 def save(path: str | os.PathLike, model: Any, params: Any, prior: Any = None) -> None:
-    """Write ``model`` (its class and configuration), ``params`` and an optional ``prior`` to
-    ``path`` (an ``.npz`` file). The arrays are stored as they are (dtype and bits)."""
+    """Write ``model`` (its class and configuration, for a `jaxem.Mixture` its family's),
+    ``params`` and an optional ``prior`` to ``path`` (an ``.npz`` file). The arrays are stored as
+    they are (dtype and bits)."""
     name = type(model).__name__
     if name not in MODELS or not isinstance(model, MODELS[name][0]):
         raise TypeError(f"save knows the models {sorted(MODELS)}; got {name}")
-    params_type = MODELS[name][1]
+    _, params_type, prior_type = MODELS[name]
     if not isinstance(params, params_type):
         raise TypeError(f"params must be a {params_type.__name__}; got {type(params).__name__}")
-    if prior is not None and not isinstance(prior, GaussianMixturePrior):
-        raise TypeError(f"prior must be a GaussianMixturePrior or None; got {type(prior).__name__}")
+    if prior is not None and (prior_type is None or not isinstance(prior, prior_type)):
+        expected = "None" if prior_type is None else f"a {prior_type.__name__} or None"
+        raise TypeError(f"prior must be {expected}; got {type(prior).__name__}")
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "model": name,
-        "config": dataclasses.asdict(model),
+        "config": _config(model),
         "prior": prior is not None,
     }
-    arrays = {f"params/{f}": np.asarray(getattr(params, f)) for f in params._fields}
+    arrays = _flat("params", params)
     if prior is not None:
-        arrays.update({f"prior/{f}": np.asarray(getattr(prior, f)) for f in prior._fields})
+        arrays.update(_flat("prior", prior))
     with open(path, "wb") as f:
         np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
@@ -91,17 +146,19 @@ def load(path: str | os.PathLike) -> tuple[Any, Any, Any]:
     name = meta.get("model")
     if name not in MODELS:
         raise ValueError(f"{os.fspath(path)!r} holds an unknown model {name!r}")
-    model_type, params_type = MODELS[name]
+    _, params_type, prior_type = MODELS[name]
     try:
-        model = model_type(**meta["config"])
-        params = params_type(**{f: contents[f"params/{f}"] for f in params_type._fields})
+        model = _model(name, meta["config"])
+        inner_params = inner_prior = None
+        if name == "Mixture":
+            _, inner_params, inner_prior = FAMILIES[meta["config"]["family"]]
+        params = _unflat("params", params_type, contents, inner_params)
         prior = None
         if meta.get("prior"):
-            prior = GaussianMixturePrior(
-                **{f: contents[f"prior/{f}"] for f in GaussianMixturePrior._fields}
-            )
-        if isinstance(model, GaussianMixture):
-            model.check_params(params, np.shape(params.means)[-1], params.means.dtype)
+            prior = _unflat("prior", prior_type, contents, inner_prior)
+        if isinstance(model, Mixture):
+            first = np.asarray(model.as_mixture_params(params).components[0])
+            model.check_params(params, first.shape[1], first.dtype)
         elif np.shape(params.centres)[0] != model.n_clusters:
             raise ValueError(f"{np.shape(params.centres)[0]} centres for {model.n_clusters}")
     except (KeyError, TypeError, ValueError) as err:

@@ -59,8 +59,13 @@ class KMeans:
         check_positive_int(k, "n_clusters")
 
     @property
-    def n_components(self) -> int:
+    def min_samples(self) -> int:
+        """The fewest samples a fit needs: one per cluster."""
         return self.n_clusters
+
+    @property
+    def data_ndim(self) -> int:
+        return 2
 
     def e_step(self, params: KMeansParams, X: Array, weights: Array) -> tuple[KMeansStats, Array]:
         """Assign every sample to its nearest centre; return the cluster sums and minus the

@@ -33,6 +33,7 @@ import numpy as np
 from jaxem.base import PRNGKey
 from jaxem.batch import fit_restarts
 from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams
+from jaxem.mixture import Mixture
 from jaxem.priors import default_prior
 from jaxem.validation import check_data, check_weights
 
@@ -40,26 +41,26 @@ CRITERIA = ("bic", "aic", "icl")
 
 
 def _loglik_and_size(model, params, X, weights):
-    X = check_data(X)
+    X = model.family.check_data(X)
     w = check_weights(weights, X.shape[0], X.dtype)
     log_px = model.score_samples(params, X)
     loglik = jnp.sum(jnp.where(w > 0, w * log_px, 0.0))
     return X, w, loglik, jnp.sum(w), model.n_parameters(X.shape[1])
 
 
-def bic(model: GaussianMixture, params: GaussianMixtureParams, X: Any, weights: Any = None):
+def bic(model: Mixture, params: Any, X: Any, weights: Any = None):
     """$-2\\hat\\ell + p \\log n$ (lower is better). ``X`` ``(N, D)``."""
     _, _, loglik, n, p = _loglik_and_size(model, params, X, weights)
     return -2.0 * loglik + p * jnp.log(n)
 
 
-def aic(model: GaussianMixture, params: GaussianMixtureParams, X: Any, weights: Any = None):
+def aic(model: Mixture, params: Any, X: Any, weights: Any = None):
     """$-2\\hat\\ell + 2p$ (lower is better). ``X`` ``(N, D)``."""
     _, _, loglik, _, p = _loglik_and_size(model, params, X, weights)
     return -2.0 * loglik + 2.0 * p
 
 
-def icl(model: GaussianMixture, params: GaussianMixtureParams, X: Any, weights: Any = None):
+def icl(model: Mixture, params: Any, X: Any, weights: Any = None):
     """BIC plus $-2\\sum_n w_n \\log \\max_k r_{nk}$ (lower is better)."""
     X, w, loglik, n, p = _loglik_and_size(model, params, X, weights)
     log_r = jnp.log(model.predict_proba(params, X))
@@ -177,7 +178,8 @@ def select(
                 max_iter=max_iter,
             )
             value = float(score(model, fit.params, X, weights))
-            if cell_prior is None and is_singular(model, fit.params):
+            components = model.as_mixture_params(fit.params).components
+            if cell_prior is None and model.family.is_singular(components):
                 singular.append((cov_type, int(k)))
                 value = math.nan
             table[cov_type][int(k)] = value
@@ -191,14 +193,3 @@ def select(
         raise ValueError("no cell of the grid gave a fit: every K exceeds the data or is singular")
     _, model, fit = best
     return SelectResult(criterion, table, model, fit.params, fit.objective, tuple(singular))
-
-
-def is_singular(model: GaussianMixture, params: GaussianMixtureParams) -> bool:
-    """Whether some component's smallest variance (eigenvalue) is below ``2 * reg_covar``: the
-    data gave it (almost) no spread, ``reg_covar`` alone keeps it positive."""
-    cov = np.asarray(params.covariances, dtype=np.float64)
-    if model.covariance_type in ("full", "tied"):
-        smallest = np.min(np.linalg.eigvalsh(cov))
-    else:
-        smallest = np.min(cov)
-    return bool(smallest < 2 * model.reg_covar)

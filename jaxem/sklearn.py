@@ -33,9 +33,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from jaxem import gaussian_mixture
 from jaxem.base import FitResult
+from jaxem.batch import best_start
 from jaxem.em import fit as em_fit
+from jaxem.gaussian_mixture import GaussianMixturePrior
 from jaxem.model_selection import aic, bic
-from jaxem.priors import GaussianMixturePrior, default_prior
+from jaxem.priors import default_prior
 
 
 def _jax_dtype() -> Any:
@@ -44,11 +46,7 @@ def _jax_dtype() -> Any:
 
 def _start(model: gaussian_mixture.GaussianMixture, X: jax.Array, resp: np.ndarray):
     """The maximum-likelihood M-step from responsibilities ``resp`` ``(N, K)``."""
-    wr = jnp.asarray(resp.T, X.dtype)  # (K, N)
-    data = model.prepare(X, jnp.ones(X.shape[0], X.dtype))
-    counts = jnp.maximum(jnp.sum(wr, axis=1), jnp.finfo(X.dtype).tiny)
-    offsets = (wr @ X) / counts[:, None] - data.centre  # about the responsibilities' means
-    return model.m_step(model._stats(data, wr, offsets))
+    return model.m_step(model.stats(X, resp))
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -131,14 +129,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         else:
             prior = self.prior
         random_state = check_random_state(self.random_state)
-        best = None
-        for _ in range(self.n_init):
-            start = _start(model, Xj, self._responsibilities(X, random_state))
-            result = self._em(model, Xj, start, prior)
-            objective = float(result.objective)
-            if best is None or objective > best[0] or np.isnan(best[0]):
-                best = (objective, result)
-        result = best[1]
+        results = [
+            self._em(model, Xj, _start(model, Xj, self._responsibilities(X, random_state)), prior)
+            for _ in range(self.n_init)
+        ]
+        result = results[int(best_start([float(r.objective) for r in results]))]
         # scikit-learn's convention: its stopping rule compares the objectives of the last two
         # E-steps and still applies the M-step that follows, so the parameters it returns are
         # one M-step past those of lower_bound_ (never worse, EM being monotone).

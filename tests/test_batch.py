@@ -162,3 +162,9 @@ def test_bad_batches():
         jaxem.pad([X[0], np.ones((3, 3))])
     with pytest.raises(ValueError, match="n_init"):
         jaxem.fit_restarts(model, key, X[0], n_init=0)
+
+
+def test_best_start_skips_nan():
+    assert int(jaxem.best_start([np.nan, 1.0, 3.0, np.nan, 2.0])) == 2
+    assert int(jaxem.best_start([np.nan, np.nan])) == 0
+    assert int(jaxem.best_start([-np.inf, -5.0])) == 1

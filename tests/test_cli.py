@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
@@ -157,3 +158,44 @@ def test_progress_bar_on_a_terminal_unless_quiet(tmp_path):
     assert "restarts: 100%" in shown and "best of 2 starts" in shown
     quiet = _run_on_terminal(["fit", "d.csv", "-k", 2, "--n-init", 2, "--quiet"], tmp_path)
     assert "restarts" not in quiet and "best of 2 starts" in quiet
+
+
+@pytest.mark.parametrize(
+    "family, data",
+    [
+        ("bernoulli", np.array([[0, 1, 1], [1, 0, 0], [1, 1, 1], [0, 0, 1], [1, 1, 0]] * 8)),
+        ("categorical", np.array([[0, 2, 1], [1, 0, 0], [2, 1, 1], [0, 0, 1], [1, 2, 0]] * 8)),
+        ("poisson", np.array([[0, 3, 1], [5, 0, 2], [1, 4, 1], [0, 2, 9], [7, 1, 0]] * 8)),
+    ],
+)
+def test_fit_other_families_from_csv(tmp_path, family, data):
+    """--family fits the same mixture as jaxem.Mixture (same starts: the key of --seed), saves
+    it, and predict reads it back; data outside the family's support is one line, exit 2."""
+    path = tmp_path / "data.csv"
+    np.savetxt(path, data, delimiter=",", header="a,b,c", comments="", fmt="%d")
+    out = tmp_path / "m.npz"
+    summary = tmp_path / "s.json"
+    run = jaxem_cli(
+        "fit", path, "--family", family, "-k", 2, "--n-init", 1, "--out", out, "--json", summary
+    )
+    assert "Mixture(" in run.stdout
+    model, params, _ = jaxem.load(out)
+    assert type(model.family).__name__.lower() == family
+    expected = jaxem.fit(
+        model,
+        data.astype(np.float32),
+        model.init(jax.random.split(jax.random.key(0), 1)[0], data.astype(np.float32)),
+        tol=1e-6,
+        max_iter=500,
+    )
+    np.testing.assert_allclose(
+        json.loads(summary.read_text())["objective"], float(expected.objective), rtol=1e-5
+    )
+    labels = jaxem_cli("predict", out, path).stdout.splitlines()
+    assert labels[0] == "label,p0,p1" and len(labels) == len(data) + 1
+    bad = data.astype(float)
+    bad[3, 1] = -1 if family != "bernoulli" else 2
+    np.savetxt(path, bad, delimiter=",", header="a,b,c", comments="")
+    run = jaxem_cli("fit", path, "--family", family, "-k", 2, check=False)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert "X[3, 1]" in run.stderr

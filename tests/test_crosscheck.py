@@ -39,6 +39,41 @@ def test_em_map_is_numpyros_posterior_mode(data, covariance_type):
     assert float(report.mode.grad_norm) < 1e-6 * X.shape[0]
 
 
+def _discrete(name):
+    rng = np.random.default_rng(3)
+    z = rng.integers(0, 2, 150)
+    if name == "bernoulli":
+        p = np.array([[0.1, 0.3, 0.8, 0.6], [0.8, 0.7, 0.1, 0.5]])
+        return jaxem.families.Bernoulli(), (rng.uniform(size=(150, 4)) < p[z]).astype(float)
+    if name == "categorical":
+        p = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])[:, None, :].repeat(4, axis=1)
+        p[:, 1::2] = p[:, 1::2, ::-1]  # every other column prefers the other end
+        X = np.array([[rng.choice(3, p=p[k, d]) for d in range(4)] for k in z], dtype=float)
+        return jaxem.families.Categorical(3), X
+    rates = np.array([[1.0, 4.0, 0.5], [6.0, 2.0, 3.0]])
+    return jaxem.families.Poisson(), rng.poisson(rates[z]).astype(float)
+
+
+@pytest.mark.parametrize("use_prior", [True, False], ids=["map", "mle"])
+@pytest.mark.parametrize("name", ["bernoulli", "categorical", "poisson"])
+def test_every_family_em_is_numpyros_mode(name, use_prior):
+    """Bernoulli, categorical and Poisson mixtures written with NumPyro's distributions (Beta,
+    Dirichlet and Gamma priors): the log joint equals EM's objective, its gradient vanishes at
+    EM's estimate (in NumPyro's unconstrained coordinates: simplices by stick-breaking), and
+    L-BFGS on it finds EM's estimate."""
+    family, X = _discrete(name)
+    model = jaxem.Mixture(family, 2)
+    prior = jaxem.default_prior(model, X) if use_prior else None
+    report = crosscheck.compare(model, X, prior, jax.random.key(0))
+    print("\n", report, sep="")
+    assert bool(report.em.converged)
+    assert report.em_objective_diff < 1e-10
+    assert report.grad_at_em < 1e-6 * X.shape[0]
+    assert report.objective_diff < 1e-8
+    assert report.max_param_diff < 1e-4
+    assert f"Mixture({family.describe()}, 2)" in repr(report)
+
+
 def test_log_joint_with_weights_is_the_objective_and_counts_repeats():
     """Integer weights are repeated rows; zero-weight rows (holding anything) count for
     nothing; without a prior the log joint is the log-likelihood EM maximises."""

@@ -168,3 +168,21 @@ def test_user_model_matches_brute_force_maximum():
 def test_prior_needs_log_prior():
     with pytest.raises(TypeError, match="log_prior"):
         jaxem.fit(PoissonMixture(), np.ones(5), (jnp.ones(2) / 2, jnp.ones(2)), prior=1.0)
+
+
+def test_a_model_without_validate_runs_through_every_driver():
+    """PoissonMixture has only e_step, m_step and init: fit_batch (1-D datasets, a batch
+    (B, N)) and fit_restarts run it, and each member equals its own fit."""
+    rng = np.random.default_rng(4)
+    X = np.stack([np.concatenate([rng.poisson(2.0, 60), rng.poisson(8.0, 40)]) for _ in range(3)])
+    X = X.astype(np.float64)
+    model = PoissonMixture()
+    batch = jaxem.fit_batch(model, jax.random.key(0), X, tol=1e-10, max_iter=400, lanes=2)
+    for b in range(3):
+        alone = jaxem.fit(model, X[b], model.init(None, X[b]), tol=1e-10, max_iter=400)
+        assert int(batch.n_iter[b]) == int(alone.n_iter)
+        for x, y in zip(batch.params, alone.params, strict=True):
+            np.testing.assert_allclose(x[b], y, rtol=1e-10)
+    restarts = jaxem.fit_restarts(model, jax.random.key(1), X[0], n_init=2, tol=1e-10, max_iter=400)
+    alone = jaxem.fit(model, X[0], model.init(None, X[0]), tol=1e-10, max_iter=400)
+    np.testing.assert_allclose(restarts.objective, alone.objective, rtol=1e-12)

@@ -76,3 +76,25 @@ def test_bad_files(tmp_path, faithful):
         jaxem.load(tmp_path / "missing.npz")
     with pytest.raises(TypeError, match="params must be a GaussianMixtureParams"):
         jaxem.save(tmp_path / "x.npz", model, (1, 2, 3))
+
+
+@pytest.mark.parametrize(
+    "family, X",
+    [
+        (jaxem.families.Bernoulli(), np.array([[0, 1], [1, 1], [1, 0], [0, 0]] * 5)),
+        (jaxem.families.Categorical((2, 3)), np.array([[0, 2], [1, 1], [1, 0], [0, 0]] * 5)),
+        (jaxem.families.Poisson(), np.array([[0, 4], [1, 7], [5, 0], [3, 2]] * 5)),
+    ],
+)
+def test_mixture_of_any_family_round_trips(tmp_path, family, X):
+    model = jaxem.Mixture(family, 2)
+    prior = jaxem.default_prior(model, X)
+    params = jaxem.fit(model, X, model.init(jax.random.key(0), X), prior=prior).params
+    jaxem.save(tmp_path / "m.npz", model, params, prior)
+    loaded_model, loaded, loaded_prior = jaxem.load(tmp_path / "m.npz")
+    assert loaded_model == model
+    for a, b in zip(
+        jax.tree.leaves((loaded, loaded_prior)), jax.tree.leaves((params, prior)), strict=True
+    ):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    np.testing.assert_array_equal(model.predict(loaded, X), model.predict(params, X))

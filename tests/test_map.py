@@ -69,11 +69,11 @@ def test_one_component_is_the_textbook_niw_mode(blobs):
 def test_dirichlet_weights_are_the_mode():
     """Weights: pi_k = (N_k + alpha_k - 1) / (N + sum(alpha) - K), on known counts."""
     model = jaxem.GaussianMixture(3, "spherical")
-    stats_ = jaxem.gaussian_mixture.GaussianMixtureStats(
+    stats_ = jaxem.MixtureStats(
         counts=jnp.array([10.0, 0.0, 30.0]),
-        sums=jnp.zeros((3, 2)),
-        shifts=jnp.zeros((3, 2)),
-        scatter=jnp.array([1.0, 0.0, 1.0]),
+        components=jaxem.families.GaussianStats(
+            sums=jnp.zeros((3, 2)), shifts=jnp.zeros((3, 2)), scatter=jnp.array([1.0, 0.0, 1.0])
+        ),
     )
     prior = jaxem.GaussianMixturePrior(jnp.array([2.0, 3.0, 1.0]), jnp.zeros(2), 1.0, 1.0, 1.0)
     params = model.m_step(stats_, prior)

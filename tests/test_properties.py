@@ -111,3 +111,77 @@ def test_map_objective_never_decreases(case):
     """MAP-EM with mclust's default prior: the log joint ascends monotonically."""
     X, model, start = _setup(case)
     _assert_ascends(model, X, start, jaxem.default_prior(model, X))
+
+
+# -- the discrete families --------------------------------------------------------------------
+
+FAMILIES = {
+    "bernoulli": jaxem.families.Bernoulli(),
+    "categorical": jaxem.families.Categorical((2, 3, 4)),
+    "poisson": jaxem.families.Poisson(),
+}
+K_DISCRETE = 2
+
+
+def _discrete_case(name: str, seed: int):
+    """Random data of the family (N x 3) from a random two-component mixture, a random start
+    and a random prior (every hyperparameter >= 1)."""
+    rng = np.random.default_rng(seed)
+    z = rng.integers(0, K_DISCRETE, N)
+    k, d = K_DISCRETE, 3
+
+    def draw_params():
+        if name == "bernoulli":
+            return jaxem.families.BernoulliParams(jnp.asarray(rng.uniform(0.05, 0.95, (k, d))))
+        if name == "poisson":
+            return jaxem.families.PoissonParams(jnp.asarray(rng.uniform(0.2, 8.0, (k, d))))
+        probs = np.zeros((k, d, 4))
+        for j, c in enumerate((2, 3, 4)):
+            probs[:, j, :c] = rng.dirichlet(np.ones(c), size=k)
+        return jaxem.families.CategoricalParams(jnp.asarray(probs))
+
+    truth = draw_params()
+    p = np.asarray(truth[0])
+    if name == "bernoulli":
+        X = (rng.uniform(size=(N, d)) < p[z]).astype(float)
+        prior = jaxem.families.BetaPrior(rng.uniform(1, 3, (k, d)), rng.uniform(1, 3, (k, d)))
+    elif name == "poisson":
+        X = rng.poisson(p[z]).astype(float)
+        prior = jaxem.families.GammaPrior(rng.uniform(1, 3, (k, d)), rng.uniform(0.1, 2, (k, d)))
+    else:
+        X = np.array([[rng.choice(4, p=p[zi, j]) for j in range(d)] for zi in z], dtype=float)
+        prior = jaxem.families.DirichletPrior(rng.uniform(1, 3, (k, d, 4)))
+    weights = rng.dirichlet(np.ones(k))
+    start = jaxem.MixtureParams(jnp.asarray(weights), draw_params())
+    return X, start, jaxem.MixturePrior(rng.uniform(1, 3, k), prior)
+
+
+discrete_cases = st.tuples(st.sampled_from(sorted(FAMILIES)), st.integers(0, 2**31 - 1))
+
+
+@SETTINGS
+@given(discrete_cases, st.booleans())
+def test_discrete_families_ascend(case, use_prior):
+    """Bernoulli, categorical and Poisson mixtures from random starts: the log-likelihood (MLE)
+    and the log joint (MAP, random Beta / Dirichlet / Gamma priors) never decrease."""
+    name, seed = case
+    X, start, prior = _discrete_case(name, seed)
+    model = jaxem.Mixture(FAMILIES[name], K_DISCRETE)
+    _assert_ascends(model, X, start, prior if use_prior else None)
+
+
+@SETTINGS
+@given(discrete_cases)
+def test_permuting_the_components_of_the_start_permutes_the_fit(case):
+    name, seed = case
+    X, start, prior = _discrete_case(name, seed)
+    model = jaxem.Mixture(FAMILIES[name], K_DISCRETE)
+    a = jaxem.fit(model, X, start, prior=prior, tol=0, max_iter=MAX_ITER)
+    swapped_prior = jax.tree.map(lambda h: h[::-1], prior)  # every leaf has K first
+    b = jaxem.fit(
+        model, X, model.permute(start, [1, 0]), prior=swapped_prior, tol=0, max_iter=MAX_ITER
+    )
+    swapped = model.permute(a.params, [1, 0])
+    for x, y in zip(jax.tree.leaves(swapped), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-12)

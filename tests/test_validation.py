@@ -116,6 +116,6 @@ def test_checks_run_before_compilation(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("compiled driver was called")
 
-    monkeypatch.setattr(em, "_fit", fail)
+    monkeypatch.setattr(em, "run", fail)
     with pytest.raises(ValueError, match="NaN"):
         jaxem.fit(MODEL, np.full((30, 2), np.nan), START)

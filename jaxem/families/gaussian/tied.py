@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import priors
-from jaxem.gaussian_mixture import full
+from jaxem.families.gaussian import full
 
 Array = jax.Array
 

@@ -1,0 +1,38 @@
+"""Component families: the distribution of one observation given its latent state, shared by
+mixtures (`jaxem.Mixture`) and hidden Markov models. The contract is `jaxem.base.Family`; the
+formulas are in ``docs/families.md``.
+
+- `Gaussian`: multivariate normal, full, diag, spherical or tied covariances;
+- `Bernoulli`: binary columns, independent given the component;
+- `Categorical`: categorical columns, independent given the component (latent class analysis);
+- `Poisson`: count columns, independent given the component.
+"""
+
+from jaxem.families.bernoulli import Bernoulli, BernoulliParams, BernoulliStats, BetaPrior
+from jaxem.families.categorical import (
+    Categorical,
+    CategoricalParams,
+    CategoricalStats,
+    DirichletPrior,
+)
+from jaxem.families.gaussian import Gaussian, GaussianParams, GaussianPrior, GaussianStats
+from jaxem.families.poisson import GammaPrior, Poisson, PoissonParams, PoissonStats
+
+__all__ = [
+    "Bernoulli",
+    "BernoulliParams",
+    "BernoulliStats",
+    "BetaPrior",
+    "Categorical",
+    "CategoricalParams",
+    "CategoricalStats",
+    "DirichletPrior",
+    "GammaPrior",
+    "Gaussian",
+    "GaussianParams",
+    "GaussianPrior",
+    "GaussianStats",
+    "Poisson",
+    "PoissonParams",
+    "PoissonStats",
+]

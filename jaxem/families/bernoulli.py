@@ -1,0 +1,159 @@
+"""The Bernoulli family: $D$ binary columns, independent given the component,
+$p(x \\mid z = k) = \\prod_d p_{kd}^{x_d} (1 - p_{kd})^{1 - x_d}$.
+
+Statistics: $S_{kd} = \\sum_n wr_{kn} x_{nd}$ (`BernoulliStats`), beside $N_k$. M-steps:
+
+$$
+p_{kd} = \\frac{S_{kd}}{N_k} \\;\\text{(MLE)}, \\qquad
+p_{kd} = \\frac{S_{kd} + a_{kd} - 1}{N_k + a_{kd} + b_{kd} - 2}
+\\;\\text{(MAP, } p_{kd} \\sim \\mathrm{Beta}(a_{kd}, b_{kd})\\text{)},
+$$
+
+both kept within $[\\varepsilon, 1 - \\varepsilon]$, $\\varepsilon$ ten machine epsilons of the
+dtype, so that no log-density is infinite (a column that is constant within a component would
+otherwise give probability 0 or 1). A component with no weight takes the pooled frequencies
+$\\sum_k S_{kd} / \\sum_k N_k$. The log-likelihoods of all components are one matrix product:
+$\\log p(x_n \\mid k) = \\sum_d x_{nd} \\operatorname{logit} p_{kd} + \\sum_d \\log(1 - p_{kd})$.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem import priors
+from jaxem.families.statistics import (
+    check_discrete,
+    check_shape_parameter,
+    entrywise_prior,
+    fallback_counts,
+    floor,
+    weighted_sums,
+)
+from jaxem.validation import as_float_array, is_concrete
+
+Array = jax.Array
+
+
+class BernoulliParams(NamedTuple):
+    """Attributes: probs ``(K, D)``, $p_{kd} = P(x_d = 1 \\mid z = k)$, in (0, 1)."""
+
+    probs: Array
+
+
+class BetaPrior(NamedTuple):
+    """$p_{kd} \\sim \\mathrm{Beta}(a_{kd}, b_{kd})$; ``a`` and ``b`` scalars, ``(D,)`` or
+    ``(K, D)``, every entry >= 1 (below 1 the mode leaves the open interval)."""
+
+    a: Any
+    b: Any
+
+
+class BernoulliStats(NamedTuple):
+    """Attributes: sums ``(K, D)`` $S_{kd} = \\sum_n wr_{kn} x_{nd}$."""
+
+    sums: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Bernoulli:
+    """Binary columns, independent given the component (static configuration; hashable)."""
+
+    def describe(self) -> str:
+        return "Bernoulli"
+
+    def check_data(self, X: Any, name: str = "X") -> Array:
+        """``(N, D)`` of 0s and 1s, as a floating array."""
+        return check_discrete(X, name, "0s and 1s", lambda v: (v == 0) | (v == 1))
+
+    def prepare(self, X: Array, weights: Array) -> Array:
+        """``X`` transposed, ``(D, N)``: the right operand of both matrix products."""
+        return X.T
+
+    def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
+        return itemsize * (2 * n_features + 4 * n_components)
+
+    def init_points(self, X: Array) -> Array:
+        return X
+
+    def log_likelihoods(self, params: BernoulliParams, data: Array) -> Array:
+        """$\\log p(x_n \\mid z = k)$, ``(K, N)``."""
+        log_p, log_q = jnp.log(params.probs), jnp.log1p(-params.probs)
+        return (log_p - log_q) @ data + jnp.sum(log_q, axis=1)[:, None]
+
+    def stats(self, data: Array, wr: Array, params: Any = None) -> BernoulliStats:
+        return BernoulliStats(weighted_sums(data, wr))
+
+    def m_step(
+        self, stats: BernoulliStats, counts: Array, prior: BetaPrior | None = None
+    ) -> BernoulliParams:
+        sums = stats.sums
+        pooled = jnp.sum(sums, axis=0) / jnp.sum(counts)
+        if prior is None:
+            empty, safe = fallback_counts(counts)
+            probs = jnp.where(empty[:, None], pooled, sums / safe[:, None])
+        else:
+            denominator = counts[:, None] + prior.a + prior.b - 2
+            safe = jnp.where(denominator > 0, denominator, 1.0)
+            probs = jnp.where(denominator > 0, (sums + prior.a - 1) / safe, pooled)
+        eps = floor(sums.dtype)
+        return BernoulliParams(jnp.clip(probs, eps, 1 - eps))
+
+    def log_prior(self, params: BernoulliParams, prior: BetaPrior) -> Array:
+        return priors.log_beta(params.probs, prior.a, prior.b)
+
+    def default_prior(self, X: Array, n_components: int) -> BetaPrior:
+        """Beta(3/2, 3/2) for every probability: one pseudo-observation per component and column,
+        split evenly between 0 and 1. Its mode $(S + 1/2) / (N_k + 1)$ is the mean under
+        Jeffreys' Beta(1/2, 1/2) prior (the Krichevsky-Trofimov estimator), strictly inside
+        (0, 1) even for an empty component or a constant column."""
+        shape = (n_components, X.shape[1])
+        return BetaPrior(jnp.full(shape, 1.5, X.dtype), jnp.full(shape, 1.5, X.dtype))
+
+    def start_prior(self, X: Array, weights: Array, n_components: int) -> Any:
+        """The prior whose mode from a starting partition is `jaxem.Mixture.init`'s start: the
+        default prior, so that no starting probability (rate) sits at the floor, which EM could
+        not leave (its hyperparameters do not depend on the data's values)."""
+        return self.default_prior(X, n_components)
+
+    def check_prior(
+        self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
+    ) -> BetaPrior:
+        shape = (n_components, n_features)
+        prior = entrywise_prior(prior, BetaPrior, shape, dtype, name)
+        if is_concrete(prior):
+            self.check_prior_values(prior, n_features, name)
+        return prior
+
+    def check_prior_values(self, prior: BetaPrior, n_features: int, name: str = "prior") -> None:
+        for field in prior._fields:
+            check_shape_parameter(getattr(prior, field), f"{name}.{field}", "[0, 1]")
+
+    def check_params(
+        self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"
+    ) -> BernoulliParams:
+        if not isinstance(params, BernoulliParams):
+            raise TypeError(f"{name} must be a BernoulliParams(probs); got {type(params).__name__}")
+        probs = as_float_array(params.probs, f"{name}.probs").astype(dtype)
+        shape = (n_components, n_features)
+        if probs.shape != shape:
+            raise ValueError(f"{name}.probs must have shape {shape}; got {probs.shape}")
+        if is_concrete(probs):
+            p = np.asarray(probs)
+            if not np.all((p > 0) & (p < 1)):
+                raise ValueError(f"{name}.probs must lie strictly between 0 and 1")
+        return BernoulliParams(probs)
+
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        return n_components * n_features
+
+    def sample(self, key: Array, params: BernoulliParams, labels: Array) -> Array:
+        probs = jnp.asarray(params.probs)[labels]
+        return jax.random.bernoulli(key, probs).astype(probs.dtype)
+
+    def permute(self, params: BernoulliParams, order: Any) -> BernoulliParams:
+        return BernoulliParams(jnp.take(params.probs, jnp.asarray(order), axis=-2))

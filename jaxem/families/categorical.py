@@ -1,0 +1,249 @@
+"""The categorical family: $D$ categorical columns, independent given the component (latent
+class analysis), $p(x \\mid z = k) = \\prod_d p_{kd x_d}$.
+
+Column $d$ takes the values $0, \\dots, C_d - 1$; parameters are stored ``(K, D, C)`` with
+$C = \\max_d C_d$ and probability 0 for the categories a column does not have. Statistics:
+$S_{kdc} = \\sum_n wr_{kn} [x_{nd} = c]$ (`CategoricalStats`). M-steps:
+
+$$
+p_{kdc} = \\frac{S_{kdc}}{N_k} \\;\\text{(MLE)}, \\qquad
+p_{kdc} = \\frac{S_{kdc} + \\beta_{kdc} - 1}{N_k + \\sum_{c'} \\beta_{kdc'} - C_d}
+\\;\\text{(MAP, } p_{kd\\cdot} \\sim \\mathrm{Dirichlet}(\\beta_{kd\\cdot})\\text{)},
+$$
+
+then every probability of an existing category is raised to at least $\\varepsilon$ (ten machine
+epsilons of the dtype) and each row renormalised, so that a category never seen in a component
+keeps a finite log-density. A component with no weight takes the pooled frequencies. The
+log-likelihoods are one matrix product of the ``(K, D·C)`` log-probabilities with the ``(D·C, N)``
+one-hot data, computed once per fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem import priors
+from jaxem.families.statistics import (
+    check_discrete,
+    check_shape_parameter,
+    fallback_counts,
+    floor,
+    weighted_sums,
+)
+from jaxem.validation import as_float_array, is_concrete
+
+Array = jax.Array
+
+
+class CategoricalParams(NamedTuple):
+    """Attributes: probs ``(K, D, C)``, $p_{kdc} = P(x_d = c \\mid z = k)$; each ``probs[k, d]``
+    sums to one over its column's categories and is 0 beyond them."""
+
+    probs: Array
+
+
+class DirichletPrior(NamedTuple):
+    """$p_{kd\\cdot} \\sim \\mathrm{Dirichlet}(\\beta_{kd\\cdot})$; ``concentration`` ``(C,)``,
+    ``(D, C)`` or ``(K, D, C)``, every entry of an existing category >= 1 (entries beyond a
+    column's categories are ignored)."""
+
+    concentration: Any
+
+
+class CategoricalStats(NamedTuple):
+    """Attributes: counts ``(K, D, C)``, $S_{kdc} = \\sum_n wr_{kn} [x_{nd} = c]$."""
+
+    counts: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical:
+    """Categorical columns, independent given the component (static configuration; hashable).
+
+    Args:
+        n_categories: $C_d$, the number of values of every column (an int), or of each column
+            (a tuple of ints, one per column); a column's values are ``0, ..., C_d - 1``.
+    """
+
+    n_categories: int | tuple[int, ...]
+
+    def __post_init__(self):
+        values = self.n_categories
+        if isinstance(values, (list, np.ndarray)):
+            values = tuple(int(v) for v in values)
+            object.__setattr__(self, "n_categories", values)
+        entries = values if isinstance(values, tuple) else (values,)
+        if not entries or any(
+            isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in entries
+        ):
+            raise ValueError(
+                "n_categories must be an integer >= 1 or a tuple of them; "
+                f"got {self.n_categories!r}"
+            )
+
+    def describe(self) -> str:
+        return f"Categorical(n_categories={self.n_categories!r})"
+
+    @property
+    def max_categories(self) -> int:
+        """$C = \\max_d C_d$, the last axis of the parameters."""
+        values = self.n_categories
+        return int(max(values) if isinstance(values, tuple) else values)
+
+    def categories(self, n_features: int) -> np.ndarray:
+        """$C_d$ for each of ``n_features`` columns, ``(D,)``."""
+        if isinstance(self.n_categories, tuple):
+            if len(self.n_categories) != n_features:
+                raise ValueError(
+                    f"n_categories gives {len(self.n_categories)} columns; the data has "
+                    f"n_features={n_features}"
+                )
+            return np.asarray(self.n_categories)
+        return np.full(n_features, self.n_categories)
+
+    def valid(self, n_features: int) -> np.ndarray:
+        """Which entries of ``(D, C)`` are categories of their column (bool)."""
+        c = self.categories(n_features)
+        return np.arange(c.max()) < c[:, None]
+
+    def check_data(self, X: Any, name: str = "X") -> Array:
+        """``(N, D)`` integers, column ``d`` in ``[0, C_d)``, as a floating array."""
+        X = check_discrete(X, name, "integers", lambda v: np.floor(v) == v)
+        c = self.categories(X.shape[1])
+        return check_discrete(
+            X,
+            name,
+            f"category codes in [0, n_categories) = [0, {self.n_categories})",
+            lambda v: (v >= 0) & (v < c),
+        )
+
+    def prepare(self, X: Array, weights: Array) -> Array:
+        """One-hot data ``(D·C, N)``: row ``d·C + c`` is $[x_{nd} = c]$."""
+        n, d = X.shape
+        c = self.max_categories
+        onehot = X.T[:, None, :] == jnp.arange(c, dtype=X.dtype)[None, :, None]
+        return onehot.reshape(d * c, n).astype(X.dtype)
+
+    def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
+        c = self.max_categories
+        return itemsize * (n_features * (c + 1) + 4 * n_components)
+
+    def init_points(self, X: Array) -> Array:
+        """One-hot rows ``(N, D·C)``: k-means among them counts mismatching columns."""
+        return self.prepare(X, jnp.ones(X.shape[0], X.dtype)).T
+
+    def log_likelihoods(self, params: CategoricalParams, data: Array) -> Array:
+        """$\\log p(x_n \\mid z = k)$, ``(K, N)``."""
+        k, d, c = params.probs.shape
+        log_p = jnp.where(self.valid(d), jnp.log(jnp.where(self.valid(d), params.probs, 1.0)), 0.0)
+        return log_p.reshape(k, d * c) @ data
+
+    def stats(self, data: Array, wr: Array, params: Any = None) -> CategoricalStats:
+        sums = weighted_sums(data, wr)
+        return CategoricalStats(sums.reshape(sums.shape[0], -1, self.max_categories))
+
+    def m_step(
+        self, stats: CategoricalStats, counts: Array, prior: DirichletPrior | None = None
+    ) -> CategoricalParams:
+        sums = stats.counts
+        valid = self.valid(sums.shape[1])
+        pooled = jnp.sum(sums, axis=0) / jnp.sum(counts)
+        if prior is None:
+            empty, safe = fallback_counts(counts)
+            probs = jnp.where(empty[:, None, None], pooled, sums / safe[:, None, None])
+        else:
+            beta = jnp.where(valid, prior.concentration, 1.0)
+            denominator = counts[:, None, None] + jnp.sum(beta - 1, axis=-1, keepdims=True)
+            safe = jnp.where(denominator > 0, denominator, 1.0)
+            probs = jnp.where(denominator > 0, (sums + beta - 1) / safe, pooled)
+        probs = jnp.where(valid, jnp.maximum(probs, floor(sums.dtype)), 0.0)
+        return CategoricalParams(probs / jnp.sum(probs, axis=-1, keepdims=True))
+
+    def log_prior(self, params: CategoricalParams, prior: DirichletPrior) -> Array:
+        valid = self.valid(params.probs.shape[1])
+        return priors.log_dirichlet_rows(params.probs, prior.concentration, valid)
+
+    def default_prior(self, X: Array, n_components: int) -> DirichletPrior:
+        """Dirichlet(1 + 1/C_d, ..., 1 + 1/C_d) for every component and column: one
+        pseudo-observation spread evenly over the column's categories, so the mode
+        $(S_{kdc} + 1/C_d) / (N_k + 1)$ is strictly inside the simplex even for an empty
+        component or a category never seen (Bernoulli's Beta(3/2, 3/2) is the case C = 2)."""
+        d = X.shape[1]
+        c = self.categories(d)
+        beta = np.where(self.valid(d), 1.0 + 1.0 / c[:, None], 1.0)
+        return DirichletPrior(
+            jnp.broadcast_to(jnp.asarray(beta, X.dtype), (n_components,) + beta.shape)
+        )
+
+    def start_prior(self, X: Array, weights: Array, n_components: int) -> Any:
+        """The prior whose mode from a starting partition is `jaxem.Mixture.init`'s start: the
+        default prior, so that no starting probability (rate) sits at the floor, which EM could
+        not leave (its hyperparameters do not depend on the data's values)."""
+        return self.default_prior(X, n_components)
+
+    def check_prior(
+        self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
+    ) -> DirichletPrior:
+        if not isinstance(prior, DirichletPrior):
+            raise TypeError(
+                f"{name} must be a DirichletPrior(concentration); got {type(prior).__name__}"
+            )
+        c = self.max_categories
+        shape = (n_components, n_features, c)
+        beta = as_float_array(prior.concentration, f"{name}.concentration").astype(dtype)
+        if beta.shape not in ((c,), (n_features, c), shape):
+            raise ValueError(
+                f"{name}.concentration must be of shape ({c},), ({n_features}, {c}) or {shape}; "
+                f"got {beta.shape}"
+            )
+        prior = DirichletPrior(jnp.broadcast_to(beta, shape))
+        if is_concrete(prior):
+            self.check_prior_values(prior, n_features, name)
+        return prior
+
+    def check_prior_values(self, prior: DirichletPrior, n_features: int, name: str = "prior"):
+        beta = np.asarray(prior.concentration, dtype=np.float64)
+        valid = np.broadcast_to(self.valid(n_features), beta.shape)
+        check_shape_parameter(beta[valid], f"{name}.concentration", "the simplex")
+
+    def check_params(
+        self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"
+    ) -> CategoricalParams:
+        if not isinstance(params, CategoricalParams):
+            raise TypeError(
+                f"{name} must be a CategoricalParams(probs); got {type(params).__name__}"
+            )
+        probs = as_float_array(params.probs, f"{name}.probs").astype(dtype)
+        c = self.max_categories
+        shape = (n_components, n_features, c)
+        if probs.shape != shape:
+            raise ValueError(
+                f"{name}.probs must have shape {shape} for {self.describe()}; got {probs.shape}"
+            )
+        if is_concrete(probs):
+            p = np.asarray(probs, dtype=np.float64)
+            valid = self.valid(n_features)
+            if not np.all(np.where(valid, p > 0, p == 0)):
+                raise ValueError(
+                    f"{name}.probs must be > 0 for every category and 0 beyond a column's "
+                    "categories"
+                )
+            if np.any(np.abs(p.sum(-1) - 1) > 1e-4):
+                raise ValueError(f"{name}.probs must sum to 1 over each column's categories")
+        return CategoricalParams(probs)
+
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        return n_components * int(np.sum(self.categories(n_features) - 1))
+
+    def sample(self, key: Array, params: CategoricalParams, labels: Array) -> Array:
+        probs = jnp.asarray(params.probs)
+        logits = jnp.where(probs > 0, jnp.log(jnp.where(probs > 0, probs, 1.0)), -jnp.inf)
+        return jax.random.categorical(key, logits[labels], axis=-1).astype(probs.dtype)
+
+    def permute(self, params: CategoricalParams, order: Any) -> CategoricalParams:
+        return CategoricalParams(jnp.take(params.probs, jnp.asarray(order), axis=-3))

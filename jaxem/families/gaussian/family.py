@@ -1,0 +1,379 @@
+"""The Gaussian family: $p(x \\mid z = k) = \\mathcal{N}(x \\mid \\mu_k, \\Sigma_k)$, with full,
+diag, spherical or tied covariances (one module each beside this one).
+
+Given weighted responsibilities $wr_{kn} = w_n r_{nk}$ and $N_k = \\sum_n wr_{kn}$, the
+statistics (`GaussianStats`) are
+
+$$
+s_k = \\sum_n wr_{kn} x_n, \\quad
+d_k = \\sum_n wr_{kn} (x_n - \\mu_k), \\quad
+S_k = \\sum_n wr_{kn} (x_n - \\mu_k)(x_n - \\mu_k)^\\top,
+$$
+
+taken about the current means $\\mu_k$. They come from two matrix products over features of
+the data centred on its weighted mean, computed once per fit (`Gaussian.prepare`): the
+log-densities as quadratic-form coefficients times the features, the statistics as the features
+times the responsibilities (see ``docs/gaussian_mixture.md``). The maximum-likelihood M-step is
+
+$$
+\\mu'_k = \\frac{s_k}{N_k}, \\quad
+\\Sigma'_k = \\frac{S_k}{N_k} - \\delta_k \\delta_k^\\top + \\epsilon I, \\quad
+\\delta_k = \\frac{d_k}{N_k} = \\mu'_k - \\mu_k,
+$$
+
+with $\\epsilon$ = ``reg_covar`` and the diagonal, spherical and tied analogues in the
+covariance modules. As in scikit-learn, $N_k$ is floored by ten machine epsilons (times the
+total weight) before dividing. An *empty* component ($N_k$ under that floor) gets the weighted
+mean of all the data and the count-weighted average of the other components' covariances, so it
+stays finite, positive definite, and may pick points up again. The MAP M-step (conjugate
+Normal-Inverse-Wishart or Normal-Inverse-Gamma prior, `GaussianPrior`) is in ``docs/map.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem.families.gaussian import diag, full, spherical, tied
+from jaxem.families.statistics import weighted_sums
+from jaxem.priors import worst
+from jaxem.validation import as_float_array, check_data, is_concrete
+
+Array = jax.Array
+
+COVARIANCE_TYPES = {"full": full, "diag": diag, "spherical": spherical, "tied": tied}
+
+
+class GaussianParams(NamedTuple):
+    """Attributes: means ``(K, D)``; covariances ``(K, D, D)`` full, ``(K, D)`` diag, ``(K,)``
+    spherical, ``(D, D)`` tied (scikit-learn's shapes)."""
+
+    means: Array
+    covariances: Array
+
+
+class GaussianPrior(NamedTuple):
+    """The conjugate prior of the means and covariances (a pytree).
+
+    Attributes:
+        mean: ``(D,)``, the prior mean $m$ of every component mean.
+        kappa: > 0, the prior's pseudo-count for the means.
+        dof: $\\nu$; > D - 1 for full and tied, > 0 for diag and spherical.
+        scale: $\\Psi$; ``(D, D)`` symmetric positive definite (full, tied), ``(D,)``
+            positive (diag), a positive scalar (spherical).
+    """
+
+    mean: Any
+    kappa: Any
+    dof: Any
+    scale: Any
+
+
+class GaussianData(NamedTuple):
+    """The data as the E-step reads it (`Gaussian.prepare`).
+
+    Attributes:
+        centre: ``(D,)`` the weighted mean of the data.
+        features: ``(Q + D, N)``: the covariance type's ``Q`` quadratic features of
+            $x_n - c$ stacked on $x_n - c$.
+    """
+
+    centre: Array
+    features: Array
+
+
+class GaussianStats(NamedTuple):
+    """Expected sufficient statistics; every field is a sum over samples.
+
+    Attributes:
+        sums: ``(K, D)`` $\\sum_n wr_{kn} x_n$.
+        shifts: ``(K, D)`` $\\sum_n wr_{kn} (x_n - \\mu_k)$, $\\mu_k$ the means about which
+            the statistics were taken.
+        scatter: $\\sum_n wr_{kn} (x_n - \\mu_k)(x_n - \\mu_k)^\\top$ in the covariance
+            type's form: ``(K, D, D)`` full, ``(K, D)`` diag, ``(K,)`` spherical, ``(D, D)`` tied
+            (summed over components).
+    """
+
+    sums: Array
+    shifts: Array
+    scatter: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Gaussian:
+    """Multivariate normal components (static configuration; hashable).
+
+    Args:
+        covariance_type: ``"full"``, ``"diag"``, ``"spherical"`` or ``"tied"``.
+        reg_covar: added to the diagonal of every covariance in the maximum-likelihood M-step,
+            as scikit-learn does, to keep them positive definite.
+    """
+
+    covariance_type: str = "full"
+    reg_covar: float = 1e-6
+
+    def __post_init__(self):
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type must be one of {sorted(COVARIANCE_TYPES)}; "
+                f"got {self.covariance_type!r}"
+            )
+        if not np.isfinite(self.reg_covar) or self.reg_covar < 0:
+            raise ValueError(f"reg_covar must be a finite number >= 0; got {self.reg_covar!r}")
+
+    @property
+    def _cov(self):
+        return COVARIANCE_TYPES[self.covariance_type]
+
+    def describe(self) -> str:
+        return f"covariance_type={self.covariance_type!r}"
+
+    # -- data ------------------------------------------------------------------------------
+
+    def check_data(self, X: Any, name: str = "X") -> Array:
+        """A finite floating ``(N, D)`` array."""
+        return check_data(X, name)
+
+    def prepare(self, X: Array, weights: Array) -> GaussianData:
+        """The weighted mean ``centre`` ``(D,)`` and ``features`` ``(Q + D, N)``: the quadratic
+        features of the centred data stacked on the centred data (see
+        `jaxem.families.gaussian.full`); computed once per fit."""
+        total = jnp.sum(weights)
+        centre = (weights @ X) / jnp.where(total > 0, total, 1)  # a block may hold no weight
+        centred = (X - centre).T
+        return GaussianData(centre, jnp.concatenate([self._cov.squares(centred), centred], axis=0))
+
+    def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
+        """The E-step's working memory per sample: the features, the centred row and about
+        four ``(K,)`` arrays (log joint, its exponent, responsibilities, weighted ones)."""
+        q = self._cov.squares(jnp.zeros((n_features, 1))).shape[0]
+        return itemsize * (q + 2 * n_features + 4 * n_components)
+
+    def init_points(self, X: Array) -> Array:
+        """The points k-means seeds the components on: ``X`` itself."""
+        return X
+
+    # -- E-step ----------------------------------------------------------------------------
+
+    def log_likelihoods(self, params: GaussianParams, data: GaussianData) -> Array:
+        """$\\log \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k)$, ``(K, N)``: one matrix product of
+        the quadratic form's coefficients with the features."""
+        offsets = params.means - data.centre
+        d = offsets.shape[-1]
+        a, b, c, log_det = self._cov.quadratic_form(params.covariances, offsets)
+        coef = -0.5 * jnp.concatenate([a, b], axis=1)  # (K, Q + D)
+        bias = -0.5 * (d * math.log(2 * math.pi) + log_det + c)
+        return coef @ data.features + bias[:, None]
+
+    def stats(
+        self, data: GaussianData, wr: Array, params: GaussianParams | None = None
+    ) -> GaussianStats:
+        """The statistics of weighted responsibilities ``wr`` ``(K, N)``, taken about
+        ``params.means`` (None: about the responsibility-weighted means)."""
+        moments = weighted_sums(data.features, wr)  # (K, Q + D)
+        d = data.centre.shape[-1]
+        squares, firsts = moments[:, :-d], moments[:, -d:]
+        counts = jnp.sum(wr, axis=1)
+        if params is None:
+            offsets = firsts / jnp.maximum(counts, jnp.finfo(wr.dtype).tiny)[:, None]
+        else:
+            offsets = params.means - data.centre
+        return GaussianStats(
+            sums=firsts + counts[:, None] * data.centre,
+            shifts=firsts - counts[:, None] * offsets,
+            scatter=self._cov.scatter(squares, firsts, counts, offsets),
+        )
+
+    # -- M-step ----------------------------------------------------------------------------
+
+    def m_step(
+        self, stats: GaussianStats, counts: Array, prior: GaussianPrior | None = None
+    ) -> GaussianParams:
+        """Maximum-likelihood means and covariances from the statistics and the components'
+        weights $N_k$ ``(K,)``, or with a prior the posterior mode (see ``docs/map.md``)."""
+        if prior is not None:
+            return self._map(stats, counts, prior)
+        total = jnp.sum(counts)
+        floor = 10 * jnp.finfo(counts.dtype).eps * total
+        empty = counts < floor
+        counts = counts + floor
+        means = stats.sums / counts[:, None]
+        within = self._cov.within(stats.scatter, stats.shifts, 1.0 / counts)
+        covariances = self._cov.mle(within, counts, self.reg_covar, means.shape[1])
+
+        means = jnp.where(empty[:, None], jnp.sum(stats.sums, axis=0) / total, means)
+        if self.covariance_type != "tied":
+            fallback = self._cov.pooled(covariances, counts / jnp.sum(counts))
+            mask = empty.reshape((-1,) + (1,) * (covariances.ndim - 1))
+            covariances = jnp.where(mask, fallback[None], covariances)
+        return GaussianParams(means, covariances)
+
+    def _map(self, stats: GaussianStats, n: Array, prior: GaussianPrior) -> GaussianParams:
+        """The exact posterior mode; no ``reg_covar`` (the prior regularises). An empty
+        component takes the prior's mode: mean ``prior.mean``, covariance from ``prior.scale``."""
+        safe = jnp.where(n > 0, n, 1.0)
+        means = (stats.sums + prior.kappa * prior.mean) / (n + prior.kappa)[:, None]
+        within = self._cov.within(stats.scatter, stats.shifts, jnp.where(n > 0, 1.0 / safe, 0.0))
+        dev = stats.sums / safe[:, None] - prior.mean
+        return GaussianParams(means, self._cov.map_estimate(within, dev, n, prior))
+
+    # -- the prior -------------------------------------------------------------------------
+
+    def log_prior(self, params: GaussianParams, prior: GaussianPrior) -> Array:
+        """The Normal-Inverse-Wishart (or Normal-Inverse-Gamma) log density of the means and
+        covariances, every constant included."""
+        return self._cov.log_prior(params.means, params.covariances, prior)
+
+    def default_prior(self, X: Array, n_components: int) -> GaussianPrior:
+        """mclust's default conjugate prior (Fraley and Raftery 2007, "Bayesian regularization
+        for normal mixture estimation and model-based clustering", J. Classification
+        24:155-181): ``mean`` = the column means of X, ``kappa`` = 0.01, ``dof`` = D + 2,
+        ``scale`` = the unbiased sample covariance of X divided by $K^{2/D}$ (full, tied), the
+        unbiased column variances divided by $K^{2/D}$ (diag), or their average divided by
+        $K^{2/D}$ (spherical). ``X`` ``(N, D)``, N >= 2."""
+        n, d = X.shape
+        if n < 2:
+            raise ValueError(
+                f"X needs at least 2 samples for the default prior's covariance; got {n}"
+            )
+        mean = jnp.mean(X, axis=0)
+        centred = X - mean
+        cov = centred.T @ centred / (n - 1)
+        shrink = n_components ** (2.0 / d)
+        scale = {
+            "full": cov / shrink,
+            "tied": cov / shrink,
+            "diag": jnp.diagonal(cov) / shrink,
+            "spherical": jnp.mean(jnp.diagonal(cov)) / shrink,
+        }[self.covariance_type]
+        return GaussianPrior(
+            mean=mean,
+            kappa=jnp.asarray(0.01, X.dtype),
+            dof=jnp.asarray(d + 2, X.dtype),
+            scale=scale,
+        )
+
+    def check_prior(
+        self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
+    ) -> GaussianPrior:
+        """Shapes (always) and ranges (concrete values) of a `GaussianPrior`, cast to
+        ``dtype``."""
+        d, cov_type = n_features, self.covariance_type
+        arr = {
+            f: as_float_array(getattr(prior, f), f"{name}.{f}").astype(dtype) for f in prior._fields
+        }
+        if arr["mean"].shape != (d,):
+            raise ValueError(f"{name}.mean must have shape ({d},); got {arr['mean'].shape}")
+        for f in ("kappa", "dof"):
+            if arr[f].shape != ():
+                raise ValueError(f"{name}.{f} must be a scalar; got shape {arr[f].shape}")
+        scale_shape = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[cov_type]
+        if arr["scale"].shape != scale_shape:
+            raise ValueError(
+                f"{name}.scale must have shape {scale_shape} for covariance_type={cov_type!r}; "
+                f"got {arr['scale'].shape}"
+            )
+        prior = GaussianPrior(**arr)
+        if is_concrete(prior):
+            self.check_prior_values(prior, d, name)
+        return prior
+
+    def check_prior_values(self, prior: GaussianPrior, n_features: int, name: str = "prior"):
+        """The hyperparameters' ranges, on concrete arrays with any leading batch axes; raises
+        ``ValueError`` naming the first field out of range."""
+        v = {f: np.asarray(getattr(prior, f), dtype=np.float64) for f in prior._fields}
+        for f, a in v.items():
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{name}.{f} contains NaN or inf")
+        if np.any(v["kappa"] <= 0):
+            raise ValueError(f"{name}.kappa must be > 0; got {worst(v['kappa'])}")
+        low = n_features - 1 if self.covariance_type in ("full", "tied") else 0
+        if np.any(v["dof"] <= low):
+            raise ValueError(
+                f"{name}.dof must be > {low} for covariance_type={self.covariance_type!r}; "
+                f"got {worst(v['dof'])}"
+            )
+        s = v["scale"]
+        if self.covariance_type in ("full", "tied"):
+            symmetric = np.allclose(s, np.swapaxes(s, -1, -2), rtol=1e-5, atol=0)
+            if not symmetric or np.any(np.linalg.eigvalsh(s) <= 0):
+                raise ValueError(f"{name}.scale must be a symmetric positive definite matrix")
+        elif np.any(s <= 0):
+            raise ValueError(f"{name}.scale must be positive; got {worst(s)}")
+
+    # -- parameters ------------------------------------------------------------------------
+
+    def check_params(
+        self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"
+    ) -> GaussianParams:
+        """Shapes against ``(K, D)``; with concrete values also finite entries and positive
+        definite covariances. Returns the params cast to ``dtype``."""
+        k, d = n_components, n_features
+        expected = {"means": (k, d), "covariances": self._cov.shape(k, d)}
+        arrays = {}
+        for field, shape in expected.items():
+            a = as_float_array(getattr(params, field), f"{name}.{field}").astype(dtype)
+            if a.shape != shape:
+                raise ValueError(
+                    f"{name}.{field} must have shape {shape} for n_components={k}, "
+                    f"n_features={d}, covariance_type={self.covariance_type!r}; got {a.shape}"
+                )
+            arrays[field] = a
+        if is_concrete(list(arrays.values())):
+            for field, a in arrays.items():
+                if not np.all(np.isfinite(np.asarray(a))):
+                    raise ValueError(f"{name}.{field} contains NaN or inf")
+            if not self._cov.is_valid(np.asarray(arrays["covariances"])):
+                positive = (
+                    "symmetric positive definite matrices"
+                    if self.covariance_type in ("full", "tied")
+                    else "positive variances"
+                )
+                raise ValueError(f"{name}.covariances must be {positive}")
+        return GaussianParams(**arrays)
+
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        """K·D means and the covariances' free entries."""
+        return n_components * n_features + self._cov.n_parameters(n_components, n_features)
+
+    def sample(self, key: Array, params: GaussianParams, labels: Array) -> Array:
+        """One draw per entry of ``labels`` ``(N,)`` from its component: ``(N, D)``."""
+        means = jnp.asarray(params.means)
+        covariances = jnp.asarray(params.covariances)
+        return means[labels] + self._cov.noise(key, covariances, labels, means.shape[1])
+
+    def permute(self, params: GaussianParams, order: Any) -> GaussianParams:
+        """``params`` with components in ``order`` (a tied covariance is shared and stays)."""
+        order = jnp.asarray(order)
+        cov = params.covariances
+        if self.covariance_type != "tied":
+            event_ndim = {"full": 2, "diag": 1, "spherical": 0}[self.covariance_type]
+            cov = jnp.take(cov, order, axis=cov.ndim - 1 - event_ndim)
+        return GaussianParams(jnp.take(params.means, order, axis=-2), cov)
+
+    def component_covariances(self, params: GaussianParams, n_components: int) -> Array:
+        """Every component's covariance matrix, ``(K, D, D)``, whatever the type."""
+        cov = jnp.asarray(params.covariances)
+        d = params.means.shape[-1]
+        if self.covariance_type == "full":
+            return cov
+        if self.covariance_type == "tied":
+            return jnp.broadcast_to(cov, (n_components, d, d))
+        if self.covariance_type == "diag":
+            return cov[:, :, None] * jnp.eye(d, dtype=cov.dtype)
+        return cov[:, None, None] * jnp.eye(d, dtype=cov.dtype)
+
+    def is_singular(self, params: GaussianParams) -> bool:
+        """Whether some component's smallest variance (eigenvalue) is below ``2 * reg_covar``:
+        the data gave it (almost) no spread, ``reg_covar`` alone keeps it positive."""
+        cov = np.asarray(params.covariances, dtype=np.float64)
+        if self.covariance_type in ("full", "tied"):
+            smallest = np.min(np.linalg.eigvalsh(cov))
+        else:
+            smallest = np.min(cov)
+        return bool(smallest < 2 * self.reg_covar)

@@ -1,0 +1,181 @@
+"""The Poisson family: $D$ count columns, independent given the component,
+$p(x \\mid z = k) = \\prod_d \\lambda_{kd}^{x_d} e^{-\\lambda_{kd}} / x_d!$.
+
+Statistics: $S_{kd} = \\sum_n wr_{kn} x_{nd}$ (`PoissonStats`), beside $N_k$. M-steps:
+
+$$
+\\lambda_{kd} = \\frac{S_{kd}}{N_k} \\;\\text{(MLE)}, \\qquad
+\\lambda_{kd} = \\frac{S_{kd} + a_{kd} - 1}{N_k + b_{kd}}
+\\;\\text{(MAP, } \\lambda_{kd} \\sim \\mathrm{Gamma}(a_{kd}, b_{kd})\\text{, shape and rate)},
+$$
+
+both raised to at least $\\varepsilon$ (ten machine epsilons of the dtype), so that a component
+whose points are all zero in a column keeps a finite log-density for a positive count. A
+component with no weight takes the pooled means. The log-likelihoods are one matrix product,
+$\\sum_d x_{nd} \\log \\lambda_{kd} - \\sum_d \\lambda_{kd} - \\sum_d \\log x_{nd}!$, the last term
+computed once per fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammaln
+
+from jaxem import priors
+from jaxem.families.statistics import (
+    check_discrete,
+    check_shape_parameter,
+    entrywise_prior,
+    fallback_counts,
+    floor,
+    weighted_sums,
+)
+from jaxem.validation import as_float_array, is_concrete
+
+Array = jax.Array
+
+
+class PoissonParams(NamedTuple):
+    """Attributes: rates ``(K, D)``, $\\lambda_{kd} > 0$."""
+
+    rates: Array
+
+
+class GammaPrior(NamedTuple):
+    """$\\lambda_{kd} \\sim \\mathrm{Gamma}(a_{kd}, b_{kd})$ with shape ``shape`` >= 1 and rate
+    ``rate`` > 0; scalars, ``(D,)`` or ``(K, D)``."""
+
+    shape: Any
+    rate: Any
+
+
+class PoissonStats(NamedTuple):
+    """Attributes: sums ``(K, D)`` $S_{kd} = \\sum_n wr_{kn} x_{nd}$."""
+
+    sums: Array
+
+
+class PoissonData(NamedTuple):
+    """Attributes: counts ``(D, N)`` the data transposed; log_factorials ``(N,)``
+    $\\sum_d \\log x_{nd}!$."""
+
+    counts: Array
+    log_factorials: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Poisson:
+    """Count columns, independent given the component (static configuration; hashable)."""
+
+    def describe(self) -> str:
+        return "Poisson"
+
+    def check_data(self, X: Any, name: str = "X") -> Array:
+        """``(N, D)`` non-negative integers, as a floating array."""
+        return check_discrete(
+            X, name, "non-negative integers (counts)", lambda v: (v >= 0) & (np.floor(v) == v)
+        )
+
+    def prepare(self, X: Array, weights: Array) -> PoissonData:
+        return PoissonData(X.T, jnp.sum(gammaln(X + 1), axis=1))
+
+    def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
+        return itemsize * (2 * n_features + 1 + 4 * n_components)
+
+    def init_points(self, X: Array) -> Array:
+        return X
+
+    def log_likelihoods(self, params: PoissonParams, data: PoissonData) -> Array:
+        """$\\log p(x_n \\mid z = k)$, ``(K, N)``."""
+        rates = params.rates
+        return (
+            jnp.log(rates) @ data.counts
+            - jnp.sum(rates, axis=1)[:, None]
+            - data.log_factorials[None, :]
+        )
+
+    def stats(self, data: PoissonData, wr: Array, params: Any = None) -> PoissonStats:
+        return PoissonStats(weighted_sums(data.counts, wr))
+
+    def m_step(
+        self, stats: PoissonStats, counts: Array, prior: GammaPrior | None = None
+    ) -> PoissonParams:
+        sums = stats.sums
+        if prior is None:
+            empty, safe = fallback_counts(counts)
+            pooled = jnp.sum(sums, axis=0) / jnp.sum(counts)
+            rates = jnp.where(empty[:, None], pooled, sums / safe[:, None])
+        else:
+            rates = (sums + prior.shape - 1) / (counts[:, None] + prior.rate)
+        return PoissonParams(jnp.maximum(rates, floor(sums.dtype)))
+
+    def log_prior(self, params: PoissonParams, prior: GammaPrior) -> Array:
+        return priors.log_gamma(params.rates, prior.shape, prior.rate)
+
+    def default_prior(self, X: Array, n_components: int) -> GammaPrior:
+        """Gamma(shape $1 + \\bar x_d$, rate 1) for every rate: one pseudo-observation at the
+        column's mean $\\bar x_d$ (at least $1/N$, so that a column of zeros still gets a
+        positive rate). The mode $(S_{kd} + \\bar x_d) / (N_k + 1)$ is strictly positive even for
+        an empty component."""
+        return _one_observation_at_the_mean(jnp.mean(X, axis=0), X.shape[0], n_components)
+
+    def start_prior(self, X: Array, weights: Array, n_components: int) -> Any:
+        """The prior whose mode from a starting partition is `jaxem.Mixture.init`'s start: the
+        default prior, so that no starting probability (rate) sits at the floor, which EM could
+        not leave; the column means are weighted by ``weights`` ``(N,)``."""
+        total = jnp.sum(weights)
+        return _one_observation_at_the_mean((weights @ X) / total, total, n_components)
+
+    def check_prior(
+        self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
+    ) -> GammaPrior:
+        shape = (n_components, n_features)
+        prior = entrywise_prior(prior, GammaPrior, shape, dtype, name)
+        if is_concrete(prior):
+            self.check_prior_values(prior, n_features, name)
+        return prior
+
+    def check_prior_values(self, prior: GammaPrior, n_features: int, name: str = "prior") -> None:
+        check_shape_parameter(prior.shape, f"{name}.shape", "(0, inf)")
+        rate = np.asarray(prior.rate, dtype=np.float64)
+        if not np.all(np.isfinite(rate)):
+            raise ValueError(f"{name}.rate contains NaN or inf")
+        if np.any(rate <= 0):
+            raise ValueError(f"{name}.rate must be > 0; got {priors.worst(rate)}")
+
+    def check_params(
+        self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"
+    ) -> PoissonParams:
+        if not isinstance(params, PoissonParams):
+            raise TypeError(f"{name} must be a PoissonParams(rates); got {type(params).__name__}")
+        rates = as_float_array(params.rates, f"{name}.rates").astype(dtype)
+        shape = (n_components, n_features)
+        if rates.shape != shape:
+            raise ValueError(f"{name}.rates must have shape {shape}; got {rates.shape}")
+        if is_concrete(rates):
+            r = np.asarray(rates)
+            if not np.all(np.isfinite(r) & (r > 0)):
+                raise ValueError(f"{name}.rates must be finite and > 0")
+        return PoissonParams(rates)
+
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        return n_components * n_features
+
+    def sample(self, key: Array, params: PoissonParams, labels: Array) -> Array:
+        rates = jnp.asarray(params.rates)[labels]
+        return jax.random.poisson(key, rates).astype(rates.dtype)
+
+    def permute(self, params: PoissonParams, order: Any) -> PoissonParams:
+        return PoissonParams(jnp.take(params.rates, jnp.asarray(order), axis=-2))
+
+
+def _one_observation_at_the_mean(mean: Array, n: Any, n_components: int) -> GammaPrior:
+    """Gamma(1 + max(mean, 1/n), 1) for every component, ``mean`` ``(D,)``."""
+    shape = (n_components, mean.shape[0])
+    mean = jnp.maximum(mean, 1.0 / n)
+    return GammaPrior(jnp.broadcast_to(1.0 + mean, shape), jnp.ones(shape, mean.dtype))

@@ -1,0 +1,89 @@
+"""Pieces every component family uses: weighted sums as one matrix product, the floor that keeps
+estimated probabilities and rates inside their domain, and the checks of discrete data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem import priors
+from jaxem.validation import as_float_array, check_data, host_values, is_concrete
+
+Array = jax.Array
+
+
+def weighted_sums(features: Array, wr: Array) -> Array:
+    """$\\sum_n wr_{kn} f_{n}$, ``(K, F)``, from ``features`` ``(F, N)`` and weighted
+    responsibilities ``wr`` ``(K, N)``."""
+    # (F, K) then transposed; the barrier keeps XLA from folding the transpose into the product,
+    # whose other orientation (contracting N with the K rows on the left) its CPU backend runs up
+    # to 9x slower (N = 1e6, F = 44, K = 8: 16 vs 167 ms)
+    return jax.lax.optimization_barrier(features @ wr.T).T
+
+
+def floor(dtype: Any) -> Array:
+    """$\\varepsilon$ = ten machine epsilons of ``dtype``: the smallest probability (and
+    rate) a family's M-step returns, so that every log-density stays finite."""
+    return 10 * jnp.finfo(dtype).eps
+
+
+def fallback_counts(counts: Array) -> tuple[Array, Array]:
+    """``(empty, safe)``: which components hold (almost) no weight, under ten machine epsilons
+    times the total as in scikit-learn, and the counts with those replaced by one."""
+    empty = counts <= floor(counts.dtype) * jnp.sum(counts)
+    return empty, jnp.where(empty, 1.0, counts)
+
+
+def check_discrete(X: Any, name: str, what: str, ok) -> Array:
+    """A finite ``(N, D)`` floating array whose concrete values satisfy ``ok(values) -> bool
+    array``; otherwise ``ValueError`` naming the first bad entry as ``what`` expected."""
+    X = check_data(X, name)
+    if is_concrete(X):
+        values = host_values(X)
+        bad = ~ok(values)
+        if np.any(bad):
+            row, column = np.argwhere(bad)[0]
+            raise ValueError(
+                f"{name} must hold {what}; {name}[{row}, {column}] = {values[row, column]:g}"
+            )
+    return X
+
+
+def is_integer(values: np.ndarray) -> np.ndarray:
+    return np.floor(values) == values
+
+
+def entrywise_prior(prior: Any, kind: type, shape: tuple[int, int], dtype: Any, name: str) -> Any:
+    """``prior`` of type ``kind`` with every field (a scalar, ``(D,)`` or ``(K, D)``: one value
+    per component and column) as an array of ``dtype`` broadcast to ``shape`` = ``(K, D)``;
+    ``TypeError``/``ValueError`` naming the field otherwise."""
+    if not isinstance(prior, kind):
+        fields = ", ".join(kind._fields)
+        raise TypeError(f"{name} must be a {kind.__name__}({fields}); got {type(prior).__name__}")
+    arrays = {}
+    for field in prior._fields:
+        a = as_float_array(getattr(prior, field), f"{name}.{field}").astype(dtype)
+        if a.shape not in ((), shape[1:], shape):
+            raise ValueError(
+                f"{name}.{field} must be a scalar or of shape {shape[1:]} or {shape}; got {a.shape}"
+            )
+        arrays[field] = jnp.broadcast_to(a, shape)
+    return kind(**arrays)
+
+
+def check_shape_parameter(values: Any, name: str, domain: str) -> None:
+    """A Beta, Dirichlet or Gamma shape parameter: finite, > 0, and >= 1 so that the posterior
+    mode stays in the domain (concrete values, any shape)."""
+    v = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} contains NaN or inf")
+    if np.any(v <= 0):
+        raise ValueError(f"{name} must be > 0; got {priors.worst(v)}")
+    if np.any(v < 1):
+        raise ValueError(
+            f"{name} must be >= 1: below 1 the posterior mode can leave {domain}; "
+            f"got {priors.worst(v)}"
+        )

@@ -1,0 +1,110 @@
+"""Gaussian mixtures, $p(x) = \\sum_k \\pi_k \\mathcal{N}(x \\mid \\mu_k, \\Sigma_k)$: the
+`jaxem.Mixture` of the `jaxem.families.Gaussian` family, with its parameters and prior written
+flat, as scikit-learn writes them (``weights, means, covariances``).
+
+``GaussianMixture(K, covariance_type, reg_covar)`` fits, scores and samples exactly as
+``Mixture(Gaussian(covariance_type, reg_covar), K)``; only the parameter and prior types differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+from jaxem.base import Array
+from jaxem.families.gaussian import COVARIANCE_TYPES, Gaussian, GaussianParams, GaussianPrior
+from jaxem.mixture import Mixture, MixtureParams, MixturePrior
+
+
+class GaussianMixtureParams(NamedTuple):
+    """Parameters of a Gaussian mixture, with scikit-learn's shapes.
+
+    Attributes:
+        weights: ``(K,)``, non-negative, summing to one.
+        means: ``(K, D)``.
+        covariances: ``(K, D, D)`` full, ``(K, D)`` diag, ``(K,)`` spherical, ``(D, D)`` tied.
+    """
+
+    weights: Array
+    means: Array
+    covariances: Array
+
+
+class GaussianMixturePrior(NamedTuple):
+    """Hyperparameters of the conjugate prior (a pytree): $\\pi \\sim \\mathrm{Dirichlet}(\\alpha)$
+    and `jaxem.families.GaussianPrior` ``(mean, kappa, dof, scale)`` for every component.
+
+    Attributes:
+        alpha: Dirichlet concentration, ``(K,)`` or a scalar; every entry >= 1 (1 is flat).
+        mean: ``(D,)``, the prior mean $m$ of every component mean.
+        kappa: > 0, the prior's pseudo-count for the means.
+        dof: $\\nu$; > D - 1 for full and tied, > 0 for diag and spherical.
+        scale: $\\Psi$; ``(D, D)`` symmetric positive definite (full, tied), ``(D,)``
+            positive (diag), a positive scalar (spherical).
+    """
+
+    alpha: Any
+    mean: Any
+    kappa: Any
+    dof: Any
+    scale: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianMixture(Mixture):
+    """A mixture of ``n_components`` Gaussians (static configuration; hashable).
+
+    Args:
+        n_components: K >= 1.
+        covariance_type: ``"full"``, ``"diag"``, ``"spherical"`` or ``"tied"``.
+        reg_covar: added to the diagonal of every covariance in the maximum-likelihood M-step,
+            as scikit-learn does, to keep them positive definite.
+    """
+
+    family: Gaussian = dataclasses.field(init=False, repr=False, compare=False)
+    n_components: int
+    covariance_type: str = "full"
+    reg_covar: float = 1e-6
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "family", Gaussian(self.covariance_type, self.reg_covar))
+
+    def as_mixture_params(self, params: Any) -> MixtureParams:
+        if isinstance(params, MixtureParams):
+            return params
+        if not isinstance(params, GaussianMixtureParams):
+            if not (isinstance(params, tuple) and len(params) == 3):
+                raise TypeError(
+                    "params must be a GaussianMixtureParams(weights, means, covariances); "
+                    f"got {type(params).__name__}"
+                )
+            params = GaussianMixtureParams(*params)
+        return MixtureParams(params.weights, GaussianParams(params.means, params.covariances))
+
+    def from_mixture_params(self, params: MixtureParams) -> GaussianMixtureParams:
+        return GaussianMixtureParams(params.weights, *params.components)
+
+    def as_mixture_prior(self, prior: Any) -> MixturePrior:
+        if isinstance(prior, MixturePrior):
+            return prior
+        if not isinstance(prior, GaussianMixturePrior):
+            raise TypeError(
+                "prior must be a GaussianMixturePrior(alpha, mean, kappa, dof, scale); "
+                f"got {type(prior).__name__}"
+            )
+        return MixturePrior(prior.alpha, GaussianPrior(*prior[1:]))
+
+    def from_mixture_prior(self, prior: MixturePrior) -> GaussianMixturePrior:
+        return GaussianMixturePrior(prior.alpha, *prior.components)
+
+    def _field(self, name: str) -> str:
+        return name
+
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "GaussianMixture",
+    "GaussianMixtureParams",
+    "GaussianMixturePrior",
+]
