@@ -9,14 +9,16 @@ attributes) that fits with `jaxem.fit` and adds ``prior`` for MAP estimation::
     gm.predict(X), gm.score(X), gm.bic(X)
     GaussianMixture(3, prior="default").fit(X)  # MAP with mclust's default prior
 
-It computes in JAX's precision: float64 when the process has enabled it
-(``jax.config.update("jax_enable_x64", True)``), float32 otherwise; its fitted attributes are
-NumPy arrays of that precision. Importing this module imports scikit-learn, which jaxem itself
-does not need.
+It computes in the precision of its input, as scikit-learn does: float64 data is fitted in
+float64 (inside ``jax.enable_x64(True)``, scoped to the estimator's own calls; the process's JAX
+configuration is left as it is), float32 data in float32; its fitted attributes are NumPy arrays
+of that precision, and ``predict``, ``score_samples`` and the rest compute in it. Importing this
+module imports scikit-learn, which jaxem itself does not need.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from numbers import Integral, Real
 from typing import Any
@@ -40,8 +42,10 @@ from jaxem.model_selection import aic, bic
 from jaxem.priors import default_prior
 
 
-def _jax_dtype() -> Any:
-    return jnp.zeros(()).dtype  # float64 with x64 enabled, else float32
+def _precision(dtype: Any):
+    """The context in which JAX computes in ``dtype``: float64 needs x64 enabled, here only for
+    the estimator's own calls (``jax.enable_x64`` is scoped to the ``with`` block)."""
+    return jax.enable_x64(True) if np.dtype(dtype) == np.float64 else contextlib.nullcontext()
 
 
 def _start(model: gaussian_mixture.GaussianMixture, X: jax.Array, resp: np.ndarray):
@@ -122,8 +126,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"Expected n_samples >= n_components but got n_components = "
                 f"{self.n_components}, n_samples = {X.shape[0]}"
             )
+        with _precision(X.dtype):
+            return self._fit(X)
+
+    def _fit(self, X: np.ndarray) -> GaussianMixture:
         model = self._model()
-        Xj = jnp.asarray(X, _jax_dtype())
+        Xj = jnp.asarray(X)
         if self.prior == "default":
             prior = default_prior(model, Xj)
         else:
@@ -145,7 +153,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"the best of {self.n_init} start(s) did not converge in max_iter="
                 f"{self.max_iter} iterations (tol={self.tol}); raise max_iter or tol",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self.n_iter_ = int(result.n_iter) + 1
         self.lower_bound_ = float(result.objective) / X.shape[0]
@@ -188,8 +196,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def score_samples(self, X: Any) -> np.ndarray:
         """$\\log p(x_n)$, ``(n_samples,)``."""
-        model, params, Xj = self._fitted(X)
-        return np.asarray(model.score_samples(params, Xj))
+        return self._on_fitted(X, lambda model, params, Xj: model.score_samples(params, Xj))
 
     def score(self, X: Any, y: Any = None) -> float:
         """The mean log-likelihood per sample."""
@@ -197,13 +204,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Responsibilities, ``(n_samples, n_components)``."""
-        model, params, Xj = self._fitted(X)
-        return np.asarray(model.predict_proba(params, Xj))
+        return self._on_fitted(X, lambda model, params, Xj: model.predict_proba(params, Xj))
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable component of each sample, ``(n_samples,)``."""
-        model, params, Xj = self._fitted(X)
-        return np.asarray(model.predict(params, Xj))
+        return self._on_fitted(X, lambda model, params, Xj: model.predict(params, Xj))
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """``n_samples`` draws and their components, as scikit-learn: ``(X, y)``."""
@@ -211,18 +216,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1; got {n_samples}")
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        X, labels = self._model().sample(jax.random.key(seed), self._params(), n_samples)
-        return np.asarray(X), np.asarray(labels)
+        with _precision(self.means_.dtype):
+            X, labels = self._model().sample(jax.random.key(seed), self._params(), n_samples)
+            return np.asarray(X), np.asarray(labels)
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
-        model, params, Xj = self._fitted(X)
-        return float(bic(model, params, Xj))
+        return float(self._on_fitted(X, bic))
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion on ``X`` (lower is better)."""
-        model, params, Xj = self._fitted(X)
-        return float(aic(model, params, Xj))
+        return float(self._on_fitted(X, aic))
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -236,10 +240,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             jnp.asarray(self.weights_), jnp.asarray(self.means_), jnp.asarray(self.covariances_)
         )
 
-    def _fitted(self, X: Any):
+    def _on_fitted(self, X: Any, fn) -> np.ndarray:
+        """``fn(model, params, X)`` on validated ``X``, in the fitted attributes' precision."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self._model(), self._params(), jnp.asarray(X, self.means_.dtype)
+        with _precision(self.means_.dtype):
+            Xj = jnp.asarray(X, self.means_.dtype)
+            return np.asarray(fn(self._model(), self._params(), Xj))
 
     def _store(self, params: gaussian_mixture.GaussianMixtureParams) -> None:
         self.weights_ = np.asarray(params.weights)
