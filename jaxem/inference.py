@@ -1,0 +1,139 @@
+"""Inference in a hidden Markov chain: the forward-backward pass and the Viterbi path.
+
+For a chain with initial probabilities $\\pi$ ``(K,)``, transitions $A_{ij} = p(z_{t+1} = j
+\\mid z_t = i)$ ``(K, K)`` and per-step log-likelihoods $\\ell_{tk} = \\log p(x_t \\mid z_t = k)$
+``(T, K)`` (from any component family), these functions give what Baum-Welch's E-step needs.
+They know nothing of the family: the emissions enter only through ``log_likelihoods``.
+
+The forward pass is *scaled* (Rabiner 1989): with $b_{tk} = \\exp(\\ell_{tk} - m_t)$,
+$m_t = \\max_k \\ell_{tk}$, the normalised forward variables are
+
+$$
+\\hat\\alpha_1 \\propto \\pi \\odot b_1, \\qquad
+\\hat\\alpha_t \\propto (A^\\top \\hat\\alpha_{t-1}) \\odot b_t, \\qquad
+c_t = \\textstyle\\sum_k (\\cdot)_k, \\qquad
+\\log p(x_{1:T}) = \\sum_t (\\log c_t + m_t),
+$$
+
+and the backward pass $\\hat\\beta_T = 1$, $\\hat\\beta_t = A (b_{t+1} \\odot \\hat\\beta_{t+1})
+/ c_{t+1}$, so that the state marginals are $\\gamma_t = \\hat\\alpha_t \\odot \\hat\\beta_t$ and
+the expected transition counts $\\sum_t \\hat\\alpha_t \\hat\\beta_{t+1}^\\top \\odot A \\odot
+b_{t+1} / c_{t+1}$. Every quantity stays in $[0, 1]$ (no overflow for any T, float32 included),
+transitions that are exactly zero stay exactly zero, and each step is a ``(K, K)`` matrix-vector
+product instead of a log-sum-exp over ``(K, K)``.
+
+A sequence padded at its end carries a ``mask`` ``(T,)``: 1 for real steps, 0 for padding. A
+padded step neither moves the chain nor emits, so every result equals that of the unpadded
+sequence (marginals and counts are zero on padding).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+class Posterior(NamedTuple):
+    """What `forward_backward` returns.
+
+    Attributes:
+        log_likelihood: $\\log p(x_{1:T})$, a scalar.
+        marginals: ``(T, K)``, $p(z_t = k \\mid x_{1:T})$ (zero on padded steps).
+        transition_counts: ``(K, K)``, $\\sum_t p(z_t = i, z_{t+1} = j \\mid x_{1:T})$.
+        filtered: ``(T, K)``, $p(z_t = k \\mid x_{1:t})$ (on padded steps, the last real step's).
+    """
+
+    log_likelihood: Array
+    marginals: Array
+    transition_counts: Array
+    filtered: Array
+
+
+def _mask(log_likelihoods: Array, mask: Array | None) -> Array:
+    if mask is None:
+        return jnp.ones(log_likelihoods.shape[0], bool)
+    return jnp.asarray(mask) > 0
+
+
+def forward_backward(
+    initial: Array, transitions: Array, log_likelihoods: Array, mask: Array | None = None
+) -> Posterior:
+    """The scaled forward-backward pass over one sequence.
+
+    Args:
+        initial: ``(K,)`` initial state probabilities.
+        transitions: ``(K, K)``, rows sum to one (zeros allowed).
+        log_likelihoods: ``(T, K)``, $\\log p(x_t \\mid z_t = k)$.
+        mask: ``(T,)``, positive for real steps, 0 for padding at the end; None: all real.
+            The first step must be real.
+
+    Returns:
+        A `Posterior`.
+    """
+    real = _mask(log_likelihoods, mask)
+    top = jnp.max(log_likelihoods, axis=1, keepdims=True)
+    emissions = jnp.exp(log_likelihoods - top)  # (T, K), max 1 per step
+
+    first = initial * emissions[0]
+    first_scale = jnp.sum(first)
+
+    def forward(alpha, step):
+        emission, is_real = step
+        new = (alpha @ transitions) * emission
+        scale = jnp.sum(new)
+        alpha = jnp.where(is_real, new / scale, alpha)
+        return alpha, (alpha, jnp.where(is_real, scale, 1.0))
+
+    _, (alphas, scales) = jax.lax.scan(forward, first / first_scale, (emissions[1:], real[1:]))
+    alphas = jnp.concatenate([(first / first_scale)[None], alphas])
+    scales = jnp.concatenate([first_scale[None], scales])
+    log_likelihood = jnp.sum(jnp.log(scales) + jnp.where(real, top[:, 0], 0.0))
+
+    def backward(beta, step):
+        emission, scale, is_real = step  # of the step after
+        new = transitions @ (emission * beta) / scale
+        beta = jnp.where(is_real, new, beta)
+        return beta, beta
+
+    last = jnp.ones_like(initial)
+    _, betas = jax.lax.scan(backward, last, (emissions[1:], scales[1:], real[1:]), reverse=True)
+    betas = jnp.concatenate([betas, last[None]])
+    marginals = jnp.where(real[:, None], alphas * betas, 0.0)
+
+    # sum_t alpha_t (x) (b_{t+1} beta_{t+1} / c_{t+1}), times A entrywise
+    ahead = jnp.where(real[1:, None], emissions[1:] * betas[1:] / scales[1:, None], 0.0)
+    transition_counts = transitions * (alphas[:-1].T @ ahead)
+    return Posterior(log_likelihood, marginals, transition_counts, alphas)
+
+
+def viterbi(
+    initial: Array, transitions: Array, log_likelihoods: Array, mask: Array | None = None
+) -> tuple[Array, Array]:
+    """The most probable state path and its log-probability $\\max_z \\log p(x, z)$, in log
+    space. Arguments as for `forward_backward`; returns ``(path (T,), score)``, the path on
+    padded steps repeating the last real state."""
+    real = _mask(log_likelihoods, mask)
+    log_transitions = jnp.log(transitions)
+    first = jnp.log(initial) + log_likelihoods[0]
+
+    def forward(delta, step):
+        ll, is_real = step
+        candidates = delta[:, None] + log_transitions  # (from, to)
+        best = jnp.argmax(candidates, axis=0)
+        new = jnp.max(candidates, axis=0) + ll
+        keep = jnp.arange(delta.shape[0])
+        return jnp.where(is_real, new, delta), jnp.where(is_real, best, keep)
+
+    delta, pointers = jax.lax.scan(forward, first, (log_likelihoods[1:], real[1:]))
+    end = jnp.argmax(delta)
+
+    def backtrack(state, pointer):
+        previous = pointer[state]
+        return previous, state
+
+    start, path = jax.lax.scan(backtrack, end, pointers, reverse=True)
+    return jnp.concatenate([start[None], path]), jnp.max(delta)

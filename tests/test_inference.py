@@ -1,0 +1,97 @@
+"""The forward-backward pass and Viterbi against brute-force enumeration of all K^T paths."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxem.inference import forward_backward, viterbi
+
+
+def _chain(rng, k, zeros):
+    initial = rng.dirichlet(np.ones(k))
+    transitions = rng.dirichlet(np.ones(k), size=k)
+    if zeros:  # structural zeros: some transitions impossible, rows renormalised
+        transitions[0, -1] = 0.0
+        if k > 2:
+            transitions[1, 0] = 0.0
+        transitions /= transitions.sum(1, keepdims=True)
+    return initial, transitions
+
+
+def _enumerate(initial, transitions, log_likelihoods):
+    """log p(x, z) for every path z: (K^T,) and the paths (K^T, T)."""
+    t, k = log_likelihoods.shape
+    paths = np.array(list(itertools.product(range(k), repeat=t)))
+    with np.errstate(divide="ignore"):
+        log_joint = np.log(initial[paths[:, 0]]) + log_likelihoods[0, paths[:, 0]]
+        for s in range(1, t):
+            log_joint += np.log(transitions[paths[:, s - 1], paths[:, s]])
+            log_joint += log_likelihoods[s, paths[:, s]]
+    return log_joint, paths
+
+
+CASES = [
+    (k, t, zeros, seed)
+    for k in (2, 3)
+    for t in (1, 2, 6)
+    for zeros in (False, True)
+    for seed in (0, 1)
+]
+
+
+@pytest.mark.parametrize("k, t, zeros, seed", CASES)
+def test_equals_enumeration(k, t, zeros, seed):
+    rng = np.random.default_rng(seed + 10 * k + 100 * t)
+    initial, transitions = _chain(rng, k, zeros)
+    log_likelihoods = rng.normal(0, 3, (t, k)) - 50.0  # far from 0: the scaling must cope
+    log_joint, paths = _enumerate(initial, transitions, log_likelihoods)
+    log_px = np.logaddexp.reduce(log_joint)
+    posterior = np.exp(log_joint - log_px)
+    marginals = np.stack([np.bincount(paths[:, s], posterior, minlength=k) for s in range(t)])
+    counts = np.zeros((k, k))
+    for s in range(t - 1):
+        np.add.at(counts, (paths[:, s], paths[:, s + 1]), posterior)
+
+    # padded to T + 2 with junk log-likelihoods: nothing changes
+    padded = np.concatenate([log_likelihoods, rng.normal(0, 5, (2, k))])
+    mask = np.r_[np.ones(t), np.zeros(2)]
+    for ll, m in ((log_likelihoods, None), (padded, mask)):
+        got = forward_backward(jnp.asarray(initial), jnp.asarray(transitions), jnp.asarray(ll), m)
+        np.testing.assert_allclose(got.log_likelihood, log_px, rtol=1e-12)
+        np.testing.assert_allclose(got.marginals[:t], marginals, atol=1e-12)
+        np.testing.assert_allclose(got.marginals[t:], 0.0)
+        np.testing.assert_allclose(got.transition_counts, counts, atol=1e-12)
+        if zeros:
+            assert float(got.transition_counts[0, -1]) == 0.0
+        path, score = viterbi(jnp.asarray(initial), jnp.asarray(transitions), jnp.asarray(ll), m)
+        best = int(np.argmax(log_joint))
+        np.testing.assert_allclose(score, log_joint[best], rtol=1e-12)
+        np.testing.assert_array_equal(np.asarray(path)[:t], paths[best])
+    # filtered marginals: p(z_t | x_1:t) by enumerating the prefixes
+    for s in range(t):
+        prefix_joint, prefix_paths = _enumerate(initial, transitions, log_likelihoods[: s + 1])
+        p = np.exp(prefix_joint - np.logaddexp.reduce(prefix_joint))
+        want = np.bincount(prefix_paths[:, s], p, minlength=k)
+        np.testing.assert_allclose(got.filtered[s], want, atol=1e-12)
+
+
+def test_float32_long_sequence_is_finite_and_matches_float64():
+    """T = 100,000 steps in float32: no underflow; the log-likelihood agrees with float64 to
+    float32 accuracy relative to its magnitude."""
+    rng = np.random.default_rng(0)
+    k, t = 3, 100_000
+    initial, transitions = _chain(rng, k, True)
+    ll = rng.normal(0, 2, (t, k)) - 30.0
+    got64 = jax.jit(forward_backward)(initial, transitions, jnp.asarray(ll))
+    got32 = jax.jit(forward_backward)(
+        jnp.asarray(initial, jnp.float32),
+        jnp.asarray(transitions, jnp.float32),
+        jnp.asarray(ll, jnp.float32),
+    )
+    assert np.isfinite(float(got32.log_likelihood))
+    np.testing.assert_allclose(got32.log_likelihood, got64.log_likelihood, rtol=1e-5)
+    np.testing.assert_allclose(got32.marginals.sum(1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(got32.transition_counts.sum(), t - 1, rtol=1e-4)
