@@ -64,6 +64,7 @@ class Bernoulli:
     """Binary columns, independent given the component (static configuration; hashable)."""
 
     def describe(self) -> str:
+        """The family's name in messages."""
         return "Bernoulli"
 
     def check_data(self, X: Any, name: str = "X") -> Array:
@@ -75,9 +76,11 @@ class Bernoulli:
         return X.T
 
     def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
+        """The E-step's working memory per sample (for row blocks)."""
         return itemsize * (2 * n_features + 4 * n_components)
 
     def init_points(self, X: Array) -> Array:
+        """The points k-means seeds a start among: ``X`` itself."""
         return X
 
     def log_likelihoods(self, params: BernoulliParams, data: Array) -> Array:
@@ -86,11 +89,14 @@ class Bernoulli:
         return (log_p - log_q) @ data + jnp.sum(log_q, axis=1)[:, None]
 
     def stats(self, data: Array, wr: Array, params: Any = None) -> BernoulliStats:
+        """The statistics of weighted responsibilities ``wr`` ``(K, N)`` (see the module)."""
         return BernoulliStats(weighted_sums(data, wr))
 
     def m_step(
         self, stats: BernoulliStats, counts: Array, prior: BetaPrior | None = None
     ) -> BernoulliParams:
+        """The MLE, or with ``prior`` the posterior mode, given $N_k$ = ``counts`` ``(K,)``
+        (see the module), kept off the boundary by the floor."""
         sums = stats.sums
         pooled = jnp.sum(sums, axis=0) / jnp.sum(counts)
         if prior is None:
@@ -104,6 +110,7 @@ class Bernoulli:
         return BernoulliParams(jnp.clip(probs, eps, 1 - eps))
 
     def log_prior(self, params: BernoulliParams, prior: BetaPrior) -> Array:
+        """The prior's log density at ``params.probs``, every constant included."""
         return priors.log_beta(params.probs, prior.a, prior.b)
 
     def default_prior(self, X: Array, n_components: int) -> BetaPrior:
@@ -123,6 +130,8 @@ class Bernoulli:
     def check_prior(
         self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
     ) -> BetaPrior:
+        """A `BetaPrior` checked against K and D (shapes always, ranges when concrete), its
+        fields broadcast to ``(K, D)`` and cast to ``dtype``."""
         shape = (n_components, n_features)
         prior = entrywise_prior(prior, BetaPrior, shape, dtype, name)
         if is_concrete(prior):
@@ -130,12 +139,15 @@ class Bernoulli:
         return prior
 
     def check_prior_values(self, prior: BetaPrior, n_features: int, name: str = "prior") -> None:
+        """The hyperparameters' ranges on concrete values (any leading batch axes)."""
         for field in prior._fields:
             check_shape_parameter(getattr(prior, field), f"{name}.{field}", "[0, 1]")
 
     def check_params(
         self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"
     ) -> BernoulliParams:
+        """``params.probs`` checked against ``(K, D)`` (values when concrete), cast to
+        ``dtype``."""
         if not isinstance(params, BernoulliParams):
             raise TypeError(f"{name} must be a BernoulliParams(probs); got {type(params).__name__}")
         probs = as_float_array(params.probs, f"{name}.probs").astype(dtype)
@@ -149,11 +161,14 @@ class Bernoulli:
         return BernoulliParams(probs)
 
     def n_parameters(self, n_components: int, n_features: int) -> int:
+        """The free parameters of K components."""
         return n_components * n_features
 
     def sample(self, key: Array, params: BernoulliParams, labels: Array) -> Array:
+        """One draw per entry of ``labels`` ``(N,)`` from its component: ``(N, D)``."""
         probs = jnp.asarray(params.probs)[labels]
         return jax.random.bernoulli(key, probs).astype(probs.dtype)
 
     def permute(self, params: BernoulliParams, order: Any) -> BernoulliParams:
+        """``params`` with the components in ``order`` ``(K,)``."""
         return BernoulliParams(jnp.take(params.probs, jnp.asarray(order), axis=-2))

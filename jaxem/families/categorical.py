@@ -87,6 +87,7 @@ class Categorical:
             )
 
     def describe(self) -> str:
+        """The family's name in messages."""
         return f"Categorical(n_categories={self.n_categories!r})"
 
     @property
@@ -130,6 +131,7 @@ class Categorical:
         return onehot.reshape(d * c, n).astype(X.dtype)
 
     def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
+        """The E-step's working memory per sample (for row blocks)."""
         c = self.max_categories
         return itemsize * (n_features * (c + 1) + 4 * n_components)
 
@@ -144,12 +146,15 @@ class Categorical:
         return log_p.reshape(k, d * c) @ data
 
     def stats(self, data: Array, wr: Array, params: Any = None) -> CategoricalStats:
+        """The statistics of weighted responsibilities ``wr`` ``(K, N)`` (see the module)."""
         sums = weighted_sums(data, wr)
         return CategoricalStats(sums.reshape(sums.shape[0], -1, self.max_categories))
 
     def m_step(
         self, stats: CategoricalStats, counts: Array, prior: DirichletPrior | None = None
     ) -> CategoricalParams:
+        """The MLE, or with ``prior`` the posterior mode, given $N_k$ = ``counts`` ``(K,)``
+        (see the module), kept off the boundary by the floor."""
         sums = stats.counts
         valid = self.valid(sums.shape[1])
         pooled = jnp.sum(sums, axis=0) / jnp.sum(counts)
@@ -165,6 +170,7 @@ class Categorical:
         return CategoricalParams(probs / jnp.sum(probs, axis=-1, keepdims=True))
 
     def log_prior(self, params: CategoricalParams, prior: DirichletPrior) -> Array:
+        """The prior's log density at ``params.probs``, every constant included."""
         valid = self.valid(params.probs.shape[1])
         return priors.log_dirichlet_rows(params.probs, prior.concentration, valid)
 
@@ -189,6 +195,8 @@ class Categorical:
     def check_prior(
         self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
     ) -> DirichletPrior:
+        """A `DirichletPrior` checked against K and D (shapes always, ranges when concrete), its
+        fields broadcast to ``(K, D, C)`` and cast to ``dtype``."""
         if not isinstance(prior, DirichletPrior):
             raise TypeError(
                 f"{name} must be a DirichletPrior(concentration); got {type(prior).__name__}"
@@ -207,6 +215,7 @@ class Categorical:
         return prior
 
     def check_prior_values(self, prior: DirichletPrior, n_features: int, name: str = "prior"):
+        """The hyperparameters' ranges on concrete values (any leading batch axes)."""
         beta = np.asarray(prior.concentration, dtype=np.float64)
         valid = np.broadcast_to(self.valid(n_features), beta.shape)
         check_shape_parameter(beta[valid], f"{name}.concentration", "the simplex")
@@ -214,6 +223,8 @@ class Categorical:
     def check_params(
         self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"
     ) -> CategoricalParams:
+        """``params.probs`` checked against ``(K, D, C)`` (values when concrete), cast to
+        ``dtype``."""
         if not isinstance(params, CategoricalParams):
             raise TypeError(
                 f"{name} must be a CategoricalParams(probs); got {type(params).__name__}"
@@ -238,12 +249,15 @@ class Categorical:
         return CategoricalParams(probs)
 
     def n_parameters(self, n_components: int, n_features: int) -> int:
+        """The free parameters of K components."""
         return n_components * int(np.sum(self.categories(n_features) - 1))
 
     def sample(self, key: Array, params: CategoricalParams, labels: Array) -> Array:
+        """One draw per entry of ``labels`` ``(N,)`` from its component: ``(N, D)``."""
         probs = jnp.asarray(params.probs)
         logits = jnp.where(probs > 0, jnp.log(jnp.where(probs > 0, probs, 1.0)), -jnp.inf)
         return jax.random.categorical(key, logits[labels], axis=-1).astype(probs.dtype)
 
     def permute(self, params: CategoricalParams, order: Any) -> CategoricalParams:
+        """``params`` with the components in ``order`` ``(K,)``."""
         return CategoricalParams(jnp.take(params.probs, jnp.asarray(order), axis=-3))

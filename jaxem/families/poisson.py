@@ -73,6 +73,7 @@ class Poisson:
     """Count columns, independent given the component (static configuration; hashable)."""
 
     def describe(self) -> str:
+        """The family's name in messages."""
         return "Poisson"
 
     def check_data(self, X: Any, name: str = "X") -> Array:
@@ -85,9 +86,11 @@ class Poisson:
         return PoissonData(X.T, jnp.sum(gammaln(X + 1), axis=1))
 
     def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
+        """The E-step's working memory per sample (for row blocks)."""
         return itemsize * (2 * n_features + 1 + 4 * n_components)
 
     def init_points(self, X: Array) -> Array:
+        """The points k-means seeds a start among: ``X`` itself."""
         return X
 
     def log_likelihoods(self, params: PoissonParams, data: PoissonData) -> Array:
@@ -100,11 +103,14 @@ class Poisson:
         )
 
     def stats(self, data: PoissonData, wr: Array, params: Any = None) -> PoissonStats:
+        """The statistics of weighted responsibilities ``wr`` ``(K, N)`` (see the module)."""
         return PoissonStats(weighted_sums(data.counts, wr))
 
     def m_step(
         self, stats: PoissonStats, counts: Array, prior: GammaPrior | None = None
     ) -> PoissonParams:
+        """The MLE, or with ``prior`` the posterior mode, given $N_k$ = ``counts`` ``(K,)``
+        (see the module), kept off the boundary by the floor."""
         sums = stats.sums
         if prior is None:
             empty, safe = fallback_counts(counts)
@@ -115,6 +121,7 @@ class Poisson:
         return PoissonParams(jnp.maximum(rates, floor(sums.dtype)))
 
     def log_prior(self, params: PoissonParams, prior: GammaPrior) -> Array:
+        """The prior's log density at ``params.rates``, every constant included."""
         return priors.log_gamma(params.rates, prior.shape, prior.rate)
 
     def default_prior(self, X: Array, n_components: int) -> GammaPrior:
@@ -134,6 +141,8 @@ class Poisson:
     def check_prior(
         self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
     ) -> GammaPrior:
+        """A `GammaPrior` checked against K and D (shapes always, ranges when concrete), its
+        fields broadcast to ``(K, D)`` and cast to ``dtype``."""
         shape = (n_components, n_features)
         prior = entrywise_prior(prior, GammaPrior, shape, dtype, name)
         if is_concrete(prior):
@@ -141,6 +150,7 @@ class Poisson:
         return prior
 
     def check_prior_values(self, prior: GammaPrior, n_features: int, name: str = "prior") -> None:
+        """The hyperparameters' ranges on concrete values (any leading batch axes)."""
         check_shape_parameter(prior.shape, f"{name}.shape", "(0, inf)")
         rate = np.asarray(prior.rate, dtype=np.float64)
         if not np.all(np.isfinite(rate)):
@@ -151,6 +161,8 @@ class Poisson:
     def check_params(
         self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"
     ) -> PoissonParams:
+        """``params.rates`` checked against ``(K, D)`` (values when concrete), cast to
+        ``dtype``."""
         if not isinstance(params, PoissonParams):
             raise TypeError(f"{name} must be a PoissonParams(rates); got {type(params).__name__}")
         rates = as_float_array(params.rates, f"{name}.rates").astype(dtype)
@@ -164,13 +176,16 @@ class Poisson:
         return PoissonParams(rates)
 
     def n_parameters(self, n_components: int, n_features: int) -> int:
+        """The free parameters of K components."""
         return n_components * n_features
 
     def sample(self, key: Array, params: PoissonParams, labels: Array) -> Array:
+        """One draw per entry of ``labels`` ``(N,)`` from its component: ``(N, D)``."""
         rates = jnp.asarray(params.rates)[labels]
         return jax.random.poisson(key, rates).astype(rates.dtype)
 
     def permute(self, params: PoissonParams, order: Any) -> PoissonParams:
+        """``params`` with the components in ``order`` ``(K,)``."""
         return PoissonParams(jnp.take(params.rates, jnp.asarray(order), axis=-2))
 
 
