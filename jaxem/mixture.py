@@ -149,8 +149,7 @@ class Mixture:
         resp, log_px = normalise(log_joint)
         wr = resp * weights
         loglik = jnp.sum(jnp.where(weights > 0, weights * log_px, 0.0))
-        components = self.family.stats(data.family, wr, params.components)
-        return MixtureStats(jnp.sum(wr, axis=1), components), loglik
+        return self._stats(data, wr, params.components), loglik
 
     def m_step(self, stats: MixtureStats, prior: Any = None) -> Any:
         """Maximum-likelihood parameters, or with a prior the posterior mode."""
@@ -192,8 +191,10 @@ class Mixture:
         wr = jnp.asarray(responsibilities, X.dtype).T * weights
         return self._stats(self.prepare(X, weights), wr)
 
-    def _stats(self, data: MixtureData, wr: Array) -> MixtureStats:
-        return MixtureStats(jnp.sum(wr, axis=1), self.family.stats(data.family, wr))
+    def _stats(self, data: MixtureData, wr: Array, about: Any = None) -> MixtureStats:
+        """$N_k$ and the family's statistics of ``wr`` ``(K, N)``, taken about the components
+        ``about`` (None: the family's choice, see `jaxem.base.Family`)."""
+        return MixtureStats(jnp.sum(wr, axis=1), self.family.stats(data.family, wr, about))
 
     def init(
         self,
@@ -388,9 +389,7 @@ def _init(
 
     def stats(X_b, w_b, about=None):
         wr = one_hot(nearest(family.init_points(X_b), centres), k, w_b)
-        return MixtureStats(
-            jnp.sum(wr, axis=1), family.stats(model.prepare(X_b, w_b).family, wr, about)
-        )
+        return model._stats(model.prepare(X_b, w_b), wr, about)
 
     # a family may start from a posterior mode: maximum likelihood from a hard partition puts
     # discrete probabilities and rates on the boundary (0), where EM can never leave them
