@@ -105,7 +105,11 @@ class Family(Protocol):
     itemsize)`` and ``describe()`` (for messages); optionally ``start_prior(X, weights, K)``, a
     prior whose posterior mode from the starting partition is a mixture's start (the discrete
     families use their default prior: a maximum-likelihood start from a hard partition puts
-    probabilities on the boundary, which EM cannot leave). See ``docs/families.md``.
+    probabilities on the boundary, which EM cannot leave); and ``shares_parameters``, true when
+    some parameter is common to all components (a tied covariance): then ``m_step`` and
+    ``log_prior`` accept ``active=`` ``(K,)`` booleans, and count only the active components in
+    the shared parameter's prior (`jaxem.grid` switches components off). See
+    ``docs/families.md``.
     """
 
     def check_data(self, X: Any, name: str = "X") -> Array: ...

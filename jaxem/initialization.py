@@ -41,9 +41,12 @@ def squared_distances(X: Array, centres: Array) -> Array:
     return jnp.maximum(squares - 2.0 * (c @ x.T), 0.0)
 
 
-def nearest(X: Array, centres: Array) -> Array:
-    """The index of each sample's nearest centre (the first on ties), ``(N,)``."""
+def nearest(X: Array, centres: Array, active: Array | None = None) -> Array:
+    """The index of each sample's nearest centre (the first on ties), ``(N,)``; with ``active``
+    ``(K,)`` booleans (the first entry true), only among the active centres."""
     distances = squared_distances(X, centres)
+    if active is not None:
+        distances = jnp.where(active[:, None], distances, jnp.inf)
     if distances.shape[0] > SMALL_K:
         return jnp.argmin(distances, axis=0)
     best, labels = distances[0], jnp.zeros(distances.shape[1], jnp.int32)
@@ -123,7 +126,14 @@ def kmeans_plusplus(
     return centres
 
 
-def lloyd(X: Array, weights: Array, centres: Array, n_iter: int, block: int | None = None) -> Array:
+def lloyd(
+    X: Array,
+    weights: Array,
+    centres: Array,
+    n_iter: int,
+    block: int | None = None,
+    active: Array | None = None,
+) -> Array:
     """``n_iter`` weighted Lloyd iterations; a cluster left empty keeps its centre.
 
     Args:
@@ -131,6 +141,8 @@ def lloyd(X: Array, weights: Array, centres: Array, n_iter: int, block: int | No
         n_iter: the number of iterations (static).
         block: the cluster sums are taken over row blocks of this many rows (static; None: all
             rows at once), see `jaxem.chunking`.
+        active: ``(K,)`` booleans, the first true: only these centres take samples (the others
+            stay where they are); None: all.
 
     Returns:
         The centres after ``n_iter`` assignment/update steps, ``(K, n_features)``.
@@ -139,7 +151,7 @@ def lloyd(X: Array, weights: Array, centres: Array, n_iter: int, block: int | No
 
     def step(_, centres):
         def sums(X_b, w_b):
-            wr = one_hot(nearest(X_b, centres), n_clusters, w_b)
+            wr = one_hot(nearest(X_b, centres, active), n_clusters, w_b)
             return jnp.sum(wr, axis=1), cluster_sums(X_b, wr)
 
         counts, sums = block_sum(sums, X, weights, block)
@@ -147,3 +159,20 @@ def lloyd(X: Array, weights: Array, centres: Array, n_iter: int, block: int | No
         return jnp.where(counts[:, None] > 0, sums / safe[:, None], centres)
 
     return jax.lax.fori_loop(0, n_iter, step, centres)
+
+
+def whiten(X: Array, weights: Array) -> Array:
+    """The data in whitened coordinates, ``(N, D)``: centred on the weighted mean and rotated and
+    scaled by the weighted covariance's eigenvectors and eigenvalues, so that every direction has
+    unit variance. Distances there do not depend on the units of the columns (a waiting time in
+    minutes beside a duration in seconds), as mclust's hierarchical start uses the data
+    transformed by its SVD. Directions without variance (eigenvalues below $10^{-6}$ of the
+    largest) are left unscaled."""
+    total = jnp.sum(weights)
+    mean = weights @ X / total
+    centred = X - mean
+    cov = (centred * weights[:, None]).T @ centred / total
+    values, vectors = jnp.linalg.eigh(cov)
+    floor = 1e-6 * jnp.max(values)
+    scale = jnp.where(values > floor, jax.lax.rsqrt(jnp.maximum(values, floor)), 1.0)
+    return (centred @ vectors) * scale

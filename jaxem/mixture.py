@@ -151,28 +151,46 @@ class Mixture:
         loglik = jnp.sum(jnp.where(weights > 0, weights * log_px, 0.0))
         return self._stats(data, wr, params.components), loglik
 
-    def m_step(self, stats: MixtureStats, prior: Any = None) -> Any:
-        """Maximum-likelihood parameters, or with a prior the posterior mode."""
+    def m_step(self, stats: MixtureStats, prior: Any = None, active: Array | None = None) -> Any:
+        """Maximum-likelihood parameters, or with a prior the posterior mode.
+
+        ``active`` ``(K,)`` booleans (the first true) switches the other components off: their
+        weights are exactly zero, the active ones' as in a mixture of those alone (see
+        `jaxem.grid`)."""
         counts = stats.counts
         if prior is None:
             floor = 10 * jnp.finfo(counts.dtype).eps * jnp.sum(counts)
-            weights = (counts + floor) / jnp.sum(counts + floor)
-            components = self.family.m_step(stats.components, counts)
+            weights = counts + floor
+            components = self._family_m_step(stats.components, counts, None, active)
         else:
             prior = self.as_mixture_prior(prior)
             alpha = jnp.broadcast_to(prior.alpha, counts.shape)
-            weights = (counts + alpha - 1) / (jnp.sum(counts) + jnp.sum(alpha) - counts.shape[0])
-            components = self.family.m_step(stats.components, counts, prior.components)
-        return self.from_mixture_params(MixtureParams(weights, components))
+            weights = counts + alpha - 1
+            components = self._family_m_step(stats.components, counts, prior.components, active)
+        if active is not None:
+            weights = jnp.where(active, weights, 0.0)
+        return self.from_mixture_params(MixtureParams(weights / jnp.sum(weights), components))
 
-    def log_prior(self, params: Any, prior: Any) -> Array:
+    def log_prior(self, params: Any, prior: Any, active: Array | None = None) -> Array:
         """$\\log p(\\theta)$: Dirichlet on the weights plus the family's prior density, every
-        normalising constant included."""
+        normalising constant included. With ``active`` (see `m_step`), the density of the
+        mixture of the active components, up to a constant that depends on the prior and the
+        switched-off components' fixed parameters only."""
         params, prior = self.as_mixture_params(params), self.as_mixture_prior(prior)
         alpha = jnp.broadcast_to(prior.alpha, params.weights.shape)
-        return priors.log_dirichlet(params.weights, alpha) + self.family.log_prior(
-            params.components, prior.components
-        )
+        if active is not None:
+            # switched-off weights are 0: with alpha 1 they add 0 log 0 = 0
+            alpha = jnp.where(active, alpha, 1.0)
+        if active is not None and getattr(self.family, "shares_parameters", False):
+            components = self.family.log_prior(params.components, prior.components, active)
+        else:
+            components = self.family.log_prior(params.components, prior.components)
+        return priors.log_dirichlet(params.weights, alpha) + components
+
+    def _family_m_step(self, stats: Any, counts: Array, prior: Any, active: Array | None) -> Any:
+        if active is not None and getattr(self.family, "shares_parameters", False):
+            return self.family.m_step(stats, counts, prior, active)
+        return self.family.m_step(stats, counts, prior)
 
     def default_prior(self, X: Any) -> Any:
         """A flat Dirichlet on the weights (alpha = 1, as mclust) and the family's default prior

@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import betaln, gammaln, multigammaln, xlogy
 
+from jaxem import linalg
+
 Array = jax.Array
 
 
@@ -46,20 +48,22 @@ def log_dirichlet(weights: Array, alpha: Array) -> Array:
     return gammaln(jnp.sum(alpha)) - jnp.sum(gammaln(alpha)) + jnp.sum(xlogy(alpha - 1, weights))
 
 
-def log_normal_given_cov(means: Array, mean: Array, chol: Array, kappa: Array) -> Array:
+def log_normal_given_cov(
+    means: Array, mean: Array, chol: Array, kappa: Array, mask: Array | None = None
+) -> Array:
     """$\\sum_k \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma_k/\\kappa)$ with
-    $\\Sigma_k = L_k L_k^\\top$; ``means`` ``(K, D)``, ``chol`` ``(K, D, D)``."""
+    $\\Sigma_k = L_k L_k^\\top$; ``means`` ``(K, D)``, ``chol`` ``(K, D, D)``; with ``mask``
+    ``(K,)`` booleans, over those components only."""
     d = means.shape[-1]
-    z = jax.vmap(lambda c, u: jax.scipy.linalg.solve_triangular(c, u, lower=True))(
-        chol, means - mean
-    )
-    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-    return jnp.sum(
+    z = linalg.solve_lower(chol, (means - mean)[..., None])[..., 0]
+    log_det = linalg.log_det(chol)
+    terms = (
         -0.5 * d * math.log(2 * math.pi)
         + 0.5 * d * jnp.log(kappa)
         - 0.5 * log_det
         - 0.5 * kappa * jnp.sum(z * z, axis=-1)
     )
+    return jnp.sum(terms if mask is None else jnp.where(mask, terms, 0.0))
 
 
 def log_inverse_wishart(chol: Array, dof: Array, scale: Array) -> Array:
@@ -68,11 +72,11 @@ def log_inverse_wishart(chol: Array, dof: Array, scale: Array) -> Array:
     $\\tfrac\\nu2 \\log|\\Psi| - \\tfrac{\\nu D}2 \\log 2 - \\log\\Gamma_D(\\tfrac\\nu2)
     - \\tfrac{\\nu+D+1}2 \\log|\\Sigma| - \\tfrac12 \\operatorname{tr}(\\Psi\\Sigma^{-1})$."""
     d = scale.shape[-1]
-    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-    _, log_det_scale = jnp.linalg.slogdet(scale)
+    log_det = linalg.log_det(chol)
     # tr(Psi Sigma^-1) = ||L^-1 C||_F^2 with Psi = C C^T
-    scale_chol = jnp.linalg.cholesky(scale)
-    z = jax.vmap(lambda c: jax.scipy.linalg.solve_triangular(c, scale_chol, lower=True))(chol)
+    scale_chol = linalg.cholesky(scale)
+    log_det_scale = linalg.log_det(scale_chol)
+    z = linalg.solve_lower(chol, scale_chol)
     trace = jnp.sum(z * z, axis=(-2, -1))
     return jnp.sum(
         0.5 * dof * log_det_scale

@@ -191,13 +191,24 @@ class Gaussian:
 
     # -- M-step ----------------------------------------------------------------------------
 
+    @property
+    def shares_parameters(self) -> bool:
+        """Whether one covariance serves every component (``"tied"``)."""
+        return self.covariance_type == "tied"
+
     def m_step(
-        self, stats: GaussianStats, counts: Array, prior: GaussianPrior | None = None
+        self,
+        stats: GaussianStats,
+        counts: Array,
+        prior: GaussianPrior | None = None,
+        active: Array | None = None,
     ) -> GaussianParams:
         """Maximum-likelihood means and covariances from the statistics and the components'
-        weights $N_k$ ``(K,)``, or with a prior the posterior mode (see ``docs/map.md``)."""
+        weights $N_k$ ``(K,)``, or with a prior the posterior mode (see ``docs/map.md``).
+        ``active`` ``(K,)`` booleans: only these components' means have a prior that involves a
+        tied covariance (None: all)."""
         if prior is not None:
-            return self._map(stats, counts, prior)
+            return self._map(stats, counts, prior, active)
         total = jnp.sum(counts)
         floor = 10 * jnp.finfo(counts.dtype).eps * total
         empty = counts < floor
@@ -213,20 +224,30 @@ class Gaussian:
             covariances = jnp.where(mask, fallback[None], covariances)
         return GaussianParams(means, covariances)
 
-    def _map(self, stats: GaussianStats, n: Array, prior: GaussianPrior) -> GaussianParams:
+    def _map(
+        self, stats: GaussianStats, n: Array, prior: GaussianPrior, active: Array | None = None
+    ) -> GaussianParams:
         """The exact posterior mode; no ``reg_covar`` (the prior regularises). An empty
         component takes the prior's mode: mean ``prior.mean``, covariance from ``prior.scale``."""
         safe = jnp.where(n > 0, n, 1.0)
         means = (stats.sums + prior.kappa * prior.mean) / (n + prior.kappa)[:, None]
         within = self._cov.within(stats.scatter, stats.shifts, jnp.where(n > 0, 1.0 / safe, 0.0))
         dev = stats.sums / safe[:, None] - prior.mean
+        if self.covariance_type == "tied":
+            n_means = dev.shape[0] if active is None else jnp.sum(active)
+            return GaussianParams(means, self._cov.map_estimate(within, dev, n, prior, n_means))
         return GaussianParams(means, self._cov.map_estimate(within, dev, n, prior))
 
     # -- the prior -------------------------------------------------------------------------
 
-    def log_prior(self, params: GaussianParams, prior: GaussianPrior) -> Array:
+    def log_prior(
+        self, params: GaussianParams, prior: GaussianPrior, active: Array | None = None
+    ) -> Array:
         """The Normal-Inverse-Wishart (or Normal-Inverse-Gamma) log density of the means and
-        covariances, every constant included."""
+        covariances, every constant included; with ``active`` ``(K,)`` booleans and a tied
+        covariance, of the active components only."""
+        if self.covariance_type == "tied":
+            return self._cov.log_prior(params.means, params.covariances, prior, active)
         return self._cov.log_prior(params.means, params.covariances, prior)
 
     def default_prior(self, X: Array, n_components: int) -> GaussianPrior:
@@ -368,12 +389,24 @@ class Gaussian:
             return cov[:, :, None] * jnp.eye(d, dtype=cov.dtype)
         return cov[:, None, None] * jnp.eye(d, dtype=cov.dtype)
 
-    def is_singular(self, params: GaussianParams) -> bool:
-        """Whether some component's smallest variance (eigenvalue) is below ``2 * reg_covar``:
-        the data gave it (almost) no spread, ``reg_covar`` alone keeps it positive."""
+    def collapsed(self, params: GaussianParams) -> np.ndarray:
+        """Which components have a smallest variance (eigenvalue) below ``2 * reg_covar``: the
+        data gave them (almost) no spread, ``reg_covar`` alone keeps them positive. Concrete
+        ``params`` with any leading axes; booleans ``(..., K)`` (a tied covariance: the same for
+        every component)."""
         cov = np.asarray(params.covariances, dtype=np.float64)
-        if self.covariance_type in ("full", "tied"):
-            smallest = np.min(np.linalg.eigvalsh(cov))
+        k = np.shape(params.means)[-2]
+        if self.covariance_type == "full":
+            smallest = np.linalg.eigvalsh(cov)[..., 0]
+        elif self.covariance_type == "tied":
+            smallest = np.linalg.eigvalsh(cov)[..., 0, None]
+        elif self.covariance_type == "diag":
+            smallest = np.min(cov, axis=-1)
         else:
-            smallest = np.min(cov)
-        return bool(smallest < 2 * self.reg_covar)
+            smallest = cov
+        small = smallest < 2 * self.reg_covar
+        return np.broadcast_to(small, small.shape[:-1] + (k,))
+
+    def is_singular(self, params: GaussianParams) -> bool:
+        """Whether some component is `collapsed`."""
+        return bool(np.any(self.collapsed(params)))

@@ -26,9 +26,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
 
-from jaxem import priors
+from jaxem import linalg, priors
 
 Array = jax.Array
 
@@ -74,11 +73,9 @@ def precision(covariances: Array) -> tuple[Array, Array]:
     $\\Sigma = L L^\\top$, $\\Sigma^{-1} = L^{-\\top} L^{-1}$; ``(..., D, D)``."""
     d = covariances.shape[-1]
     if d > SMALL_D:
-        chol = jnp.linalg.cholesky(covariances)
-        eye = jnp.broadcast_to(jnp.eye(d, dtype=chol.dtype), chol.shape)
-        inv = solve_triangular(chol, eye, lower=True)
-        log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-        return jnp.swapaxes(inv, -1, -2) @ inv, log_det
+        chol = linalg.cholesky(covariances)
+        inv = linalg.solve_lower(chol, jnp.eye(d, dtype=chol.dtype))
+        return jnp.swapaxes(inv, -1, -2) @ inv, linalg.log_det(chol)
     # Cholesky-Banachiewicz, then L^{-1} by forward substitution, entry by entry
     chol = [[None] * d for _ in range(d)]
     for i in range(d):
@@ -129,18 +126,20 @@ def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Arra
 
 
 def floor_spectrum(cov: Array, floor: float) -> Array:
-    """``cov`` ``(..., D, D)`` unchanged where its smallest eigenvalue is at least ``floor``,
-    else with its eigenvalues raised to ``floor``.
+    """``cov`` ``(..., D, D)`` unchanged where every squared pivot of its Cholesky factor is at
+    least ``floor``, else rebuilt from the factor with those pivots raised to ``floor``
+    (`jaxem.linalg.cholesky`), so that it factorises.
 
-    $W_k / N_k + \\epsilon I$ has every eigenvalue $\\ge \\epsilon$ in exact
-    arithmetic, but $W_k$ comes from sums of squares about the data's centre, whose
-    rounding error grows with the squared distance of the component from that centre over its
-    width: for a component collapsing far from the centre in float32 it can exceed
-    $\\epsilon$, and the factorisation in the next E-step would fail."""
-    values, vectors = jnp.linalg.eigh(cov)
-    raised = (vectors * jnp.maximum(values, floor)[..., None, :]) @ jnp.swapaxes(vectors, -1, -2)
-    low = (values[..., 0] < floor)[..., None, None]
-    return jnp.where(low, 0.5 * (raised + jnp.swapaxes(raised, -1, -2)), cov)
+    $W_k / N_k + \\epsilon I$ has every eigenvalue (hence every squared pivot) $\\ge
+    \\epsilon$ in exact arithmetic, but $W_k$ comes from sums of squares about the data's
+    centre, whose rounding error grows with the squared distance of the component from that
+    centre over its width: for a component collapsing far from the centre in float32 it can
+    exceed $\\epsilon$, and the factorisation in the next E-step would fail."""
+    chol = linalg.cholesky(cov, floor)
+    pivots = jnp.diagonal(chol, axis1=-2, axis2=-1)
+    low = jnp.any(pivots * pivots < floor * (1 + 1e-3), axis=-1)[..., None, None]
+    raised = chol @ jnp.swapaxes(chol, -1, -2)
+    return jnp.where(low, raised, cov)
 
 
 def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
@@ -157,7 +156,7 @@ def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
 def log_prior(means: Array, covariances: Array, prior) -> Array:
     """$\\sum_k \\log \\mathcal{W}^{-1}(\\Sigma_k \\mid \\nu, \\Psi)
     + \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma_k / \\kappa)$."""
-    chol = jnp.linalg.cholesky(covariances)
+    chol = linalg.cholesky(covariances)
     return priors.log_inverse_wishart(chol, prior.dof, prior.scale) + priors.log_normal_given_cov(
         means, prior.mean, chol, prior.kappa
     )

@@ -5,11 +5,13 @@ Same functions as `jaxem.gaussian_mixture.full`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxem import priors
+from jaxem import linalg, priors
 from jaxem.families.gaussian import full
 
 Array = jax.Array
@@ -48,24 +50,26 @@ def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Arra
     return full.floor_spectrum(cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype), reg_covar)
 
 
-def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
+def map_estimate(within: Array, dev: Array, counts: Array, prior, n_means: Any) -> Array:
     """$\\Sigma = [\\Psi + W + \\sum_k \\tfrac{N_k\\kappa}{N_k+\\kappa}
-    (\\bar x_k - m)(\\bar x_k - m)^\\top] / (\\sum_k N_k + K + \\nu + D + 1)$."""
-    k, d = dev.shape
+    (\\bar x_k - m)(\\bar x_k - m)^\\top] / (\\sum_k N_k + K + \\nu + D + 1)$, with
+    $K$ = ``n_means``, the number of component means whose prior involves $\\Sigma$."""
+    d = dev.shape[-1]
     shrunk = counts * prior.kappa / (counts + prior.kappa)
     b = prior.scale + within + jnp.einsum("k,kd,ke->de", shrunk, dev, dev)
-    cov = b / (jnp.sum(counts) + k + prior.dof + d + 1)
+    cov = b / (jnp.sum(counts) + n_means + prior.dof + d + 1)
     return 0.5 * (cov + cov.T)
 
 
-def log_prior(means: Array, covariances: Array, prior) -> Array:
+def log_prior(means: Array, covariances: Array, prior, active: Array | None = None) -> Array:
     """$\\log \\mathcal{W}^{-1}(\\Sigma \\mid \\nu, \\Psi)
-    + \\sum_k \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma / \\kappa)$."""
-    chol = jnp.linalg.cholesky(covariances)
+    + \\sum_k \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma / \\kappa)$, the sum over the
+    ``active`` components (None: all)."""
+    chol = linalg.cholesky(covariances)
     chols = jnp.broadcast_to(chol, (means.shape[0],) + chol.shape)
     return priors.log_inverse_wishart(
         chol[None], prior.dof, prior.scale
-    ) + priors.log_normal_given_cov(means, prior.mean, chols, prior.kappa)
+    ) + priors.log_normal_given_cov(means, prior.mean, chols, prior.kappa, active)
 
 
 def pooled(covariances: Array, weights: Array) -> Array:
