@@ -254,9 +254,10 @@ class Gaussian:
         """mclust's default conjugate prior (Fraley and Raftery 2007, "Bayesian regularization
         for normal mixture estimation and model-based clustering", J. Classification
         24:155-181): ``mean`` = the column means of X, ``kappa`` = 0.01, ``dof`` = D + 2,
-        ``scale`` = the unbiased sample covariance of X divided by $K^{2/D}$ (full, tied), the
-        unbiased column variances divided by $K^{2/D}$ (diag), or their average divided by
-        $K^{2/D}$ (spherical). ``X`` ``(N, D)``, N >= 2."""
+        ``scale`` = the unbiased sample covariance of X divided by $K^{2/D}$ (full, tied), or the
+        average of the unbiased column variances divided by $K^{2/D}$ (spherical, and for every
+        column of diag: mclust gives its diagonal models one common scale). ``X`` ``(N, D)``,
+        N >= 2."""
         n, d = X.shape
         if n < 2:
             raise ValueError(
@@ -269,7 +270,7 @@ class Gaussian:
         scale = {
             "full": cov / shrink,
             "tied": cov / shrink,
-            "diag": jnp.diagonal(cov) / shrink,
+            "diag": jnp.full((d,), jnp.mean(jnp.diagonal(cov)) / shrink, cov.dtype),
             "spherical": jnp.mean(jnp.diagonal(cov)) / shrink,
         }[self.covariance_type]
         return GaussianPrior(
