@@ -27,12 +27,17 @@ The public API:
   (imported on first use: it loads NumPyro);
 - `jaxem.sklearn` (``from jaxem.sklearn import GaussianMixture``): a scikit-learn
   estimator (import it explicitly: it needs scikit-learn);
-- `jaxem.cli`: the ``jaxem`` command line (fit, select, predict, demo).
+- `jaxem.cli`: the ``jaxem`` command line (fit, select, predict, demo);
+- `enable_compilation_cache`: keep compiled programs on disk across processes (an explicit
+  switch; importing jaxem changes no JAX setting);
+- `jaxem.grid`: every K of a mixture and every restart in one compiled program (what `select`
+  runs on).
 """
 
 from jaxem import families
 from jaxem.base import EMModel, Family, FitResult
 from jaxem.batch import RestartsResult, best_start, fit_batch, fit_restarts, pad
+from jaxem.compilation_cache import enable_compilation_cache
 from jaxem.datasets import load_anes96, load_faithful
 from jaxem.em import em_step, fit
 from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams, GaussianMixturePrior
@@ -55,6 +60,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "enable_compilation_cache",
     "EMModel",
     "Family",
     "Mixture",

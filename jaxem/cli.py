@@ -15,6 +15,8 @@ for K, an unknown option value) print one line on stderr and exit with status 2.
 model selection show a progress bar on a terminal, unless ``--quiet``.
 
 The fits run in the default JAX precision (float32 unless the process enables float64).
+Compiled programs are kept on disk between runs (`jaxem.compilation_cache`, in
+``~/.cache/jaxem/xla`` or ``$JAXEM_CACHE_DIR``), unless ``JAXEM_NO_CACHE`` is set.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -439,7 +442,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jaxem {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p, data=True):
+    def common(p, data=True, n_init=4, tol=1e-6, max_iter=500):
         if data:
             p.add_argument("data", help="CSV file with a header row")
             p.add_argument("--columns", help="comma-separated column names (default: all)")
@@ -449,10 +452,14 @@ def _parser() -> argparse.ArgumentParser:
                 default="none",
                 help="none: maximum likelihood; default: MAP with mclust's default prior",
             )
-        p.add_argument("--n-init", type=int, default=4, help="random starts (default 4)")
+        p.add_argument(
+            "--n-init", type=int, default=n_init, help=f"random starts (default {n_init})"
+        )
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-        p.add_argument("--tol", type=float, default=1e-6, help="EM tolerance per sample")
-        p.add_argument("--max-iter", type=int, default=500)
+        p.add_argument(
+            "--tol", type=float, default=tol, help=f"EM tolerance per sample (default {tol})"
+        )
+        p.add_argument("--max-iter", type=int, default=max_iter)
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     fit = sub.add_parser("fit", help="fit one mixture (Gaussian, Bernoulli, categorical, Poisson)")
@@ -474,7 +481,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.set_defaults(func=_cmd_fit)
 
     sel = sub.add_parser("select", help="choose K and the covariance type by BIC, AIC or ICL")
-    common(sel)
+    common(sel, n_init=32, tol=1e-6, max_iter=1000)  # jaxem.select's defaults
     sel.add_argument("-k", "--n-components", type=_parse_ks, default=list(range(1, 7)))
     sel.add_argument(
         "--covariance-types", type=_parse_types, default=list(COVARIANCE_TYPES), metavar="T,T"
@@ -504,6 +511,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0, or 2 for bad input)."""
     try:
         args = _parser().parse_args(argv)
+        if not os.environ.get("JAXEM_NO_CACHE"):
+            from jaxem.compilation_cache import enable_compilation_cache
+
+            enable_compilation_cache()
         for option in ("n_init", "max_iter"):
             if getattr(args, option, 1) < 1:
                 flag = "--" + option.replace("_", "-")

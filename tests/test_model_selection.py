@@ -1,5 +1,10 @@
 """BIC, AIC and ICL against scikit-learn, and the grid search."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
@@ -66,3 +71,18 @@ def test_a_component_on_tied_points_is_reported_singular():
     assert np.isnan(result.table["spherical"][2])
     assert result.model.n_components == 1
     assert "singular" in repr(result)
+
+
+def test_a_long_session_of_selects_keeps_memory_mappings_bounded():
+    """Twenty selects on data sets of different shapes in one process (a notebook session): the
+    memory mappings after the last stay within twice those after the first. JAX keeps compiled
+    programs, and the kernel's limit of about 65,530 mappings per process once ended such a
+    session (issue 17): now the grid is one program, shared by nearby data sizes."""
+    script = Path(__file__).parent / "select_session.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "20"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(counts) == 20
+    assert counts[-1] <= 2 * counts[0], counts

@@ -1,0 +1,295 @@
+"""Every number of components of a mixture, and every restart, in one compiled program.
+
+A mixture with $K_{\\max}$ components whose last $K_{\\max} - K$ weights are exactly zero is a
+mixture of $K$: a zero weight gives zero responsibilities, hence zero counts, and the M-step
+keeps it at zero (`MaskedMixture`). So the fits for $K = 1, \\dots, K_{\\max}$ and their random
+restarts are one program with one shape, mapped over the pairs (K, start) with ``jax.vmap``:
+compiled once, instead of once per K (what `jaxem.select` costs a new user in compile time, and
+what a long notebook session costs in memory: JAX keeps every compiled program).
+
+The active components of a masked fit go through the arithmetic of the K-component mixture's own
+EM (same statistics, same M-step; the weights renormalised over the active components), so a
+cell equals ``fit(Mixture(family, K), ...)`` from the same start up to rounding. The inactive
+components hold finite placeholder parameters (the M-step's choice for an empty component) and
+never take samples.
+
+Starts: k-means++ seeding and Lloyd iterations among the first K centres, on whitened data
+(`jaxem.initialization.whiten`), then an M-step from the hard partition in the data's own units.
+Whitening makes the seeding independent of the columns' units, as mclust's start is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem.base import Array, PRNGKey
+from jaxem.em import run
+from jaxem.initialization import kmeans_plusplus, lloyd, nearest, one_hot, whiten
+from jaxem.mixture import Mixture
+
+N_LLOYD_ITER = 10
+
+
+class MaskedPrior(NamedTuple):
+    """What `MaskedMixture`'s M-step reads beside the statistics.
+
+    Attributes:
+        active: ``(K_max,)`` booleans, the first K true.
+        prior: the mixture's prior (None: maximum likelihood).
+    """
+
+    active: Array
+    prior: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedMixture:
+    """``mixture`` (with ``K_max`` components) restricted to the active ones of
+    `MaskedPrior`: an `jaxem.EMModel` whose prior argument carries the mask, so that the driver
+    (`jaxem.em.run`) runs it unchanged.
+
+    Its objective is the K-component mixture's plus a constant that depends only on K and the
+    prior (the inactive components' prior density at their fixed placeholder values), which
+    changes neither the stopping rule nor the ranking of restarts.
+    """
+
+    mixture: Mixture
+
+    def prepare(self, X: Array, weights: Array) -> Any:
+        return self.mixture.prepare(X, weights)
+
+    def bytes_per_sample(self, n_features: int, itemsize: int) -> int:
+        return self.mixture.bytes_per_sample(n_features, itemsize)
+
+    def e_step(self, params: Any, X: Any, weights: Array) -> tuple[Any, Array]:
+        return self.mixture.e_step(params, X, weights)
+
+    def m_step(self, stats: Any, prior: MaskedPrior) -> Any:
+        return self.mixture.m_step(stats, prior.prior, prior.active)
+
+    def log_prior(self, params: Any, prior: MaskedPrior) -> Array:
+        if prior.prior is None:
+            return jnp.zeros((), jax.tree.leaves(params)[0].dtype)
+        return self.mixture.log_prior(params, prior.prior, prior.active)
+
+
+class GridResult(NamedTuple):
+    """Every start of every cell: leaves with leading axes ``(n_K, n_init)``; parameters in the
+    ``K_max`` layout (weights zero past K).
+
+    Attributes:
+        params: the fitted parameters.
+        loglik: $\\sum_n w_n \\log p(x_n)$ at ``params``.
+        entropy: $-\\sum_n w_n \\log \\max_k r_{nk}$ at ``params`` (for ICL).
+        objective: the masked objective (see `MaskedMixture`).
+        n_iter, converged: as in `jaxem.FitResult`.
+    """
+
+    params: Any
+    loglik: Array
+    entropy: Array
+    objective: Array
+    n_iter: Array
+    converged: Array
+
+
+def fit_grid(
+    mixtures: tuple[Mixture, ...],
+    key: PRNGKey,
+    X: Array,
+    n_components: Array,
+    weights: Array,
+    priors: tuple[Any, ...] | None,
+    *,
+    n_init: int,
+    tol: Array,
+    max_iter: int,
+    block: int | None = None,
+) -> tuple[GridResult, ...]:
+    """Fit every K of ``n_components`` ``(n_K,)`` with ``n_init`` starts each, for each of
+    ``mixtures`` (each with K_max >= every K components, all with the same ``init_points``, say
+    Gaussian mixtures of several covariance types).
+
+    Every mixture starts from the same partitions (k-means on whitened data, one per K and
+    start), computed once by one program; each mixture's cells are one more program. The
+    programs are compiled side by side in threads (XLA compiles without holding Python's lock),
+    and kept for the next `CACHE_CALLS` calls only, so that a long session's memory stays
+    bounded (JAX's own caches keep every program). Checked inputs: ``X`` ``(N, D)``,
+    ``weights`` ``(N,)``, ``tol`` an array; ``priors`` None or one prior per mixture, each with
+    a leading axis ``n_K`` on every leaf (the prior of cell K, ``alpha`` ``(K_max,)``);
+    ``block`` as chosen by `jaxem.em.plan`. Returns every start's fit; `best_starts` picks each
+    cell's.
+    """
+    mixtures = tuple(mixtures)
+    if priors is None:
+        priors = (None,) * len(mixtures)
+    k_max = mixtures[0].n_components
+    partition_args = (key, X, n_components, weights)
+    partition_static = dict(mixture=mixtures[0], n_init=n_init, block=block)
+    labels_shape = jax.ShapeDtypeStruct((n_components.shape[0], n_init, X.shape[0]), jnp.int32)
+    jobs = [(_partitions, partition_args, partition_static)]
+    for mixture, prior in zip(mixtures, priors, strict=True):
+        if mixture.n_components != k_max:
+            raise ValueError("every mixture of fit_grid must have the same number of components")
+        args = (X, n_components, labels_shape, weights, prior, tol)
+        jobs.append((_fit_cells, args, dict(mixture=mixture, max_iter=max_iter, block=block)))
+    programs = _compiled(jobs)
+    labels = programs[0](*partition_args)
+    return tuple(
+        program(X, n_components, labels, weights, prior, tol)
+        for program, prior in zip(programs[1:], priors, strict=True)
+    )
+
+
+CACHE_CALLS = 2
+COMPILER_OPTIONS: dict = {}
+_PROGRAMS: OrderedDict = OrderedDict()  # the programs of each of the last CACHE_CALLS calls
+_LOCK = threading.Lock()
+
+
+def _compiled(jobs: list) -> list:
+    """The compiled programs of ``jobs`` ``(function, args, static)``: from the cache, or
+    compiled side by side. The cache keeps the programs of the last `CACHE_CALLS` calls (a
+    notebook going back and forth between two data sets compiles nothing new); older ones are
+    dropped, and with them their memory (each program holds a few hundred memory mappings)."""
+
+    def signature(function, args, static):
+        shapes = jax.tree.map(lambda a: (jnp.shape(a), str(a.dtype)), args)
+        return function.__name__, tuple(sorted(static.items())), str(shapes)
+
+    keys = tuple(signature(*job) for job in jobs)
+    with _LOCK:
+        known = {k: p for call in _PROGRAMS.values() for k, p in call.items()}
+    missing = [i for i, k in enumerate(keys) if k not in known]
+
+    def compile_one(i):
+        function, args, static = jobs[i]
+        return jax.jit(partial(function, **static)).lower(*args).compile(COMPILER_OPTIONS)
+
+    if len(missing) > 1:
+        with ThreadPoolExecutor(min(len(missing), os.cpu_count() or 1)) as pool:
+            fresh = list(pool.map(compile_one, missing))
+        known.update(zip((keys[i] for i in missing), fresh, strict=True))
+    else:
+        known.update({keys[i]: compile_one(i) for i in missing})
+    programs = [known[k] for k in keys]
+    with _LOCK:
+        _PROGRAMS[keys] = dict(zip(keys, programs, strict=True))
+        _PROGRAMS.move_to_end(keys)
+        while len(_PROGRAMS) > CACHE_CALLS:
+            _PROGRAMS.popitem(last=False)
+    return programs
+
+
+def _partitions(key, X, n_components, weights, *, mixture, n_init, block):
+    """``(n_K, n_init, N)`` labels: for every start, k-means++ seeds of K_max centres on the
+    whitened data; for every K, Lloyd's iterations among the first K of them."""
+    k_max = mixture.n_components
+    points = whiten(mixture.family.init_points(X), weights)
+    # the greedy k-means++ seeds of a K_max run begin with those of every smaller K
+    seeds = jax.vmap(lambda k: kmeans_plusplus(k, points, weights, k_max, block))(
+        jax.random.split(key, n_init)
+    )
+
+    def partition(k, centres):
+        active = jnp.arange(k_max) < k
+        centres = lloyd(points, weights, centres, N_LLOYD_ITER, block, active)
+        return nearest(points, centres, active)
+
+    return jax.vmap(lambda k: jax.vmap(lambda c: partition(k, c))(seeds))(n_components)
+
+
+def _fit_cells(X, n_components, labels, weights, prior, tol, *, mixture, max_iter, block):
+    """EM from every partition ``labels`` ``(n_K, n_init, N)`` of one mixture."""
+    model = MaskedMixture(mixture)
+    k_max = mixture.n_components
+    positive = weights > 0
+
+    def one_start(k, labels_s, cell_prior):
+        masked = MaskedPrior(jnp.arange(k_max) < k, cell_prior)
+        resp = one_hot(labels_s, k_max, weights)
+        start = model.m_step(mixture.stats(X, resp.T, weights), masked)
+        fit = run(model, X, start, masked, weights, tol, max_iter, block)
+        log_joint = mixture.log_joint(fit.params, X)
+        log_px = jax.nn.logsumexp(log_joint, axis=1)
+        log_top = jnp.max(log_joint, axis=1) - log_px
+        return GridResult(
+            params=fit.params,
+            loglik=jnp.sum(jnp.where(positive, weights * log_px, 0.0)),
+            entropy=-jnp.sum(jnp.where(positive, weights * log_top, 0.0)),
+            objective=fit.objective,
+            n_iter=fit.n_iter,
+            converged=fit.converged,
+        )
+
+    def cell(k, labels_k, cell_prior):
+        return jax.vmap(lambda lab: one_start(k, lab, cell_prior))(labels_k)
+
+    if prior is None:
+        return jax.vmap(lambda k, lab: cell(k, lab, None))(n_components, labels)
+    return jax.vmap(cell)(n_components, labels, prior)
+
+
+def best_starts(mixture: Mixture, result: GridResult, n_components: Any, regular: bool) -> tuple:
+    """Per cell, the index of the start with the largest objective, and whether every start of
+    the cell ended with a collapsed active component (``Family.collapsed``). With ``regular``
+    (maximum likelihood) a start with a collapsed component wins only when all have one: its
+    likelihood is an artefact of the regulariser (mclust reports such fits as NA)."""
+    objectives = np.asarray(result.objective, dtype=np.float64)
+    objectives = np.where(np.isnan(objectives), -np.inf, objectives)
+    collapsed_fn = getattr(mixture.family, "collapsed", None)
+    bad = np.zeros(objectives.shape, bool)
+    if regular and collapsed_fn is not None:
+        components = mixture.as_mixture_params(result.params).components
+        active = np.arange(mixture.n_components) < np.asarray(n_components)[:, None, None]
+        bad = np.any(collapsed_fn(components) & active, axis=-1)
+    all_bad = np.all(bad, axis=1)
+    ranked = np.where(bad & ~all_bad[:, None], -np.inf, objectives)
+    return np.argmax(ranked, axis=1), all_bad
+
+
+def pad_rows(X: Array, weights: Array) -> tuple[Array, Array]:
+    """``X`` ``(N, D)`` and ``weights`` ``(N,)`` padded with zero-weight rows of zeros to the
+    next size of the form $2^j$ or $3 \\cdot 2^j$ (at least 16), which leaves every fit
+    unchanged: data sets of nearby sizes then share one compiled program (a notebook session
+    fits many), at most 50% more rows."""
+    X, weights = np.asarray(X), np.asarray(weights)
+    n = X.shape[0]
+    size = 16
+    while size < n:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    extra = size - n
+    X = np.concatenate([X, np.zeros((extra, X.shape[1]), X.dtype)])
+    return jnp.asarray(X), jnp.asarray(np.concatenate([weights, np.zeros((extra,), weights.dtype)]))
+
+
+def first_components(mixture: Mixture, params: Any, k: int) -> Any:
+    """The first ``k`` components of ``params`` (in the K_max layout of ``mixture``) as the
+    parameters of a k-component mixture."""
+    params = mixture.as_mixture_params(params)
+    weights = params.weights[:k]
+    components = mixture.family.permute(params.components, jnp.arange(k))
+    return mixture.from_mixture_params(
+        params._replace(weights=weights / jnp.sum(weights), components=components)
+    )
+
+
+__all__ = [
+    "GridResult",
+    "MaskedMixture",
+    "MaskedPrior",
+    "best_starts",
+    "first_components",
+    "fit_grid",
+    "pad_rows",
+]

@@ -1,0 +1,90 @@
+"""Switched-off components (`jaxem.grid`): a K_max mixture with the last components off is the
+K-component mixture, fit for fit, and every cell of a grid is such a fit."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import COVARIANCE_TYPES
+
+import jaxem
+from jaxem.grid import MaskedMixture, MaskedPrior, best_starts, first_components, fit_grid
+
+K, K_MAX = 2, 4
+
+
+@pytest.mark.parametrize("with_prior", [False, True], ids=["mle", "map"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_switched_off_components_change_nothing(faithful, covariance_type, with_prior):
+    """EM of the K_max mixture with components K.. switched off equals EM of the K-component
+    mixture from the same start: parameters, log-likelihood and the number of iterations."""
+    X = jnp.asarray(faithful)
+    small, large = (
+        jaxem.GaussianMixture(K, covariance_type),
+        jaxem.GaussianMixture(K_MAX, covariance_type),
+    )
+    active = jnp.arange(K_MAX) < K
+    # a hard start: short and long waiting times
+    resp = np.zeros((len(faithful), K_MAX))
+    resp[np.arange(len(faithful)), (faithful[:, 1] > 70).astype(int)] = 1.0
+    weights = jnp.ones(len(faithful))
+    prior_small = jaxem.default_prior(small, X) if with_prior else None
+    prior_large = None
+    if with_prior:
+        prior_large = prior_small._replace(alpha=jnp.ones(K_MAX))
+    masked = MaskedMixture(large)
+    start_large = masked.m_step(large.stats(X, resp), MaskedPrior(active, prior_large))
+    start_small = small.m_step(small.stats(X, resp[:, :K]), prior_small)
+    np.testing.assert_allclose(first_components(large, start_large, K)[1], start_small[1])
+
+    got = jaxem.em.run(
+        masked, X, start_large, MaskedPrior(active, prior_large), weights, jnp.asarray(1e-10), 200
+    )
+    want = jaxem.fit(small, X, start_small, prior=prior_small, tol=1e-10, max_iter=200)
+    assert int(got.n_iter) == int(want.n_iter)
+    mine = first_components(large, got.params, K)
+    for a, b in zip(mine, want.params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(got.params[0][K:]), 0.0)
+    loglik = jnp.sum(small.score_samples(want.params, X))
+    np.testing.assert_allclose(jnp.sum(large.score_samples(got.params, X)), loglik, rtol=1e-12)
+    if not with_prior:
+        np.testing.assert_allclose(got.objective, want.objective, rtol=1e-12)
+    else:  # the objective differs by a constant: the switched-off components' prior terms
+        offset = got.history[: int(got.n_iter)] - want.history[: int(want.n_iter)]
+        np.testing.assert_allclose(offset, offset[0], atol=1e-8)
+
+
+def test_grid_cells_are_fits_of_their_own_k(faithful):
+    """Each cell's log-likelihood is that of its K-component parameters, its weights past K are
+    zero, and no cell is worse than the best of fit_restarts' starts by more than a rounding."""
+    X = jnp.asarray(faithful)
+    mixtures = (jaxem.GaussianMixture(3, "full"),)
+    (result,) = fit_grid(
+        mixtures,
+        jax.random.key(0),
+        X,
+        jnp.arange(1, 4),
+        jnp.ones(len(faithful)),
+        None,
+        n_init=4,
+        tol=jnp.asarray(1e-8),
+        max_iter=500,
+    )
+    start, collapsed = best_starts(mixtures[0], result, [1, 2, 3], regular=True)
+    assert not collapsed.any()
+    np.testing.assert_array_equal(start, np.argmax(np.asarray(result.objective), axis=1))
+    result = jax.tree.map(lambda a: a[np.arange(3), start], result)
+    for i, k in enumerate(range(1, 4)):
+        params = first_components(mixtures[0], jax.tree.map(lambda a, i=i: a[i], result.params), k)
+        model = jaxem.GaussianMixture(k, "full")
+        np.testing.assert_allclose(
+            result.loglik[i], jnp.sum(model.score_samples(params, X)), rtol=1e-12
+        )
+        np.testing.assert_array_equal(np.asarray(result.params[0][i, k:]), 0.0)
+    # K = 1 has a closed form: the sample mean and the (biased) covariance
+    mean, cov = faithful.mean(0), np.cov(faithful.T, bias=True)
+    want = np.sum(
+        jax.scipy.stats.multivariate_normal.logpdf(faithful, mean, cov + 1e-6 * np.eye(2))
+    )
+    np.testing.assert_allclose(result.loglik[0], want, rtol=1e-10)
