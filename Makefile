@@ -26,10 +26,12 @@ test: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-# Timings against scikit-learn and gmmx (a few minutes); rewrites docs/benchmarks.md.
+# Timings against scikit-learn and gmmx, and the time to first result (a few minutes);
+# rewrites docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
 	$(BIN)/python benchmarks/speed.py --markdown docs/benchmarks.md --json benchmarks/speed.json
+	$(BIN)/python benchmarks/first_minute.py --markdown-section docs/benchmarks.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -128,7 +128,7 @@ def select(
 ) -> SelectResult:
     """Fit every (covariance type, K) of the grid and rank the fits by ``criterion``.
 
-    The whole grid is one compiled program (`jaxem.grid.fit_grid`): every K of a covariance type
+    The grid is a few compiled programs (`jaxem.grid.fit_grid`): every K of a covariance type
     is a mixture of ``max(n_components)`` components with the surplus ones switched off, and
     every cell's ``n_init`` starts run side by side. The starts are k-means partitions of the
     whitened data (the same for every covariance type); in each cell the start with the largest
