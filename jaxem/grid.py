@@ -122,9 +122,10 @@ def fit_grid(
 
     Every mixture starts from the same partitions (k-means on whitened data, one per K and
     start), computed once by one program; each mixture's cells are one more program. The
-    programs are compiled side by side in threads (XLA compiles without holding Python's lock),
-    and kept for the next `CACHE_CALLS` calls only, so that a long session's memory stays
-    bounded (JAX's own caches keep every program). Checked inputs: ``X`` ``(N, D)``,
+    programs are compiled side by side in threads (on 2 cores, Old Faithful's grid: 15.8 s
+    against 17.5 s one after another; tracing holds Python's lock), and kept for the next
+    `CACHE_CALLS` calls only, so that a long session's memory stays bounded (JAX's own caches
+    keep every program). Checked inputs: ``X`` ``(N, D)``,
     ``weights`` ``(N,)``, ``tol`` an array; ``priors`` None or one prior per mixture, each with
     a leading axis ``n_K`` on every leaf (the prior of cell K, ``alpha`` ``(K_max,)``);
     ``block`` as chosen by `jaxem.em.plan`. Returns every start's fit; `best_starts` picks each
