@@ -1,11 +1,12 @@
-"""Every number of components of a mixture, and every restart, in one compiled program.
+"""Every number of components of a mixture, and every restart, in one compiled program per
+family configuration.
 
 A mixture with $K_{\\max}$ components whose last $K_{\\max} - K$ weights are exactly zero is a
 mixture of $K$: a zero weight gives zero responsibilities, hence zero counts, and the M-step
 keeps it at zero (`MaskedMixture`). So the fits for $K = 1, \\dots, K_{\\max}$ and their random
 restarts are one program with one shape, mapped over the pairs (K, start) with ``jax.vmap``:
-compiled once, instead of once per K (what `jaxem.select` costs a new user in compile time, and
-what a long notebook session costs in memory: JAX keeps every compiled program).
+compiled once, instead of once per K and start (what `jaxem.select` cost a new user in compile
+time, and a long notebook session in memory: JAX keeps every compiled program).
 
 The active components of a masked fit go through the arithmetic of the K-component mixture's own
 EM (same statistics, same M-step; the weights renormalised over the active components), so a
@@ -153,7 +154,6 @@ def fit_grid(
 
 
 CACHE_CALLS = 2
-COMPILER_OPTIONS: dict = {}
 _PROGRAMS: OrderedDict = OrderedDict()  # the programs of each of the last CACHE_CALLS calls
 _LOCK = threading.Lock()
 
@@ -175,7 +175,7 @@ def _compiled(jobs: list) -> list:
 
     def compile_one(i):
         function, args, static = jobs[i]
-        return jax.jit(partial(function, **static)).lower(*args).compile(COMPILER_OPTIONS)
+        return jax.jit(partial(function, **static)).lower(*args).compile()
 
     if len(missing) > 1:
         with ThreadPoolExecutor(min(len(missing), os.cpu_count() or 1)) as pool:

@@ -33,7 +33,7 @@ import numpy as np
 from jaxem.base import Array, PRNGKey
 from jaxem.em import objective, plan
 from jaxem.gaussian_mixture import COVARIANCE_TYPES, GaussianMixture, GaussianMixtureParams
-from jaxem.grid import best_starts, fit_grid, pad_rows
+from jaxem.grid import best_starts, first_components, fit_grid, pad_rows
 from jaxem.mixture import Mixture
 from jaxem.priors import default_prior
 from jaxem.validation import check_data, check_fit_options, check_positive_int, check_weights
@@ -231,11 +231,7 @@ def select(
         raise ValueError("no cell of the grid gave a fit: every K exceeds the data or is singular")
     _, cov_type, k, mixture, result, i = best
     model = GaussianMixture(k, cov_type)
-    weights, means, covariances = (np.asarray(a[i]) for a in result.params)
-    if cov_type != "tied":
-        covariances = covariances[:k]
-    weights = weights[:k] / np.sum(weights[:k])
-    params = GaussianMixtureParams(*(jnp.asarray(a) for a in (weights, means[:k], covariances)))
+    params = first_components(mixture, jax.tree.map(lambda a: a[i], result.params), k)
     value = jnp.asarray(result.loglik[i])
     if prior is not None:
         value = objective(model, params, value, _prior_of(model, X, prior))
