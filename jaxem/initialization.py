@@ -162,17 +162,20 @@ def lloyd(
 
 
 def whiten(X: Array, weights: Array) -> Array:
-    """The data in whitened coordinates, ``(N, D)``: centred on the weighted mean and rotated and
-    scaled by the weighted covariance's eigenvectors and eigenvalues, so that every direction has
-    unit variance. Distances there do not depend on the units of the columns (a waiting time in
-    minutes beside a duration in seconds), as mclust's hierarchical start uses the data
-    transformed by its SVD. Directions without variance (eigenvalues below $10^{-6}$ of the
-    largest) are left unscaled."""
+    """The data in whitened coordinates, ``(N, D)``: centred on the weighted mean, each column
+    scaled to unit variance, then rotated and scaled by the eigenvectors and eigenvalues of the
+    resulting correlation matrix, so that every direction has unit variance. Distances there do
+    not depend on the units of the columns (a waiting time in minutes beside a duration in
+    seconds), as mclust's hierarchical start uses the data transformed by its SVD. Scaling the
+    columns first keeps the eigenvalues about units-free; directions still without variance
+    (eigenvalues below $10^{-6}$ of the largest: collinear columns) and constant columns are
+    left unscaled."""
     total = jnp.sum(weights)
-    mean = weights @ X / total
-    centred = X - mean
-    cov = (centred * weights[:, None]).T @ centred / total
+    centred = X - weights @ X / total
+    var = weights @ (centred * centred) / total
+    scaled = centred * jnp.where(var > 0, jax.lax.rsqrt(jnp.where(var > 0, var, 1.0)), 1.0)
+    cov = (scaled * weights[:, None]).T @ scaled / total
     values, vectors = jnp.linalg.eigh(cov)
     floor = 1e-6 * jnp.max(values)
     scale = jnp.where(values > floor, jax.lax.rsqrt(jnp.maximum(values, floor)), 1.0)
-    return (centred @ vectors) * scale
+    return (scaled @ vectors) * scale

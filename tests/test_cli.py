@@ -199,3 +199,19 @@ def test_fit_other_families_from_csv(tmp_path, family, data):
     run = jaxem_cli("fit", path, "--family", family, "-k", 2, check=False)
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
     assert "X[3, 1]" in run.stderr
+
+
+def test_compilation_cache_is_an_explicit_switch(tmp_path):
+    """Importing jaxem sets no cache directory; the switch sets the one given and creates it."""
+    import jax
+
+    import jaxem
+
+    before = jax.config.jax_compilation_cache_dir
+    assert before is None  # nothing in import jaxem (or the tests) turned it on
+    try:
+        path = jaxem.enable_compilation_cache(tmp_path / "xla")
+        assert path == tmp_path / "xla" and path.is_dir()
+        assert jax.config.jax_compilation_cache_dir == str(path)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)

@@ -8,7 +8,15 @@ import pytest
 from conftest import COVARIANCE_TYPES
 
 import jaxem
-from jaxem.grid import MaskedMixture, MaskedPrior, best_starts, first_components, fit_grid
+from jaxem.grid import (
+    MaskedMixture,
+    MaskedPrior,
+    best_starts,
+    first_components,
+    fit_grid,
+    pad_rows,
+)
+from jaxem.initialization import lloyd, nearest, whiten
 
 K, K_MAX = 2, 4
 
@@ -88,3 +96,35 @@ def test_grid_cells_are_fits_of_their_own_k(faithful):
         jax.scipy.stats.multivariate_normal.logpdf(faithful, mean, cov + 1e-6 * np.eye(2))
     )
     np.testing.assert_allclose(result.loglik[0], want, rtol=1e-10)
+
+
+def test_whitened_data_has_identity_covariance(faithful):
+    """`whiten`: weighted mean 0 and weighted covariance I, whatever the columns' units."""
+    w = np.random.default_rng(0).uniform(0.0, 2.0, len(faithful))
+    Z = np.asarray(whiten(jnp.asarray(faithful * [1.0, 100.0]), jnp.asarray(w)))
+    mean = w @ Z / w.sum()
+    cov = (Z - mean).T @ ((Z - mean) * w[:, None]) / w.sum()
+    np.testing.assert_allclose(mean, 0.0, atol=1e-10)
+    np.testing.assert_allclose(cov, np.eye(2), atol=1e-10)
+
+
+def test_lloyd_among_active_centres_only():
+    """With centres 2.. switched off, every sample goes to centre 0 or 1, the switched-off
+    centres stay where they were, and the active ones end at their clusters' means."""
+    X = jnp.asarray([[0.0], [0.2], [5.0], [5.4], [2.6]])
+    w = jnp.ones(5)
+    centres = jnp.asarray([[0.0], [5.0], [2.6], [9.0]])  # centre 2 sits on a sample
+    active = jnp.arange(4) < 2
+    moved = np.asarray(lloyd(X, w, centres, 5, None, active))
+    np.testing.assert_allclose(moved[:, 0], [0.1, (5.0 + 5.4 + 2.6) / 3, 2.6, 9.0])
+    labels = nearest(X, jnp.asarray(moved), active)
+    np.testing.assert_array_equal(np.asarray(labels), [0, 0, 1, 1, 1])
+
+
+def test_pad_rows_sizes_and_zero_weights():
+    ns = (1, 16, 17, 25, 272, 1000)
+    sizes = {n: pad_rows(np.ones((n, 2)), np.ones(n))[0].shape[0] for n in ns}
+    assert sizes == {1: 16, 16: 16, 17: 24, 25: 32, 272: 384, 1000: 1024}
+    X, w = pad_rows(np.ones((17, 2)), np.full(17, 2.0))
+    np.testing.assert_array_equal(np.asarray(w), [2.0] * 17 + [0.0] * 7)
+    np.testing.assert_array_equal(np.asarray(X)[17:], 0.0)
