@@ -202,16 +202,21 @@ def test_fit_other_families_from_csv(tmp_path, family, data):
 
 
 def test_compilation_cache_is_an_explicit_switch(tmp_path):
-    """Importing jaxem sets no cache directory; the switch sets the one given and creates it."""
-    import jax
+    """Importing jaxem sets no cache directory; the switch sets the one given and creates it.
+    In a subprocess: once JAX's persistent cache is initialised in a process it stays on, and
+    every later compilation of this test worker would go through it."""
+    import subprocess
+    import sys
 
-    import jaxem
-
-    before = jax.config.jax_compilation_cache_dir
-    assert before is None  # nothing in import jaxem (or the tests) turned it on
-    try:
-        path = jaxem.enable_compilation_cache(tmp_path / "xla")
-        assert path == tmp_path / "xla" and path.is_dir()
-        assert jax.config.jax_compilation_cache_dir == str(path)
-    finally:
-        jax.config.update("jax_compilation_cache_dir", before)
+    script = (
+        "import jax, jaxem, pathlib, sys\n"
+        "assert jax.config.jax_compilation_cache_dir is None\n"
+        "path = jaxem.enable_compilation_cache(sys.argv[1])\n"
+        "assert path == pathlib.Path(sys.argv[1]) and path.is_dir()\n"
+        "assert jax.config.jax_compilation_cache_dir == str(path)\n"
+    )
+    target = tmp_path / "xla"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(target)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
