@@ -26,6 +26,7 @@ def cholesky(a: Array, floor: float | None = None) -> Array:
     definite, as ``jnp.linalg.cholesky``; with ``floor``, every squared pivot is raised to at
     least ``floor`` instead (a modified Cholesky factor: $L L^\\top$ is ``a`` plus a
     non-negative diagonal correction wherever a pivot was raised)."""
+    a = jnp.asarray(a)
     d = a.shape[-1]
     index = jnp.arange(d)
 
@@ -43,6 +44,7 @@ def cholesky(a: Array, floor: float | None = None) -> Array:
 def solve_lower(chol: Array, b: Array) -> Array:
     """$L^{-1} B$ by forward substitution; ``chol`` ``(..., D, D)`` lower triangular, ``b``
     ``(..., D, M)``."""
+    chol, b = jnp.asarray(chol), jnp.asarray(b)
     d = chol.shape[-1]
 
     def row(i, x):
