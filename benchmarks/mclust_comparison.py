@@ -42,7 +42,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     summary = []
-    worse = 0
+    worse = better = 0
     for name in SETS:
         X = np.loadtxt(DATA / f"{name}.csv", delimiter=",", skiprows=1)
         for prior in ("none", "default"):
@@ -60,6 +60,7 @@ def main() -> None:
                 ours = result.table[TYPES[model]][g]
                 diff = ours - theirs
                 worse += bool(diff > 2 or (math.isnan(ours) and not math.isnan(theirs)))
+                better += bool(diff < -2 or (math.isnan(theirs) and not math.isnan(ours)))
                 mark = " **" if diff > 2 else ""
                 lines.append(
                     f"| {name} | {prior} | {model} | {g} | {theirs:.2f} | {ours:.2f} | "
@@ -73,7 +74,10 @@ def main() -> None:
                 f" ({result.table[chosen[0]][chosen[1]]:.2f} vs mclust's {ref[best]:.2f})"
             )
             print(summary[-1], flush=True)
-    text = "\n".join(summary) + f"\n\ncells worse than mclust's by more than 2: {worse}\n\n"
+    text = "\n".join(summary) + (
+        f"\n\ncells worse than mclust's by more than 2: {worse}; better by more than 2: {better}"
+        f" (of {len(lines) - 2})\n\n"
+    )
     text += "\n".join(lines) + "\n"
     if args.out:
         args.out.write_text(text)

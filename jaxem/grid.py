@@ -116,6 +116,7 @@ def fit_grid(
     tol: Array,
     max_iter: int,
     block: int | None = None,
+    extra_starts: Any = None,
 ) -> tuple[GridResult, ...]:
     """Fit every K of ``n_components`` ``(n_K,)`` with ``n_init`` starts each, for each of
     ``mixtures`` (each with K_max >= every K components, all with the same ``init_points``, say
@@ -129,10 +130,16 @@ def fit_grid(
     keep every program). Checked inputs: ``X`` ``(N, D)``,
     ``weights`` ``(N,)``, ``tol`` an array; ``priors`` None or one prior per mixture, each with
     a leading axis ``n_K`` on every leaf (the prior of cell K, ``alpha`` ``(K_max,)``);
-    ``block`` as chosen by `jaxem.em.plan`. Returns every start's fit; `best_starts` picks each
-    cell's.
+    ``block`` as chosen by `jaxem.em.plan`; ``extra_starts`` None or more starting partitions
+    ``(n_K, n_extra, N)`` int32 labels (-1: a row outside every cluster of the start, such as
+    a row the hierarchical clustering of `jaxem.hierarchical.partitions` left out), fitted after
+    the ``n_init`` k-means starts. Returns every start's fit, ``n_init + n_extra`` per cell;
+    `best_starts` picks each cell's.
     """
     mixtures = tuple(mixtures)
+    if extra_starts is None:
+        extra_starts = np.zeros((n_components.shape[0], 0, X.shape[0]), np.int32)
+    extra_starts = jnp.asarray(extra_starts, jnp.int32)
     if priors is None:
         priors = (None,) * len(mixtures)
     k_max = mixtures[0].n_components
@@ -143,12 +150,12 @@ def fit_grid(
     for mixture, prior in zip(mixtures, priors, strict=True):
         if mixture.n_components != k_max:
             raise ValueError("every mixture of fit_grid must have the same number of components")
-        args = (X, n_components, labels_shape, weights, prior, tol)
+        args = (X, n_components, labels_shape, extra_starts, weights, prior, tol)
         jobs.append((_fit_cells, args, dict(mixture=mixture, max_iter=max_iter, block=block)))
     programs = _compiled(jobs)
     labels = programs[0](*partition_args)
     return tuple(
-        program(X, n_components, labels, weights, prior, tol)
+        program(X, n_components, labels, extra_starts, weights, prior, tol)
         for program, prior in zip(programs[1:], priors, strict=True)
     )
 
@@ -210,8 +217,10 @@ def _partitions(key, X, n_components, weights, *, mixture, n_init, block):
     return jax.vmap(lambda k: jax.vmap(lambda c: partition(k, c))(seeds))(n_components)
 
 
-def _fit_cells(X, n_components, labels, weights, prior, tol, *, mixture, max_iter, block):
-    """EM from every partition ``labels`` ``(n_K, n_init, N)`` of one mixture."""
+def _fit_cells(X, n_components, labels, extra, weights, prior, tol, *, mixture, max_iter, block):
+    """EM from every partition ``labels`` ``(n_K, n_init, N)`` and ``extra`` ``(n_K, n_extra,
+    N)`` of one mixture."""
+    labels = jnp.concatenate([labels, extra], axis=1)
     model = MaskedMixture(mixture)
     k_max = mixture.n_components
     positive = weights > 0

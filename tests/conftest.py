@@ -52,3 +52,13 @@ def rel_err(a, b) -> float:
     """Largest absolute difference relative to the largest magnitude of the reference."""
     a, b = np.asarray(a), np.asarray(b)
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module. A worker process runs many modules,
+    and every program holds a few memory mappings: a worker that kept them all reached the
+    kernel's limit of 65,530 mappings and crashed inside XLA's compiler. Tests share programs
+    within a module (module-scoped fixtures), not across modules."""
+    yield
+    jax.clear_caches()
