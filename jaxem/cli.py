@@ -33,6 +33,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxem.compiler import with_options
+
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
 
@@ -509,6 +511,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0, or 2 for bad input)."""
+    # before JAX starts its backend (in this process, not when a test calls main)
+    os.environ["XLA_FLAGS"] = with_options(os.environ.get("XLA_FLAGS", ""))
     try:
         args = _parser().parse_args(argv)
         if not os.environ.get("JAXEM_NO_CACHE"):

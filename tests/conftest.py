@@ -1,7 +1,14 @@
-"""Tests run in float64 unless they ask for float32 explicitly (the library never enables x64)."""
+"""Tests run in float64 unless they ask for float32 explicitly (the library never enables x64),
+and with jaxem's XLA options (`jaxem.compiler`) for every program, as the command line runs: it
+compiles about 30% faster, and compilation is most of the suite's time."""
+
+import os
 
 import jax
 
+from jaxem.compiler import with_options
+
+os.environ["XLA_FLAGS"] = with_options(os.environ.get("XLA_FLAGS", ""))  # before any program
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402

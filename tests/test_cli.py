@@ -220,3 +220,14 @@ def test_compilation_cache_is_an_explicit_switch(tmp_path):
         [sys.executable, "-c", script, str(target)], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_xla_options_keep_the_users_own_flags():
+    """The command line adds jaxem's XLA options (`jaxem.compiler`) to XLA_FLAGS, except those
+    the user already set."""
+    from jaxem.compiler import with_options
+
+    assert with_options("") == "--xla_cpu_use_fusion_emitters=false"
+    assert with_options("--a=1") == "--a=1 --xla_cpu_use_fusion_emitters=false"
+    mine = "--xla_cpu_use_fusion_emitters=true --a=1"
+    assert with_options(mine) == mine
