@@ -19,7 +19,9 @@ module imports scikit-learn, which jaxem itself does not need.
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
+from functools import partial
 from numbers import Integral, Real
 from typing import Any
 
@@ -38,7 +40,6 @@ from jaxem.base import FitResult
 from jaxem.batch import best_start
 from jaxem.em import fit as em_fit
 from jaxem.gaussian_mixture import GaussianMixturePrior
-from jaxem.model_selection import aic, bic
 from jaxem.priors import default_prior
 
 
@@ -48,9 +49,37 @@ def _precision(dtype: Any):
     return jax.enable_x64(True) if np.dtype(dtype) == np.float64 else contextlib.nullcontext()
 
 
-def _start(model: gaussian_mixture.GaussianMixture, X: jax.Array, resp: np.ndarray):
+# The estimator's own steps, each one compiled program per shape: run op by op, each of their
+# dozens of operations compiled on its own for every new shape (scikit-learn's checks fit and
+# score many shapes: 1,221 compilations before, most of the check's time).
+
+
+@partial(jax.jit, static_argnames="model")
+def _start(model: gaussian_mixture.GaussianMixture, X: jax.Array, resp: jax.Array):
     """The maximum-likelihood M-step from responsibilities ``resp`` ``(N, K)``."""
     return model.m_step(model.stats(X, resp))
+
+
+@partial(jax.jit, static_argnames="model")
+def _last_m_step(model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Array, prior: Any):
+    """The M-step from the E-step at ``params``."""
+    stats, _ = model.e_step(params, X, jnp.ones(X.shape[0], X.dtype))
+    return model.m_step(stats, prior)
+
+
+@partial(jax.jit, static_argnames="model")
+def _score_samples(model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Array):
+    return model.score_samples(params, X)
+
+
+@partial(jax.jit, static_argnames="model")
+def _predict_proba(model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Array):
+    return model.predict_proba(params, X)
+
+
+@partial(jax.jit, static_argnames="model")
+def _predict(model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Array):
+    return model.predict(params, X)
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -138,15 +167,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             prior = self.prior
         random_state = check_random_state(self.random_state)
         results = [
-            self._em(model, Xj, _start(model, Xj, self._responsibilities(X, random_state)), prior)
+            self._em(
+                model,
+                Xj,
+                _start(model, Xj, jnp.asarray(self._responsibilities(X, random_state), X.dtype)),
+                prior,
+            )
             for _ in range(self.n_init)
         ]
         result = results[int(best_start([float(r.objective) for r in results]))]
         # scikit-learn's convention: its stopping rule compares the objectives of the last two
         # E-steps and still applies the M-step that follows, so the parameters it returns are
         # one M-step past those of lower_bound_ (never worse, EM being monotone).
-        stats, _ = model.e_step(result.params, Xj, jnp.ones(Xj.shape[0], Xj.dtype))
-        self._store(model.m_step(stats, prior))
+        self._store(_last_m_step(model, result.params, Xj, prior))
         self.converged_ = bool(result.converged)
         if not self.converged_:
             warnings.warn(
@@ -196,7 +229,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def score_samples(self, X: Any) -> np.ndarray:
         """$\\log p(x_n)$, ``(n_samples,)``."""
-        return self._on_fitted(X, lambda model, params, Xj: model.score_samples(params, Xj))
+        return self._on_fitted(X, _score_samples)
 
     def score(self, X: Any, y: Any = None) -> float:
         """The mean log-likelihood per sample."""
@@ -204,11 +237,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Responsibilities, ``(n_samples, n_components)``."""
-        return self._on_fitted(X, lambda model, params, Xj: model.predict_proba(params, Xj))
+        return self._on_fitted(X, _predict_proba)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable component of each sample, ``(n_samples,)``."""
-        return self._on_fitted(X, lambda model, params, Xj: model.predict(params, Xj))
+        return self._on_fitted(X, _predict)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """``n_samples`` draws and their components, as scikit-learn: ``(X, y)``."""
@@ -221,12 +254,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return np.asarray(X), np.asarray(labels)
 
     def bic(self, X: Any) -> float:
-        """Bayesian information criterion on ``X`` (lower is better)."""
-        return float(self._on_fitted(X, bic))
+        """Bayesian information criterion on ``X`` (lower is better), as `jaxem.bic`."""
+        log_px = self.score_samples(X)
+        loglik = float(np.sum(log_px, dtype=np.float64))
+        return -2.0 * loglik + self._n_parameters() * math.log(len(log_px))
 
     def aic(self, X: Any) -> float:
-        """Akaike information criterion on ``X`` (lower is better)."""
-        return float(self._on_fitted(X, aic))
+        """Akaike information criterion on ``X`` (lower is better), as `jaxem.aic`."""
+        loglik = float(np.sum(self.score_samples(X), dtype=np.float64))
+        return -2.0 * loglik + 2.0 * self._n_parameters()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -234,6 +270,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return gaussian_mixture.GaussianMixture(
             int(self.n_components), self.covariance_type, float(self.reg_covar)
         )
+
+    def _n_parameters(self) -> int:
+        return self._model().n_parameters(self.means_.shape[1])
 
     def _params(self) -> gaussian_mixture.GaussianMixtureParams:
         return gaussian_mixture.GaussianMixtureParams(
