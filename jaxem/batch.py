@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
 from jaxem.chunking import check_chunk_size
+from jaxem.compiler import jit
 from jaxem.em import check_inputs, has_converged, objective, plan, prepare_data, run
 from jaxem.sharding import sample_sharding, split_rows
 from jaxem.validation import (
@@ -138,7 +139,7 @@ def fit_batch(
     return split_rows(init_and_fit, layout, n_replicated=1)(tol, *args)
 
 
-@partial(jax.jit, static_argnames=("model", "lanes"))
+@partial(jit, static_argnames=("model", "lanes"))
 def _init_batch(model, keys, X, weights, lanes):
     """``model.init`` for every member, ``lanes`` members at a time (cache-sized blocks). The
     batch is padded to a multiple of ``lanes`` with repeats of its first members, so that one
@@ -218,7 +219,7 @@ def _select(mask: Array, a_tree: Any, b_tree: Any) -> Any:
     return jax.tree.map(pick, a_tree, b_tree)
 
 
-@partial(jax.jit, static_argnames=("model", "max_iter", "lanes"))
+@partial(jit, static_argnames=("model", "max_iter", "lanes"))
 def _fit_lanes(
     model: EMModel,
     X: Array,
@@ -377,7 +378,7 @@ def fit_restarts(
     return _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout)
 
 
-@partial(jax.jit, static_argnames=("model", "max_iter", "block", "layout"))
+@partial(jit, static_argnames=("model", "max_iter", "block", "layout"))
 def _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout):
     def one(start):
         return run(model, X, start, prior, weights, tol, max_iter, block, layout)

@@ -9,26 +9,45 @@ whole grid: 12.4 s instead of 16.5 s); one EM iteration of a full-covariance mix
 200,000 x 5 takes 8.0 ms instead of 12.2 ms, diagonal 6.3 instead of 9.8. Other backends
 ignore the option.
 
-Where it applies: `jit` for programs compiled at the top level (`jaxem.select`'s grid), and
-`with_options` for the ``XLA_FLAGS`` of a process jaxem starts itself (the command line sets
-them before JAX starts its backend). JAX refuses compiler options on a ``jit`` nested inside
-another, so the functions users may call inside their own ``jit`` (`jaxem.fit` and the rest)
-compile with whatever the user configured.
+Where it applies: jaxem's compiled entry points use `jit`, which passes the options when called
+at the top level and compiles as a plain ``jax.jit`` inside the user's own ``jit``, ``vmap`` or
+``grad`` (JAX refuses compiler options on a nested ``jit``; there the user's program decides).
+`with_options` gives the ``XLA_FLAGS`` of a process jaxem starts itself (the command line sets
+them before JAX starts its backend), so that its small programs get the option too.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
+from jax.extend.core import get_opaque_trace_state
 
 OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
+_TOP_LEVEL = get_opaque_trace_state(convention="jaxem")  # no tracing while jaxem is imported
 
-def jit(fun: Callable, **kwargs: Any) -> Any:
-    """``jax.jit(fun, compiler_options=OPTIONS, **kwargs)``: for top-level programs only."""
-    return jax.jit(fun, compiler_options=OPTIONS, **kwargs)
+
+def at_top_level() -> bool:
+    """Whether JAX is tracing nothing now (no ``jit``, ``vmap`` or ``grad`` around the call)."""
+    return get_opaque_trace_state(convention="jaxem") == _TOP_LEVEL
+
+
+def jit(fun: Callable | None = None, **kwargs: Any) -> Callable:
+    """``jax.jit(fun, **kwargs)`` that compiles with `OPTIONS` when called at the top level;
+    as a decorator with arguments, ``partial(jit, static_argnames=...)``."""
+    if fun is None:
+        return functools.partial(jit, **kwargs)
+    plain = jax.jit(fun, **kwargs)
+    tuned = jax.jit(fun, compiler_options=OPTIONS, **kwargs)
+
+    @functools.wraps(fun)
+    def call(*args: Any, **kw: Any) -> Any:
+        return (tuned if at_top_level() else plain)(*args, **kw)
+
+    return call
 
 
 def with_options(xla_flags: str) -> str:
@@ -41,4 +60,4 @@ def with_options(xla_flags: str) -> str:
     return " ".join(flags)
 
 
-__all__ = ["OPTIONS", "jit", "with_options"]
+__all__ = ["OPTIONS", "at_top_level", "jit", "with_options"]

@@ -43,6 +43,7 @@ from numpyro.infer.util import log_density
 from scipy.optimize import linear_sum_assignment
 
 from jaxem.base import Array, PRNGKey
+from jaxem.compiler import jit
 from jaxem.em import fit
 from jaxem.families import (
     Bernoulli,
@@ -246,7 +247,7 @@ def _log_joint_and_grad(model, params, X, prior, weights):
     return _value_and_grad(model, params, X, prior, weights)
 
 
-@partial(jax.jit, static_argnames="model")
+@partial(jit, static_argnames="model")
 def _value_and_grad(model, params, X, prior, weights):
     u, _, loss = _unconstrained(model, prior, X, weights, params)
     value, grad = jax.value_and_grad(loss)(u)
@@ -335,7 +336,7 @@ def _max_abs(tree) -> Array:
     return jnp.max(jnp.concatenate([jnp.zeros((1,), leaves[0].dtype)] + leaves))
 
 
-@partial(jax.jit, static_argnames=("model", "steps", "learning_rate"))
+@partial(jit, static_argnames=("model", "steps", "learning_rate"))
 def _posterior_mode(model, X, prior, params, weights, tol, steps, learning_rate):
     u, constrain, loss = _unconstrained(model, prior, X, weights, params)
     optimiser = optax.lbfgs(learning_rate)

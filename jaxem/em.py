@@ -35,6 +35,7 @@ from jaxem.chunking import (
     model_bytes_per_sample,
     zero_unweighted,
 )
+from jaxem.compiler import jit
 from jaxem.sharding import SampleSharding, local_then_psum, per_device, sample_sharding
 from jaxem.validation import check_fit_options, check_weights
 
@@ -100,7 +101,7 @@ def em_step(
     return _em_step(model, params, X, prior, weights)
 
 
-@partial(jax.jit, static_argnames="model")
+@partial(jit, static_argnames="model")
 def _em_step(model, params, X, prior, weights):
     stats, loglik = model.e_step(params, prepare_data(model, X, weights), weights)
     return model.m_step(stats, prior), objective(model, params, loglik, prior)
@@ -189,7 +190,7 @@ def _e_pass(model: EMModel, X: Array, weights: Array, block: int | None, layout)
     )
 
 
-@partial(jax.jit, static_argnames=("model", "max_iter", "block", "layout"))
+@partial(jit, static_argnames=("model", "max_iter", "block", "layout"))
 def run(
     model: EMModel,
     X: Array,

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem.base import Array, PRNGKey
-from jaxem.compiler import jit
+from jaxem.compiler import OPTIONS
 from jaxem.em import run
 from jaxem.initialization import kmeans_plusplus, lloyd, nearest, one_hot, whiten
 from jaxem.mixture import Mixture
@@ -183,7 +183,7 @@ def _compiled(jobs: list) -> list:
 
     def compile_one(i):
         function, args, static = jobs[i]
-        return jit(partial(function, **static)).lower(*args).compile()
+        return jax.jit(partial(function, **static)).lower(*args).compile(OPTIONS)
 
     if len(missing) > 1:
         with ThreadPoolExecutor(min(len(missing), os.cpu_count() or 1)) as pool:

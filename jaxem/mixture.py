@@ -30,6 +30,7 @@ import numpy as np
 from jaxem import priors
 from jaxem.base import Array, Family, PRNGKey
 from jaxem.chunking import block_rows, block_sum, check_chunk_size, model_bytes_per_sample
+from jaxem.compiler import jit
 from jaxem.initialization import kmeans_plusplus, lloyd, nearest, one_hot
 from jaxem.sharding import as_auto, sample_sharding
 from jaxem.validation import (
@@ -391,7 +392,7 @@ def normalise(log_joint: Array) -> tuple[Array, Array]:
     return e / total, top + jnp.log(total)
 
 
-@partial(jax.jit, static_argnames=("model", "method", "block"))
+@partial(jit, static_argnames=("model", "method", "block"))
 def _init(
     model: Mixture, key: PRNGKey, X: Array, weights: Array, method: str, block: int | None = None
 ) -> Any:

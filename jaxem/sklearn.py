@@ -38,6 +38,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from jaxem import gaussian_mixture
 from jaxem.base import FitResult
 from jaxem.batch import best_start
+from jaxem.compiler import jit
 from jaxem.em import fit as em_fit
 from jaxem.gaussian_mixture import GaussianMixturePrior
 from jaxem.priors import default_prior
@@ -54,30 +55,30 @@ def _precision(dtype: Any):
 # score many shapes: 1,221 compilations before, most of the check's time).
 
 
-@partial(jax.jit, static_argnames="model")
+@partial(jit, static_argnames="model")
 def _start(model: gaussian_mixture.GaussianMixture, X: jax.Array, resp: jax.Array):
     """The maximum-likelihood M-step from responsibilities ``resp`` ``(N, K)``."""
     return model.m_step(model.stats(X, resp))
 
 
-@partial(jax.jit, static_argnames="model")
+@partial(jit, static_argnames="model")
 def _last_m_step(model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Array, prior: Any):
     """The M-step from the E-step at ``params``."""
     stats, _ = model.e_step(params, X, jnp.ones(X.shape[0], X.dtype))
     return model.m_step(stats, prior)
 
 
-@partial(jax.jit, static_argnames="model")
+@partial(jit, static_argnames="model")
 def _score_samples(model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Array):
     return model.score_samples(params, X)
 
 
-@partial(jax.jit, static_argnames="model")
+@partial(jit, static_argnames="model")
 def _predict_proba(model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Array):
     return model.predict_proba(params, X)
 
 
-@partial(jax.jit, static_argnames="model")
+@partial(jit, static_argnames="model")
 def _predict(model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Array):
     return model.predict(params, X)
 
