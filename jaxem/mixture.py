@@ -313,20 +313,22 @@ class Mixture:
     def log_joint(self, params: Any, X: Any) -> Array:
         """$\\log \\pi_k + \\log p(x_n \\mid \\theta_k)$, ``(N, K)``."""
         X, params = self._checked(params, X)
-        data = self.prepare(X, jnp.ones(X.shape[0], X.dtype))
-        return self._log_joint_kn(params, data).T
+        return _from_log_joint(self, params, X, "log_joint")
 
     def score_samples(self, params: Any, X: Any) -> Array:
         """$\\log p(x_n)$, ``(N,)``."""
-        return jax.nn.logsumexp(self.log_joint(params, X), axis=1)
+        X, params = self._checked(params, X)
+        return _from_log_joint(self, params, X, "score_samples")
 
     def predict_proba(self, params: Any, X: Any) -> Array:
         """Responsibilities $r_{nk} = p(z_n = k \\mid x_n)$, ``(N, K)``."""
-        return jax.nn.softmax(self.log_joint(params, X), axis=1)
+        X, params = self._checked(params, X)
+        return _from_log_joint(self, params, X, "predict_proba")
 
     def predict(self, params: Any, X: Any) -> Array:
         """The most probable component of each sample, ``(N,)`` integers."""
-        return jnp.argmax(self.log_joint(params, X), axis=1)
+        X, params = self._checked(params, X)
+        return _from_log_joint(self, params, X, "predict")
 
     def sample(self, key: PRNGKey, params: Any, n_samples: int) -> tuple[Array, Array]:
         """``n_samples`` draws: ``X`` ``(n_samples, D)`` and their components ``(n_samples,)``."""
@@ -390,6 +392,21 @@ def normalise(log_joint: Array) -> tuple[Array, Array]:
     e = jnp.exp(log_joint - top)
     total = functools.reduce(jnp.add, list(e))
     return e / total, top + jnp.log(total)
+
+
+@partial(jit, static_argnames=("model", "what"))
+def _from_log_joint(model: Mixture, params: MixtureParams, X: Array, what: str) -> Array:
+    """One compiled program per use of the fitted parameters (run op by op, each operation
+    would compile on its own for every new shape of ``X``)."""
+    data = model.prepare(X, jnp.ones(X.shape[0], X.dtype))
+    log_joint = model._log_joint_kn(params, data).T
+    if what == "score_samples":
+        return jax.nn.logsumexp(log_joint, axis=1)
+    if what == "predict_proba":
+        return jax.nn.softmax(log_joint, axis=1)
+    if what == "predict":
+        return jnp.argmax(log_joint, axis=1)
+    return log_joint
 
 
 @partial(jit, static_argnames=("model", "method", "block"))
