@@ -52,7 +52,8 @@ def _precision(dtype: Any):
 
 # The estimator's own steps, each one compiled program per shape: run op by op, each of their
 # dozens of operations compiled on its own for every new shape (scikit-learn's checks fit and
-# score many shapes: 1,221 compilations before, most of the check's time).
+# score many shapes: 1,221 compilations before, most of the check's time). Scoring goes through
+# the mixture's own compiled score_samples, predict_proba and predict.
 
 
 @partial(jit, static_argnames="model")
@@ -66,21 +67,6 @@ def _last_m_step(model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Ar
     """The M-step from the E-step at ``params``."""
     stats, _ = model.e_step(params, X, jnp.ones(X.shape[0], X.dtype))
     return model.m_step(stats, prior)
-
-
-@partial(jit, static_argnames="model")
-def _score_samples(model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Array):
-    return model.score_samples(params, X)
-
-
-@partial(jit, static_argnames="model")
-def _predict_proba(model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Array):
-    return model.predict_proba(params, X)
-
-
-@partial(jit, static_argnames="model")
-def _predict(model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Array):
-    return model.predict(params, X)
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -230,7 +216,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def score_samples(self, X: Any) -> np.ndarray:
         """$\\log p(x_n)$, ``(n_samples,)``."""
-        return self._on_fitted(X, _score_samples)
+        return self._on_fitted(X, lambda model, params, Xj: model.score_samples(params, Xj))
 
     def score(self, X: Any, y: Any = None) -> float:
         """The mean log-likelihood per sample."""
@@ -238,11 +224,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Responsibilities, ``(n_samples, n_components)``."""
-        return self._on_fitted(X, _predict_proba)
+        return self._on_fitted(X, lambda model, params, Xj: model.predict_proba(params, Xj))
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable component of each sample, ``(n_samples,)``."""
-        return self._on_fitted(X, _predict)
+        return self._on_fitted(X, lambda model, params, Xj: model.predict(params, Xj))
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """``n_samples`` draws and their components, as scikit-learn: ``(X, y)``."""
