@@ -231,3 +231,26 @@ def test_xla_options_keep_the_users_own_flags():
     assert with_options("--a=1") == "--a=1 --xla_cpu_use_fusion_emitters=false"
     mine = "--xla_cpu_use_fusion_emitters=true --a=1"
     assert with_options(mine) == mine
+
+
+def test_compiled_entry_points_see_whether_they_are_traced():
+    """`jaxem.compiler.jit` passes its options only at the top level (JAX refuses them on a
+    nested jit), and gives the same numbers either way."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxem.compiler import at_top_level, jit
+
+    seen = []
+
+    def f(x):
+        seen.append(at_top_level())
+        return x * 2.0
+
+    assert at_top_level()
+    jax.jit(f)(1.0)
+    jax.vmap(f)(jnp.ones(2))
+    assert seen == [False, False]
+    g = jit(lambda x: jnp.sum(x**2))
+    x = jnp.arange(3.0)
+    assert float(g(x)) == 5.0 == float(jax.jit(g)(x))
