@@ -20,7 +20,15 @@ import numpy as np
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
 from jaxem.chunking import check_chunk_size
 from jaxem.compiler import jit
-from jaxem.em import check_inputs, has_converged, objective, plan, prepare_data, run
+from jaxem.em import (
+    check_inputs,
+    has_converged,
+    objective,
+    plan,
+    prepare_data,
+    run,
+    weights_shape,
+)
 from jaxem.sharding import sample_sharding, split_rows
 from jaxem.validation import (
     all_finite,
@@ -160,22 +168,25 @@ def _check_batch(model, X, weights, prior):
     if X.ndim < 1 + data_ndim:
         example = "(B, n_samples, n_features)" if data_ndim == 2 else "(B, n_samples, ...)"
         raise ValueError(f"X must be a batch of datasets, e.g. {example}; got shape {X.shape}")
-    n_members, n_samples = X.shape[:2]
+    n_members = X.shape[0]
+    member_weights = weights_shape(model, X.shape[1:])
     if is_concrete(X) and not all_finite(X):
         finite = np.all(np.isfinite(host_values(X)).reshape(n_members, -1), axis=1)
         bad = int(np.argmax(~finite))
         raise ValueError(f"X contains NaN or inf (first in member {bad}); values must be finite")
     if weights is None:
-        weights = jnp.ones((n_members, n_samples), X.dtype)
+        weights = jnp.ones((n_members,) + member_weights, X.dtype)
     else:
         weights = as_float_array(weights, "weights").astype(X.dtype)
-        if weights.shape != (n_members, n_samples):
+        if weights.shape != (n_members,) + member_weights:
+            expected = ("B",) + (("n_samples",) if len(member_weights) == 1 else member_weights)
             raise ValueError(
-                f"weights must have shape (B, n_samples) = ({n_members}, {n_samples}); "
-                f"got {weights.shape}"
+                f"weights must have shape ({', '.join(map(str, expected))}) = "
+                f"{(n_members,) + member_weights}; got {weights.shape}"
             )
     if is_concrete(weights):
-        positive = np.count_nonzero(check_weight_values(weights) > 0, axis=1)
+        positive = check_weight_values(weights).reshape(n_members, -1) > 0
+        positive = np.count_nonzero(positive, axis=1)
         k = getattr(model, "min_samples", 1)
         if np.any(positive < k):
             b = int(np.argmin(positive))
@@ -239,9 +250,9 @@ def _fit_lanes(
     member left idle until all lanes are done.
     """
     n_members = X.shape[0]
-    keep = (weights > 0).reshape(weights.shape + (1,) * (X.ndim - 2))
+    keep = (weights > 0).reshape(weights.shape + (1,) * (X.ndim - weights.ndim))
     X = jnp.where(keep, X, jnp.zeros((), X.dtype))
-    total_weight = jnp.sum(weights, axis=1)
+    total_weight = jnp.sum(weights, axis=tuple(range(1, weights.ndim)))
     data = jax.vmap(partial(prepare_data, model))(X, weights)
     lane_ids = jnp.arange(lanes)
 

@@ -75,7 +75,7 @@ def block_sum(
 
     Args:
         fn: ``(X_b (block, ...), weights_b (block,), *rows_b) -> pytree``.
-        X: ``(n_samples, ...)``; weights: ``(n_samples,)``.
+        X: ``(n_samples, ...)``; weights: ``(n_samples, ...)``, X's leading shape.
         block: rows per block (static); None for a single call on all rows.
         rows: more arrays ``(n_samples, ...)`` cut into the same blocks.
     """
@@ -87,7 +87,9 @@ def block_sum(
     def one(i):
         start = jnp.minimum(i * block, n - block)
         cut = [jax.lax.dynamic_slice_in_dim(a, start, block) for a in (X, weights, *rows)]
-        w = jnp.where(start + jnp.arange(block) >= i * block, cut[1], jnp.zeros((), cut[1].dtype))
+        unseen = start + jnp.arange(block) >= i * block
+        unseen = unseen.reshape((block,) + (1,) * (cut[1].ndim - 1))
+        w = jnp.where(unseen, cut[1], jnp.zeros((), cut[1].dtype))
         return fn(zero_unweighted(cut[0], w), w, *cut[2:])
 
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(one, 0))
@@ -97,6 +99,7 @@ def block_sum(
 
 
 def zero_unweighted(X: Array, weights: Array) -> Array:
-    """``X`` with its rows of weight zero replaced by zeros."""
-    keep = (weights > 0).reshape((-1,) + (1,) * (X.ndim - 1))
+    """``X`` with its rows of weight zero replaced by zeros. ``weights`` ``(n_samples,)``, or
+    of ``X``'s leading shape (per step of a sequence, say)."""
+    keep = (weights > 0).reshape(weights.shape + (1,) * (X.ndim - weights.ndim))
     return jnp.where(keep, X, jnp.zeros((), X.dtype))

@@ -119,12 +119,20 @@ def check_inputs(
     else:
         X = jnp.asarray(X)
     float_dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.result_type(float)
-    weights = check_weights(weights, X.shape[0], float_dtype)
+    weights = check_weights(weights, weights_shape(model, X.shape), float_dtype)
     if prior is not None and not hasattr(model, "log_prior"):
         raise TypeError(
             f"{type(model).__name__} has no log_prior: it cannot be fitted with a prior"
         )
     return X, params, weights, prior
+
+
+def weights_shape(model: EMModel, data_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of the weights of one dataset of shape ``data_shape``: the model's
+    ``weights_shape`` when it has one (a weight per step of every sequence, say), else
+    ``(n_samples,)``."""
+    own = getattr(model, "weights_shape", None)
+    return (data_shape[0],) if own is None else tuple(own(data_shape))
 
 
 def plan(

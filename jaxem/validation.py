@@ -70,13 +70,16 @@ def check_data(X: Any, name: str = "X") -> jax.Array:
     return X
 
 
-def check_weights(weights: Any, n_samples: int, dtype: Any) -> jax.Array:
-    """Sample weights ``(n_samples,)``: finite, non-negative, not all zero. ``None`` gives ones."""
+def check_weights(weights: Any, n_samples: int | tuple[int, ...], dtype: Any) -> jax.Array:
+    """Sample weights ``(n_samples,)`` (or of the given shape, for a model whose
+    ``weights_shape`` says so): finite, non-negative, not all zero. ``None`` gives ones."""
+    shape = (n_samples,) if isinstance(n_samples, int) else tuple(n_samples)
     if weights is None:
-        return jnp.ones((n_samples,), dtype)
+        return jnp.ones(shape, dtype)
     w = as_float_array(weights, "weights").astype(dtype)
-    if w.shape != (n_samples,):
-        raise ValueError(f"weights must have shape (n_samples,) = ({n_samples},); got {w.shape}")
+    if w.shape != shape:
+        expected = f"(n_samples,) = ({n_samples},)" if isinstance(n_samples, int) else str(shape)
+        raise ValueError(f"weights must have shape {expected}; got {w.shape}")
     if is_concrete(w):
         v = check_weight_values(w)
         if not np.any(v > 0):
