@@ -14,6 +14,8 @@ The public API:
   diag, spherical or tied covariances;
 - `bic`, `aic`, `icl` (lower is better) and `select` (a grid of
   mixtures ranked by one of them);
+- `HiddenMarkovModel`, `HMMParams`, `HMMPrior`, `HMMStats`: hidden Markov models over any
+  family, fitted by Baum-Welch on the same driver (sequences padded with `pad`);
 - `KMeans` and `KMeansParams`: k-means as hard EM (Lloyd's algorithm);
 - `GaussianMixturePrior` and `default_prior` (every model's weak default): conjugate priors,
   for MAP-EM (exact posterior modes);
@@ -41,6 +43,7 @@ from jaxem.compilation_cache import enable_compilation_cache
 from jaxem.datasets import load_anes96, load_faithful
 from jaxem.em import em_step, fit
 from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams, GaussianMixturePrior
+from jaxem.hmm import HiddenMarkovModel, HMMParams, HMMPrior, HMMStats
 from jaxem.io import load, save
 from jaxem.kmeans import KMeans, KMeansParams
 from jaxem.mixture import Mixture, MixtureParams, MixturePrior, MixtureStats
@@ -74,6 +77,10 @@ __all__ = [
     "GaussianMixture",
     "GaussianMixtureParams",
     "GaussianMixturePrior",
+    "HiddenMarkovModel",
+    "HMMParams",
+    "HMMPrior",
+    "HMMStats",
     "KMeans",
     "SelectResult",
     "aic",

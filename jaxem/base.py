@@ -56,6 +56,11 @@ Optional:
 ``default_prior(X) -> prior``
     A weak default prior for data ``X``, returned by `jaxem.default_prior`.
 
+``weights_shape(data_shape) -> tuple``
+    The shape of the weights of one dataset of shape ``data_shape`` (default
+    ``(n_samples,)``); `jaxem.HiddenMarkovModel` weighs every step of every sequence,
+    ``(S, T)``. Statistics and the log-likelihood are then sums over all weighted entries.
+
 A mixture model is `jaxem.Mixture` over a component family (`Family` below); models need not
 be mixtures (`jaxem.KMeans`, a user's own model in the tests).
 """

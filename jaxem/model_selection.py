@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -31,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem.base import Array, PRNGKey
-from jaxem.em import objective, plan
+from jaxem.compiler import jit
+from jaxem.em import check_inputs, objective, plan, prepare_data
 from jaxem.gaussian_mixture import COVARIANCE_TYPES, GaussianMixture, GaussianMixtureParams
 from jaxem.grid import best_starts, first_components, fit_grid, pad_rows
 from jaxem.hierarchical import partitions
@@ -43,21 +45,28 @@ CRITERIA = ("bic", "aic", "icl")
 
 
 def _loglik_and_size(model, params, X, weights):
-    X = model.family.check_data(X)
-    w = check_weights(weights, X.shape[0], X.dtype)
-    log_px = model.score_samples(params, X)
-    loglik = jnp.sum(jnp.where(w > 0, w * log_px, 0.0))
-    return X, w, loglik, jnp.sum(w), model.n_parameters(X.shape[1])
+    """The weighted log-likelihood (the model's E-step), the total weight $n$ (samples; for a
+    hidden Markov model, steps) and the free parameters $p$."""
+    X, params, w, _ = check_inputs(model, X, params, weights, None)
+    loglik = _log_likelihood(model, params, X, w)
+    return X, w, loglik, jnp.sum(w), model.n_parameters(X.shape[-1])
 
 
-def bic(model: Mixture, params: Any, X: Any, weights: Any = None):
-    """$-2\\hat\\ell + p \\log n$ (lower is better). ``X`` ``(N, D)``."""
+@partial(jit, static_argnames="model")
+def _log_likelihood(model, params, X, weights):
+    return model.e_step(params, prepare_data(model, X, weights), weights)[1]
+
+
+def bic(model: Any, params: Any, X: Any, weights: Any = None):
+    """$-2\\hat\\ell + p \\log n$ (lower is better), with $n$ the total sample weight (for a
+    `jaxem.HiddenMarkovModel`, of the steps, as hmmlearn counts them). ``X`` ``(N, D)``, or
+    for a hidden Markov model ``(S, T, D)`` with ``weights`` ``(S, T)``."""
     _, _, loglik, n, p = _loglik_and_size(model, params, X, weights)
     return -2.0 * loglik + p * jnp.log(n)
 
 
-def aic(model: Mixture, params: Any, X: Any, weights: Any = None):
-    """$-2\\hat\\ell + 2p$ (lower is better). ``X`` ``(N, D)``."""
+def aic(model: Any, params: Any, X: Any, weights: Any = None):
+    """$-2\\hat\\ell + 2p$ (lower is better). ``X`` as for `bic`."""
     _, _, loglik, _, p = _loglik_and_size(model, params, X, weights)
     return -2.0 * loglik + 2.0 * p
 
