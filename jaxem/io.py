@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxem import families
 from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams, GaussianMixturePrior
+from jaxem.hmm import HiddenMarkovModel, HMMParams, HMMPrior
 from jaxem.kmeans import KMeans, KMeansParams
 from jaxem.mixture import Mixture, MixtureParams, MixturePrior
 
@@ -24,9 +25,12 @@ FORMAT = "jaxem-model"
 VERSION = 1
 MODELS = {
     "GaussianMixture": (GaussianMixture, GaussianMixtureParams, GaussianMixturePrior),
+    "HiddenMarkovModel": (HiddenMarkovModel, HMMParams, HMMPrior),
     "KMeans": (KMeans, KMeansParams, None),
     "Mixture": (Mixture, MixtureParams, MixturePrior),
 }
+# models over a component family, whose family's parameters sit in a nested field
+FAMILY_MODELS = {"Mixture": "components", "HiddenMarkovModel": "emissions"}
 # a family's name -> (class, params type, prior type)
 FAMILIES = {
     "Gaussian": (families.Gaussian, families.GaussianParams, families.GaussianPrior),
@@ -39,12 +43,13 @@ FAMILIES = {
 def _config(model: Any) -> dict:
     if isinstance(model, GaussianMixture):
         return {f: getattr(model, f) for f in ("n_components", "covariance_type", "reg_covar")}
-    if isinstance(model, Mixture):
+    if isinstance(model, (Mixture, HiddenMarkovModel)):
         family = model.family
         if type(family).__name__ not in FAMILIES:
             raise TypeError(f"save knows the families {sorted(FAMILIES)}; got {family!r}")
+        size = "n_components" if isinstance(model, Mixture) else "n_states"
         return {
-            "n_components": model.n_components,
+            size: getattr(model, size),
             "family": type(family).__name__,
             "family_config": dataclasses.asdict(family),
         }
@@ -52,10 +57,12 @@ def _config(model: Any) -> dict:
 
 
 def _model(name: str, config: dict) -> Any:
-    if name != "Mixture":
+    if name not in FAMILY_MODELS:
         return MODELS[name][0](**config)
-    family_type = FAMILIES[config["family"]][0]
-    return Mixture(family_type(**config["family_config"]), config["n_components"])
+    family = FAMILIES[config["family"]][0](**config["family_config"])
+    if name == "Mixture":
+        return Mixture(family, config["n_components"])
+    return HiddenMarkovModel(family, config["n_states"])
 
 
 def _flat(prefix: str, tree: Any) -> dict:
@@ -73,7 +80,7 @@ def _flat(prefix: str, tree: Any) -> dict:
 def _unflat(prefix: str, kind: Any, contents: dict, inner: Any = None) -> Any:
     values = {}
     for field in kind._fields:
-        if field == "components" and inner is not None:
+        if field in FAMILY_MODELS.values() and inner is not None:
             values[field] = _unflat(f"{prefix}/{field}", inner, contents)
         else:
             values[field] = contents[f"{prefix}/{field}"]
@@ -81,7 +88,8 @@ def _unflat(prefix: str, kind: Any, contents: dict, inner: Any = None) -> Any:
 
 
 def save(path: str | os.PathLike, model: Any, params: Any, prior: Any = None) -> None:
-    """Write ``model`` (its class and configuration, for a `jaxem.Mixture` its family's),
+    """Write ``model`` (its class and configuration, for a `jaxem.Mixture` or a
+    `jaxem.HiddenMarkovModel` its family's),
     ``params`` and an optional ``prior`` to ``path`` (an ``.npz`` file). The arrays are stored as
     they are (dtype and bits)."""
     name = type(model).__name__
@@ -150,7 +158,7 @@ def load(path: str | os.PathLike) -> tuple[Any, Any, Any]:
     try:
         model = _model(name, meta["config"])
         inner_params = inner_prior = None
-        if name == "Mixture":
+        if name in FAMILY_MODELS:
             _, inner_params, inner_prior = FAMILIES[meta["config"]["family"]]
         params = _unflat("params", params_type, contents, inner_params)
         prior = None
@@ -158,6 +166,9 @@ def load(path: str | os.PathLike) -> tuple[Any, Any, Any]:
             prior = _unflat("prior", prior_type, contents, inner_prior)
         if isinstance(model, Mixture):
             first = np.asarray(model.as_mixture_params(params).components[0])
+            model.check_params(params, first.shape[1], first.dtype)
+        elif isinstance(model, HiddenMarkovModel):
+            first = np.asarray(params.emissions[0])
             model.check_params(params, first.shape[1], first.dtype)
         elif np.shape(params.centres)[0] != model.n_clusters:
             raise ValueError(f"{np.shape(params.centres)[0]} centres for {model.n_clusters}")

@@ -98,3 +98,19 @@ def test_mixture_of_any_family_round_trips(tmp_path, family, X):
     ):
         np.testing.assert_array_equal(a, np.asarray(b))
     np.testing.assert_array_equal(model.predict(loaded, X), model.predict(params, X))
+
+
+@pytest.mark.parametrize("family", [jaxem.families.Gaussian("tied"), jaxem.families.Poisson()])
+def test_hidden_markov_model_round_trips(tmp_path, family):
+    model = jaxem.HiddenMarkovModel(family, 2)
+    X = np.array([[0, 4], [1, 7], [5, 0], [3, 2], [2, 2], [6, 1]] * 4, float).reshape(2, 12, 2)
+    prior = jaxem.default_prior(model, X)
+    params = jaxem.fit(model, X, model.init(jax.random.key(0), X), prior=prior).params
+    jaxem.save(tmp_path / "h.npz", model, params, prior)
+    loaded_model, loaded, loaded_prior = jaxem.load(tmp_path / "h.npz")
+    assert loaded_model == model and isinstance(loaded, jaxem.HMMParams)
+    for a, b in zip(
+        jax.tree.leaves((loaded, loaded_prior)), jax.tree.leaves((params, prior)), strict=True
+    ):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    np.testing.assert_array_equal(model.decode(loaded, X)[0], model.decode(params, X)[0])
