@@ -83,7 +83,10 @@ def forward_backward(
 
     def forward(alpha, step):
         emission, is_real = step
-        new = (alpha @ transitions) * emission
+        # (K, K) products as broadcast-and-sum: XLA fuses them into the loop body, where a
+        # dot would be a library call per step (measured on CPU, K = 10, T = 1e5: 246 -> 76 ms
+        # per EM iteration in float64)
+        new = jnp.sum(alpha[:, None] * transitions, axis=0) * emission
         scale = jnp.sum(new)
         alpha = jnp.where(is_real, new / scale, alpha)
         return alpha, (alpha, jnp.where(is_real, scale, 1.0))
@@ -95,7 +98,7 @@ def forward_backward(
 
     def backward(beta, step):
         emission, scale, is_real = step  # of the step after
-        new = transitions @ (emission * beta) / scale
+        new = jnp.sum(transitions * (emission * beta), axis=1) / scale
         beta = jnp.where(is_real, new, beta)
         return beta, beta
 
