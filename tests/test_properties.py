@@ -185,3 +185,65 @@ def test_permuting_the_components_of_the_start_permutes_the_fit(case):
     for x, y in zip(jax.tree.leaves(swapped), jax.tree.leaves(b.params), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(a.objective, b.objective, rtol=1e-12)
+
+
+# -- hidden Markov models: S = 3 sequences of T = 16 steps, K = 3 states ---------------------
+
+HMM = jaxem.HiddenMarkovModel(jaxem.families.Gaussian("diag"), 3)
+
+
+def _hmm_case(seed: int, zeros: bool):
+    """Sequences from a random chain (its padding random too), a random start with, when
+    ``zeros``, structural zeros in the transitions, and random Dirichlet priors."""
+    rng = np.random.default_rng(seed)
+    k = HMM.n_states
+    transitions = rng.dirichlet(np.ones(k), size=k)
+    if zeros:
+        transitions[0, 2] = transitions[2, 1] = 0.0
+        transitions /= transitions.sum(1, keepdims=True)
+    start = jaxem.HMMParams(
+        jnp.asarray(rng.dirichlet(np.ones(k))),
+        jnp.asarray(transitions),
+        jaxem.families.GaussianParams(
+            jnp.asarray(rng.normal(0, 2, (k, D))), jnp.asarray(rng.uniform(0.3, 3, (k, D)))
+        ),
+    )
+    X, _ = HMM.sample(jax.random.key(seed), start, 16, 3)
+    lengths = rng.integers(1, 17, 3)
+    weights = (np.arange(16)[None, :] < lengths[:, None]).astype(float)
+    X = np.where(weights[..., None] > 0, X, rng.normal(size=X.shape) * 100)
+    prior = jaxem.default_prior(HMM, X)._replace(
+        initial=jnp.asarray(rng.uniform(1, 3, k)),
+        transitions=jnp.asarray(rng.uniform(1, 3, (k, k))),
+    )
+    return X, weights, start, prior
+
+
+@SETTINGS
+@given(st.integers(0, 2**31 - 1), st.booleans(), st.booleans())
+def test_hmm_ascends(seed, zeros, use_prior):
+    """Baum-Welch from random starts (with structural zeros or not) on padded sequences of
+    random lengths: the log-likelihood (MLE) and the log joint (MAP, random Dirichlet priors on
+    the chain) never decrease, and structural zeros stay zero."""
+    X, weights, start, prior = _hmm_case(seed, zeros)
+    prior = prior if use_prior else None
+    result = jaxem.fit(HMM, X, start, weights=weights, prior=prior, tol=0, max_iter=MAX_ITER)
+    history = np.asarray(result.history)
+    assert np.all(np.isfinite(history))
+    assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
+    zero = np.asarray(start.transitions) == 0
+    assert np.all(np.asarray(result.params.transitions)[zero] == 0)
+
+
+@SETTINGS
+@given(st.integers(0, 2**31 - 1))
+def test_hmm_relabelling_the_start_relabels_the_fit(seed):
+    X, weights, start, prior = _hmm_case(seed, False)
+    order = [2, 0, 1]
+    a = jaxem.fit(HMM, X, start, weights=weights, tol=0, max_iter=MAX_ITER)
+    b = jaxem.fit(HMM, X, HMM.permute(start, order), weights=weights, tol=0, max_iter=MAX_ITER)
+    for x, y in zip(
+        jax.tree.leaves(HMM.permute(a.params, order)), jax.tree.leaves(b.params), strict=True
+    ):
+        np.testing.assert_allclose(x, y, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-12)
