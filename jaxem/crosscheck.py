@@ -1,4 +1,5 @@
-"""Checking EM against NumPyro: the same Gaussian mixture, written as a NumPyro model.
+"""Checking EM against NumPyro: the same mixture or hidden Markov model, written as a NumPyro
+model.
 
 jaxem promises that ``fit(..., prior=prior)`` returns a posterior mode of a stated Bayesian
 model and that ``FitResult.objective`` is its log joint. This module writes that model with
@@ -20,8 +21,10 @@ x_n \\mid \\pi, \\mu, \\Sigma \\sim \\textstyle\\sum_k \\pi_k \\mathcal{N}(\\mu_
 $$
 
 with Inverse-Gamma variances for diag and spherical covariances and one shared
-$\\Sigma$ for tied. Without a prior every parameter has an improper flat prior, so the
-log joint is the log-likelihood.
+$\\Sigma$ for tied; the other families with their Beta, Dirichlet and Gamma priors. A hidden
+Markov model (`jaxem.HiddenMarkovModel`) has Dirichlet priors on $\\pi$ and on every row of
+$A$, and its likelihood by the forward algorithm in log space. Without a prior every parameter
+has an improper flat prior, so the log joint is the log-likelihood.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from scipy.optimize import linear_sum_assignment
 
 from jaxem.base import Array, PRNGKey
 from jaxem.compiler import jit
-from jaxem.em import fit
+from jaxem.em import check_inputs, fit
 from jaxem.families import (
     Bernoulli,
     BernoulliParams,
@@ -55,8 +58,8 @@ from jaxem.families import (
     Poisson,
     PoissonParams,
 )
+from jaxem.hmm import HiddenMarkovModel, HMMParams
 from jaxem.mixture import Mixture, MixtureParams
-from jaxem.validation import check_weights
 
 EM_TOL, EM_MAX_ITER = 1e-13, 10_000  # EM run to convergence before comparing
 PARAMS = {
@@ -67,21 +70,33 @@ PARAMS = {
 }
 
 
-def sites(model: Mixture) -> tuple[str, ...]:
-    """The NumPyro sample sites of `numpyro_model`: ``"weights"`` and the family's parameter
+def sites(model: Mixture | HiddenMarkovModel) -> tuple[str, ...]:
+    """The NumPyro sample sites of `numpyro_model`: ``"weights"`` (a mixture) or
+    ``"initial"`` and ``"transitions"`` (a hidden Markov model), and the family's parameter
     fields (``means``, ``covariances``; ``probs``; ``rates``)."""
     _check_model(model)
-    return ("weights",) + PARAMS[type(model.family)]._fields
+    chain = ("initial", "transitions") if _is_hmm(model) else ("weights",)
+    return chain + PARAMS[type(model.family)]._fields
 
 
-def _site_values(model: Mixture, params: Any) -> dict:
+def _is_hmm(model: Any) -> bool:
+    return isinstance(model, HiddenMarkovModel)
+
+
+def _site_values(model: Mixture | HiddenMarkovModel, params: Any) -> dict:
+    if _is_hmm(model):
+        params = HMMParams(*params)
+        chain = {"initial": params.initial, "transitions": params.transitions}
+        return {**chain, **params.emissions._asdict()}
     mixture = model.as_mixture_params(params)
     return {"weights": mixture.weights, **mixture.components._asdict()}
 
 
-def _from_sites(model: Mixture, values: dict) -> Any:
+def _from_sites(model: Mixture | HiddenMarkovModel, values: dict) -> Any:
     fields = PARAMS[type(model.family)]._fields
     components = PARAMS[type(model.family)](**{f: values[f] for f in fields})
+    if _is_hmm(model):
+        return HMMParams(values["initial"], values["transitions"], components)
     return model.from_mixture_params(MixtureParams(values["weights"], components))
 
 
@@ -94,6 +109,8 @@ def numpyro_model(model: Mixture, prior: Any = None) -> Callable[..., None]:
     out. With ``prior=None`` the parameters get improper flat priors (log density 0).
     """
     _check_model(model)
+    if _is_hmm(model):
+        return _hmm_model(model, prior)
     k, family = model.n_components, model.family
     components_prior = None if prior is None else model.as_mixture_prior(prior).components
 
@@ -127,6 +144,48 @@ def numpyro_model(model: Mixture, prior: Any = None) -> Callable[..., None]:
                     numpyro.handlers.scale(scale=jnp.where(positive, weights, 1.0)),
                 ):
                     numpyro.sample("X", mixture, obs=X)
+
+    return f
+
+
+def _hmm_model(model: HiddenMarkovModel, prior: Any) -> Callable[..., None]:
+    """The hidden Markov model: $\\pi \\sim \\mathrm{Dir}(\\alpha)$, every row of $A$
+    $\\sim \\mathrm{Dir}(\\beta_i)$, the emissions from the family's conjugate prior (flat
+    improper priors without ``prior``), and the sequences' log-likelihoods by the forward
+    algorithm in log space, written here apart from `jaxem.inference` (which scales instead),
+    as a factor ``"X"``: $\\sum_s w_s \\log p(x_s)$ for ``X`` ``(S, T, D)`` and per-step
+    ``weights`` ``(S, T)`` (0 on padding)."""
+    k, family = model.n_states, model.family
+
+    def f(X: Array, weights: Array | None = None) -> None:
+        d = X.shape[-1]
+        if prior is None:
+            initial = numpyro.sample("initial", dist.ImproperUniform(constraints.simplex, (), (k,)))
+            transitions = numpyro.sample(
+                "transitions", dist.ImproperUniform(constraints.simplex, (k,), (k,))
+            )
+            values = _flat_sites(family, k, d)
+        else:
+            alpha = jnp.broadcast_to(prior.initial, (k,))
+            beta = jnp.broadcast_to(prior.transitions, (k, k))
+            initial = numpyro.sample("initial", dist.Dirichlet(alpha))
+            transitions = numpyro.sample("transitions", dist.Dirichlet(beta).to_event(1))
+            values = _prior_sites(family, prior.emissions, k)
+        observed = X.astype(jnp.int32) if isinstance(family, Categorical) else X
+        emissions = _components(family, values).log_prob(observed[:, :, None, :])  # (S, T, K)
+        w = jnp.ones(X.shape[:2], X.dtype) if weights is None else weights
+        log_transitions = jnp.log(transitions)
+
+        def forward(log_alpha, step):
+            emission, real = step  # (S, K), (S,)
+            new = jax.nn.logsumexp(log_alpha[:, :, None] + log_transitions, axis=1) + emission
+            return jnp.where(real[:, None], new, log_alpha), None
+
+        first = jnp.log(initial) + emissions[:, 0]
+        steps = (jnp.swapaxes(emissions[:, 1:], 0, 1), (w[:, 1:] > 0).T)
+        last, _ = jax.lax.scan(forward, first, steps)
+        log_px = jax.nn.logsumexp(last, axis=-1)
+        numpyro.factor("X", jnp.sum(jnp.where(w[:, 0] > 0, w[:, 0] * log_px, 0.0)))
 
     return f
 
@@ -242,8 +301,7 @@ def grad_norm(
 
 def _log_joint_and_grad(model, params, X, prior, weights):
     _check_model(model)
-    X, params, prior = model.validate(X, params, weights, prior)
-    weights = check_weights(weights, X.shape[0], X.dtype)
+    X, params, weights, prior = check_inputs(model, X, params, weights, prior)
     return _value_and_grad(model, params, X, prior, weights)
 
 
@@ -301,8 +359,7 @@ def posterior_mode(
         tol: stop once every gradient entry is below ``tol`` times the total sample weight.
     """
     _check_model(model)
-    X, params, prior = model.validate(X, init_params, weights, prior)
-    weights = check_weights(weights, X.shape[0], X.dtype)
+    X, params, weights, prior = check_inputs(model, X, init_params, weights, prior)
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
     return _posterior_mode(
@@ -393,7 +450,8 @@ class CrosscheckReport(NamedTuple):
     def __repr__(self) -> str:
         m = self.model
         rows = [
-            f"EM vs NumPyro mode: {_name(m)}, N={self.n_samples}",
+            f"EM vs NumPyro mode: {_name(m)}, "
+            + (f"{self.n_samples} sequences" if _is_hmm(m) else f"N={self.n_samples}"),
             f"{'':<34}{'EM':>20}{'optax L-BFGS':>20}",
             f"{'log joint':<34}{float(self.em.objective):>20.10f}"
             f"{float(self.mode.objective):>20.10f}",
@@ -461,7 +519,9 @@ def compare(
     )
 
 
-def _name(model: Mixture) -> str:
+def _name(model: Mixture | HiddenMarkovModel) -> str:
+    if _is_hmm(model):
+        return f"HiddenMarkovModel({model.family.describe()}, {model.n_states})"
     if hasattr(model, "covariance_type"):
         return f"{type(model).__name__}({model.n_components}, {model.covariance_type!r})"
     return f"Mixture({model.family.describe()}, {model.n_components})"
@@ -491,6 +551,9 @@ def match_components(reference_means: Any, means: Any) -> np.ndarray:
 def _locations(model: Mixture, params: Any) -> np.ndarray:
     """What components are matched on: the family's first parameter (means, probabilities,
     rates), one row per component ``(K, -1)``."""
+    if _is_hmm(model):
+        first = np.asarray(HMMParams(*params).emissions[0])
+        return first.reshape(model.n_states, -1)
     first = np.asarray(model.as_mixture_params(params).components[0])
     return first.reshape(model.n_components, -1)
 
@@ -536,11 +599,14 @@ def nuts(
         raise ValueError("nuts needs a prior: with flat priors the posterior is improper")
     k_init, k_mcmc = jax.random.split(key)
     start = model.init(k_init, X, weights)
-    X, start, prior = model.validate(X, start, weights, prior)
+    given = weights
+    X, start, weights, prior = check_inputs(model, X, start, weights, prior)
     em = fit(model, X, start, prior=prior, weights=weights, tol=EM_TOL, max_iter=EM_MAX_ITER)
-    if weights is not None:
-        weights = check_weights(weights, X.shape[0], X.dtype)
-        X = jnp.where((weights > 0)[:, None], X, 0.0)
+    if given is None:
+        weights = None
+    else:
+        keep = (weights > 0).reshape(weights.shape + (1,) * (X.ndim - weights.ndim))
+        X = jnp.where(keep, X, 0.0)
     kernel = numpyro.infer.NUTS(
         numpyro_model(model, prior),
         init_strategy=numpyro.infer.init_to_value(values=_site_values(model, em.params)),
@@ -566,10 +632,12 @@ def nuts(
 
 
 def _check_model(model: Any) -> None:
-    if not isinstance(model, Mixture) or type(model.family) not in PARAMS:
+    known = isinstance(model, (Mixture, HiddenMarkovModel))
+    if not known or type(model.family) not in PARAMS:
         raise TypeError(
-            "jaxem.crosscheck covers mixtures (GaussianMixture, Mixture) of the families "
-            f"Gaussian, Bernoulli, Categorical and Poisson; got {type(model).__name__}"
+            "jaxem.crosscheck covers mixtures (GaussianMixture, Mixture) and hidden Markov "
+            "models of the families Gaussian, Bernoulli, Categorical and Poisson; "
+            f"got {type(model).__name__}"
         )
     family = model.family
     if isinstance(family, Categorical) and isinstance(family.n_categories, tuple):

@@ -171,3 +171,37 @@ def test_bad_input():
         crosscheck.log_joint(
             model, params, X, jaxem.GaussianMixturePrior(1, np.zeros(3), 1, 1, np.eye(3))
         )
+
+
+def _sequences(name):
+    """Three sequences (one padded to half its length) from a two-state chain."""
+    family = jaxem.families.Gaussian("full") if name == "gaussian" else jaxem.families.Poisson()
+    model = jaxem.HiddenMarkovModel(family, 2)
+    emissions = (
+        jaxem.families.GaussianParams(np.array([[0.0, 0.0], [3.0, 1.0]]), np.stack([np.eye(2)] * 2))
+        if name == "gaussian"
+        else jaxem.families.PoissonParams(np.array([[1.0, 6.0], [7.0, 2.0]]))
+    )
+    truth = jaxem.HMMParams(np.array([0.6, 0.4]), np.array([[0.85, 0.15], [0.2, 0.8]]), emissions)
+    X, _ = model.sample(jax.random.key(0), truth, 40, 3)
+    weights = np.ones((3, 40))
+    weights[1, 20:] = 0
+    return model, np.asarray(X), weights
+
+
+@pytest.mark.parametrize("name", ["gaussian", "poisson"])
+def test_hmm_em_map_is_numpyros_posterior_mode(name):
+    """The hidden Markov model written in NumPyro (Dirichlet priors on the chain, the family's
+    conjugate prior, the forward algorithm in log space): its log joint equals EM's objective,
+    its gradient vanishes at EM's MAP, and L-BFGS on it finds EM's estimate."""
+    model, X, weights = _sequences(name)
+    prior = jaxem.default_prior(model, X)._replace(initial=np.array([2.0, 3.0]), transitions=2.0)
+    report = crosscheck.compare(model, X, prior, jax.random.key(0), weights=weights)
+    print("\n", report, sep="")
+    n_steps = weights.sum()
+    assert bool(report.em.converged)
+    assert report.em_objective_diff < 1e-10
+    assert report.grad_at_em < 1e-6 * n_steps
+    assert report.objective_diff < 1e-8
+    assert report.max_param_diff < 1e-4
+    assert "HiddenMarkovModel(" in repr(report)
