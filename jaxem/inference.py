@@ -140,3 +140,58 @@ def viterbi(
 
     start, path = jax.lax.scan(backtrack, end, pointers, reverse=True)
     return jnp.concatenate([start[None], path]), jnp.max(delta)
+
+
+def forward_backward_parallel(
+    initial: Array, transitions: Array, log_likelihoods: Array, mask: Array | None = None
+) -> Posterior:
+    """`forward_backward` by associative scans (Särkkä and García-Fernández 2021): the same
+    `Posterior`, in $O(\\log T)$ sequential depth instead of $O(T)$, for long sequences on
+    accelerators (on a CPU the sequential pass does less work: $K^3$ instead of $K^2$ per step).
+
+    Step $t$ is the matrix $M_t = A \\operatorname{diag}(b_t)$ ($M_1$'s rows all
+    $\\pi \\odot b_1$), and the forward variables are the prefix products
+    $M_1 \\cdots M_t$, the backward ones the suffix products $M_{t+1} \\cdots M_T \\mathbf{1}$.
+    Every element is held as a matrix of sum one and its log-scale, so that products neither
+    overflow nor underflow; a padded step is the identity. Arguments as for `forward_backward`.
+    """
+    real = _mask(log_likelihoods, mask)
+    k = initial.shape[0]
+    top = jnp.max(log_likelihoods, axis=1)
+    emissions = jnp.exp(log_likelihoods - top[:, None])  # (T, K)
+    steps = transitions[None] * emissions[:, None, :]  # (T, K, K): A diag(b_t)
+    steps = steps.at[0].set(jnp.broadcast_to(initial * emissions[0], (k, k)))
+    identity = jnp.broadcast_to(jnp.eye(k, dtype=steps.dtype), steps.shape)
+    steps = jnp.where(real[:, None, None], steps, identity)
+    log_scales = jnp.where(real, top, 0.0)
+    sums = jnp.sum(steps, axis=(1, 2))
+    elements = (steps / sums[:, None, None], log_scales + jnp.log(sums))
+
+    def combine(left, right):
+        product = left[0] @ right[0]
+        total = jnp.sum(product, axis=(-2, -1))
+        return product / total[..., None, None], left[1] + right[1] + jnp.log(total)
+
+    prefix, prefix_logs = jax.lax.associative_scan(combine, elements)
+    row = prefix[:, 0, :]  # every row of a prefix product is the same
+    log_likelihood = prefix_logs[-1] + jnp.log(jnp.sum(row[-1]))
+    alphas = row / jnp.sum(row, axis=1, keepdims=True)
+
+    # suffix products M_{t+1} ... M_T, by a scan over the reversed steps with the arguments
+    # of the (non-commutative) product swapped
+    later = jax.tree.map(lambda a: a[1:][::-1], elements)
+    suffix, _ = jax.lax.associative_scan(lambda a, b: combine(b, a), later)
+    betas = jnp.sum(suffix[::-1], axis=2)  # (T - 1, K): M_{t+1} ... M_T 1
+    betas = jnp.concatenate([betas / jnp.sum(betas, axis=1, keepdims=True), jnp.ones((1, k))])
+    betas = betas.astype(alphas.dtype)
+    marginals = alphas * betas
+    marginals = jnp.where(
+        real[:, None], marginals / jnp.sum(marginals, axis=1, keepdims=True), 0.0
+    )
+
+    # p(z_t = i, z_{t+1} = j | x) ∝ alpha_t(i) A_ij b_{t+1}(j) beta_{t+1}(j), normalised per t
+    ahead = emissions[1:] * betas[1:]  # (T - 1, K)
+    totals = jnp.sum((alphas[:-1] @ transitions) * ahead, axis=1)
+    weights = jnp.where(real[1:], 1.0 / totals, 0.0)
+    transition_counts = transitions * ((alphas[:-1] * weights[:, None]).T @ ahead)
+    return Posterior(log_likelihood, marginals, transition_counts, alphas)

@@ -47,9 +47,9 @@ def _config(model: Any) -> dict:
         family = model.family
         if type(family).__name__ not in FAMILIES:
             raise TypeError(f"save knows the families {sorted(FAMILIES)}; got {family!r}")
-        size = "n_components" if isinstance(model, Mixture) else "n_states"
+        own = ("n_components",) if isinstance(model, Mixture) else ("n_states", "method")
         return {
-            size: getattr(model, size),
+            **{name: getattr(model, name) for name in own},
             "family": type(family).__name__,
             "family_config": dataclasses.asdict(family),
         }
@@ -62,7 +62,7 @@ def _model(name: str, config: dict) -> Any:
     family = FAMILIES[config["family"]][0](**config["family_config"])
     if name == "Mixture":
         return Mixture(family, config["n_components"])
-    return HiddenMarkovModel(family, config["n_states"])
+    return HiddenMarkovModel(family, config["n_states"], config.get("method", "sequential"))
 
 
 def _flat(prefix: str, tree: Any) -> dict:

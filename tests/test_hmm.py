@@ -326,3 +326,20 @@ def test_fit_batch_restarts_and_bic():
     assert bic == pytest.approx(reference.bic(steps, lengths), rel=1e-12)
     aic = float(jaxem.aic(model, restarts.params, X))
     assert aic == pytest.approx(reference.aic(steps, lengths), rel=1e-12)
+
+
+def test_parallel_method_fits_as_the_sequential_one():
+    """method="parallel" (associative scans) gives the sequential fit: the same statistics,
+    hence the same iterates, on padded sequences."""
+    model, truth, *_ = _gaussian("diag")
+    X, _ = model.sample(jax.random.key(6), truth, 300, 3)
+    weights = np.ones((3, 300))
+    weights[2, 150:] = 0
+    start = model.init(jax.random.key(0), X, weights)
+    sequential = jaxem.fit(model, X, start, weights=weights, tol=0.0, max_iter=10)
+    parallel_model = jaxem.HiddenMarkovModel(model.family, K, method="parallel")
+    parallel = jaxem.fit(parallel_model, X, start, weights=weights, tol=0.0, max_iter=10)
+    for a, b in zip(jax.tree.leaves(parallel), jax.tree.leaves(sequential), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match="method must be one of"):
+        jaxem.HiddenMarkovModel(model.family, K, method="fast")
