@@ -50,7 +50,6 @@ from jaxem.inference import forward_backward, forward_backward_parallel, viterbi
 from jaxem.mixture import Mixture
 from jaxem.validation import as_float_array, check_positive_int, host_values, is_concrete
 
-
 METHODS = {"sequential": forward_backward, "parallel": forward_backward_parallel}
 
 

@@ -185,9 +185,7 @@ def forward_backward_parallel(
     betas = jnp.concatenate([betas / jnp.sum(betas, axis=1, keepdims=True), jnp.ones((1, k))])
     betas = betas.astype(alphas.dtype)
     marginals = alphas * betas
-    marginals = jnp.where(
-        real[:, None], marginals / jnp.sum(marginals, axis=1, keepdims=True), 0.0
-    )
+    marginals = jnp.where(real[:, None], marginals / jnp.sum(marginals, axis=1, keepdims=True), 0.0)
 
     # p(z_t = i, z_{t+1} = j | x) ∝ alpha_t(i) A_ij b_{t+1}(j) beta_{t+1}(j), normalised per t
     ahead = emissions[1:] * betas[1:]  # (T - 1, K)
