@@ -100,6 +100,23 @@ def main():
         "params": gap(one.params, many.params),
         "sharding": str(many.objective.sharding.spec),
     }
+    # a hidden Markov model: 8 padded sequences split over the devices (2 each), with and
+    # without row blocks of sequences
+    hmm = jaxem.HiddenMarkovModel(jaxem.families.Gaussian("full"), 2)
+    sequences = np.stack([X[i * 120 : (i + 1) * 120] for i in range(8)])
+    steps = np.ones(sequences.shape[:2])
+    steps[3, 70:] = 0.0  # padding
+    start = hmm.init(jax.random.key(0), sequences, steps)
+    one = jaxem.fit(hmm, sequences, start, weights=steps, tol=1e-8)
+    for name, chunk in (("hmm auto", None), ("hmm blocks", 1)):
+        many = jaxem.fit(
+            hmm, jaxem.shard(sequences), start, weights=steps, tol=1e-8, chunk_size=chunk
+        )
+        out[name] = {
+            "n_iter": [int(one.n_iter), int(many.n_iter)],
+            "objective": abs(float(one.objective) - float(many.objective)),
+            "params": gap(one.params, many.params),
+        }
     print(json.dumps(out))
 
 

@@ -32,6 +32,8 @@ CASES = [f"{t} auto" for t in COVARIANCE_TYPES] + [
     "full map",
     "diag map",
     "restarts",  # fit_restarts: every start data-parallel
+    "hmm auto",  # a hidden Markov model's sequences split over the devices
+    "hmm blocks",  # and visited a sequence at a time on every device
 ]
 
 
