@@ -209,6 +209,12 @@ def test_model_equals_enumeration_with_structural_zeros(t):
     posterior = np.exp(log_joint - total)
     marginals = np.stack([np.bincount(paths[:, s], posterior, K) for s in range(t)])
     np.testing.assert_allclose(model.predict_proba(params, x), marginals, atol=1e-12)
+    filtered = []
+    for s in range(t):  # p(z_s | x_1:s), from the prefixes' paths
+        prefix, prefix_paths = _enumerate(params, log_likelihoods[: s + 1])
+        p = np.exp(prefix - np.logaddexp.reduce(prefix))
+        filtered.append(np.bincount(prefix_paths[:, s], p, K))
+    np.testing.assert_allclose(model.filter(params, x), np.stack(filtered), atol=1e-12)
     path, score = model.decode(params, x)
     assert np.array_equal(np.asarray(path), paths[np.argmax(log_joint)])
     assert abs(float(score) - np.max(log_joint)) < 1e-12 * abs(np.max(log_joint))
