@@ -1,15 +1,26 @@
 """Tests run in float64 unless they ask for float32 explicitly (the library never enables x64),
 and with jaxem's XLA options (`jaxem.compiler`) for every program, as the command line runs: it
-compiles about 30% faster, and compilation is most of the suite's time."""
+compiles about 30% faster, and compilation is most of the suite's time.
+
+Compiled programs also go to a disk cache shared by the test workers (JAX's persistent cache,
+through `jaxem.enable_compilation_cache`): a worker drops its programs after every module (see
+`_release_compiled_programs`), and the two workers compile many of the same ones, so a program
+compiled once is read back instead of compiled again. ``JAXEM_TEST_CACHE`` names the directory
+(default ``.cache/jax-tests``), or ``off``."""
 
 import os
+from pathlib import Path
 
 import jax
 
+from jaxem.compilation_cache import enable_compilation_cache
 from jaxem.compiler import with_options
 
 os.environ["XLA_FLAGS"] = with_options(os.environ.get("XLA_FLAGS", ""))  # before any program
 jax.config.update("jax_enable_x64", True)
+_CACHE = os.environ.get("JAXEM_TEST_CACHE", str(Path(__file__).parents[1] / ".cache" / "jax-tests"))
+if _CACHE != "off":
+    enable_compilation_cache(_CACHE)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
