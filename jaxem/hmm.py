@@ -331,15 +331,18 @@ class HiddenMarkovModel:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _log_likelihoods(self, params: HMMParams, data: HMMData, weights: Array) -> Array:
+        """$\\log p(x_{st} \\mid z_{st} = k)$, ``(S, T, K)``."""
+        s, t = weights.shape
+        log_likelihoods = self.family.log_likelihoods(params.emissions, data.family)
+        return log_likelihoods.reshape(self.n_states, s, t).transpose(1, 2, 0)
+
     def _posterior(self, params: HMMParams, data: HMMData, weights: Array):
         """`jaxem.inference.Posterior` of every sequence (a sequence of weight zero is run as
         if its first step were real; its results are multiplied by zero)."""
-        s, t = weights.shape
-        log_likelihoods = self.family.log_likelihoods(params.emissions, data.family)
-        log_likelihoods = log_likelihoods.reshape(self.n_states, s, t).transpose(1, 2, 0)
         mask = (weights > 0).at[:, 0].set(True)
         return jax.vmap(METHODS[self.method], (None, None, 0, 0))(
-            params.initial, params.transitions, log_likelihoods, mask
+            params.initial, params.transitions, self._log_likelihoods(params, data, weights), mask
         )
 
     def _check_data(self, X: Any) -> Array:
@@ -476,9 +479,7 @@ def _inference(
     """One compiled program per use of fitted parameters and shape of the data."""
     data = model.prepare(X, weights)
     if what == "decode":
-        s, t = weights.shape
-        log_likelihoods = model.family.log_likelihoods(params.emissions, data.family)
-        log_likelihoods = log_likelihoods.reshape(model.n_states, s, t).transpose(1, 2, 0)
+        log_likelihoods = model._log_likelihoods(params, data, weights)
         return jax.vmap(viterbi, (None, None, 0, 0))(
             params.initial, params.transitions, log_likelihoods, weights > 0
         )
