@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from sections import replace_section
 
 import jaxem
 from jaxem import families
@@ -177,12 +177,7 @@ def main() -> None:
             "forward-backward (log-likelihoods, forward and backward variables, marginals) "
             "dominate, about seven of them.\n\n" + text + "\n"
         )
-        doc = args.markdown_section.read_text()
-        if "## Baum-Welch" in doc:
-            doc = re.sub(r"## Baum-Welch\n.*?(?=\n## |\Z)", section, doc, flags=re.S)
-        else:
-            doc = doc.rstrip("\n") + "\n\n" + section
-        args.markdown_section.write_text(doc)
+        replace_section(args.markdown_section, section)
 
 
 if __name__ == "__main__":
