@@ -111,8 +111,9 @@ def check_inputs(
     model: EMModel, X: Any, params: Params, weights: Any, prior: Prior | None
 ) -> tuple[Array, Params, Array, Prior | None]:
     """``(X, params, weights, prior)`` checked before compilation: the model's ``validate``
-    when it has one (else ``X`` as an array), the weights, and a prior only for a model with
-    ``log_prior``."""
+    when it has one (else ``X`` as an array), the weights (through the model's optional
+    ``effective_weights(X, weights)``, which may zero those of samples that carry no
+    information), and a prior only for a model with ``log_prior``."""
     validate = getattr(model, "validate", None)
     if validate is not None:
         X, params, prior = validate(X, params, weights, prior)
@@ -120,6 +121,9 @@ def check_inputs(
         X = jnp.asarray(X)
     float_dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.result_type(float)
     weights = check_weights(weights, weights_shape(model, X.shape), float_dtype)
+    effective = getattr(model, "effective_weights", None)
+    if effective is not None:
+        weights = effective(X, weights)
     if prior is not None and not hasattr(model, "log_prior"):
         raise TypeError(
             f"{type(model).__name__} has no log_prior: it cannot be fitted with a prior"

@@ -59,16 +59,20 @@ class GaussianMixture(Mixture):
         covariance_type: ``"full"``, ``"diag"``, ``"spherical"`` or ``"tied"``.
         reg_covar: added to the diagonal of every covariance in the maximum-likelihood M-step,
             as scikit-learn does, to keep them positive definite.
+        missing: whether ``X`` may hold NaN for values missing at random (see
+            `jaxem.families.Gaussian` and ``docs/missing.md``); False: NaN is an error.
     """
 
     family: Gaussian = dataclasses.field(init=False, repr=False, compare=False)
     n_components: int
     covariance_type: str = "full"
     reg_covar: float = 1e-6
+    missing: bool = False
 
     def __post_init__(self):
         super().__post_init__()
-        object.__setattr__(self, "family", Gaussian(self.covariance_type, self.reg_covar))
+        family = Gaussian(self.covariance_type, self.reg_covar, self.missing)
+        object.__setattr__(self, "family", family)
 
     def as_mixture_params(self, params: Any) -> MixtureParams:
         if isinstance(params, MixtureParams):

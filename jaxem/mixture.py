@@ -63,9 +63,12 @@ class MixturePrior(NamedTuple):
 
 
 class MixtureData(NamedTuple):
-    """The data as the E-step reads it: ``family``, what the family's ``prepare`` made."""
+    """The data as the E-step reads it: ``family``, what the family's ``prepare`` made;
+    ``observed`` ``(N,)``, for a family with missing values, whether a row holds any observed
+    value (None otherwise)."""
 
     family: Any
+    observed: Any = None
 
 
 class MixtureStats(NamedTuple):
@@ -132,7 +135,23 @@ class Mixture:
 
     def prepare(self, X: Array, weights: Array) -> MixtureData:
         """The data as the E-step reads it, computed once per fit (the family's ``prepare``)."""
+        if self._missing:
+            weights = self.effective_weights(X, weights)
+            return MixtureData(self.family.prepare(X, weights), jnp.any(~jnp.isnan(X), axis=-1))
         return MixtureData(self.family.prepare(X, weights))
+
+    @property
+    def _missing(self) -> bool:
+        return bool(getattr(self.family, "missing", False))
+
+    def effective_weights(self, X: Array, weights: Array) -> Array:
+        """``weights`` ``(N,)`` with those of rows whose every value is missing (NaN, for a
+        family built with ``missing=True``) set to zero: such a row has likelihood one whatever
+        the parameters, so it changes neither the log-likelihood nor the estimate; dropped, it
+        does not slow EM down nor count as a sample (in BIC's $n$, say)."""
+        if not self._missing:
+            return weights
+        return jnp.where(jnp.any(~jnp.isnan(X), axis=-1), weights, 0.0)
 
     def bytes_per_sample(self, n_features: int, itemsize: int) -> int:
         """The E-step's working memory per sample (the family's estimate)."""
@@ -146,6 +165,8 @@ class Mixture:
         """
         params = self.as_mixture_params(params)
         data = X if isinstance(X, MixtureData) else self.prepare(X, weights)
+        if data.observed is not None:
+            weights = jnp.where(data.observed, weights, 0.0)
         log_joint = self._log_joint_kn(params, data)
         resp, log_px = normalise(log_joint)
         wr = resp * weights
@@ -206,7 +227,7 @@ class Mixture:
         assignments) and sample weights ``(N,)``: an M-step from them starts EM from a
         partition. ``X`` ``(N, D)``."""
         X = self.family.check_data(X)
-        weights = check_weights(weights, X.shape[0], X.dtype)
+        weights = self.effective_weights(X, check_weights(weights, X.shape[0], X.dtype))
         wr = jnp.asarray(responsibilities, X.dtype).T * weights
         return self._stats(self.prepare(X, weights), wr)
 
@@ -242,7 +263,7 @@ class Mixture:
         chunk_size = check_chunk_size(chunk_size)
         layout = sample_sharding(X)
         X = self.family.check_data(X)
-        weights = check_weights(weights, X.shape[0], X.dtype)
+        weights = self.effective_weights(X, check_weights(weights, X.shape[0], X.dtype))
         self._check_enough_samples(weights)
         if layout is None:
             block = block_rows(X.shape[0], model_bytes_per_sample(self, X), chunk_size)
@@ -254,7 +275,7 @@ class Mixture:
         """Checks made by `jaxem.fit` before compiling; returns X, params and prior as
         arrays of X's floating dtype."""
         X = self.family.check_data(X)
-        weights = check_weights(weights, X.shape[0], X.dtype)
+        weights = self.effective_weights(X, check_weights(weights, X.shape[0], X.dtype))
         self._check_enough_samples(weights)
         params = self.check_params(params, X.shape[1], X.dtype)
         if prior is not None:

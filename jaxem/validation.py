@@ -56,8 +56,9 @@ def as_float_array(x: Any, name: str) -> jax.Array:
     return arr
 
 
-def check_data(X: Any, name: str = "X") -> jax.Array:
-    """A 2-D floating array ``(n_samples, n_features)`` with finite values."""
+def check_data(X: Any, name: str = "X", missing: bool = False) -> jax.Array:
+    """A 2-D floating array ``(n_samples, n_features)`` with finite values; with ``missing``,
+    finite or NaN (a missing value), and not every value NaN."""
     X = as_float_array(X, name)
     if X.ndim != 2:
         raise ValueError(
@@ -66,7 +67,16 @@ def check_data(X: Any, name: str = "X") -> jax.Array:
     if X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"{name} must have at least one sample and one feature; got {X.shape}")
     if is_concrete(X) and not all_finite(X):
-        raise ValueError(f"{name} contains NaN or inf; every value must be finite")
+        if not missing:
+            raise ValueError(
+                f"{name} contains NaN or inf; every value must be finite (for values missing at "
+                "random, build the model with missing=True)"
+            )
+        values = host_values(X)
+        if np.any(np.isinf(values)):
+            raise ValueError(f"{name} contains inf; values must be finite or NaN (missing)")
+        if np.all(np.isnan(values)):
+            raise ValueError(f"{name} has no observed value: every entry is NaN")
     return X
 
 

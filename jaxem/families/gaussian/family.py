@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxem.families.gaussian import diag, full, spherical, tied
+from jaxem.families.gaussian import diag, full, missing, spherical, tied
 from jaxem.families.statistics import weighted_sums
 from jaxem.priors import worst
 from jaxem.validation import as_float_array, check_data, is_concrete
@@ -112,10 +112,15 @@ class Gaussian:
         covariance_type: ``"full"``, ``"diag"``, ``"spherical"`` or ``"tied"``.
         reg_covar: added to the diagonal of every covariance in the maximum-likelihood M-step,
             as scikit-learn does, to keep them positive definite.
+        missing: whether ``X`` may hold NaN for values missing at random; the E-step then
+            takes the conditional expectations of the missing values given the observed ones
+            (`jaxem.families.gaussian.missing`) and the log-likelihood is that of the observed
+            values. False: NaN is an error.
     """
 
     covariance_type: str = "full"
     reg_covar: float = 1e-6
+    missing: bool = False
 
     def __post_init__(self):
         if self.covariance_type not in COVARIANCE_TYPES:
@@ -125,24 +130,35 @@ class Gaussian:
             )
         if not np.isfinite(self.reg_covar) or self.reg_covar < 0:
             raise ValueError(f"reg_covar must be a finite number >= 0; got {self.reg_covar!r}")
+        if not isinstance(self.missing, bool):
+            raise TypeError(f"missing must be True or False; got {self.missing!r}")
 
     @property
     def _cov(self):
         return COVARIANCE_TYPES[self.covariance_type]
 
     def describe(self) -> str:
-        return f"covariance_type={self.covariance_type!r}"
+        extra = ", missing=True" if self.missing else ""
+        return f"covariance_type={self.covariance_type!r}{extra}"
 
     # -- data ------------------------------------------------------------------------------
 
     def check_data(self, X: Any, name: str = "X") -> Array:
-        """A finite floating ``(N, D)`` array."""
-        return check_data(X, name)
+        """A floating ``(N, D)`` array, finite (with ``missing``: finite or NaN)."""
+        return check_data(X, name, missing=self.missing)
 
-    def prepare(self, X: Array, weights: Array) -> GaussianData:
+    def observed_rows(self, X: Array) -> Array:
+        """Which rows of ``X`` ``(N, D)`` hold an observed value, ``(N,)`` booleans: a row
+        with every value missing has likelihood one whatever the parameters."""
+        return jnp.any(~jnp.isnan(X), axis=-1)
+
+    def prepare(self, X: Array, weights: Array) -> GaussianData | missing.MissingData:
         """The weighted mean ``centre`` ``(D,)`` and ``features`` ``(Q + D, N)``: the quadratic
         features of the centred data stacked on the centred data (see
-        `jaxem.families.gaussian.full`); computed once per fit."""
+        `jaxem.families.gaussian.full`); computed once per fit. With ``missing``:
+        `jaxem.families.gaussian.missing.MissingData`."""
+        if self.missing:
+            return missing.prepare(X, weights)
         total = jnp.sum(weights)
         centre = (weights @ X) / jnp.where(total > 0, total, 1)  # a block may hold no weight
         centred = (X - centre).T
@@ -151,18 +167,28 @@ class Gaussian:
     def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
         """The E-step's working memory per sample: the features, the centred row and about
         four ``(K,)`` arrays (log joint, its exponent, responsibilities, weighted ones)."""
-        q = self._cov.squares(jnp.zeros((n_features, 1))).shape[0]
-        return itemsize * (q + 2 * n_features + 4 * n_components)
+        d, k = n_features, n_components
+        if self.missing and self.covariance_type in ("full", "tied"):
+            # per row and component (per row when tied) three (D, D) matrices: the missing
+            # block, its Cholesky factor and inverse; and a few (K, D) residuals
+            matrices = d * d * (1 if self.covariance_type == "tied" else k)
+            return itemsize * (3 * matrices + 4 * k * d + 4 * d + 4 * k)
+        q = self._cov.squares(jnp.zeros((d, 1))).shape[0]
+        return itemsize * (q + (4 if self.missing else 2) * d + 4 * k)
 
     def init_points(self, X: Array) -> Array:
-        """The points k-means seeds the components on: ``X`` itself."""
-        return X
+        """The points k-means seeds the components on: ``X`` itself (with ``missing``, each
+        missing value replaced by its column's observed mean)."""
+        return missing.fill_means(X) if self.missing else X
 
     # -- E-step ----------------------------------------------------------------------------
 
     def log_likelihoods(self, params: GaussianParams, data: GaussianData) -> Array:
         """$\\log \\mathcal{N}(x_n \\mid \\mu_k, \\Sigma_k)$, ``(K, N)``: one matrix product of
-        the quadratic form's coefficients with the features."""
+        the quadratic form's coefficients with the features. With ``missing``: of the observed
+        values, $\\log \\mathcal{N}(x_{n,o} \\mid \\mu_{k,o}, \\Sigma_{k,oo})$."""
+        if self.missing:
+            return self._missing_log_likelihoods(params, data)
         offsets = params.means - data.centre
         d = offsets.shape[-1]
         a, b, c, log_det = self._cov.quadratic_form(params.covariances, offsets)
@@ -174,7 +200,11 @@ class Gaussian:
         self, data: GaussianData, wr: Array, params: GaussianParams | None = None
     ) -> GaussianStats:
         """The statistics of weighted responsibilities ``wr`` ``(K, N)``, taken about
-        ``params.means`` (None: about the responsibility-weighted means)."""
+        ``params.means`` (None: about the responsibility-weighted means). With ``missing``, of
+        the missing values' conditional expectations given the observed ones under ``params``
+        (None: a start from a partition, missing values at their component's observed mean)."""
+        if self.missing:
+            return self._missing_stats(data, wr, params)
         moments = weighted_sums(data.features, wr)  # (K, Q + D)
         d = data.centre.shape[-1]
         squares, firsts = moments[:, :-d], moments[:, -d:]
@@ -188,6 +218,29 @@ class Gaussian:
             shifts=firsts - counts[:, None] * offsets,
             scatter=self._cov.scatter(squares, firsts, counts, offsets),
         )
+
+    def _missing_log_likelihoods(self, params: GaussianParams, data: missing.MissingData):
+        offsets = params.means - data.centre
+        if self.covariance_type in ("full", "tied"):
+            return missing.conditionals(params.covariances, offsets, data).log_likelihoods
+        variance = missing.variances(self.covariance_type, params.covariances, offsets.shape[1])
+        return missing.independent_log_likelihoods(variance, offsets, data)
+
+    def _missing_stats(
+        self, data: missing.MissingData, wr: Array, params: GaussianParams | None
+    ) -> GaussianStats:
+        d = data.centre.shape[-1]
+        offsets = None if params is None else params.means - data.centre
+        cov = None if params is None else params.covariances
+        if self.covariance_type in ("full", "tied"):
+            tied = self.covariance_type == "tied"
+            sums, shifts, scatter = missing.coupled_moments(cov, offsets, data, wr, tied)
+        else:
+            variance = None if cov is None else missing.variances(self.covariance_type, cov, d)
+            sums, shifts, scatter = missing.independent_moments(variance, offsets, data, wr)
+            if self.covariance_type == "spherical":
+                scatter = jnp.sum(scatter, axis=-1)
+        return GaussianStats(sums, shifts, scatter)
 
     # -- M-step ----------------------------------------------------------------------------
 
@@ -257,15 +310,19 @@ class Gaussian:
         ``scale`` = the unbiased sample covariance of X divided by $K^{2/D}$ (full, tied), or the
         average of the unbiased column variances divided by $K^{2/D}$ (spherical, and for every
         column of diag: mclust gives its diagonal models one common scale). ``X`` ``(N, D)``,
-        N >= 2."""
+        N >= 2. With ``missing``, the moments of the observed values: column means and
+        pairwise-complete covariances (their diagonal where those are not positive definite)."""
         n, d = X.shape
         if n < 2:
             raise ValueError(
                 f"X needs at least 2 samples for the default prior's covariance; got {n}"
             )
-        mean = jnp.mean(X, axis=0)
-        centred = X - mean
-        cov = centred.T @ centred / (n - 1)
+        if self.missing:
+            mean, cov = missing.pairwise_moments(X)
+        else:
+            mean = jnp.mean(X, axis=0)
+            centred = X - mean
+            cov = centred.T @ centred / (n - 1)
         shrink = n_components ** (2.0 / d)
         scale = {
             "full": cov / shrink,

@@ -1,0 +1,208 @@
+"""Gaussian components with values missing at random: the exact E-step of Ghahramani and Jordan
+(1994, "Supervised learning from incomplete data via an EM approach"), with fixed shapes.
+
+Row $n$ has observed coordinates $o$ and missing ones $m$ (NaN in ``X``). Under component $k$
+with mean $\\mu$, covariance $\\Sigma$ and precision $\\Lambda = \\Sigma^{-1}$, write
+$\\delta$ for $x - \\mu$ on $o$ and 0 on $m$, and $y = \\Lambda \\delta$. Then
+
+$$
+\\log p(x_o) = -\\tfrac12 \\big( |o| \\log 2\\pi + \\log|\\Sigma| + \\log|\\Lambda_{mm}|
++ \\delta^\\top y - y_m^\\top \\Lambda_{mm}^{-1} y_m \\big),
+$$
+
+$$
+\\mathbb{E}[x_m \\mid x_o] = \\mu_m - \\Lambda_{mm}^{-1} y_m, \\qquad
+\\mathrm{Cov}[x_m \\mid x_o] = \\Lambda_{mm}^{-1},
+$$
+
+since $\\Sigma_{oo}^{-1} = \\Lambda_{oo} - \\Lambda_{om}\\Lambda_{mm}^{-1}\\Lambda_{mo}$ (Schur
+complement) and $|\\Sigma_{oo}| = |\\Sigma| \\, |\\Lambda_{mm}|$. With $e$ the conditional mean of
+$x - \\mu$ and $C$ the conditional covariance (zero outside $m \\times m$), the statistics are
+those of `jaxem.families.gaussian.family` with $x_n$ replaced by its conditional expectation:
+$\\sum_n wr_{kn} e_{nk}$ and $\\sum_n wr_{kn} (e_{nk} e_{nk}^\\top + C_{nk})$; the M-step is
+unchanged.
+
+Fixed shapes: instead of grouping rows by their pattern of missing values, every row and
+component factorises the $(D, D)$ matrix $A = \\Lambda \\odot (\\bar o \\bar o^\\top) +
+\\mathrm{diag}(o)$ ($\\bar o$ = missing indicator), which is $\\Lambda_{mm}$ on the missing
+block and the identity elsewhere, so $A^{-1}$ holds $\\Lambda_{mm}^{-1}$ and
+$\\log|A| = \\log|\\Lambda_{mm}|$. That costs $O(D^3)$ per row and component (a tied covariance:
+per row) where complete data costs $O(D^2)$. Diagonal and spherical covariances need none of
+it: the missing coordinates are independent of the observed ones, drop out of the density and
+contribute their variance to the scatter.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxem import linalg
+from jaxem.families.gaussian import full
+from jaxem.families.statistics import weighted_sums
+
+Array = jax.Array
+
+
+class MissingData(NamedTuple):
+    """Data with missing values as the E-step reads it (`prepare`).
+
+    Attributes:
+        centre: ``(D,)`` the weighted mean of each column's observed values.
+        values: ``(D, N)`` $x - c$ where observed, 0 where missing.
+        observed: ``(D, N)`` 1 where observed, 0 where missing (the data's dtype).
+    """
+
+    centre: Array
+    values: Array
+    observed: Array
+
+
+def prepare(X: Array, weights: Array) -> MissingData:
+    """`MissingData` of ``X`` ``(N, D)`` (NaN where missing) and ``weights`` ``(N,)``."""
+    seen = ~jnp.isnan(X)
+    filled = jnp.where(seen, X, 0.0)
+    column_weight = weights @ seen.astype(X.dtype)
+    centre = (weights @ filled) / jnp.where(column_weight > 0, column_weight, 1.0)
+    values = jnp.where(seen, X - centre, 0.0).T
+    return MissingData(centre, values, seen.T.astype(X.dtype))
+
+
+def fill_means(X: Array) -> Array:
+    """``X`` with every missing entry replaced by its column's observed mean (0 for a column
+    with no observed value): where k-means seeds the starting partition."""
+    seen = ~jnp.isnan(X)
+    counts = jnp.sum(seen, axis=0)
+    means = jnp.sum(jnp.where(seen, X, 0.0), axis=0) / jnp.maximum(counts, 1)
+    return jnp.where(seen, X, means)
+
+
+def pairwise_moments(X: Array) -> tuple[Array, Array]:
+    """The observed values' column means ``(D,)`` and pairwise-complete covariances
+    ``(D, D)`` (each entry over the rows where both columns are observed, unbiased), or their
+    diagonal when the matrix is not positive definite (pairwise estimates need not be)."""
+    seen = (~jnp.isnan(X)).astype(X.dtype)
+    means = jnp.sum(jnp.where(seen > 0, X, 0.0), axis=0) / jnp.maximum(jnp.sum(seen, axis=0), 1)
+    centred = jnp.where(seen > 0, X - means, 0.0)
+    pairs = seen.T @ seen
+    cov = (centred.T @ centred) / jnp.maximum(pairs - 1, 1)
+    positive = jnp.all(jnp.isfinite(linalg.cholesky(cov)))
+    return means, jnp.where(positive, cov, jnp.diag(jnp.diagonal(cov)))
+
+
+def variances(covariance_type: str, covariances: Array, n_features: int) -> Array:
+    """Per component and feature the variance ``(K, D)`` of a diag or spherical covariance."""
+    if covariance_type == "spherical":
+        return jnp.broadcast_to(covariances[:, None], covariances.shape + (n_features,))
+    return covariances
+
+
+# -- diag and spherical: independent coordinates ------------------------------------------------
+
+
+def independent_log_likelihoods(variance: Array, offsets: Array, data: MissingData) -> Array:
+    """$\\sum_{d \\in o_n} \\log \\mathcal{N}(x_{nd} \\mid \\mu_{kd}, \\sigma^2_{kd})$, ``(K, N)``,
+    as one matrix product; ``variance`` and ``offsets`` $\\mu - c$ ``(K, D)``."""
+    inv = 1.0 / variance
+    coef = jnp.concatenate(
+        [inv, -2.0 * offsets * inv, offsets * offsets * inv + jnp.log(2 * math.pi * variance)],
+        axis=1,
+    )
+    features = jnp.concatenate([data.values * data.values, data.values, data.observed], axis=0)
+    return -0.5 * (coef @ features)
+
+
+def independent_moments(
+    variance: Array | None, offsets: Array | None, data: MissingData, wr: Array
+) -> tuple[Array, Array, Array]:
+    """``(sums, shifts, scatter)``: $\\sum_n wr_{kn} \\mathbb{E}[x_{nd} \\mid x_o]$,
+    $\\sum_n wr_{kn} e_{nkd}$ and
+    $\\sum_n wr_{kn} \\mathbb{E}[(x_{nd} - \\mu_{kd})^2 \\mid x_o]$, ``(K, D)``; a missing
+    coordinate has $e = 0$ and adds its variance. Without ``variance`` (a start from a
+    partition) the offsets are the components' observed means and missing entries add nothing."""
+    features = jnp.concatenate([data.values * data.values, data.values, data.observed], axis=0)
+    moments = weighted_sums(features, wr)
+    d = data.centre.shape[-1]
+    squares, firsts, seen = moments[:, :d], moments[:, d : 2 * d], moments[:, 2 * d :]
+    counts = jnp.sum(wr, axis=1)
+    if offsets is None:
+        offsets = firsts / jnp.maximum(seen, jnp.finfo(wr.dtype).tiny)
+    scatter = squares - 2.0 * firsts * offsets + seen * offsets * offsets
+    if variance is not None:
+        scatter = scatter + (counts[:, None] - seen) * variance
+    shifts = firsts - seen * offsets
+    return counts[:, None] * (offsets + data.centre) + shifts, shifts, scatter
+
+
+# -- full and tied: coupled coordinates ---------------------------------------------------------
+
+
+class Conditionals(NamedTuple):
+    """Per row and component: ``log_likelihoods`` ``(K, N)``; ``residuals`` ``(K, N, D)``,
+    $e_{nk} = \\mathbb{E}[x_n \\mid x_o, k] - \\mu_k$; ``covariances`` ``(K', N, D, D)``, the
+    conditional covariances of the missing block (zero elsewhere; K' = 1 for a tied
+    covariance)."""
+
+    log_likelihoods: Array
+    residuals: Array
+    covariances: Array
+
+
+def conditionals(covariances: Array, offsets: Array, data: MissingData) -> Conditionals:
+    """`Conditionals` of ``covariances`` ``(K, D, D)`` (or one ``(D, D)``), ``offsets``
+    $\\mu_k - c$ ``(K, D)``."""
+    prec, log_det = full.precision(covariances)
+    if prec.ndim == 2:
+        prec, log_det = prec[None], log_det[None]
+    d = offsets.shape[-1]
+    observed = data.observed.T  # (N, D)
+    missing = 1.0 - observed
+    delta = observed * (data.values.T[None] - offsets[:, None, :])  # (K, N, D)
+    y = jnp.einsum("kde,kne->knd", jnp.broadcast_to(prec, (offsets.shape[0], d, d)), delta)
+    eye = jnp.eye(d, dtype=prec.dtype)
+    block = prec[:, None] * (missing[:, :, None] * missing[:, None, :]) + observed[:, :, None] * eye
+    chol = linalg.cholesky(block)  # (K', N, D, D)
+    inv_chol = linalg.solve_lower(chol, eye)
+    inverse = jnp.swapaxes(inv_chol, -1, -2) @ inv_chol  # Lambda_mm^{-1} on m, I on o
+    correction = (inverse @ (missing * y)[..., None])[..., 0]  # Lambda_mm^{-1} y_m
+    quadratic = jnp.sum(delta * y, axis=-1) - jnp.sum(missing * y * correction, axis=-1)
+    n_observed = jnp.sum(observed, axis=-1)
+    log_lik = -0.5 * (
+        n_observed * math.log(2 * math.pi) + log_det[:, None] + linalg.log_det(chol) + quadratic
+    )
+    conditional_cov = inverse * (missing[:, :, None] * missing[:, None, :])
+    return Conditionals(log_lik, delta - correction, conditional_cov)
+
+
+def coupled_moments(
+    covariances: Array | None, offsets: Array | None, data: MissingData, wr: Array, tied: bool
+) -> tuple[Array, Array, Array]:
+    """``(sums, shifts, scatter)``: $\\sum_n wr_{kn} \\mathbb{E}[x_n \\mid x_o]$ and
+    $\\sum_n wr_{kn} e_{nk}$ ``(K, D)``, and
+    $\\sum_n wr_{kn} (e_{nk} e_{nk}^\\top + C_{nk})$, ``(K, D, D)`` (summed over components
+    when ``tied``: ``(D, D)``). Without ``covariances`` (a start from a partition) the offsets
+    are the components' observed means and missing entries add nothing."""
+    counts = jnp.sum(wr, axis=1)
+    if covariances is None:
+        moments = weighted_sums(jnp.concatenate([data.values, data.observed], axis=0), wr)
+        d = data.centre.shape[-1]
+        firsts, seen = moments[:, :d], moments[:, d:]
+        offsets = firsts / jnp.maximum(seen, jnp.finfo(wr.dtype).tiny)
+        residuals = data.observed.T[None] * (data.values.T[None] - offsets[:, None, :])
+        spread = 0.0
+    else:
+        found = conditionals(covariances, offsets, data)
+        residuals = found.residuals
+        if tied:
+            spread = jnp.einsum("n,nde->de", jnp.sum(wr, axis=0), found.covariances[0])
+        else:
+            spread = jnp.einsum("kn,knde->kde", wr, found.covariances)
+    shifts = jnp.einsum("kn,knd->kd", wr, residuals)
+    if tied:
+        scatter = jnp.einsum("kn,knd,kne->de", wr, residuals, residuals) + spread
+    else:
+        scatter = jnp.einsum("kn,knd,kne->kde", wr, residuals, residuals) + spread
+    return counts[:, None] * (offsets + data.centre) + shifts, shifts, scatter
