@@ -351,6 +351,30 @@ class Mixture:
         X, params = self._checked(params, X)
         return _from_log_joint(self, params, X, "predict")
 
+    def impute(
+        self, params: Any, X: Any, *, key: PRNGKey | None = None, n: int | None = None
+    ) -> Array:
+        """Values for the missing entries (NaN) of ``X`` ``(N, D)``, for a family built with
+        ``missing=True``; observed entries are returned as they are.
+
+        Without ``key``: the conditional mean given the observed values of the row,
+        $\\mathbb{E}[x_n \\mid x_{n,o}] = \\sum_k r_{nk} \\mathbb{E}[x_n \\mid x_{n,o},
+        z_n = k]$ (see the family's ``impute``), ``(N, D)``. With ``key``: ``n`` draws (multiple
+        imputation) from $p(x_{n,m} \\mid x_{n,o})$, a component drawn from the
+        responsibilities and the missing values from that component's conditional,
+        ``(n, N, D)``."""
+        if not self._missing:
+            raise TypeError(
+                f"impute needs a family built with missing=True; got {self.family.describe()}"
+            )
+        X, params = self._checked(params, X)
+        if key is None:
+            if n is not None:
+                raise ValueError("n (the number of draws) needs a key")
+            return _impute(self, params, X)
+        n = check_positive_int(1 if n is None else n, "n")
+        return jax.vmap(lambda k: _impute_draw(self, params, X, k))(jax.random.split(key, n))
+
     def sample(self, key: PRNGKey, params: Any, n_samples: int) -> tuple[Array, Array]:
         """``n_samples`` draws: ``X`` ``(n_samples, D)`` and their components ``(n_samples,)``."""
         params = self.as_mixture_params(params)
@@ -428,6 +452,22 @@ def _from_log_joint(model: Mixture, params: MixtureParams, X: Array, what: str) 
     if what == "predict":
         return jnp.argmax(log_joint, axis=1)
     return log_joint
+
+
+@partial(jit, static_argnames=("model",))
+def _impute(model: Mixture, params: MixtureParams, X: Array) -> Array:
+    data = model.prepare(X, jnp.ones(X.shape[0], X.dtype))
+    resp, _ = normalise(model._log_joint_kn(params, data))
+    return jnp.where(jnp.isnan(X), model.family.impute(params.components, data.family, resp), X)
+
+
+@partial(jit, static_argnames=("model",))
+def _impute_draw(model: Mixture, params: MixtureParams, X: Array, key: PRNGKey) -> Array:
+    data = model.prepare(X, jnp.ones(X.shape[0], X.dtype))
+    k_label, k_value = jax.random.split(key)
+    labels = jax.random.categorical(k_label, model._log_joint_kn(params, data), axis=0)
+    draw = model.family.impute_sample(k_value, params.components, data.family, labels)
+    return jnp.where(jnp.isnan(X), draw, X)
 
 
 @partial(jit, static_argnames=("model", "method", "block"))

@@ -242,6 +242,28 @@ class Gaussian:
                 scatter = jnp.sum(scatter, axis=-1)
         return GaussianStats(sums, shifts, scatter)
 
+    # -- imputation (with ``missing``) -----------------------------------------------------
+
+    def impute(self, params: GaussianParams, data: missing.MissingData, resp: Array) -> Array:
+        """The conditional mean of every value given the observed ones,
+        $\\sum_k r_{nk} \\mathbb{E}[x_n \\mid x_{n,o}, z = k]$, ``(N, D)``, from the
+        responsibilities ``resp`` ``(K, N)``; observed values are returned as they are."""
+        offsets = params.means - data.centre
+        means = missing.conditional_means(self.covariance_type, params.covariances, offsets, data)
+        return jnp.einsum("kn,knd->nd", resp, means)
+
+    def impute_sample(
+        self, key: Array, params: GaussianParams, data: missing.MissingData, labels: Array
+    ) -> Array:
+        """One draw of the missing values from $p(x_{n,m} \\mid x_{n,o}, z_n)$ given each
+        row's component ``labels`` ``(N,)``; observed values as they are. ``(N, D)``."""
+        offsets = params.means - data.centre
+        cov = params.covariances
+        means = missing.conditional_means(self.covariance_type, cov, offsets, data)
+        chosen = jnp.take_along_axis(means, labels[None, :, None], axis=0)[0]
+        noise = missing.conditional_noise(key, self.covariance_type, cov, offsets, data, labels)
+        return chosen + noise
+
     # -- M-step ----------------------------------------------------------------------------
 
     @property

@@ -206,3 +206,46 @@ def coupled_moments(
     else:
         scatter = jnp.einsum("kn,knd,kne->kde", wr, residuals, residuals) + spread
     return counts[:, None] * (offsets + data.centre) + shifts, shifts, scatter
+
+
+# -- imputation ---------------------------------------------------------------------------------
+
+
+def conditional_means(
+    covariance_type: str, covariances: Array, offsets: Array, data: MissingData
+) -> Array:
+    """$\\mathbb{E}[x_n \\mid x_{n,o}, z = k]$, ``(K, N, D)``: the observed values where
+    observed."""
+    values = data.values.T[None]  # (1, N, D)
+    if covariance_type in ("full", "tied"):
+        residuals = conditionals(covariances, offsets, data).residuals
+        return residuals + offsets[:, None, :] + data.centre
+    observed = data.observed.T[None]
+    return observed * values + (1.0 - observed) * offsets[:, None, :] + data.centre
+
+
+def conditional_noise(
+    key: Array,
+    covariance_type: str,
+    covariances: Array,
+    offsets: Array,
+    data: MissingData,
+    labels: Array,
+) -> Array:
+    """A draw of $x_{n,m} - \\mathbb{E}[x_{n,m} \\mid x_{n,o}, z_n]$ given each row's
+    component ``labels`` ``(N,)``, zero on the observed coordinates: ``(N, D)``."""
+    d = offsets.shape[-1]
+    missing = 1.0 - data.observed.T  # (N, D)
+    z = jax.random.normal(key, missing.shape, offsets.dtype)
+    if covariance_type in ("full", "tied"):
+        prec, _ = full.precision(covariances)
+        prec = prec if prec.ndim == 2 else prec[labels]  # (D, D) or (N, D, D)
+        eye = jnp.eye(d, dtype=offsets.dtype)
+        pairs = missing[:, :, None] * missing[:, None, :]
+        block = prec * pairs + (1.0 - missing)[..., None] * eye
+        # A = L L^T has A^{-1} = L^{-T} L^{-1}: L^{-T} z has covariance A^{-1}, which is the
+        # conditional covariance on the missing block (and the identity elsewhere, masked off)
+        inv_chol = linalg.solve_lower(linalg.cholesky(block), eye)
+        return missing * jnp.einsum("nji,nj->ni", inv_chol, z)
+    variance = variances(covariance_type, covariances, d)[labels]
+    return missing * jnp.sqrt(variance) * z

@@ -1,0 +1,212 @@
+"""Values missing at random: exact EM for Gaussian mixtures (`jaxem.families.gaussian.missing`).
+
+References written here, independently of the library's Schur-complement E-step: the
+observed-data log-likelihood row by row as the marginal density of the observed coordinates
+(`jax.scipy.stats.multivariate_normal` on the observed sub-vector and sub-matrix, rows grouped by
+their pattern), its gradient at EM's fixed point, and fits of complete data."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import COVARIANCE_TYPES, make_blobs
+from jax.scipy.stats import multivariate_normal
+
+import jaxem
+from jaxem.families import Gaussian, GaussianParams
+
+K = 3
+
+
+def remove_at_random(X: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.array(X, dtype=float)
+    out[rng.random(X.shape) < fraction] = np.nan
+    return out
+
+
+@pytest.fixture(scope="module")
+def complete() -> np.ndarray:
+    return make_blobs(0)
+
+
+@pytest.fixture(scope="module")
+def incomplete(complete) -> np.ndarray:
+    X = remove_at_random(complete, 0.25, seed=1)
+    X[7] = np.nan  # a row with nothing observed
+    return X
+
+
+def observed_log_likelihood(weights, means, covariances, X, covariance_type):
+    """$\\sum_n \\log \\sum_k \\pi_k \\mathcal{N}(x_{n,o} \\mid \\mu_{k,o}, \\Sigma_{k,oo})$,
+    the observed coordinates' marginal, one group of rows per pattern of missing values."""
+    X = X.array if isinstance(X, _Static) else X
+    k = weights.shape[0]
+    covs = Gaussian(covariance_type).component_covariances(GaussianParams(means, covariances), k)
+    seen = ~np.isnan(X)
+    total = 0.0
+    for pattern in np.unique(seen, axis=0):
+        if not pattern.any():
+            continue
+        rows = np.all(seen == pattern, axis=1)
+        o = np.flatnonzero(pattern)
+        x = jnp.asarray(X[rows][:, o])
+        per_component = jnp.stack(
+            [
+                jnp.log(weights[j])
+                + multivariate_normal.logpdf(x, means[j][o], covs[j][np.ix_(o, o)])
+                for j in range(k)
+            ]
+        )
+        total = total + jnp.sum(jax.nn.logsumexp(per_component, axis=0))
+    return total
+
+
+class _Static:
+    """A NumPy array as a static argument of ``jax.jit`` (hashed by identity)."""
+
+    def __init__(self, array):
+        self.array = array
+
+
+def model(covariance_type: str, map_: bool) -> jaxem.GaussianMixture:
+    # maximum likelihood without reg_covar, so that EM's fixed point is a stationary point
+    reg = 1e-6 if map_ else 0.0
+    return jaxem.GaussianMixture(K, covariance_type, reg_covar=reg, missing=True)
+
+
+@functools.cache
+def _fit(covariance_type: str, map_: bool, key: int = 0):
+    X = _INCOMPLETE
+    m = model(covariance_type, map_)
+    prior = jaxem.default_prior(m, X) if map_ else None
+    start = m.init(jax.random.PRNGKey(key), X)
+    return m, prior, jaxem.fit(m, X, start, prior=prior, tol=1e-13, max_iter=3000)
+
+
+_INCOMPLETE = None
+
+
+@pytest.fixture(scope="module")
+def fitted(incomplete):
+    global _INCOMPLETE
+    _INCOMPLETE = incomplete
+    _fit.cache_clear()
+    yield _fit
+    _fit.cache_clear()
+
+
+CASES = [(t, m) for t in COVARIANCE_TYPES for m in (False, True)]
+
+
+@pytest.mark.parametrize("covariance_type,map_", CASES)
+def test_objective_is_the_observed_data_log_likelihood(fitted, incomplete, covariance_type, map_):
+    m, prior, result = fitted(covariance_type, map_)
+    p = result.params
+    reference = jax.jit(observed_log_likelihood, static_argnums=(3, 4))(
+        *p, _Static(incomplete), covariance_type
+    )
+    if map_:
+        reference = reference + m.log_prior(p, prior)
+    assert result.converged
+    np.testing.assert_allclose(result.objective, reference, rtol=1e-12)
+    history = np.asarray(result.history)[: int(result.n_iter)]
+    assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
+
+
+@pytest.mark.parametrize("covariance_type,map_", CASES)
+def test_gradient_vanishes_at_the_fixed_point(fitted, incomplete, covariance_type, map_):
+    """The gradient of the independent objective in unconstrained coordinates (log weights,
+    means, covariance entries) at EM's converged estimate: below 1e-6 x N."""
+    m, prior, result = fitted(covariance_type, map_)
+    p = result.params
+
+    def objective(log_weights, means, covariances):
+        if covariances.ndim == 2 and covariance_type in ("full", "tied"):
+            covariances = 0.5 * (covariances + covariances.T)
+        elif covariances.ndim == 3:
+            covariances = 0.5 * (covariances + jnp.swapaxes(covariances, -1, -2))
+        weights = jax.nn.softmax(log_weights)
+        value = observed_log_likelihood(weights, means, covariances, incomplete, covariance_type)
+        if map_:
+            value = value + m.log_prior(
+                jaxem.GaussianMixtureParams(weights, means, covariances), prior
+            )
+        return value
+
+    grads = jax.jit(jax.grad(objective, argnums=(0, 1, 2)))(
+        jnp.log(p.weights), p.means, p.covariances
+    )
+    n = incomplete.shape[0]
+    worst = max(float(jnp.max(jnp.abs(g))) for g in grads)
+    assert worst < 1e-6 * n, worst
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_complete_data_gives_the_complete_data_fit(complete, covariance_type):
+    """With missing=True and no value missing, the fit is the ordinary one (to rounding: the
+    default path, missing=False, is unchanged and checked against scikit-learn elsewhere)."""
+    plain = jaxem.GaussianMixture(K, covariance_type)
+    start = plain.init(jax.random.PRNGKey(0), complete)
+    a = jaxem.fit(plain, complete, start, max_iter=20)
+    b = jaxem.fit(
+        jaxem.GaussianMixture(K, covariance_type, missing=True), complete, start, max_iter=20
+    )
+    np.testing.assert_allclose(b.objective, a.objective, rtol=1e-12)
+    for x, y in zip(b.params, a.params, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
+
+
+def conditional_reference(weights, means, covs, x):
+    """The mixture's conditional mean and covariance of the missing values of one row, by the
+    textbook formulas ($\\mu_m + \\Sigma_{mo}\\Sigma_{oo}^{-1}(x_o - \\mu_o)$ per component,
+    mixed by the responsibilities of the observed values)."""
+    from scipy.stats import multivariate_normal as mvn
+
+    o, m = ~np.isnan(x), np.isnan(x)
+    log_r, cond_means, cond_covs = [], [], []
+    for w, mu, cov in zip(weights, means, covs, strict=True):
+        s_oo, s_mo = cov[np.ix_(o, o)], cov[np.ix_(m, o)]
+        log_r.append(np.log(w) + (mvn.logpdf(x[o], mu[o], s_oo) if o.any() else 0.0))
+        gain = s_mo @ np.linalg.inv(s_oo) if o.any() else np.zeros((m.sum(), 0))
+        cond_means.append(mu[m] + gain @ (x[o] - mu[o]))
+        cond_covs.append(cov[np.ix_(m, m)] - gain @ s_mo.T)
+    r = np.exp(np.array(log_r) - np.logaddexp.reduce(log_r))
+    mean = sum(ri * ci for ri, ci in zip(r, cond_means, strict=True))
+    cov = sum(
+        ri * (ci + np.outer(mi - mean, mi - mean))
+        for ri, ci, mi in zip(r, cond_covs, cond_means, strict=True)
+    )
+    return mean, cov
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_impute_is_the_conditional_mean_and_draws_have_its_spread(
+    fitted, incomplete, covariance_type
+):
+    m, _, result = fitted(covariance_type, False)
+    p = result.params
+    imputed = np.asarray(m.impute(p, incomplete))
+    seen = ~np.isnan(incomplete)
+    np.testing.assert_array_equal(imputed[seen], incomplete[seen])
+    covs = np.asarray(
+        Gaussian(covariance_type).component_covariances(GaussianParams(p.means, p.covariances), K)
+    )
+    w, mu = np.asarray(p.weights), np.asarray(p.means)
+    for row in np.flatnonzero(~seen.all(axis=1))[:40]:
+        mean, _ = conditional_reference(w, mu, covs, incomplete[row])
+        np.testing.assert_allclose(imputed[row][~seen[row]], mean, rtol=1e-10, atol=1e-10)
+    # multiple imputation: draws of one row with two missing values, against its conditional
+    row = int(np.flatnonzero((~seen).sum(axis=1) == 2)[0])
+    draws = np.asarray(m.impute(p, incomplete[row : row + 1], key=jax.random.PRNGKey(3), n=20000))
+    assert draws.shape == (20000, 1, 3)
+    np.testing.assert_array_equal(
+        draws[:, 0, seen[row]], np.broadcast_to(incomplete[row, seen[row]], (20000, 1))
+    )
+    mean, cov = conditional_reference(w, mu, covs, incomplete[row])
+    missing_draws = draws[:, 0, ~seen[row]]
+    sd = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(missing_draws.mean(axis=0) - mean) < 4 * sd / np.sqrt(20000))
+    np.testing.assert_allclose(np.cov(missing_draws.T), cov, rtol=0.05, atol=0.05 * sd.max() ** 2)
