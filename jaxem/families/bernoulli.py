@@ -27,11 +27,15 @@ import numpy as np
 
 from jaxem import priors
 from jaxem.families.statistics import (
+    Observed,
     check_discrete,
+    check_missing_flag,
     check_shape_parameter,
     entrywise_prior,
     fallback_counts,
+    fill_means,
     floor,
+    observe,
     weighted_sums,
 )
 from jaxem.validation import as_float_array, is_concrete
@@ -54,43 +58,76 @@ class BetaPrior(NamedTuple):
 
 
 class BernoulliStats(NamedTuple):
-    """Attributes: sums ``(K, D)`` $S_{kd} = \\sum_n wr_{kn} x_{nd}$."""
+    """Attributes: sums ``(K, D)`` $S_{kd} = \\sum_n wr_{kn} x_{nd}$; totals ``(K, D)``, with
+    missing values, $N_{kd} = \\sum_n wr_{kn} [x_{nd} \\text{ observed}]$ (the sums too run
+    over observed entries only), else None ($N_{kd} = N_k$)."""
 
     sums: Array
+    totals: Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Bernoulli:
-    """Binary columns, independent given the component (static configuration; hashable)."""
+    """Binary columns, independent given the component (static configuration; hashable).
+
+    Args:
+        missing: whether ``X`` may hold NaN for values missing at random: a missing entry drops
+            out of the likelihood and the statistics (exact: the columns are independent given
+            the component), and the M-step divides by $N_{kd}$, the weight of the component's
+            observed entries of the column, instead of $N_k$. False: NaN is an error.
+    """
+
+    missing: bool = False
+
+    def __post_init__(self):
+        check_missing_flag(self.missing)
 
     def describe(self) -> str:
         """The family's name in messages."""
-        return "Bernoulli"
+        return "Bernoulli(missing=True)" if self.missing else "Bernoulli"
 
     def check_data(self, X: Any, name: str = "X") -> Array:
-        """``(N, D)`` of 0s and 1s, as a floating array."""
-        return check_discrete(X, name, "0s and 1s", lambda v: (v == 0) | (v == 1))
+        """``(N, D)`` of 0s and 1s (and NaN with ``missing``), as a floating array."""
+        return check_discrete(X, name, "0s and 1s", lambda v: (v == 0) | (v == 1), self.missing)
 
-    def prepare(self, X: Array, weights: Array) -> Array:
-        """``X`` transposed, ``(D, N)``: the right operand of both matrix products."""
-        return X.T
+    def prepare(self, X: Array, weights: Array) -> Array | Observed:
+        """``X`` transposed, ``(D, N)``: the right operand of both matrix products (with
+        ``missing``: `jaxem.families.statistics.Observed`)."""
+        return observe(X) if self.missing else X.T
 
     def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
         """The E-step's working memory per sample (for row blocks)."""
         return itemsize * (2 * n_features + 4 * n_components)
 
     def init_points(self, X: Array) -> Array:
-        """The points k-means seeds a start among: ``X`` itself."""
-        return X
+        """The points k-means seeds a start among: ``X`` itself (missing values at their
+        column's observed mean)."""
+        return fill_means(X) if self.missing else X
 
-    def log_likelihoods(self, params: BernoulliParams, data: Array) -> Array:
-        """$\\log p(x_n \\mid z = k)$, ``(K, N)``."""
+    def log_likelihoods(self, params: BernoulliParams, data: Array | Observed) -> Array:
+        """$\\log p(x_n \\mid z = k)$ (of the observed entries), ``(K, N)``."""
         log_p, log_q = jnp.log(params.probs), jnp.log1p(-params.probs)
+        if self.missing:
+            return (log_p - log_q) @ data.values + log_q @ data.observed
         return (log_p - log_q) @ data + jnp.sum(log_q, axis=1)[:, None]
 
-    def stats(self, data: Array, wr: Array, params: Any = None) -> BernoulliStats:
+    def stats(self, data: Array | Observed, wr: Array, params: Any = None) -> BernoulliStats:
         """The statistics of weighted responsibilities ``wr`` ``(K, N)`` (see the module)."""
+        if self.missing:
+            both = weighted_sums(jnp.concatenate([data.values, data.observed]), wr)
+            return BernoulliStats(*jnp.split(both, 2, axis=1))
         return BernoulliStats(weighted_sums(data, wr))
+
+    def impute(self, params: BernoulliParams, data: Observed, resp: Array) -> Array:
+        """$\\mathbb{E}[x_{nd} \\mid x_{n,o}] = \\sum_k r_{nk} p_{kd}$, ``(N, D)``, from the
+        responsibilities ``resp`` ``(K, N)`` (observed entries are kept by the caller)."""
+        return resp.T @ params.probs
+
+    def impute_sample(
+        self, key: Array, params: BernoulliParams, data: Observed, labels: Array
+    ) -> Array:
+        """A draw of every entry from its row's component ``labels`` ``(N,)``, ``(N, D)``."""
+        return self.sample(key, params, labels)
 
     def m_step(
         self, stats: BernoulliStats, counts: Array, prior: BetaPrior | None = None
@@ -98,12 +135,13 @@ class Bernoulli:
         """The MLE, or with ``prior`` the posterior mode, given $N_k$ = ``counts`` ``(K,)``
         (see the module), kept off the boundary by the floor."""
         sums = stats.sums
-        pooled = jnp.sum(sums, axis=0) / jnp.sum(counts)
+        totals = counts[:, None] if stats.totals is None else stats.totals
+        pooled = jnp.sum(sums, axis=0) / jnp.maximum(jnp.sum(totals, axis=0), floor(sums.dtype))
         if prior is None:
-            empty, safe = fallback_counts(counts)
-            probs = jnp.where(empty[:, None], pooled, sums / safe[:, None])
+            empty, safe = fallback_counts(totals)
+            probs = jnp.where(empty, pooled, sums / safe)
         else:
-            denominator = counts[:, None] + prior.a + prior.b - 2
+            denominator = totals + prior.a + prior.b - 2
             safe = jnp.where(denominator > 0, denominator, 1.0)
             probs = jnp.where(denominator > 0, (sums + prior.a - 1) / safe, pooled)
         eps = floor(sums.dtype)

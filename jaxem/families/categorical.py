@@ -30,6 +30,7 @@ import numpy as np
 from jaxem import priors
 from jaxem.families.statistics import (
     check_discrete,
+    check_missing_flag,
     check_shape_parameter,
     fallback_counts,
     floor,
@@ -68,11 +69,18 @@ class Categorical:
     Args:
         n_categories: $C_d$, the number of values of every column (an int), or of each column
             (a tuple of ints, one per column); a column's values are ``0, ..., C_d - 1``.
+        missing: whether ``X`` may hold NaN for values missing at random: a missing entry's
+            one-hot row is all zeros, so it drops out of the likelihood and the statistics
+            (exact: the columns are independent given the component), and the M-step's
+            normalisation over categories divides by the weight of the observed entries of the
+            column. False: NaN is an error.
     """
 
     n_categories: int | tuple[int, ...]
+    missing: bool = False
 
     def __post_init__(self):
+        check_missing_flag(self.missing)
         values = self.n_categories
         if isinstance(values, (list, np.ndarray)):
             values = tuple(int(v) for v in values)
@@ -88,7 +96,8 @@ class Categorical:
 
     def describe(self) -> str:
         """The family's name in messages."""
-        return f"Categorical(n_categories={self.n_categories!r})"
+        extra = ", missing=True" if self.missing else ""
+        return f"Categorical(n_categories={self.n_categories!r}{extra})"
 
     @property
     def max_categories(self) -> int:
@@ -114,17 +123,19 @@ class Categorical:
 
     def check_data(self, X: Any, name: str = "X") -> Array:
         """``(N, D)`` integers, column ``d`` in ``[0, C_d)``, as a floating array."""
-        X = check_discrete(X, name, "integers", lambda v: np.floor(v) == v)
+        X = check_discrete(X, name, "integers", lambda v: np.floor(v) == v, self.missing)
         c = self.categories(X.shape[1])
         return check_discrete(
             X,
             name,
             f"category codes in [0, n_categories) = [0, {self.n_categories})",
             lambda v: (v >= 0) & (v < c),
+            self.missing,
         )
 
     def prepare(self, X: Array, weights: Array) -> Array:
-        """One-hot data ``(D·C, N)``: row ``d·C + c`` is $[x_{nd} = c]$."""
+        """One-hot data ``(D·C, N)``: row ``d·C + c`` is $[x_{nd} = c]$ (all zeros for a
+        missing entry: NaN equals no code)."""
         n, d = X.shape
         c = self.max_categories
         onehot = X.T[:, None, :] == jnp.arange(c, dtype=X.dtype)[None, :, None]
@@ -251,6 +262,20 @@ class Categorical:
     def n_parameters(self, n_components: int, n_features: int) -> int:
         """The free parameters of K components."""
         return n_components * int(np.sum(self.categories(n_features) - 1))
+
+    def impute(self, params: CategoricalParams, data: Array, resp: Array) -> Array:
+        """The most probable category of every entry under its row's predictive distribution
+        $\\sum_k r_{nk} p_{kdc}$, ``(N, D)``, from the responsibilities ``resp`` ``(K, N)``
+        (observed entries are kept by the caller; the mean of a category code means
+        nothing)."""
+        predictive = jnp.einsum("kn,kdc->ndc", resp, params.probs)
+        return jnp.argmax(predictive, axis=-1).astype(resp.dtype)
+
+    def impute_sample(
+        self, key: Array, params: CategoricalParams, data: Array, labels: Array
+    ) -> Array:
+        """A draw of every entry from its row's component ``labels`` ``(N,)``, ``(N, D)``."""
+        return self.sample(key, params, labels)
 
     def sample(self, key: Array, params: CategoricalParams, labels: Array) -> Array:
         """One draw per entry of ``labels`` ``(N,)`` from its component: ``(N, D)``."""

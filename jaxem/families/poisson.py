@@ -29,10 +29,13 @@ from jax.scipy.special import gammaln
 from jaxem import priors
 from jaxem.families.statistics import (
     check_discrete,
+    check_missing_flag,
     check_shape_parameter,
     entrywise_prior,
     fallback_counts,
+    fill_means,
     floor,
+    observe,
     weighted_sums,
 )
 from jaxem.validation import as_float_array, is_concrete
@@ -55,34 +58,59 @@ class GammaPrior(NamedTuple):
 
 
 class PoissonStats(NamedTuple):
-    """Attributes: sums ``(K, D)`` $S_{kd} = \\sum_n wr_{kn} x_{nd}$."""
+    """Attributes: sums ``(K, D)`` $S_{kd} = \\sum_n wr_{kn} x_{nd}$; totals ``(K, D)``, with
+    missing values, $N_{kd} = \\sum_n wr_{kn} [x_{nd} \\text{ observed}]$ (the sums too run
+    over observed entries only), else None ($N_{kd} = N_k$)."""
 
     sums: Array
+    totals: Array | None = None
 
 
 class PoissonData(NamedTuple):
-    """Attributes: counts ``(D, N)`` the data transposed; log_factorials ``(N,)``
-    $\\sum_d \\log x_{nd}!$."""
+    """Attributes: counts ``(D, N)`` the data transposed (0 where missing); log_factorials
+    ``(N,)`` $\\sum_d \\log x_{nd}!$ over the observed entries; observed ``(D, N)``, with
+    missing values, 1 where observed and 0 where missing, else None."""
 
     counts: Array
     log_factorials: Array
+    observed: Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Poisson:
-    """Count columns, independent given the component (static configuration; hashable)."""
+    """Count columns, independent given the component (static configuration; hashable).
+
+    Args:
+        missing: whether ``X`` may hold NaN for values missing at random: a missing entry drops
+            out of the likelihood and the statistics (exact: the columns are independent given
+            the component), and the M-step divides by $N_{kd}$, the weight of the component's
+            observed entries of the column, instead of $N_k$. False: NaN is an error.
+    """
+
+    missing: bool = False
+
+    def __post_init__(self):
+        check_missing_flag(self.missing)
 
     def describe(self) -> str:
         """The family's name in messages."""
-        return "Poisson"
+        return "Poisson(missing=True)" if self.missing else "Poisson"
 
     def check_data(self, X: Any, name: str = "X") -> Array:
-        """``(N, D)`` non-negative integers, as a floating array."""
+        """``(N, D)`` non-negative integers (and NaN with ``missing``), as a floating array."""
         return check_discrete(
-            X, name, "non-negative integers (counts)", lambda v: (v >= 0) & (np.floor(v) == v)
+            X,
+            name,
+            "non-negative integers (counts)",
+            lambda v: (v >= 0) & (np.floor(v) == v),
+            self.missing,
         )
 
     def prepare(self, X: Array, weights: Array) -> PoissonData:
+        if self.missing:
+            observed = observe(X)
+            log_factorials = jnp.sum(gammaln(observed.values + 1), axis=0)  # 0! = 1 where missing
+            return PoissonData(observed.values, log_factorials, observed.observed)
         return PoissonData(X.T, jnp.sum(gammaln(X + 1), axis=1))
 
     def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
@@ -90,21 +118,36 @@ class Poisson:
         return itemsize * (2 * n_features + 1 + 4 * n_components)
 
     def init_points(self, X: Array) -> Array:
-        """The points k-means seeds a start among: ``X`` itself."""
-        return X
+        """The points k-means seeds a start among: ``X`` itself (missing values at their
+        column's observed mean)."""
+        return fill_means(X) if self.missing else X
 
     def log_likelihoods(self, params: PoissonParams, data: PoissonData) -> Array:
-        """$\\log p(x_n \\mid z = k)$, ``(K, N)``."""
+        """$\\log p(x_n \\mid z = k)$ (of the observed entries), ``(K, N)``."""
         rates = params.rates
-        return (
-            jnp.log(rates) @ data.counts
-            - jnp.sum(rates, axis=1)[:, None]
-            - data.log_factorials[None, :]
+        exposure = (
+            jnp.sum(rates, axis=1)[:, None] if data.observed is None else rates @ data.observed
         )
+        return jnp.log(rates) @ data.counts - exposure - data.log_factorials[None, :]
 
     def stats(self, data: PoissonData, wr: Array, params: Any = None) -> PoissonStats:
         """The statistics of weighted responsibilities ``wr`` ``(K, N)`` (see the module)."""
+        if data.observed is not None:
+            both = weighted_sums(jnp.concatenate([data.counts, data.observed]), wr)
+            return PoissonStats(*jnp.split(both, 2, axis=1))
         return PoissonStats(weighted_sums(data.counts, wr))
+
+    def impute(self, params: PoissonParams, data: PoissonData, resp: Array) -> Array:
+        """$\\mathbb{E}[x_{nd} \\mid x_{n,o}] = \\sum_k r_{nk} \\lambda_{kd}$, ``(N, D)``,
+        from the responsibilities ``resp`` ``(K, N)`` (observed entries are kept by the
+        caller)."""
+        return resp.T @ params.rates
+
+    def impute_sample(
+        self, key: Array, params: PoissonParams, data: PoissonData, labels: Array
+    ) -> Array:
+        """A draw of every entry from its row's component ``labels`` ``(N,)``, ``(N, D)``."""
+        return self.sample(key, params, labels)
 
     def m_step(
         self, stats: PoissonStats, counts: Array, prior: GammaPrior | None = None
@@ -112,12 +155,13 @@ class Poisson:
         """The MLE, or with ``prior`` the posterior mode, given $N_k$ = ``counts`` ``(K,)``
         (see the module), kept off the boundary by the floor."""
         sums = stats.sums
+        totals = counts[:, None] if stats.totals is None else stats.totals
         if prior is None:
-            empty, safe = fallback_counts(counts)
-            pooled = jnp.sum(sums, axis=0) / jnp.sum(counts)
-            rates = jnp.where(empty[:, None], pooled, sums / safe[:, None])
+            empty, safe = fallback_counts(totals)
+            column_totals = jnp.maximum(jnp.sum(totals, axis=0), floor(sums.dtype))
+            rates = jnp.where(empty, jnp.sum(sums, axis=0) / column_totals, sums / safe)
         else:
-            rates = (sums + prior.shape - 1) / (counts[:, None] + prior.rate)
+            rates = (sums + prior.shape - 1) / (totals + prior.rate)
         return PoissonParams(jnp.maximum(rates, floor(sums.dtype)))
 
     def log_prior(self, params: PoissonParams, prior: GammaPrior) -> Array:
@@ -129,14 +173,20 @@ class Poisson:
         column's mean $\\bar x_d$ (at least $1/N$, so that a column of zeros still gets a
         positive rate). The mode $(S_{kd} + \\bar x_d) / (N_k + 1)$ is strictly positive even for
         an empty component."""
-        return _one_observation_at_the_mean(jnp.mean(X, axis=0), X.shape[0], n_components)
+        mean = jnp.nanmean(X, axis=0) if self.missing else jnp.mean(X, axis=0)
+        return _one_observation_at_the_mean(mean, X.shape[0], n_components)
 
     def start_prior(self, X: Array, weights: Array, n_components: int) -> Any:
         """The prior whose mode from a starting partition is `jaxem.Mixture.init`'s start: the
         default prior, so that no starting probability (rate) sits at the floor, which EM could
         not leave; the column means are weighted by ``weights`` ``(N,)``."""
         total = jnp.sum(weights)
-        return _one_observation_at_the_mean((weights @ X) / total, total, n_components)
+        if not self.missing:
+            return _one_observation_at_the_mean((weights @ X) / total, total, n_components)
+        seen = ~jnp.isnan(X)
+        column_weights = jnp.maximum(weights @ seen.astype(X.dtype), floor(X.dtype))
+        mean = (weights @ jnp.where(seen, X, 0.0)) / column_weights
+        return _one_observation_at_the_mean(mean, total, n_components)
 
     def check_prior(
         self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"

@@ -3,7 +3,7 @@ estimated probabilities and rates inside their domain, and the checks of discret
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,19 +37,54 @@ def fallback_counts(counts: Array) -> tuple[Array, Array]:
     return empty, jnp.where(empty, 1.0, counts)
 
 
-def check_discrete(X: Any, name: str, what: str, ok) -> Array:
+def check_discrete(X: Any, name: str, what: str, ok, missing: bool = False) -> Array:
     """A finite ``(N, D)`` floating array whose concrete values satisfy ``ok(values) -> bool
-    array``; otherwise ``ValueError`` naming the first bad entry as ``what`` expected."""
-    X = check_data(X, name)
+    array``; otherwise ``ValueError`` naming the first bad entry as ``what`` expected. With
+    ``missing``, NaN entries (missing values) are allowed and not checked."""
+    X = check_data(X, name, missing=missing)
     if is_concrete(X):
         values = host_values(X)
-        bad = ~ok(values)
+        bad = ~ok(values) & ~np.isnan(values)
         if np.any(bad):
             row, column = np.argwhere(bad)[0]
             raise ValueError(
                 f"{name} must hold {what}; {name}[{row}, {column}] = {values[row, column]:g}"
             )
     return X
+
+
+def check_missing_flag(missing: Any) -> None:
+    """A family's ``missing`` option: ``TypeError`` unless True or False."""
+    if not isinstance(missing, bool):
+        raise TypeError(f"missing must be True or False; got {missing!r}")
+
+
+class Observed(NamedTuple):
+    """Independent columns with values missing at random (NaN), as an E-step reads them.
+
+    Attributes:
+        values: ``(D, N)`` the data transposed, 0 where missing.
+        observed: ``(D, N)`` 1 where observed, 0 where missing (the data's dtype).
+    """
+
+    values: Array
+    observed: Array
+
+
+def observe(X: Array) -> Observed:
+    """`Observed` of ``X`` ``(N, D)``: a missing entry then drops out of every sum over the
+    observed entries of a column (log-likelihoods and statistics alike)."""
+    seen = ~jnp.isnan(X)
+    return Observed(jnp.where(seen, X, 0.0).T, seen.T.astype(X.dtype))
+
+
+def fill_means(X: Array) -> Array:
+    """``X`` ``(N, D)`` with every missing entry (NaN) replaced by its column's observed mean
+    (0 for a column with no observed value): where k-means seeds a start."""
+    seen = ~jnp.isnan(X)
+    counts = jnp.sum(seen, axis=0)
+    means = jnp.sum(jnp.where(seen, X, 0.0), axis=0) / jnp.maximum(counts, 1)
+    return jnp.where(seen, X, means)
 
 
 def is_integer(values: np.ndarray) -> np.ndarray:

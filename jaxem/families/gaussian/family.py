@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem.families.gaussian import diag, full, missing, spherical, tied
-from jaxem.families.statistics import weighted_sums
+from jaxem.families.statistics import fill_means, weighted_sums
 from jaxem.priors import worst
 from jaxem.validation import as_float_array, check_data, is_concrete
 
@@ -179,7 +179,7 @@ class Gaussian:
     def init_points(self, X: Array) -> Array:
         """The points k-means seeds the components on: ``X`` itself (with ``missing``, each
         missing value replaced by its column's observed mean)."""
-        return missing.fill_means(X) if self.missing else X
+        return fill_means(X) if self.missing else X
 
     # -- E-step ----------------------------------------------------------------------------
 

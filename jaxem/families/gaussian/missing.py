@@ -71,15 +71,6 @@ def prepare(X: Array, weights: Array) -> MissingData:
     return MissingData(centre, values, seen.T.astype(X.dtype))
 
 
-def fill_means(X: Array) -> Array:
-    """``X`` with every missing entry replaced by its column's observed mean (0 for a column
-    with no observed value): where k-means seeds the starting partition."""
-    seen = ~jnp.isnan(X)
-    counts = jnp.sum(seen, axis=0)
-    means = jnp.sum(jnp.where(seen, X, 0.0), axis=0) / jnp.maximum(counts, 1)
-    return jnp.where(seen, X, means)
-
-
 def pairwise_moments(X: Array) -> tuple[Array, Array]:
     """The observed values' column means ``(D,)`` and pairwise-complete covariances
     ``(D, D)`` (each entry over the rows where both columns are observed, unbiased), or their
