@@ -385,3 +385,35 @@ def test_discrete_families_drop_missing_entries_exactly(name, map_):
         mean = resp @ np.asarray(component[0])
         np.testing.assert_allclose(imputed[gaps], mean[gaps], rtol=1e-12)
     np.testing.assert_array_equal(imputed[~gaps], X[~gaps])
+
+
+def test_hmm_emissions_with_missing_values(faithful):
+    """A Gaussian HMM on Old Faithful in time order with 20 % of the values removed and one
+    step with nothing observed (a step without emission): the objective is the forward
+    algorithm's log-likelihood of the observed values, written here with SciPy's marginal
+    densities, and the fit is a fixed point (one more EM step changes nothing)."""
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal as mvn
+
+    X = np.array(faithful)
+    X[np.random.default_rng(0).random(X.shape) < 0.2] = np.nan
+    X[10] = np.nan
+    m = jaxem.HiddenMarkovModel(Gaussian("full", missing=True), 2)
+    result = jaxem.fit(m, X, m.init(jax.random.PRNGKey(0), X), tol=1e-12, max_iter=1000)
+    assert result.converged
+    p = result.params
+    means, covs = np.asarray(p.emissions.means), np.asarray(p.emissions.covariances)
+    log_b = np.zeros((X.shape[0], 2))
+    for t, x in enumerate(X):
+        o = ~np.isnan(x)
+        if o.any():
+            log_b[t] = [mvn.logpdf(x[o], means[k][o], covs[k][np.ix_(o, o)]) for k in range(2)]
+    log_a = np.log(np.asarray(p.transitions))
+    alpha = np.log(np.asarray(p.initial)) + log_b[0]
+    for t in range(1, X.shape[0]):
+        alpha = logsumexp(alpha[:, None] + log_a, axis=0) + log_b[t]
+    np.testing.assert_allclose(result.objective, logsumexp(alpha), rtol=1e-12)
+    again = jaxem.em_step(m, p, X)[0]
+    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(p), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
+    assert np.all(np.isfinite(np.asarray(m.predict_proba(p, X))))
