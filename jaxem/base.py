@@ -61,6 +61,10 @@ Optional:
     ``(n_samples,)``); `jaxem.HiddenMarkovModel` weighs every step of every sequence,
     ``(S, T)``. Statistics and the log-likelihood are then sums over all weighted entries.
 
+``effective_weights(X, weights) -> weights``
+    The weights the drivers use, where a model may zero those of samples that carry no
+    information (a mixture with missing values: rows with every value missing).
+
 A mixture model is `jaxem.Mixture` over a component family (`Family` below); models need not
 be mixtures (`jaxem.KMeans`, a user's own model in the tests).
 """
@@ -110,7 +114,11 @@ class Family(Protocol):
     itemsize)`` and ``describe()`` (for messages); optionally ``start_prior(X, weights, K)``, a
     prior whose posterior mode from the starting partition is a mixture's start (the discrete
     families use their default prior: a maximum-likelihood start from a hard partition puts
-    probabilities on the boundary, which EM cannot leave); and ``shares_parameters``, true when
+    probabilities on the boundary, which EM cannot leave); ``missing``, true when the family was
+    built to take NaN as a value missing at random, with ``impute(params, data, resp)`` (values
+    for the missing entries given the responsibilities ``(K, N)``, ``(N, D)``) and
+    ``impute_sample(key, params, data, labels)`` (draws given each row's component); and
+    ``shares_parameters``, true when
     some parameter is common to all components (a tied covariance): then ``m_step`` and
     ``log_prior`` accept ``active=`` ``(K,)`` booleans, and count only the active components in
     the shared parameter's prior (`jaxem.grid` switches components off). See

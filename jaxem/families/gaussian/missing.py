@@ -41,7 +41,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxem import linalg
-from jaxem.families.gaussian import full
 from jaxem.families.statistics import weighted_sums
 
 Array = jax.Array
@@ -132,40 +131,83 @@ def independent_moments(
 
 
 class Conditionals(NamedTuple):
-    """Per row and component: ``log_likelihoods`` ``(K, N)``; ``residuals`` ``(K, N, D)``,
-    $e_{nk} = \\mathbb{E}[x_n \\mid x_o, k] - \\mu_k$; ``covariances`` ``(K', N, D, D)``, the
-    conditional covariances of the missing block (zero elsewhere; K' = 1 for a tied
-    covariance)."""
+    """Per row and component, with the samples on the last axis: ``log_likelihoods``
+    ``(K, N)``; ``residuals`` ``(D, K, N)``, $e_{nk} = \\mathbb{E}[x_n \\mid x_o, k] - \\mu_k$;
+    ``covariances`` ``(D, D, K', N)``, the conditional covariances of the missing block (zero
+    elsewhere; K' = 1 for a tied covariance)."""
 
     log_likelihoods: Array
     residuals: Array
     covariances: Array
 
 
+def eliminate(matrix: Array, observed: Array) -> tuple[Array, Array]:
+    """Gaussian elimination of the observed coordinates: ``matrix`` ``(P, P, ...)`` symmetric
+    positive definite on its first D coordinates, ``observed`` ``(D, ...)`` 0/1. Returns the
+    matrix with, outside the eliminated rows and columns, the Schur complement
+    $M_{rr} - M_{ro} M_{oo}^{-1} M_{or}$, and $\\log|M_{oo}|$ ``(...)``.
+
+    One pivot after the other, each a masked rank-one update (the pivots are the conditional
+    variances, positive for a positive definite block): $D P^2$ multiply-adds per matrix, every
+    step elementwise over the trailing (sample) axes, which is how it vectorises."""
+    # The D steps unrolled over a list of rows, each ``(P, ...)``: static slices and P small
+    # updates per step, which XLA compiles to tight loops over the samples (measured on 16,000
+    # 17 x 17 matrices: 51 ms, against 180-200 ms for the same updates on the whole array, in
+    # a fori_loop, batch first or last, or entry by entry)
+    rows = [matrix[i] for i in range(matrix.shape[0])]
+    log_det = jnp.zeros(matrix.shape[2:], matrix.dtype)
+    for k in range(observed.shape[0]):
+        pivot, seen = rows[k][k], observed[k]
+        safe = jnp.where(seen > 0, jnp.maximum(pivot, jnp.finfo(matrix.dtype).tiny), 1.0)
+        scale = seen / safe
+        pivot_row = rows[k]
+        rows = [row - (scale * row[k])[None] * pivot_row for row in rows]
+        log_det = log_det + seen * jnp.log(safe)
+    return jnp.stack(rows), log_det
+
+
 def conditionals(covariances: Array, offsets: Array, data: MissingData) -> Conditionals:
-    """`Conditionals` of ``covariances`` ``(K, D, D)`` (or one ``(D, D)``), ``offsets``
-    $\\mu_k - c$ ``(K, D)``."""
-    prec, log_det = full.precision(covariances)
-    if prec.ndim == 2:
-        prec, log_det = prec[None], log_det[None]
-    d = offsets.shape[-1]
-    observed = data.observed.T  # (N, D)
+    """`Conditionals` of ``covariances`` ``(K, D, D)`` (or one tied ``(D, D)``) and
+    ``offsets`` $\\mu_k - c$ ``(K, D)``.
+
+    The covariance is bordered by the residuals $\\delta$ ($x - \\mu$ on the observed
+    coordinates, 0 on the missing ones) and the observed coordinates eliminated
+    (`eliminate`): what remains is $\\Sigma_{mm} - \\Sigma_{mo}\\Sigma_{oo}^{-1}\\Sigma_{om}$
+    (the conditional covariance), $-\\Sigma_{mo}\\Sigma_{oo}^{-1}\\delta_o$ (minus the
+    conditional mean's offset) and $-\\delta_o^\\top\\Sigma_{oo}^{-1}\\delta_o$ in the corner,
+    with $\\log|\\Sigma_{oo}|$ from the pivots. A full covariance borders each component's
+    matrix with its one residual, ``(D + 1, D + 1, K, N)``; a tied one borders the shared
+    matrix with all K residuals at once, ``(D + K, D + K, N)``."""
+    k, d = offsets.shape
+    n = data.values.shape[1]
+    observed = data.observed  # (D, N)
+    delta = observed[:, None, :] * (data.values[:, None, :] - offsets.T[:, :, None])  # (D, K, N)
+    n_observed = jnp.sum(observed, axis=0)
+    if covariances.ndim == 2:  # tied
+        top = jnp.concatenate(
+            [jnp.broadcast_to(covariances[:, :, None], (d, d, n)), delta], axis=1
+        )  # (D, D + K, N)
+        bottom = jnp.concatenate(
+            [jnp.swapaxes(delta, 0, 1), jnp.zeros((k, k, n), delta.dtype)], axis=1
+        )
+        reduced, log_det = eliminate(jnp.concatenate([top, bottom], axis=0), observed)
+        corner = jnp.diagonal(reduced[d:, d:], axis1=0, axis2=1).T  # (K, N)
+        mean_offset = -reduced[:d, d:]  # (D, K, N)
+        conditional_cov = reduced[:d, :d, None]  # (D, D, 1, N)
+        log_det = log_det[None]
+    else:
+        cov = jnp.broadcast_to(jnp.moveaxis(covariances, 0, -1)[..., None], (d, d, k, n))
+        top = jnp.concatenate([cov, delta[:, None]], axis=1)  # (D, D + 1, K, N)
+        bottom = jnp.concatenate([delta[None], jnp.zeros((1, 1, k, n), delta.dtype)], axis=1)
+        reduced, log_det = eliminate(jnp.concatenate([top, bottom], axis=0), observed[:, None])
+        corner = reduced[d, d]  # (K, N)
+        mean_offset = -reduced[:d, d]  # (D, K, N)
+        conditional_cov = reduced[:d, :d]  # (D, D, K, N)
     missing = 1.0 - observed
-    delta = observed * (data.values.T[None] - offsets[:, None, :])  # (K, N, D)
-    y = jnp.einsum("kde,kne->knd", jnp.broadcast_to(prec, (offsets.shape[0], d, d)), delta)
-    eye = jnp.eye(d, dtype=prec.dtype)
-    block = prec[:, None] * (missing[:, :, None] * missing[:, None, :]) + observed[:, :, None] * eye
-    chol = linalg.cholesky(block)  # (K', N, D, D)
-    inv_chol = linalg.solve_lower(chol, eye)
-    inverse = jnp.swapaxes(inv_chol, -1, -2) @ inv_chol  # Lambda_mm^{-1} on m, I on o
-    correction = (inverse @ (missing * y)[..., None])[..., 0]  # Lambda_mm^{-1} y_m
-    quadratic = jnp.sum(delta * y, axis=-1) - jnp.sum(missing * y * correction, axis=-1)
-    n_observed = jnp.sum(observed, axis=-1)
-    log_lik = -0.5 * (
-        n_observed * math.log(2 * math.pi) + log_det[:, None] + linalg.log_det(chol) + quadratic
-    )
-    conditional_cov = inverse * (missing[:, :, None] * missing[:, None, :])
-    return Conditionals(log_lik, delta - correction, conditional_cov)
+    log_lik = -0.5 * (n_observed * math.log(2 * math.pi) + log_det - corner)
+    residuals = delta + missing[:, None, :] * mean_offset
+    pairs = missing[:, None, None, :] * missing[None, :, None, :]
+    return Conditionals(log_lik, residuals, conditional_cov * pairs)
 
 
 def coupled_moments(
@@ -182,20 +224,21 @@ def coupled_moments(
         d = data.centre.shape[-1]
         firsts, seen = moments[:, :d], moments[:, d:]
         offsets = firsts / jnp.maximum(seen, jnp.finfo(wr.dtype).tiny)
-        residuals = data.observed.T[None] * (data.values.T[None] - offsets[:, None, :])
+        residuals = data.observed[:, None] * (data.values[:, None] - offsets.T[:, :, None])
         spread = 0.0
     else:
         found = conditionals(covariances, offsets, data)
-        residuals = found.residuals
+        residuals = found.residuals  # (D, K, N)
         if tied:
-            spread = jnp.einsum("n,nde->de", jnp.sum(wr, axis=0), found.covariances[0])
+            spread = jnp.einsum("n,den->de", jnp.sum(wr, axis=0), found.covariances[:, :, 0])
         else:
-            spread = jnp.einsum("kn,knde->kde", wr, found.covariances)
-    shifts = jnp.einsum("kn,knd->kd", wr, residuals)
+            spread = jnp.einsum("kn,dekn->kde", wr, found.covariances)
+    shifts = jnp.einsum("kn,dkn->kd", wr, residuals)
+    weighted = wr * residuals  # (D, K, N)
     if tied:
-        scatter = jnp.einsum("kn,knd,kne->de", wr, residuals, residuals) + spread
+        scatter = jnp.einsum("dkn,ekn->de", weighted, residuals) + spread
     else:
-        scatter = jnp.einsum("kn,knd,kne->kde", wr, residuals, residuals) + spread
+        scatter = jnp.einsum("dkn,ekn->kde", weighted, residuals) + spread
     return counts[:, None] * (offsets + data.centre) + shifts, shifts, scatter
 
 
@@ -209,7 +252,7 @@ def conditional_means(
     observed."""
     values = data.values.T[None]  # (1, N, D)
     if covariance_type in ("full", "tied"):
-        residuals = conditionals(covariances, offsets, data).residuals
+        residuals = jnp.moveaxis(conditionals(covariances, offsets, data).residuals, 0, -1)
         return residuals + offsets[:, None, :] + data.centre
     observed = data.observed.T[None]
     return observed * values + (1.0 - observed) * offsets[:, None, :] + data.centre
@@ -229,14 +272,15 @@ def conditional_noise(
     missing = 1.0 - data.observed.T  # (N, D)
     z = jax.random.normal(key, missing.shape, offsets.dtype)
     if covariance_type in ("full", "tied"):
-        prec, _ = full.precision(covariances)
-        prec = prec if prec.ndim == 2 else prec[labels]  # (D, D) or (N, D, D)
-        eye = jnp.eye(d, dtype=offsets.dtype)
+        n = labels.shape[0]
+        cov = covariances if covariances.ndim == 2 else covariances[labels]  # (D, D), (N, D, D)
+        cov = jnp.moveaxis(jnp.broadcast_to(cov, (n, d, d)), 0, -1)  # (D, D, N)
+        reduced, _ = eliminate(cov, data.observed)
         pairs = missing[:, :, None] * missing[:, None, :]
-        block = prec * pairs + (1.0 - missing)[..., None] * eye
-        # A = L L^T has A^{-1} = L^{-T} L^{-1}: L^{-T} z has covariance A^{-1}, which is the
-        # conditional covariance on the missing block (and the identity elsewhere, masked off)
-        inv_chol = linalg.solve_lower(linalg.cholesky(block), eye)
-        return missing * jnp.einsum("nji,nj->ni", inv_chol, z)
+        # the conditional covariance on the missing block, the identity elsewhere: its
+        # Cholesky factor keeps that block structure, so L z has the conditional covariance
+        # on the missing coordinates
+        block = jnp.moveaxis(reduced, -1, 0) * pairs + (1.0 - missing)[..., None] * jnp.eye(d)
+        return missing * jnp.einsum("nij,nj->ni", linalg.cholesky(block), z)
     variance = variances(covariance_type, covariances, d)[labels]
     return missing * jnp.sqrt(variance) * z
