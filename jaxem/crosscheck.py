@@ -123,6 +123,11 @@ def numpyro_model(model: Mixture, prior: Any = None) -> Callable[..., None]:
             alpha = jnp.broadcast_to(model.as_mixture_prior(prior).alpha, (k,))
             pi = numpyro.sample("weights", dist.Dirichlet(alpha))
             values = _prior_sites(family, components_prior, k)
+        if getattr(family, "missing", False):
+            log_px = jax.nn.logsumexp(jnp.log(pi) + _observed_log_likelihoods(family, values, X), 1)
+            w = jnp.ones(X.shape[0], X.dtype) if weights is None else weights
+            numpyro.factor("X", jnp.sum(jnp.where(w > 0, w * log_px, 0.0)))
+            return
         components = _components(family, values)
         if isinstance(family, Categorical):
             # MixtureSameFamily takes only components whose support is parameter-free; the
@@ -269,6 +274,34 @@ def _components(family: Any, params: Any) -> dist.Distribution:
         )
     scale = jnp.sqrt(cov if cov_type == "diag" else cov[:, None])
     return dist.Normal(means, jnp.broadcast_to(scale, means.shape)).to_event(1)
+
+
+def _observed_log_likelihoods(family: Any, params: Any, X: Array) -> Array:
+    """$\\log p(x_{n,o} \\mid \\theta_k)$ ``(N, K)`` of the observed entries of ``X`` (NaN
+    where missing). Independent columns: every entry's log density, masked. Gaussians: the
+    vector with its missing coordinates set to 0 under a Gaussian whose mean is 0 there and
+    whose covariance is the identity there and $\\Sigma_{oo}$ elsewhere, which is
+    $\\mathcal{N}(x_o \\mid \\mu_o, \\Sigma_{oo})\\,\\mathcal{N}(0 \\mid 0, 1)^{|m|}$."""
+    seen = ~jnp.isnan(X)
+    x = jnp.where(seen, X, 0.0)
+    if isinstance(family, (Bernoulli, Poisson)):
+        entries = (
+            dist.Bernoulli(probs=params.probs)
+            if isinstance(family, Bernoulli)
+            else dist.Poisson(params.rates)
+        ).log_prob(x[:, None, :])
+        return jnp.sum(jnp.where(seen[:, None, :], entries, 0.0), axis=-1)
+    if isinstance(family, Categorical):
+        entries = dist.Categorical(probs=params.probs).log_prob(x.astype(jnp.int32)[:, None, :])
+        return jnp.sum(jnp.where(seen[:, None, :], entries, 0.0), axis=-1)
+    k, d = params.means.shape
+    cov = family.component_covariances(params, k)  # (K, D, D)
+    o = seen.astype(X.dtype)
+    pairs = o[:, None, :, None] * o[:, None, None, :]
+    padded = cov[None] * pairs + jnp.eye(d, dtype=X.dtype) * (1.0 - o)[:, None, None, :]
+    means = o[:, None, :] * params.means[None]
+    log_prob = dist.MultivariateNormal(means, covariance_matrix=padded).log_prob(x[:, None, :])
+    return log_prob + 0.5 * jnp.sum(1.0 - o, axis=1)[:, None] * jnp.log(2 * jnp.pi)
 
 
 def log_joint(

@@ -417,3 +417,22 @@ def test_hmm_emissions_with_missing_values(faithful):
     for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(p), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
     assert np.all(np.isfinite(np.asarray(m.predict_proba(p, X))))
+
+
+@pytest.mark.parametrize("case", ["full", "bernoulli"])
+def test_numpyro_log_joint_of_the_observed_entries_is_the_objective(fitted, incomplete, case):
+    """NumPyro's log density of the model with a masked likelihood (jaxem.crosscheck: masked
+    entries for independent columns, the observed block's marginal for Gaussians) equals the
+    MAP objective at EM's estimate."""
+    from jaxem import crosscheck
+
+    if case == "full":
+        m, prior, result = fitted("full", True)
+        X = incomplete
+    else:
+        X = _discrete_data()["bernoulli"]
+        m = jaxem.Mixture(jaxem.families.Bernoulli(missing=True), 2)
+        prior = jaxem.default_prior(m, X)
+        result = jaxem.fit(m, X, m.init(jax.random.PRNGKey(0), X), prior=prior, max_iter=50)
+    value = crosscheck.log_joint(m, result.params, X, prior)
+    np.testing.assert_allclose(value, result.objective, rtol=1e-12)
