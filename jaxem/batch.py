@@ -170,10 +170,14 @@ def _check_batch(model, X, weights, prior):
         raise ValueError(f"X must be a batch of datasets, e.g. {example}; got shape {X.shape}")
     n_members = X.shape[0]
     member_weights = weights_shape(model, X.shape[1:])
+    missing = bool(getattr(model, "missing", False))  # NaN: a value missing at random
     if is_concrete(X) and not all_finite(X):
-        finite = np.all(np.isfinite(host_values(X)).reshape(n_members, -1), axis=1)
-        bad = int(np.argmax(~finite))
-        raise ValueError(f"X contains NaN or inf (first in member {bad}); values must be finite")
+        values = host_values(X).reshape(n_members, -1)
+        bad_values = np.isinf(values) if missing else ~np.isfinite(values)
+        if np.any(bad_values):
+            bad = int(np.argmax(np.any(bad_values, axis=1)))
+            what = "inf" if missing else "NaN or inf"
+            raise ValueError(f"X contains {what} (first in member {bad}); values must be finite")
     if weights is None:
         weights = jnp.ones((n_members,) + member_weights, X.dtype)
     else:
@@ -184,6 +188,11 @@ def _check_batch(model, X, weights, prior):
                 f"weights must have shape ({', '.join(map(str, expected))}) = "
                 f"{(n_members,) + member_weights}; got {weights.shape}"
             )
+    if is_concrete(weights):
+        check_weight_values(weights)
+    effective = getattr(model, "effective_weights", None)
+    if effective is not None:
+        weights = jax.vmap(effective)(X, weights)
     if is_concrete(weights):
         positive = check_weight_values(weights).reshape(n_members, -1) > 0
         positive = np.count_nonzero(positive, axis=1)

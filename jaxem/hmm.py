@@ -119,6 +119,12 @@ class HiddenMarkovModel:
             raise ValueError(f"method must be one of {sorted(METHODS)}; got {self.method!r}")
 
     @property
+    def missing(self) -> bool:
+        """Whether the emission family takes NaN as a value missing at random (a step with
+        every value missing is a step without emission)."""
+        return bool(getattr(self.family, "missing", False))
+
+    @property
     def data_ndim(self) -> int:
         """The dimensions of one dataset, ``(S, T, D)``: 3."""
         return 3

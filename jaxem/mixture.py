@@ -135,13 +135,14 @@ class Mixture:
 
     def prepare(self, X: Array, weights: Array) -> MixtureData:
         """The data as the E-step reads it, computed once per fit (the family's ``prepare``)."""
-        if self._missing:
+        if self.missing:
             weights = self.effective_weights(X, weights)
             return MixtureData(self.family.prepare(X, weights), jnp.any(~jnp.isnan(X), axis=-1))
         return MixtureData(self.family.prepare(X, weights))
 
     @property
-    def _missing(self) -> bool:
+    def missing(self) -> bool:
+        """Whether the family takes NaN as a value missing at random."""
         return bool(getattr(self.family, "missing", False))
 
     def effective_weights(self, X: Array, weights: Array) -> Array:
@@ -149,7 +150,7 @@ class Mixture:
         family built with ``missing=True``) set to zero: such a row has likelihood one whatever
         the parameters, so it changes neither the log-likelihood nor the estimate; dropped, it
         does not slow EM down nor count as a sample (in BIC's $n$, say)."""
-        if not self._missing:
+        if not self.missing:
             return weights
         return jnp.where(jnp.any(~jnp.isnan(X), axis=-1), weights, 0.0)
 
@@ -363,7 +364,7 @@ class Mixture:
         imputation) from $p(x_{n,m} \\mid x_{n,o})$, a component drawn from the
         responsibilities and the missing values from that component's conditional,
         ``(n, N, D)``."""
-        if not self._missing:
+        if not self.missing:
             raise TypeError(
                 f"impute needs a family built with missing=True; got {self.family.describe()}"
             )

@@ -436,3 +436,25 @@ def test_numpyro_log_joint_of_the_observed_entries_is_the_objective(fitted, inco
         result = jaxem.fit(m, X, m.init(jax.random.PRNGKey(0), X), prior=prior, max_iter=50)
     value = crosscheck.log_joint(m, result.params, X, prior)
     np.testing.assert_allclose(value, result.objective, rtol=1e-12)
+
+
+def test_fit_batch_and_restarts_take_missing_values():
+    """Three data sets with 20 % missing in one compiled call: each member equals its own
+    fit; fit_restarts keeps the best start."""
+    rng = np.random.default_rng(0)
+    batch = rng.normal(size=(3, 60, 2))
+    batch[:, :30] += 3
+    batch[rng.random(batch.shape) < 0.2] = np.nan
+    batch[1, 5] = np.nan  # a row with nothing observed
+    m = jaxem.GaussianMixture(2, "full", missing=True)
+    together = jaxem.fit_batch(m, jax.random.PRNGKey(0), batch)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    for i in range(3):
+        alone = jaxem.fit(m, batch[i], m.init(keys[i], batch[i]))
+        np.testing.assert_allclose(together.objective[i], alone.objective, rtol=1e-10)
+    best = jaxem.fit_restarts(m, jax.random.PRNGKey(1), batch[0], n_init=3)
+    assert np.isfinite(float(best.objective))
+    bad = np.array(batch)
+    bad[2, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="inf"):
+        jaxem.fit_batch(m, jax.random.PRNGKey(0), bad)
