@@ -56,6 +56,11 @@ def _precision(dtype: Any):
 # the mixture's own compiled score_samples, predict_proba and predict.
 
 
+def _n_informative(X: np.ndarray) -> int:
+    """The rows with an observed value (every row of complete data)."""
+    return int(np.count_nonzero(~np.all(np.isnan(X), axis=1)))
+
+
 @partial(jit, static_argnames="model")
 def _start(model: gaussian_mixture.GaussianMixture, X: jax.Array, resp: jax.Array):
     """The maximum-likelihood M-step from responsibilities ``resp`` ``(N, K)``."""
@@ -88,6 +93,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         prior: None (maximum likelihood), ``"default"`` (MAP with
             `jaxem.default_prior` of the training data) or a
             `jaxem.GaussianMixturePrior`.
+        missing: whether ``X`` may hold NaN for values missing at random (see
+            ``docs/missing.md``): EM then maximises the likelihood of the observed values, the
+            starts are drawn on the data with each missing value at its column's observed mean,
+            and `impute` fills the gaps. False (default): NaN is an error, as in scikit-learn.
 
     Fitted attributes: ``weights_`` ``(K,)``, ``means_`` ``(K, D)``, ``covariances_``,
     ``precisions_``, ``precisions_cholesky_`` (scikit-learn's shapes per covariance type),
@@ -105,6 +114,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data"})],
         "random_state": ["random_state"],
         "prior": [None, StrOptions({"default"}), GaussianMixturePrior],
+        "missing": ["boolean"],
     }
 
     def __init__(
@@ -119,6 +129,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         init_params: str = "kmeans",
         random_state: Any = None,
         prior: Any = None,
+        missing: bool = False,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -129,6 +140,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.init_params = init_params
         self.random_state = random_state
         self.prior = prior
+        self.missing = missing
 
     # -- fitting ---------------------------------------------------------------------------
 
@@ -136,7 +148,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """Fit by EM from ``n_init`` starts and keep the best. ``X`` ``(n_samples,
         n_features)``; ``y`` is ignored."""
         self._validate_params()
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        X = validate_data(
+            self,
+            X,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=2,
+            ensure_all_finite=self._finite(),
+        )
         if X.shape[0] < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = "
@@ -153,11 +171,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         else:
             prior = self.prior
         random_state = check_random_state(self.random_state)
+        seeded = X
+        if self.missing:  # the starts: every missing value at its column's observed mean
+            with warnings.catch_warnings():  # a column with no observed value: mean 0
+                warnings.simplefilter("ignore", RuntimeWarning)
+                means = np.nan_to_num(np.nanmean(X, axis=0))
+            seeded = np.where(np.isnan(X), means, X)
         results = [
             self._em(
                 model,
                 Xj,
-                _start(model, Xj, jnp.asarray(self._responsibilities(X, random_state), X.dtype)),
+                _start(
+                    model, Xj, jnp.asarray(self._responsibilities(seeded, random_state), X.dtype)
+                ),
                 prior,
             )
             for _ in range(self.n_init)
@@ -176,7 +202,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 stacklevel=3,
             )
         self.n_iter_ = int(result.n_iter) + 1
-        self.lower_bound_ = float(result.objective) / X.shape[0]
+        self.lower_bound_ = float(result.objective) / _n_informative(X)
         return self
 
     def _em(self, model, X, start, prior) -> FitResult:
@@ -230,6 +256,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """The most probable component of each sample, ``(n_samples,)``."""
         return self._on_fitted(X, lambda model, params, Xj: model.predict(params, Xj))
 
+    def impute(self, X: Any) -> np.ndarray:
+        """``X`` with each missing value (NaN) replaced by its conditional mean given the
+        row's observed values (`jaxem.Mixture.impute`); needs ``missing=True``."""
+        if not self.missing:
+            raise ValueError("impute needs an estimator built with missing=True")
+        return self._on_fitted(X, lambda model, params, Xj: model.impute(params, Xj))
+
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """``n_samples`` draws and their components, as scikit-learn: ``(X, y)``."""
         check_is_fitted(self)
@@ -244,7 +277,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """Bayesian information criterion on ``X`` (lower is better), as `jaxem.bic`."""
         log_px = self.score_samples(X)
         loglik = float(np.sum(log_px, dtype=np.float64))
-        return -2.0 * loglik + self._n_parameters() * math.log(len(log_px))
+        n = _n_informative(np.asarray(X, dtype=float)) if self.missing else len(log_px)
+        return -2.0 * loglik + self._n_parameters() * math.log(n)
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion on ``X`` (lower is better), as `jaxem.aic`."""
@@ -255,8 +289,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _model(self) -> gaussian_mixture.GaussianMixture:
         return gaussian_mixture.GaussianMixture(
-            int(self.n_components), self.covariance_type, float(self.reg_covar)
+            int(self.n_components), self.covariance_type, float(self.reg_covar), self.missing
         )
+
+    def _finite(self) -> bool | str:
+        """scikit-learn's ``ensure_all_finite``: NaN allowed with ``missing``."""
+        return "allow-nan" if self.missing else True
 
     def _n_parameters(self) -> int:
         return self._model().n_parameters(self.means_.shape[1])
@@ -269,7 +307,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _on_fitted(self, X: Any, fn) -> np.ndarray:
         """``fn(model, params, X)`` on validated ``X``, in the fitted attributes' precision."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=self._finite()
+        )
         with _precision(self.means_.dtype):
             Xj = jnp.asarray(X, self.means_.dtype)
             return np.asarray(fn(self._model(), self._params(), Xj))
@@ -293,5 +333,5 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = bool(self.missing)
         return tags

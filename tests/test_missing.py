@@ -458,3 +458,23 @@ def test_fit_batch_and_restarts_take_missing_values():
     bad[2, 0, 0] = np.inf
     with pytest.raises(ValueError, match="inf"):
         jaxem.fit_batch(m, jax.random.PRNGKey(0), bad)
+
+
+def test_estimator_takes_missing_values(incomplete):
+    """``jaxem.sklearn.GaussianMixture(missing=True)``: fits data with NaN, its scores are the
+    observed values' log-densities (written here), BIC counts the rows with an observed value,
+    ``impute`` fills the gaps; without ``missing`` NaN is scikit-learn's error."""
+    from jaxem.sklearn import GaussianMixture
+
+    gm = GaussianMixture(K, missing=True, random_state=0).fit(incomplete)
+    params = (jnp.asarray(gm.weights_), jnp.asarray(gm.means_), jnp.asarray(gm.covariances_))
+    reference = observed_log_likelihood(*params, incomplete, "full")
+    np.testing.assert_allclose(np.sum(gm.score_samples(incomplete)), reference, rtol=1e-12)
+    n = int(np.sum(~np.isnan(incomplete).all(axis=1)))
+    p = jaxem.GaussianMixture(K).n_parameters(3)
+    np.testing.assert_allclose(gm.bic(incomplete), -2 * reference + p * np.log(n), rtol=1e-12)
+    model = jaxem.GaussianMixture(K, missing=True)
+    expected = model.impute(jaxem.GaussianMixtureParams(*params), incomplete)
+    np.testing.assert_allclose(gm.impute(incomplete), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="NaN"):
+        GaussianMixture(K).fit(incomplete)
