@@ -135,6 +135,7 @@ def select(
     tol: float = 1e-6,
     max_iter: int = 1000,
     on_cell: Callable[[str, int, float], Any] | None = None,
+    missing: bool = False,
 ) -> SelectResult:
     """Fit every (covariance type, K) of the grid and rank the fits by ``criterion``.
 
@@ -164,6 +165,10 @@ def select(
         max_iter: the most EM iterations per start.
         on_cell: called for each cell as ``on_cell(covariance_type, K, value)`` once the grid is
             fitted (a progress bar, a log line).
+        missing: whether ``X`` may hold NaN for values missing at random: every cell is then
+            a `jaxem.GaussianMixture` with ``missing=True`` (see ``docs/missing.md``), its
+            starts drawn on the data with each missing value at its column's observed mean,
+            and $n$ counts the rows with an observed value.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}; got {criterion!r}")
@@ -171,7 +176,9 @@ def select(
         raise TypeError("prior must be None, 'default' or a function prior(model, X)")
     check_fit_options(tol, max_iter)
     n_init = check_positive_int(n_init, "n_init")
-    X = check_data(X)
+    if not isinstance(missing, bool):
+        raise TypeError(f"missing must be True or False; got {missing!r}")
+    X = check_data(X, missing=missing)
     ks = [check_positive_int(k, "n_components") for k in n_components]
     if not ks:
         raise ValueError("n_components must name at least one number of components")
@@ -181,20 +188,25 @@ def select(
             raise ValueError(
                 f"covariance_types must be among {tuple(COVARIANCE_TYPES)}; got {cov_type!r}"
             )
-    w = check_weights(weights, X.shape[0], X.dtype)
-    n_rows = X.shape[0] if weights is None else int(np.count_nonzero(np.asarray(w) > 0))
+    w = GaussianMixture(1, missing=missing).effective_weights(
+        X, check_weights(weights, X.shape[0], X.dtype)
+    )
+    n_rows = int(np.count_nonzero(np.asarray(w) > 0))
     fitted = [k for k in ks if k <= n_rows]
     table: dict = {t: {} for t in covariance_types}
     singular = []
     best = None
     if fitted:
         k_max = max(fitted)
-        mixtures = tuple(GaussianMixture(k_max, t) for t in covariance_types)
+        mixtures = tuple(GaussianMixture(k_max, t, missing=missing) for t in covariance_types)
         priors = None
         if prior is not None:
-            priors = tuple(_cell_priors(t, fitted, k_max, X, prior) for t in covariance_types)
+            priors = tuple(
+                _cell_priors(t, fitted, k_max, X, prior, missing) for t in covariance_types
+            )
         # mclust's start: one more per cell, deterministic (rows beyond 2000: a subset)
-        hierarchical = partitions(np.asarray(X), fitted, np.asarray(w))
+        seeds = np.asarray(mixtures[0].family.init_points(X))  # missing values filled
+        hierarchical = partitions(seeds, fitted, np.asarray(w))
         # rows of weight zero change no fit: data sets of nearby sizes share one program
         X_fit, w_fit = pad_rows(np.asarray(X), np.asarray(w))
         padding = np.full((len(fitted), X_fit.shape[0] - X.shape[0]), -1, np.int32)
@@ -244,7 +256,7 @@ def select(
     if best is None:
         raise ValueError("no cell of the grid gave a fit: every K exceeds the data or is singular")
     _, cov_type, k, mixture, result, i = best
-    model = GaussianMixture(k, cov_type)
+    model = GaussianMixture(k, cov_type, missing=missing)
     params = first_components(mixture, jax.tree.map(lambda a: a[i], result.params), k)
     value = jnp.asarray(result.loglik[i])
     if prior is not None:
@@ -264,12 +276,14 @@ def _prior_of(model: GaussianMixture, X: Array, prior: Any) -> Any:
     return model.check_prior(cell, X.shape[1], X.dtype)
 
 
-def _cell_priors(cov_type: str, ks: list, k_max: int, X: Array, prior: Any) -> Any:
+def _cell_priors(
+    cov_type: str, ks: list, k_max: int, X: Array, prior: Any, missing: bool = False
+) -> Any:
     """The priors of the cells of one covariance type, stacked, in the K_max layout (the
     Dirichlet's alpha padded with ones for the switched-off components)."""
     cells = []
     for k in ks:
-        cell = _prior_of(GaussianMixture(k, cov_type), X, prior)
+        cell = _prior_of(GaussianMixture(k, cov_type, missing=missing), X, prior)
         alpha = jnp.ones((k_max,), X.dtype).at[:k].set(cell.alpha)
         cells.append(cell._replace(alpha=alpha))
     return jax.tree.map(lambda *a: jnp.stack(a), *cells)

@@ -478,3 +478,22 @@ def test_estimator_takes_missing_values(incomplete):
     np.testing.assert_allclose(gm.impute(incomplete), expected, rtol=1e-12)
     with pytest.raises(ValueError, match="NaN"):
         GaussianMixture(K).fit(incomplete)
+
+
+def test_select_with_missing_values(faithful):
+    """``select(..., missing=True)`` on Old Faithful with 10 % of the values removed: the best
+    cell's criterion is BIC of the observed-data log-likelihood written here (n: the rows that
+    hold an observed value); without ``missing`` the NaN is an error naming the option."""
+    X = np.array(faithful)
+    X[np.random.default_rng(0).random(X.shape) < 0.1] = np.nan
+    X[3] = np.nan
+    result = jaxem.select(X, (1, 2), ("full", "diag"), key=jax.random.PRNGKey(0), missing=True)
+    model, p = result.model, result.params
+    assert model.missing
+    reference = observed_log_likelihood(*p, X, model.covariance_type)
+    n = int(np.sum(~np.isnan(X).all(axis=1)))
+    expected = -2 * reference + model.n_parameters(2) * np.log(n)
+    best = result.table[model.covariance_type][model.n_components]
+    np.testing.assert_allclose(best, expected, rtol=1e-9)
+    with pytest.raises(ValueError, match="missing=True"):
+        jaxem.select(X, (1, 2), key=jax.random.PRNGKey(0))
