@@ -50,10 +50,16 @@ class _Parser(argparse.ArgumentParser):
 # -- reading data ----------------------------------------------------------------------------
 
 
-def read_csv(path: str | Path, columns: str | None = None) -> tuple[np.ndarray, list[str]]:
+MISSING_CELLS = ("", "NA", "NaN", "nan", "N/A")
+
+
+def read_csv(
+    path: str | Path, columns: str | None = None, missing: bool = False
+) -> tuple[np.ndarray, list[str]]:
     """The numeric table of a CSV file with a header row: ``X`` ``(N, D)`` float64 and the
-    column names; ``columns`` (``"a,b"``) picks columns by name. Raises `CommandError`
-    naming the file, and for a bad cell its line and column."""
+    column names; ``columns`` (``"a,b"``) picks columns by name; with ``missing``, an empty
+    cell, ``NA``, ``NaN`` or ``N/A`` is a missing value (NaN). Raises `CommandError` naming the
+    file, and for a bad cell its line and column."""
     path = Path(path)
     if not path.exists():
         raise CommandError(f"{path}: no such file")
@@ -63,7 +69,13 @@ def read_csv(path: str | Path, columns: str | None = None) -> tuple[np.ndarray, 
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise CommandError(f"{path}: cannot be read as text ({e})") from None
-    lines = [(i + 1, row) for i, row in enumerate(csv.reader(text.splitlines())) if any(row)]
+    # a blank line is skipped; with missing values, a line of empty fields ("," for two
+    # columns) is a row with nothing observed, kept so that predict answers every row
+    lines = [
+        (i + 1, row)
+        for i, row in enumerate(csv.reader(text.splitlines()))
+        if any(row) or (missing and len(row) > 1)
+    ]
     if not lines:
         raise CommandError(f"{path}: the file is empty")
     _, header = lines[0]
@@ -88,17 +100,27 @@ def read_csv(path: str | Path, columns: str | None = None) -> tuple[np.ndarray, 
             )
         for c, j in enumerate(picked):
             cell = row[j].strip()
+            if missing and cell in MISSING_CELLS:
+                X[r, c] = math.nan
+                continue
             try:
                 value = float(cell)
             except ValueError:
                 what = "an empty cell" if not cell else f"{cell!r} is not a number"
                 hint = "" if columns else " (pick numeric columns with --columns)"
+                if cell in MISSING_CELLS:
+                    hint = " (for values missing at random, pass --missing)"
                 raise CommandError(
                     f"{path}, line {line}, column {header[j]!r}: {what}{hint}"
                 ) from None
             if not math.isfinite(value):
                 raise CommandError(
                     f"{path}, line {line}, column {header[j]!r}: {cell!r} is not a finite number"
+                    + (
+                        " (for values missing at random, pass --missing)"
+                        if math.isnan(value)
+                        else ""
+                    )
                 )
             X[r, c] = value
     return X, [header[j] for j in picked]
@@ -167,12 +189,14 @@ def _summary(model, result, X, names, prior_name: str) -> dict:
     description["n_components"] = model.n_components
     if family == "gaussian":
         description["covariance_type"] = model.family.covariance_type
+    description["missing"] = bool(getattr(model.family, "missing", False))
     components = {f: np.asarray(v).tolist() for f, v in mixture.components._asdict().items()}
     return {
         "model": description,
         "estimate": "MAP" if prior_name == "default" else "MLE",
         "prior": prior_name,
         "n_samples": int(X.shape[0]),
+        "n_missing": int(np.count_nonzero(np.isnan(X))),
         "columns": names,
         "weights": np.asarray(mixture.weights).tolist(),
         **components,
@@ -192,16 +216,19 @@ def _print_summary(s: dict, title: str) -> None:
     print(title)
     m = s["model"]
     objective = "log-likelihood" if s["estimate"] == "MLE" else "log-posterior (objective)"
+    extra = ", missing=True" if m.get("missing") else ""
     if m["family"] == "gaussian":
         name = f"GaussianMixture(n_components={m['n_components']}, "
-        name += f"covariance_type={m['covariance_type']!r})"
+        name += f"covariance_type={m['covariance_type']!r}{extra})"
     else:
-        name = f"Mixture({m['family'].capitalize()}, n_components={m['n_components']})"
+        name = f"Mixture({m['family'].capitalize()}{extra}, n_components={m['n_components']})"
     print(
         f"  {name}, {s['estimate']}" + (" with the default prior" if s["estimate"] == "MAP" else "")
     )
     print(
-        f"  {s['n_samples']} samples; log-likelihood {s['log_likelihood']:.4f} "
+        f"  {s['n_samples']} samples"
+        + (f" ({s['n_missing']} values missing)" if s.get("n_missing") else "")
+        + f"; log-likelihood {s['log_likelihood']:.4f} "
         f"({s['log_likelihood'] / s['n_samples']:.4f} per sample)"
     )
     if s["estimate"] == "MAP":
@@ -245,7 +272,13 @@ def _prior(model, X, name: str):
     return default_prior(model, X) if name == "default" else None
 
 
-def _model(k: int, covariance_type: str, family: str = "gaussian", X: np.ndarray | None = None):
+def _model(
+    k: int,
+    covariance_type: str,
+    family: str = "gaussian",
+    X: np.ndarray | None = None,
+    missing: bool = False,
+):
     """The mixture to fit; a categorical family takes each column's number of categories as its
     largest code plus one."""
     from jaxem import families
@@ -253,13 +286,15 @@ def _model(k: int, covariance_type: str, family: str = "gaussian", X: np.ndarray
     from jaxem.mixture import Mixture
 
     if family == "gaussian":
-        return GaussianMixture(k, covariance_type)
+        return GaussianMixture(k, covariance_type, missing=missing)
     if family == "categorical":
-        codes = np.max(X, axis=0) if X is not None and len(X) else np.ones(1)
+        seen = X is not None and len(X) and not np.all(np.isnan(X))
+        codes = np.nan_to_num(np.nanmax(X, axis=0)) if seen else np.ones(1)
         if np.any(codes < 0) or np.any(np.floor(codes) != codes):
             return Mixture(families.Categorical(1), k)  # its data check names the bad cell
-        return Mixture(families.Categorical(tuple(int(c) + 1 for c in codes)), k)
-    return Mixture({"bernoulli": families.Bernoulli, "poisson": families.Poisson}[family](), k)
+        return Mixture(families.Categorical(tuple(int(c) + 1 for c in codes), missing), k)
+    kind = {"bernoulli": families.Bernoulli, "poisson": families.Poisson}[family]
+    return Mixture(kind(missing=missing), k)
 
 
 # -- plotting --------------------------------------------------------------------------------
@@ -318,10 +353,10 @@ def plot(path: str, X: np.ndarray, names: list[str], panels: list[tuple]) -> Non
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    X, names = read_csv(args.data, args.columns)
+    X, names = read_csv(args.data, args.columns, args.missing)
     if args.plot and args.family != "gaussian":
         raise CommandError("--plot draws Gaussian mixtures only")
-    model = _model(args.n_components, args.covariance_type, args.family, X)
+    model = _model(args.n_components, args.covariance_type, args.family, X, args.missing)
     prior = _prior(model, X, args.prior)
     result = _fit_restarts(model, X, prior, args)
     summary = _summary(model, result, X, names, args.prior)
@@ -339,7 +374,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_select(args: argparse.Namespace) -> int:
     from jaxem.model_selection import select
 
-    X, names = read_csv(args.data, args.columns)
+    X, names = read_csv(args.data, args.columns, args.missing)
     with _bar(len(args.n_components) * len(args.covariance_types), "select", args.quiet) as bar:
         result = select(
             X,
@@ -352,6 +387,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
             tol=args.tol,
             max_iter=args.max_iter,
             on_cell=lambda *_: bar.update(),
+            missing=args.missing,
         )
     print(repr(result))
     if args.out:
@@ -380,7 +416,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not Path(args.model).exists():
         raise CommandError(f"{args.model}: no such file")
     model, params, _ = load(args.model)
-    X, names = read_csv(args.data, args.columns)
+    X, names = read_csv(args.data, args.columns, bool(getattr(model, "missing", False)))
     if hasattr(model, "as_mixture_params"):
         d = np.shape(model.as_mixture_params(params).components[0])[1]
     else:
@@ -453,6 +489,12 @@ def _parser() -> argparse.ArgumentParser:
                 choices=["none", "default"],
                 default="none",
                 help="none: maximum likelihood; default: MAP with mclust's default prior",
+            )
+            p.add_argument(
+                "--missing",
+                action="store_true",
+                help="empty cells, NA, NaN and N/A are values missing at random (EM then fits "
+                "the observed values; default: they are errors)",
             )
         p.add_argument(
             "--n-init", type=int, default=n_init, help=f"random starts (default {n_init})"

@@ -42,7 +42,8 @@ FAMILIES = {
 
 def _config(model: Any) -> dict:
     if isinstance(model, GaussianMixture):
-        return {f: getattr(model, f) for f in ("n_components", "covariance_type", "reg_covar")}
+        fields = ("n_components", "covariance_type", "reg_covar", "missing")
+        return {f: getattr(model, f) for f in fields}
     if isinstance(model, (Mixture, HiddenMarkovModel)):
         family = model.family
         if type(family).__name__ not in FAMILIES:

@@ -497,3 +497,38 @@ def test_select_with_missing_values(faithful):
     np.testing.assert_allclose(best, expected, rtol=1e-9)
     with pytest.raises(ValueError, match="missing=True"):
         jaxem.select(X, (1, 2), key=jax.random.PRNGKey(0))
+
+
+def test_command_line_fits_and_predicts_with_missing_values(faithful, tmp_path):
+    """``jaxem fit --missing`` reads empty cells and NA as missing values: its log-likelihood
+    is the observed values' (written here, at the saved parameters), ``predict`` takes the
+    same file, and without ``--missing`` an empty cell is one error line, exit status 2."""
+    import json
+    import subprocess
+    import sys
+
+    X = np.array(faithful)
+    X[np.random.default_rng(0).random(X.shape) < 0.1] = np.nan
+    rows = [",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in X]
+    rows[5] = "NA,NA"
+    X[5] = np.nan
+    (tmp_path / "gaps.csv").write_text("eruptions,waiting\n" + "\n".join(rows) + "\n")
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "jaxem.cli", *args], capture_output=True, text=True, cwd=tmp_path
+        )
+
+    run = cli("fit", "gaps.csv", "-k", "2", "-q", "--missing", "--out", "m.npz", "--json", "s.json")
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    model, params, _ = jaxem.load(tmp_path / "m.npz")
+    assert model.missing and summary["n_missing"] == int(np.isnan(X).sum())
+    reference = observed_log_likelihood(*params, X, "full")
+    np.testing.assert_allclose(summary["log_likelihood"], reference, rtol=1e-6)  # float32
+    predicted = cli("predict", "m.npz", "gaps.csv")
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(predicted.stdout.splitlines()) == X.shape[0] + 1
+    refused = cli("fit", "gaps.csv", "-k", "2", "-q")
+    assert refused.returncode == 2
+    assert len(refused.stderr.strip().splitlines()) == 1 and "--missing" in refused.stderr
