@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py --markdown docs/benchmarks.md --json benchmarks/speed.json
 	$(BIN)/python benchmarks/first_minute.py --markdown-section docs/benchmarks.md
 	$(BIN)/python benchmarks/hmm.py --markdown-section docs/benchmarks.md
+	$(BIN)/python benchmarks/missing.py --markdown-section docs/benchmarks.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
