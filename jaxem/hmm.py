@@ -326,6 +326,18 @@ class HiddenMarkovModel:
         ``(S,)`` with ``lengths``)."""
         return self._use(params, X, weights, lengths, "decode")
 
+    def impute(self, params: Any, X: Any, weights: Any = None, lengths: Any = None) -> Array:
+        """Values for the missing entries (NaN) of ``X``, for an emission family built with
+        ``missing=True``: the conditional mean given every observed value of the sequence,
+        $\\sum_k p(z_t = k \\mid x_{obs}) \\, \\mathbb{E}[x_t \\mid x_{t,o}, z_t = k]$
+        (the family's ``impute`` with the smoothed state marginals); observed entries as they
+        are. Shaped as ``X`` (``(sum T_s, D)`` with ``lengths``)."""
+        if not self.missing:
+            raise TypeError(
+                f"impute needs a family built with missing=True; got {self.family.describe()}"
+            )
+        return self._use(params, X, weights, lengths, "impute")
+
     def sample(
         self, key: PRNGKey, params: Any, n_steps: int, n_sequences: int = 1
     ) -> tuple[Array, Array]:
@@ -490,6 +502,10 @@ def _inference(
             params.initial, params.transitions, log_likelihoods, weights > 0
         )
     posterior = model._posterior(params, data, weights)
+    if what == "impute":
+        marginals = posterior.marginals.reshape(-1, posterior.marginals.shape[-1]).T  # (K, S*T)
+        filled = model.family.impute(params.emissions, data.family, marginals)
+        return jnp.where(jnp.isnan(X), filled.reshape(X.shape), X)
     if what == "score":
         return posterior.log_likelihood
     if what == "filter":

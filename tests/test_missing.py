@@ -416,7 +416,17 @@ def test_hmm_emissions_with_missing_values(faithful):
     again = jaxem.em_step(m, p, X)[0]
     for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(p), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
-    assert np.all(np.isfinite(np.asarray(m.predict_proba(p, X))))
+    # impute: the smoothed state marginals mixing each state's textbook conditional mean
+    gamma = np.asarray(m.predict_proba(p, X))
+    imputed = np.asarray(m.impute(p, X))
+    for t in np.flatnonzero(np.isnan(X).any(axis=1))[:30]:
+        o = ~np.isnan(X[t])
+        expected = np.zeros((~o).sum())
+        for k in range(2):
+            gain = covs[k][np.ix_(~o, o)] @ np.linalg.inv(covs[k][np.ix_(o, o)])
+            expected += gamma[t, k] * (means[k][~o] + gain @ (X[t, o] - means[k][o]))
+        np.testing.assert_allclose(imputed[t, ~o], expected, rtol=1e-10)
+        np.testing.assert_array_equal(imputed[t, o], X[t, o])
 
 
 @pytest.mark.parametrize("case", ["full", "bernoulli"])
