@@ -46,7 +46,7 @@ from jaxem import priors
 from jaxem.base import Array, Family, PRNGKey
 from jaxem.batch import pad
 from jaxem.compiler import jit
-from jaxem.inference import forward_backward, forward_backward_parallel, viterbi
+from jaxem.inference import forward_backward, forward_backward_parallel, sample_states, viterbi
 from jaxem.mixture import Mixture
 from jaxem.validation import as_float_array, check_positive_int, host_values, is_concrete
 
@@ -326,17 +326,35 @@ class HiddenMarkovModel:
         ``(S,)`` with ``lengths``)."""
         return self._use(params, X, weights, lengths, "decode")
 
-    def impute(self, params: Any, X: Any, weights: Any = None, lengths: Any = None) -> Array:
+    def impute(
+        self,
+        params: Any,
+        X: Any,
+        weights: Any = None,
+        lengths: Any = None,
+        *,
+        key: PRNGKey | None = None,
+        n: int | None = None,
+    ) -> Array:
         """Values for the missing entries (NaN) of ``X``, for an emission family built with
-        ``missing=True``: the conditional mean given every observed value of the sequence,
+        ``missing=True``; observed entries as they are.
+
+        Without ``key``: the conditional mean given every observed value of the sequence,
         $\\sum_k p(z_t = k \\mid x_{obs}) \\, \\mathbb{E}[x_t \\mid x_{t,o}, z_t = k]$
-        (the family's ``impute`` with the smoothed state marginals); observed entries as they
-        are. Shaped as ``X`` (``(sum T_s, D)`` with ``lengths``)."""
+        (the family's ``impute`` with the smoothed state marginals), shaped as ``X``
+        (``(sum T_s, D)`` with ``lengths``). With ``key``: ``n`` draws (multiple imputation),
+        each a state path drawn from its posterior (`jaxem.inference.sample_states`) and the
+        missing values from the states' conditionals, ``(n,) + `` that shape."""
         if not self.missing:
             raise TypeError(
                 f"impute needs a family built with missing=True; got {self.family.describe()}"
             )
-        return self._use(params, X, weights, lengths, "impute")
+        if key is None:
+            if n is not None:
+                raise ValueError("n (the number of draws) needs a key")
+            return self._use(params, X, weights, lengths, "impute")
+        n = check_positive_int(1 if n is None else n, "n")
+        return self._use(params, X, weights, lengths, "impute_draws", (key, n))
 
     def sample(
         self, key: PRNGKey, params: Any, n_steps: int, n_sequences: int = 1
@@ -401,7 +419,9 @@ class HiddenMarkovModel:
                 raise ValueError("weights must not all be zero")
         return w
 
-    def _use(self, params: Any, X: Any, weights: Any, lengths: Any, what: str) -> Any:
+    def _use(
+        self, params: Any, X: Any, weights: Any, lengths: Any, what: str, draws: Any = None
+    ) -> Any:
         single = lengths is None and np.ndim(X) == 2
         if lengths is not None:
             if weights is not None:
@@ -410,14 +430,20 @@ class HiddenMarkovModel:
         X = self._check_data(X)
         weights = self._check_weights(weights, X)
         params = self.check_params(params, X.shape[-1], X.dtype)
-        out = _inference(self, params, X, weights, what)
+        if draws is None:
+            out = _inference(self, params, X, weights, what)
+        else:
+            key, n = draws
+            one = partial(_impute_draw, self, params, X, weights)
+            out = jax.vmap(one)(jax.random.split(key, n))
         if single:
-            return jax.tree.map(lambda a: a[0], out)
+            index = (slice(None), 0) if draws is not None else 0
+            return jax.tree.map(lambda a: a[index], out)
         if lengths is not None and what != "score":
             real = np.asarray(weights) > 0
             if what == "decode":
                 return out[0][real], out[1]
-            return out[real]
+            return out[:, real] if draws is not None else out[real]
         return out
 
 
@@ -511,6 +537,25 @@ def _inference(
     if what == "filter":
         return jnp.where(weights[..., None] > 0, posterior.filtered, 0.0)
     return posterior.marginals
+
+
+@partial(jit, static_argnames=("model",))
+def _impute_draw(
+    model: HiddenMarkovModel, params: HMMParams, X: Array, weights: Array, key: PRNGKey
+) -> Array:
+    """One completed data set: state paths drawn from their posterior, then the missing values
+    from each step's conditional given its state."""
+    data = model.prepare(X, weights)
+    posterior = model._posterior(params, data, weights)
+    k_states, k_values = jax.random.split(key)
+    keys = jax.random.split(k_states, X.shape[0])
+    states = jax.vmap(sample_states, (0, None, 0, 0))(
+        keys, params.transitions, posterior.filtered, weights > 0
+    )
+    draw = model.family.impute_sample(
+        k_values, params.emissions, data.family, states.reshape(-1)
+    ).reshape(X.shape)
+    return jnp.where(jnp.isnan(X), draw, X)
 
 
 @partial(jit, static_argnames=("model", "n_steps", "n_sequences"))

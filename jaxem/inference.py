@@ -113,6 +113,29 @@ def forward_backward(
     return Posterior(log_likelihood, marginals, transition_counts, alphas)
 
 
+def sample_states(key: Array, transitions: Array, filtered: Array, mask: Array | None = None):
+    """A draw of the whole state path from its posterior $p(z_{1:T} \\mid x_{1:T})$, by
+    backward sampling over the filtered marginals (forward-filtering backward-sampling):
+    $z_T \\sim p(z_T \\mid x_{1:T})$, then $p(z_t = i \\mid z_{t+1} = j, x_{1:T}) \\propto
+    \\hat\\alpha_{ti} A_{ij}$. ``filtered`` ``(T, K)`` as `forward_backward` returns it (on
+    padded steps, the last real step's), ``mask`` as there; returns ``(T,)`` states (on padded
+    steps, the last real step's state)."""
+    t, k = filtered.shape
+    real = jnp.ones((t,), bool) if mask is None else mask > 0
+    keys = jax.random.split(key, t)
+    last = jax.random.categorical(keys[-1], jnp.log(filtered[-1]))
+
+    def back(following, step):
+        alpha, key, next_is_real = step
+        weights = alpha * transitions[:, following]
+        drawn = jax.random.categorical(key, jnp.log(weights / jnp.sum(weights)))
+        state = jnp.where(next_is_real, drawn, following)  # the chain does not move on padding
+        return state, state
+
+    _, states = jax.lax.scan(back, last, (filtered[:-1], keys[:-1], real[1:]), reverse=True)
+    return jnp.concatenate([states, last[None]])
+
+
 def viterbi(
     initial: Array, transitions: Array, log_likelihoods: Array, mask: Array | None = None
 ) -> tuple[Array, Array]:
