@@ -2,34 +2,42 @@
 (1994, "Supervised learning from incomplete data via an EM approach"), with fixed shapes.
 
 Row $n$ has observed coordinates $o$ and missing ones $m$ (NaN in ``X``). Under component $k$
-with mean $\\mu$, covariance $\\Sigma$ and precision $\\Lambda = \\Sigma^{-1}$, write
-$\\delta$ for $x - \\mu$ on $o$ and 0 on $m$, and $y = \\Lambda \\delta$. Then
+with mean $\\mu$ and covariance $\\Sigma$, write $\\delta$ for $x - \\mu$ on $o$ and 0 on $m$.
+Border the covariance with it and eliminate the observed coordinates (Gaussian elimination,
+one pivot per observed coordinate):
 
 $$
-\\log p(x_o) = -\\tfrac12 \\big( |o| \\log 2\\pi + \\log|\\Sigma| + \\log|\\Lambda_{mm}|
-+ \\delta^\\top y - y_m^\\top \\Lambda_{mm}^{-1} y_m \\big),
+\\begin{pmatrix} \\Sigma & \\delta \\\\ \\delta^\\top & 0 \\end{pmatrix}
+\\;\\longrightarrow\\;
+\\begin{pmatrix}
+\\Sigma_{mm} - \\Sigma_{mo}\\Sigma_{oo}^{-1}\\Sigma_{om}
+& -\\Sigma_{mo}\\Sigma_{oo}^{-1}\\delta_o \\\\
+\\cdot & -\\delta_o^\\top \\Sigma_{oo}^{-1} \\delta_o
+\\end{pmatrix}
 $$
 
+on the rows and columns that remain (the Schur complement), and the pivots multiply to
+$|\\Sigma_{oo}|$. That is everything the E-step needs:
+
 $$
-\\mathbb{E}[x_m \\mid x_o] = \\mu_m - \\Lambda_{mm}^{-1} y_m, \\qquad
-\\mathrm{Cov}[x_m \\mid x_o] = \\Lambda_{mm}^{-1},
+\\log p(x_o) = -\\tfrac12 \\big( |o| \\log 2\\pi + \\log|\\Sigma_{oo}|
++ \\delta_o^\\top \\Sigma_{oo}^{-1} \\delta_o \\big), \\quad
+\\mathbb{E}[x_m \\mid x_o] = \\mu_m + \\Sigma_{mo}\\Sigma_{oo}^{-1}\\delta_o, \\quad
+\\mathrm{Cov}[x_m \\mid x_o] = \\Sigma_{mm} - \\Sigma_{mo}\\Sigma_{oo}^{-1}\\Sigma_{om}.
 $$
 
-since $\\Sigma_{oo}^{-1} = \\Lambda_{oo} - \\Lambda_{om}\\Lambda_{mm}^{-1}\\Lambda_{mo}$ (Schur
-complement) and $|\\Sigma_{oo}| = |\\Sigma| \\, |\\Lambda_{mm}|$. With $e$ the conditional mean of
-$x - \\mu$ and $C$ the conditional covariance (zero outside $m \\times m$), the statistics are
-those of `jaxem.families.gaussian.family` with $x_n$ replaced by its conditional expectation:
-$\\sum_n wr_{kn} e_{nk}$ and $\\sum_n wr_{kn} (e_{nk} e_{nk}^\\top + C_{nk})$; the M-step is
-unchanged.
+With $e$ the conditional mean of $x - \\mu$ and $C$ the conditional covariance (zero outside
+$m \\times m$), the statistics are those of `jaxem.families.gaussian.family` with $x_n$ replaced
+by its conditional expectation: $\\sum_n wr_{kn} e_{nk}$ and
+$\\sum_n wr_{kn} (e_{nk} e_{nk}^\\top + C_{nk})$; the M-step is unchanged.
 
 Fixed shapes: instead of grouping rows by their pattern of missing values, every row and
-component factorises the $(D, D)$ matrix $A = \\Lambda \\odot (\\bar o \\bar o^\\top) +
-\\mathrm{diag}(o)$ ($\\bar o$ = missing indicator), which is $\\Lambda_{mm}$ on the missing
-block and the identity elsewhere, so $A^{-1}$ holds $\\Lambda_{mm}^{-1}$ and
-$\\log|A| = \\log|\\Lambda_{mm}|$. That costs $O(D^3)$ per row and component (a tied covariance:
-per row) where complete data costs $O(D^2)$. Diagonal and spherical covariances need none of
-it: the missing coordinates are independent of the observed ones, drop out of the density and
-contribute their variance to the scatter.
+component eliminates with a mask (a pivot on a missing coordinate is skipped), $D$ rank-one
+updates of a $(D + 1) \\times (D + 1)$ matrix: $O(D^3)$ per row and component (a tied
+covariance: per row, bordered by all K residuals) where complete data costs $O(D^2)$ in two
+matrix products. Diagonal and spherical covariances need none of it: the missing coordinates are
+independent of the observed ones, drop out of the density and add their variance to the
+scatter.
 """
 
 from __future__ import annotations
