@@ -37,6 +37,7 @@ from jaxem.validation import (
     as_float_array,
     check_positive_int,
     check_weights,
+    host_values,
     is_concrete,
     n_weighted_samples,
 )
@@ -264,6 +265,7 @@ class Mixture:
         chunk_size = check_chunk_size(chunk_size)
         layout = sample_sharding(X)
         X = self.family.check_data(X)
+        self._check_observed_columns(X)
         weights = self.effective_weights(X, check_weights(weights, X.shape[0], X.dtype))
         self._check_enough_samples(weights)
         if layout is None:
@@ -276,6 +278,7 @@ class Mixture:
         """Checks made by `jaxem.fit` before compiling; returns X, params and prior as
         arrays of X's floating dtype."""
         X = self.family.check_data(X)
+        self._check_observed_columns(X)
         weights = self.effective_weights(X, check_weights(weights, X.shape[0], X.dtype))
         self._check_enough_samples(weights)
         params = self.check_params(params, X.shape[1], X.dtype)
@@ -397,6 +400,18 @@ class Mixture:
         return self.from_mixture_params(MixtureParams(weights, components))
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _check_observed_columns(self, X: Array) -> None:
+        """With missing values, fitting needs every column observed somewhere (concrete data):
+        of a column with no observed value nothing can be estimated."""
+        if not self.missing or not is_concrete(X):
+            return
+        empty = np.flatnonzero(np.all(np.isnan(host_values(X)), axis=0))
+        if empty.size:
+            raise ValueError(
+                f"X[:, {int(empty[0])}] has no observed value: a column missing in every row "
+                "cannot be estimated (drop it)"
+            )
 
     def _check_enough_samples(self, weights: Array) -> None:
         n = n_weighted_samples(weights)

@@ -286,6 +286,10 @@ def test_nan_without_missing_and_inf_with_it_are_clear_errors(incomplete):
         m.init(jax.random.PRNGKey(0), np.full((5, 2), np.nan))
     with pytest.raises(TypeError, match="missing"):
         jaxem.GaussianMixture(K, missing="yes")
+    no_column = np.array(incomplete)
+    no_column[:, 1] = np.nan
+    with pytest.raises(ValueError, match=r"X\[:, 1\] has no observed value"):
+        m.init(jax.random.PRNGKey(0), no_column)
     start = jaxem.GaussianMixture(K).init(jax.random.PRNGKey(0), make_blobs(0))
     with pytest.raises(TypeError, match="missing=True"):
         plain.impute(start, incomplete)
