@@ -117,7 +117,10 @@ class Family(Protocol):
     probabilities on the boundary, which EM cannot leave); ``missing``, true when the family was
     built to take NaN as a value missing at random, with ``impute(params, data, resp)`` (values
     for the missing entries given the responsibilities ``(K, N)``, ``(N, D)``) and
-    ``impute_sample(key, params, data, labels)`` (draws given each row's component); and
+    ``impute_sample(key, params, data, labels)`` (draws given each row's component);
+    ``unconstrain(params)`` and ``constrain(coordinates)``, coordinates in which any real
+    values are valid parameters (log rates, logits, log-diagonal Cholesky factors), for
+    extrapolating between EM iterates; and
     ``shares_parameters``, true when
     some parameter is common to all components (a tied covariance): then ``m_step`` and
     ``log_prior`` accept ``active=`` ``(K,)`` booleans, and count only the active components in

@@ -392,6 +392,19 @@ class Mixture:
         k = self.n_components
         return k - 1 + self.family.n_parameters(k, n_features)
 
+    def unconstrain(self, params: Any) -> MixtureParams:
+        """Unconstrained coordinates of the parameters: the log weights (softmax coordinates)
+        and the family's (see e.g. `jaxem.families.Gaussian.unconstrain`); any real values map
+        back to valid parameters through `constrain`."""
+        params = self.as_mixture_params(params)
+        return MixtureParams(jnp.log(params.weights), self.family.unconstrain(params.components))
+
+    def constrain(self, coordinates: MixtureParams) -> Any:
+        """The parameters of unconstrained ``coordinates`` (the inverse of `unconstrain`)."""
+        weights = jax.nn.softmax(coordinates.weights)
+        components = self.family.constrain(coordinates.components)
+        return self.from_mixture_params(MixtureParams(weights, components))
+
     def permute(self, params: Any, order: Any) -> Any:
         """``params`` with the components reordered by ``order`` ``(K,)``."""
         params = self.as_mixture_params(params)

@@ -207,6 +207,14 @@ class Bernoulli:
         probs = jnp.asarray(params.probs)[labels]
         return jax.random.bernoulli(key, probs).astype(probs.dtype)
 
+    def unconstrain(self, params: BernoulliParams) -> BernoulliParams:
+        """Unconstrained coordinates: the logits $\\log p - \\log(1 - p)$."""
+        return BernoulliParams(jnp.log(params.probs) - jnp.log1p(-params.probs))
+
+    def constrain(self, coordinates: BernoulliParams) -> BernoulliParams:
+        """The probabilities of logits (the inverse of `unconstrain`)."""
+        return BernoulliParams(jax.nn.sigmoid(coordinates.probs))
+
     def permute(self, params: BernoulliParams, order: Any) -> BernoulliParams:
         """``params`` with the components in ``order`` ``(K,)``."""
         return BernoulliParams(jnp.take(params.probs, jnp.asarray(order), axis=-2))

@@ -283,6 +283,20 @@ class Categorical:
         logits = jnp.where(probs > 0, jnp.log(jnp.where(probs > 0, probs, 1.0)), -jnp.inf)
         return jax.random.categorical(key, logits[labels], axis=-1).astype(probs.dtype)
 
+    def unconstrain(self, params: CategoricalParams) -> CategoricalParams:
+        """Unconstrained coordinates: the log probabilities, 0 beyond a column's categories
+        (softmax coordinates: any real values give probabilities through `constrain`)."""
+        valid = self.valid(params.probs.shape[-2])
+        return CategoricalParams(jnp.where(valid, jnp.log(jnp.where(valid, params.probs, 1.0)), 0))
+
+    def constrain(self, coordinates: CategoricalParams) -> CategoricalParams:
+        """The probabilities of log probabilities up to a constant per column: a softmax over
+        each column's categories, 0 beyond them (the inverse of `unconstrain`)."""
+        logits = coordinates.probs
+        valid = self.valid(logits.shape[-2])
+        probs = jax.nn.softmax(jnp.where(valid, logits, -jnp.inf), axis=-1)
+        return CategoricalParams(jnp.where(valid, probs, 0.0))
+
     def permute(self, params: CategoricalParams, order: Any) -> CategoricalParams:
         """``params`` with the components in ``order`` ``(K,)``."""
         return CategoricalParams(jnp.take(params.probs, jnp.asarray(order), axis=-3))

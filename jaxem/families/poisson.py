@@ -234,6 +234,14 @@ class Poisson:
         rates = jnp.asarray(params.rates)[labels]
         return jax.random.poisson(key, rates).astype(rates.dtype)
 
+    def unconstrain(self, params: PoissonParams) -> PoissonParams:
+        """Unconstrained coordinates: the log rates."""
+        return PoissonParams(jnp.log(params.rates))
+
+    def constrain(self, coordinates: PoissonParams) -> PoissonParams:
+        """The rates of log rates (the inverse of `unconstrain`)."""
+        return PoissonParams(jnp.exp(coordinates.rates))
+
     def permute(self, params: PoissonParams, order: Any) -> PoissonParams:
         """``params`` with the components in ``order`` ``(K,)``."""
         return PoissonParams(jnp.take(params.rates, jnp.asarray(order), axis=-2))

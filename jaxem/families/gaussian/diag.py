@@ -82,3 +82,13 @@ def noise(key: Array, covariances: Array, labels: Array, n_features: int) -> Arr
 
 def is_valid(covariances: np.ndarray) -> bool:
     return bool(np.all(np.asarray(covariances) > 0))
+
+
+def unconstrain(covariances: Array) -> Array:
+    """Unconstrained coordinates of the variances: their logarithms."""
+    return jnp.log(covariances)
+
+
+def constrain(coordinates: Array) -> Array:
+    """The variances of unconstrained coordinates: their exponentials."""
+    return jnp.exp(coordinates)

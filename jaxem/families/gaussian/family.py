@@ -448,6 +448,17 @@ class Gaussian:
         covariances = jnp.asarray(params.covariances)
         return means[labels] + self._cov.noise(key, covariances, labels, means.shape[1])
 
+    def unconstrain(self, params: GaussianParams) -> GaussianParams:
+        """Unconstrained coordinates of the parameters, in their own shapes: the means as they
+        are; covariances as log-diagonal Cholesky factors (full, tied) or log variances (diag,
+        spherical). Any real values map back to valid parameters through `constrain`: where
+        an extrapolation (`jaxem.fit`'s acceleration) can move freely."""
+        return GaussianParams(params.means, self._cov.unconstrain(params.covariances))
+
+    def constrain(self, coordinates: GaussianParams) -> GaussianParams:
+        """The parameters of unconstrained ``coordinates`` (the inverse of `unconstrain`)."""
+        return GaussianParams(coordinates.means, self._cov.constrain(coordinates.covariances))
+
     def permute(self, params: GaussianParams, order: Any) -> GaussianParams:
         """``params`` with components in ``order`` (a tied covariance is shared and stays)."""
         order = jnp.asarray(order)

@@ -182,3 +182,24 @@ def is_valid(covariances: np.ndarray) -> bool:
     except np.linalg.LinAlgError:
         return False
     return True
+
+
+def unconstrain(covariances: Array) -> Array:
+    """Unconstrained coordinates of symmetric positive definite ``(..., D, D)`` matrices: the
+    lower Cholesky factor with its diagonal's logarithm (zeros above the diagonal); any real
+    array of that shape maps back through `constrain`."""
+    chol = linalg.cholesky(covariances)
+    d = covariances.shape[-1]
+    eye = jnp.eye(d, dtype=chol.dtype)
+    log_diagonal = jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1))
+    return jnp.tril(chol, -1) + eye * log_diagonal[..., None, :]
+
+
+def constrain(coordinates: Array) -> Array:
+    """$L L^\\top$ with $L$ the lower triangle of ``coordinates`` ``(..., D, D)`` and the
+    exponential of its diagonal: positive definite for every real input."""
+    d = coordinates.shape[-1]
+    eye = jnp.eye(d, dtype=coordinates.dtype)
+    diagonal = jnp.exp(jnp.diagonal(coordinates, axis1=-2, axis2=-1))
+    chol = jnp.tril(coordinates, -1) + eye * diagonal[..., None, :]
+    return chol @ jnp.swapaxes(chol, -1, -2)

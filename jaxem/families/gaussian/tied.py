@@ -83,3 +83,7 @@ def noise(key: Array, covariances: Array, labels: Array, n_features: int) -> Arr
 
 def is_valid(covariances: np.ndarray) -> bool:
     return full.is_valid(covariances)
+
+
+unconstrain = full.unconstrain
+constrain = full.constrain
