@@ -61,6 +61,11 @@ Optional:
     ``(n_samples,)``); `jaxem.HiddenMarkovModel` weighs every step of every sequence,
     ``(S, T)``. Statistics and the log-likelihood are then sums over all weighted entries.
 
+``unconstrain(params)`` and ``constrain(coordinates)``
+    Coordinates in which any real values are valid parameters (`jaxem.Mixture` and
+    `jaxem.HiddenMarkovModel` have them, from their families'), for extrapolating between EM
+    iterates.
+
 ``effective_weights(X, weights) -> weights``
     The weights the drivers use, where a model may zero those of samples that carry no
     information (a mixture with missing values: rows with every value missing).

@@ -292,6 +292,26 @@ class HiddenMarkovModel:
         k = self.n_states
         return k - 1 + k * (k - 1) + self.family.n_parameters(k, n_features)
 
+    def unconstrain(self, params: Any) -> HMMParams:
+        """Unconstrained coordinates of the parameters: log probabilities of the initial
+        distribution and of each transition row (softmax coordinates; a zero, a structural zero
+        say, becomes a finite number so negative that it stays exactly zero through `constrain`
+        and any extrapolation whose steps there are zero) and the family's coordinates."""
+        params = HMMParams(*params)
+        return HMMParams(
+            _log_with_zeros(params.initial),
+            _log_with_zeros(params.transitions),
+            self.family.unconstrain(params.emissions),
+        )
+
+    def constrain(self, coordinates: HMMParams) -> HMMParams:
+        """The parameters of unconstrained ``coordinates`` (the inverse of `unconstrain`)."""
+        return HMMParams(
+            jax.nn.softmax(coordinates.initial, axis=-1),
+            jax.nn.softmax(coordinates.transitions, axis=-1),
+            self.family.constrain(coordinates.emissions),
+        )
+
     def permute(self, params: HMMParams, order: Any) -> HMMParams:
         """``params`` with the states relabelled: new state ``i`` is old state ``order[i]``."""
         params = HMMParams(*params)
@@ -445,6 +465,15 @@ class HiddenMarkovModel:
                 return out[0][real], out[1]
             return out[:, real] if draws is not None else out[real]
         return out
+
+
+def _log_with_zeros(probs: Array) -> Array:
+    """$\\log p$ where $p > 0$, and an eighth of the dtype's most negative number where
+    $p = 0$ (exp of it, after a softmax's shift, is exactly 0)."""
+    positive = probs > 0
+    return jnp.where(
+        positive, jnp.log(jnp.where(positive, probs, 1.0)), jnp.finfo(probs.dtype).min / 8
+    )
 
 
 def _steps(X: Array) -> Array:

@@ -349,3 +349,31 @@ def test_parallel_method_fits_as_the_sequential_one():
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
     with pytest.raises(ValueError, match="method must be one of"):
         jaxem.HiddenMarkovModel(model.family, K, method="fast")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_unconstrained_coordinates_keep_structural_zeros(dtype):
+    """``unconstrain``/``constrain`` (where an extrapolation may move): a round trip returns
+    the parameters with their zeros exactly zero; random moves of the coordinates give valid
+    parameters, still with those zeros."""
+    model = jaxem.HiddenMarkovModel(families.Gaussian("full"), K)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1, 40, 2)) + np.repeat([[0.0], [4.0]], 20, axis=0)[None]
+    X = X.astype(dtype)
+    start = model.init(jax.random.key(0), X)
+    start = start._replace(
+        initial=jnp.array([1.0, 0.0, 0.0], dtype),
+        transitions=jnp.array([[0.9, 0.1, 0.0], [0.1, 0.9, 0.0], [0.3, 0.3, 0.4]], dtype),
+    )
+    coordinates = model.unconstrain(start)
+    back = model.constrain(coordinates)
+    tolerance = 1e-12 if dtype == np.float64 else 1e-6
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(start), strict=True):
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
+    leaves, tree = jax.tree.flatten(coordinates)
+    noise = [rng.normal(size=a.shape).astype(dtype) for a in leaves]
+    moved = model.constrain(
+        jax.tree.unflatten(tree, [a + e for a, e in zip(leaves, noise, strict=True)])
+    )
+    model.check_params(moved, 2, dtype)
+    assert float(moved.initial[1]) == 0.0 and float(moved.transitions[0, 2]) == 0.0
