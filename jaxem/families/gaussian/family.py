@@ -147,11 +147,6 @@ class Gaussian:
         """A floating ``(N, D)`` array, finite (with ``missing``: finite or NaN)."""
         return check_data(X, name, missing=self.missing)
 
-    def observed_rows(self, X: Array) -> Array:
-        """Which rows of ``X`` ``(N, D)`` hold an observed value, ``(N,)`` booleans: a row
-        with every value missing has likelihood one whatever the parameters."""
-        return jnp.any(~jnp.isnan(X), axis=-1)
-
     def prepare(self, X: Array, weights: Array) -> GaussianData | missing.MissingData:
         """The weighted mean ``centre`` ``(D,)`` and ``features`` ``(Q + D, N)``: the quadratic
         features of the centred data stacked on the centred data (see
