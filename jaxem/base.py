@@ -178,10 +178,13 @@ class FitResult(NamedTuple):
         objective: the objective at ``params``: the weighted log-likelihood
             $\\sum_n w_n \\log p(x_n \\mid \\theta)$, plus $\\log p(\\theta)$
             with a prior.
-        n_iter: the number of M-steps taken.
+        n_iter: the number of iterations taken: M-steps for plain EM, accepted extrapolations
+            with ``accelerate="squarem"``.
         converged: whether the change of the objective per unit of sample weight fell strictly
-            below ``tol`` before ``max_iter`` M-steps.
-        history: ``(max_iter,)``: the objective after each M-step; NaN past ``n_iter``.
+            below ``tol`` before ``max_iter`` iterations.
+        history: ``(max_iter,)``: the objective after each iteration; NaN past ``n_iter``.
+        n_evals: the number of E-steps (passes over the data) the fit made, the start's
+            included: ``n_iter + 1`` for plain EM, ``4 n_iter + 1`` with SQUAREM.
     """
 
     params: Params
@@ -189,3 +192,4 @@ class FitResult(NamedTuple):
     n_iter: Array
     converged: Array
     history: Array
+    n_evals: Array

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxem import acceleration
+from jaxem.acceleration import EVALUATIONS_PER_ITERATION
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
 from jaxem.chunking import check_chunk_size
 from jaxem.compiler import jit
@@ -88,6 +90,7 @@ def fit_batch(
     tol: float = 1e-3,
     max_iter: int = 100,
     lanes: int | None = None,
+    accelerate: str | None = None,
 ) -> FitResult:
     """Fit B datasets (or B starts) in one compiled call.
 
@@ -109,6 +112,7 @@ def fit_batch(
         lanes: how many members iterate side by side (a static size: at most B). A lane whose
             member has converged takes the next waiting member. Default: 256 (or B if smaller),
             the fastest in ``benchmarks/batch.py``.
+        accelerate: as for `jaxem.fit`; every member keeps its own step-length bound.
 
     Returns:
         A `jaxem.FitResult` whose every leaf has a leading axis B.
@@ -118,6 +122,7 @@ def fit_batch(
     result is split the same way; B must be a multiple of the number of devices.
     """
     check_fit_options(tol, max_iter)
+    acceleration.check_accelerate(accelerate, model)
     layout = sample_sharding(X)
     X, weights, prior, prior_batched = _check_batch(model, X, weights, prior)
     n_members = X.shape[0]
@@ -137,7 +142,7 @@ def fit_batch(
     def init_and_fit(tol, keys, X, weights, init_params, prior):
         if init_params is None:
             init_params = _init_batch(model, keys, X, weights, lanes)
-        return _fit_lanes(model, X, weights, init_params, prior, tol, max_iter, lanes)
+        return _fit_lanes(model, X, weights, init_params, prior, tol, max_iter, lanes, accelerate)
 
     args = (jax.random.split(key, n_members), X, weights, init_params, prior)
     if layout is None:
@@ -239,7 +244,7 @@ def _select(mask: Array, a_tree: Any, b_tree: Any) -> Any:
     return jax.tree.map(pick, a_tree, b_tree)
 
 
-@partial(jit, static_argnames=("model", "max_iter", "lanes"))
+@partial(jit, static_argnames=("model", "max_iter", "lanes", "accelerate"))
 def _fit_lanes(
     model: EMModel,
     X: Array,
@@ -249,14 +254,17 @@ def _fit_lanes(
     tol: Array,
     max_iter: int,
     lanes: int,
+    accelerate: str | None = None,
 ) -> FitResult:
     """EM for B members in ``lanes`` lanes of one ``while_loop``.
 
-    Every pass through the loop does one E-step in every lane. A lane holding a member that was
-    just loaded ("fresh") evaluates that member's initial parameters (``fit``'s initial E-step);
-    the other lanes do ``fit``'s loop body: M-step, E-step, the stopping rule. A lane whose member
-    has stopped writes the member's result out and loads the next waiting member; lanes with no
-    member left idle until all lanes are done.
+    Plain EM: every pass through the loop does one E-step in every lane. A lane holding a member
+    that was just loaded ("fresh") evaluates that member's initial parameters (``fit``'s initial
+    E-step); the other lanes do ``fit``'s loop body: M-step, E-step, the stopping rule. With
+    ``accelerate``, every pass does one iteration of `jaxem.acceleration` in every lane, after
+    the fresh lanes (if any) have evaluated their starts. A lane whose member has stopped writes
+    the member's result out and loads the next waiting member; lanes with no member left idle
+    until all lanes are done.
     """
     n_members = X.shape[0]
     keep = (weights > 0).reshape(weights.shape + (1,) * (X.ndim - weights.ndim))
@@ -264,6 +272,7 @@ def _fit_lanes(
     total_weight = jnp.sum(weights, axis=tuple(range(1, weights.ndim)))
     data = jax.vmap(partial(prepare_data, model))(X, weights)
     lane_ids = jnp.arange(lanes)
+    per_iteration = EVALUATIONS_PER_ITERATION[accelerate]
 
     e_step = jax.vmap(model.e_step)
     m_step = jax.vmap(model.m_step)
@@ -290,34 +299,71 @@ def _fit_lanes(
         n_iter=jnp.zeros((n_members,), jnp.int32),
         converged=jnp.zeros((n_members,), bool),
         history=jnp.full((n_members, max_iter), jnp.nan, dtype),
+        n_evals=jnp.zeros((n_members,), jnp.int32),
     )
     state = dict(
         member=lane_ids,  # >= n_members: idle
         fresh=jnp.ones((lanes,), bool),
         n_iter=jnp.zeros((lanes,), jnp.int32),
-        stats=stats,
-        previous=jnp.zeros((lanes,), dtype),
         waiting=jnp.asarray(lanes, jnp.int32),  # the next member to load
         out=out,
     )
+    if accelerate is None:
+        state.update(stats=stats, previous=jnp.zeros((lanes,), dtype))
+    else:
+        zeros = jnp.zeros((lanes,), dtype)
+        state.update(iterate=acceleration.init(_take(init_params, lane_ids), stats, zeros))
 
     def cond(state):
         return jnp.any(state["member"] < n_members)
 
-    def body(state):
-        member, fresh = state["member"], state["fresh"]
-        m, X_l, w_l, total_l, prior_l = load(member)
+    def plain_pass(state, m, X_l, w_l, prior_l):
+        """``(n_iter, previous objective, params, objective, lane state)`` after one pass."""
+        fresh = state["fresh"]
         params = _select(fresh, _take(init_params, m), m_step(state["stats"], prior_l))
         stats, loglik = e_step(params, X_l, w_l)
         obj = lane_objective(params, loglik, prior_l)
-
         n_iter = jnp.where(fresh, 0, state["n_iter"] + 1)
-        converged = ~fresh & has_converged(obj, state["previous"], total_l, tol)
+        return n_iter, state["previous"], params, obj, dict(stats=stats, previous=obj)
+
+    def accelerated_pass(state, m, X_l, w_l, prior_l):
+        fresh = state["fresh"]
+
+        def evaluate_lanes(params):
+            stats, loglik = e_step(params, X_l, w_l)
+            return stats, lane_objective(params, loglik, prior_l)
+
+        def load_starts(iterate):
+            starts = _take(init_params, m)
+            return _select(fresh, acceleration.init(starts, *evaluate_lanes(starts)), iterate)
+
+        iterate = jax.lax.cond(jnp.any(fresh), load_starts, lambda it: it, state["iterate"])
+
+        def one_lane(iterate, X_1, w_1, prior_1):
+            def evaluate(params):
+                stats, loglik = model.e_step(params, X_1, w_1)
+                return stats, objective(model, params, loglik, prior_1)
+
+            return acceleration.step(model, evaluate, lambda s: model.m_step(s, prior_1), iterate)
+
+        new = jax.vmap(one_lane)(iterate, X_l, w_l, prior_l)
+        n_iter = jnp.where(fresh, 1, state["n_iter"] + 1)
+        return n_iter, iterate.objective, new.params, new.objective, dict(iterate=new)
+
+    def body(state):
+        member, fresh = state["member"], state["fresh"]
+        m, X_l, w_l, total_l, prior_l = load(member)
+        one_pass = plain_pass if accelerate is None else accelerated_pass
+        n_iter, previous, params, obj, lane_state = one_pass(state, m, X_l, w_l, prior_l)
+
+        # a plain fresh lane has only evaluated its start: no iteration to judge yet
+        iterated = ~fresh if accelerate is None else jnp.ones_like(fresh)
+        converged = iterated & has_converged(obj, previous, total_l, tol)
         active = member < n_members
-        done = active & ~fresh & (converged | (n_iter >= max_iter))
+        done = active & iterated & (converged | (n_iter >= max_iter))
         o = state["out"]
         # history goes straight to the member's row; rows >= n_members are dropped
-        writer = jnp.where(active & ~fresh, member, n_members)
+        writer = jnp.where(active & iterated, member, n_members)
         history = o.history.at[writer, n_iter - 1].set(obj, mode="drop")
         target = jnp.where(done, member, n_members)
 
@@ -330,19 +376,14 @@ def _fit_lanes(
             n_iter=put(o.n_iter, n_iter),
             converged=put(o.converged, converged),
             history=history,
+            n_evals=put(o.n_evals, 1 + per_iteration * n_iter),
         )
         # lanes that finished take the next waiting members, in lane order
         rank = jnp.cumsum(done) - 1
         member = jnp.where(done, state["waiting"] + rank, member)
         waiting = state["waiting"] + jnp.sum(done, dtype=jnp.int32)
         return dict(
-            member=member,
-            fresh=done,
-            n_iter=n_iter,
-            stats=stats,
-            previous=obj,
-            waiting=waiting,
-            out=out,
+            member=member, fresh=done, n_iter=n_iter, waiting=waiting, out=out, **lane_state
         )
 
     return jax.lax.while_loop(cond, body, state)["out"]
@@ -353,8 +394,8 @@ class RestartsResult(NamedTuple):
     plus every start's final objective.
 
     Attributes:
-        params, objective, n_iter, converged, history: those of the best start (``objective``
-            is the largest of ``objectives``).
+        params, objective, n_iter, converged, history, n_evals: those of the best start
+            (``objective`` is the largest of ``objectives``).
         objectives: ``(n_init,)``, the final objective of every start.
         best: the index of the best start.
     """
@@ -364,6 +405,7 @@ class RestartsResult(NamedTuple):
     n_iter: Array
     converged: Array
     history: Array
+    n_evals: Array
     objectives: Array
     best: Array
 
@@ -379,14 +421,16 @@ def fit_restarts(
     tol: float = 1e-3,
     max_iter: int = 100,
     chunk_size: int | None = None,
+    accelerate: str | None = None,
 ) -> RestartsResult:
     """``n_init`` starts (``model.init`` with the keys ``jax.random.split(key, n_init)``) fitted
     in one vmapped call; returns the start with the largest final objective.
 
-    ``X`` ``(N, D)``; the other arguments as for `jaxem.fit` (the automatic row blocks
-    allow for the ``n_init`` starts' E-steps running side by side).
+    ``X`` ``(N, D)``; the other arguments (``accelerate`` included) as for `jaxem.fit` (the
+    automatic row blocks allow for the ``n_init`` starts' E-steps running side by side).
     """
     check_fit_options(tol, max_iter)
+    acceleration.check_accelerate(accelerate, model)
     chunk_size = check_chunk_size(chunk_size)
     n_init = check_positive_int(n_init, "n_init")
     keys = jax.random.split(key, n_init)
@@ -395,13 +439,13 @@ def fit_restarts(
     X, _, weights, prior = check_inputs(model, X, _take(starts, 0), weights, prior)
     weights, block, layout = plan(model, X, weights, chunk_size, copies=n_init)
     tol = jnp.asarray(tol, X.dtype)
-    return _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout)
+    return _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout, accelerate)
 
 
-@partial(jit, static_argnames=("model", "max_iter", "block", "layout"))
-def _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout):
+@partial(jit, static_argnames=("model", "max_iter", "block", "layout", "accelerate"))
+def _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout, accelerate):
     def one(start):
-        return run(model, X, start, prior, weights, tol, max_iter, block, layout)
+        return run(model, X, start, prior, weights, tol, max_iter, block, layout, accelerate)
 
     fits = jax.vmap(one)(starts)
     best = best_start(fits.objective)

@@ -213,7 +213,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return em_fit(model, X, start, prior=prior, tol=self.tol, max_iter=self.max_iter - 1)
         _, loglik = model.e_step(start, X, jnp.ones(X.shape[0], X.dtype))
         objective = loglik if prior is None else loglik + model.log_prior(start, prior)
-        return FitResult(start, objective, 0, False, jnp.full((1,), jnp.nan, X.dtype))
+        return FitResult(start, objective, 0, False, jnp.full((1,), jnp.nan, X.dtype), 1)
 
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
         """``fit(X)`` then the labels of ``X``."""

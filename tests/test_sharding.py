@@ -34,6 +34,8 @@ CASES = [f"{t} auto" for t in COVARIANCE_TYPES] + [
     "restarts",  # fit_restarts: every start data-parallel
     "hmm auto",  # a hidden Markov model's sequences split over the devices
     "hmm blocks",  # and visited a sequence at a time on every device
+    "full squarem blocks",  # accelerated EM: every evaluation data-parallel, in row blocks
+    "hmm squarem",
 ]
 
 

@@ -1,0 +1,143 @@
+"""SQUAREM: EM extrapolated along two of its own steps, with monotone safeguards.
+
+EM's map $F$ (an E-step, then an M-step) converges linearly, slowly when the components
+overlap: its rate is the largest fraction of missing information. Varadhan and Roland's
+SQUAREM (Scand. J. Statist. 35, 2008) takes two EM steps from $\\theta$ and looks at them in
+unconstrained coordinates $u$ (the model's ``unconstrain``: log weights, log rates, logits,
+log-diagonal Cholesky factors, where every real vector is a valid parameter),
+
+$$
+r = u(F\\theta) - u(\\theta), \\qquad v = u(F F\\theta) - 2\\,u(F\\theta) + u(\\theta),
+$$
+
+and jumps along the parabola through them with the step length SqS3,
+
+$$
+s = \\operatorname{clip}\\big(\\lVert r \\rVert / \\lVert v \\rVert,\\ 1,\\ s_{\\max}\\big),
+\\qquad u' = u(\\theta) + 2 s\\, r + s^2 v,
+$$
+
+($s = 1$ gives $F F \\theta$ itself), then takes one EM step from $\\theta'$ to stabilise it.
+Safeguards, as in the reference implementation (R's SQUAREM, ``squarem1``) with no slack:
+
+- the result is accepted only when its objective is finite and at least the last accepted
+  one; otherwise the iterate is $F F \\theta$, whose objective EM's ascent property puts at
+  least as high, so that accepted objectives never decrease;
+- $s_{\\max}$ starts at 1 (the first iteration is plain EM), is multiplied by 4 whenever the
+  step reaches it, and divided by 4 (not below 1) when a step at the bound is rejected.
+
+Parameters out of ``constrain`` are valid by construction (softmax weights on the simplex,
+$L L^\\top$ positive definite); one that is numerically broken gives a non-finite objective and
+is rejected like a decrease.
+
+An iteration costs four E-steps: at $F\\theta$, $FF\\theta$ (both also give the fallback's
+statistics and objective), $\\theta'$ and the stabilised point; `EVALUATIONS_PER_ITERATION`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from jaxem.base import Array, EMModel, Params, Stats
+
+METHODS = ("squarem",)
+EVALUATIONS_PER_ITERATION = {None: 1, "squarem": 4}
+STEP_FACTOR = 4.0
+
+
+class SquaremState(NamedTuple):
+    """The state between SQUAREM iterations, for one fit.
+
+    Attributes:
+        params: the last accepted parameters.
+        stats: the E-step's statistics at ``params`` (the next EM step starts from them).
+        objective: the objective at ``params``.
+        step_max: the current bound $s_{\\max}$ on the step length (a scalar).
+    """
+
+    params: Params
+    stats: Stats
+    objective: Array
+    step_max: Array
+
+
+def init(params: Params, stats: Stats, objective: Array) -> SquaremState:
+    """The state at a start whose E-step gave ``stats`` and ``objective``: $s_{\\max} = 1$."""
+    return SquaremState(params, stats, objective, jnp.ones_like(objective))
+
+
+def step(
+    model: EMModel,
+    evaluate: Callable[[Params], tuple[Stats, Array]],
+    m_step: Callable[[Stats], Params],
+    state: SquaremState,
+) -> SquaremState:
+    """One SQUAREM iteration (four calls of ``evaluate``).
+
+    Args:
+        model: provides ``unconstrain(params)`` and ``constrain(coordinates)``.
+        evaluate: ``params -> (stats, objective)``, one E-step over all the data.
+        m_step: ``stats -> params`` (the prior, if any, already bound).
+        state: from `init` or the previous `step`.
+
+    Returns:
+        The next state: the stabilised extrapolation if its objective is finite and no lower
+        than ``state.objective``, else the point two EM steps from ``state.params``.
+    """
+    once = m_step(state.stats)
+    once_stats, once_objective = evaluate(once)
+    twice = m_step(once_stats)
+    twice_stats, twice_objective = evaluate(twice)
+
+    start, unravel = ravel_pytree(model.unconstrain(state.params))
+    first = ravel_pytree(model.unconstrain(once))[0] - start
+    second = ravel_pytree(model.unconstrain(twice))[0] - start - 2 * first
+    r2, v2 = jnp.sum(first * first), jnp.sum(second * second)
+    ratio = jnp.sqrt(r2 / jnp.where(v2 > 0, v2, 1))
+    length = jnp.where((v2 > 0) & jnp.isfinite(ratio), ratio, 1)
+    length = jnp.clip(length, 1, state.step_max).astype(state.step_max.dtype)
+
+    jump = model.constrain(unravel(start + 2 * length * first + length**2 * second))
+    candidate = m_step(evaluate(jump)[0])
+    candidate_stats, candidate_objective = evaluate(candidate)
+
+    accept = jnp.isfinite(candidate_objective) & (candidate_objective >= state.objective)
+    accept &= _all_finite(candidate)
+    at_bound = length == state.step_max
+    shrunk = jnp.where(at_bound, jnp.maximum(1, state.step_max / STEP_FACTOR), state.step_max)
+    step_max = jnp.where(accept, state.step_max, shrunk)
+    taken = jnp.where(accept, length, 1)
+    step_max = jnp.where(taken == step_max, STEP_FACTOR * step_max, step_max)
+
+    def pick(a: Any, b: Any) -> Array:
+        return jnp.where(accept, a, b)
+
+    return SquaremState(
+        params=jax.tree.map(pick, candidate, twice),
+        stats=jax.tree.map(pick, candidate_stats, twice_stats),
+        objective=pick(candidate_objective, twice_objective),
+        step_max=step_max,
+    )
+
+
+def check_accelerate(accelerate: Any, model: EMModel) -> None:
+    """``accelerate`` is None or one of `METHODS`, and the model has the coordinates it needs."""
+    if accelerate is None:
+        return
+    if not isinstance(accelerate, str) or accelerate not in METHODS:
+        raise ValueError(f"accelerate must be None or one of {METHODS}; got {accelerate!r}")
+    missing = [name for name in ("unconstrain", "constrain") if not hasattr(model, name)]
+    if missing:
+        raise TypeError(
+            f"accelerate={accelerate!r} needs unconstrained coordinates, which "
+            f"{type(model).__name__} does not provide (no {' or '.join(missing)} method)"
+        )
+
+
+def _all_finite(tree: Any) -> Array:
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]))
