@@ -21,8 +21,8 @@ $$
 Safeguards, as in the reference implementation (R's SQUAREM, ``squarem1``) with no slack:
 
 - the result is accepted only when its objective is finite and at least the last accepted
-  one; otherwise the iterate is $F F \\theta$, whose objective EM's ascent property puts at
-  least as high, so that accepted objectives never decrease;
+  one; otherwise the iterate is the plain EM point $F \\theta$, whose objective EM's ascent
+  property puts at least as high, so that accepted objectives never decrease;
 - $s_{\\max}$ starts at 1 (the first iteration is plain EM), is multiplied by 4 whenever the
   step reaches it, and divided by 4 (not below 1) when a step at the bound is rejected.
 
@@ -30,8 +30,12 @@ Parameters out of ``constrain`` are valid by construction (softmax weights on th
 $L L^\\top$ positive definite); one that is numerically broken gives a non-finite objective and
 is rejected like a decrease.
 
-An iteration costs four E-steps: at $F\\theta$, $FF\\theta$ (both also give the fallback's
-statistics and objective), $\\theta'$ and the stabilised point; `EVALUATIONS_PER_ITERATION`.
+An iteration costs three E-steps: at $F\\theta$ (which also gives the fallback's statistics and
+objective), at $\\theta'$ and at the stabilised point (its objective, and the statistics the next
+iteration starts from); `EVALUATIONS_PER_ITERATION`. $F F \\theta$ needs only the M-step from
+the statistics at $F\\theta$: R's SQUAREM, which falls back to $FF\\theta$, evaluates it too
+(four E-steps), and with step length 1 (the first iteration) the three E-steps make three plain
+EM steps.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from jax.flatten_util import ravel_pytree
 from jaxem.base import Array, EMModel, Params, Stats
 
 METHODS = ("squarem",)
-EVALUATIONS_PER_ITERATION = {None: 1, "squarem": 4}
+EVALUATIONS_PER_ITERATION = {None: 1, "squarem": 3}
 STEP_FACTOR = 4.0
 
 
@@ -77,7 +81,7 @@ def step(
     m_step: Callable[[Stats], Params],
     state: SquaremState,
 ) -> SquaremState:
-    """One SQUAREM iteration (four calls of ``evaluate``).
+    """One SQUAREM iteration (three calls of ``evaluate``).
 
     Args:
         model: provides ``unconstrain(params)`` and ``constrain(coordinates)``.
@@ -87,12 +91,11 @@ def step(
 
     Returns:
         The next state: the stabilised extrapolation if its objective is finite and no lower
-        than ``state.objective``, else the point two EM steps from ``state.params``.
+        than ``state.objective``, else the point one EM step from ``state.params``.
     """
     once = m_step(state.stats)
     once_stats, once_objective = evaluate(once)
     twice = m_step(once_stats)
-    twice_stats, twice_objective = evaluate(twice)
 
     start, unravel = ravel_pytree(model.unconstrain(state.params))
     first = ravel_pytree(model.unconstrain(once))[0] - start
@@ -118,9 +121,9 @@ def step(
         return jnp.where(accept, a, b)
 
     return SquaremState(
-        params=jax.tree.map(pick, candidate, twice),
-        stats=jax.tree.map(pick, candidate_stats, twice_stats),
-        objective=pick(candidate_objective, twice_objective),
+        params=jax.tree.map(pick, candidate, once),
+        stats=jax.tree.map(pick, candidate_stats, once_stats),
+        objective=pick(candidate_objective, once_objective),
         step_max=step_max,
     )
 

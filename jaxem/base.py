@@ -184,7 +184,7 @@ class FitResult(NamedTuple):
             below ``tol`` before ``max_iter`` iterations.
         history: ``(max_iter,)``: the objective after each iteration; NaN past ``n_iter``.
         n_evals: the number of E-steps (passes over the data) the fit made, the start's
-            included: ``n_iter + 1`` for plain EM, ``4 n_iter + 1`` with SQUAREM.
+            included: ``n_iter + 1`` for plain EM, ``3 n_iter + 1`` with SQUAREM.
     """
 
     params: Params

@@ -74,7 +74,7 @@ def fit(
         accelerate: None (plain EM) or ``"squarem"``: every iteration extrapolates along two
             EM steps and keeps the result only if the objective does not decrease (see
             `jaxem.acceleration`); far fewer E-steps where EM crawls. Needs the model's
-            ``unconstrain``/``constrain``. ``max_iter`` then counts these iterations, four
+            ``unconstrain``/``constrain``. ``max_iter`` then counts these iterations, three
             E-steps each; ``n_evals`` in the result counts E-steps.
 
     Returns:
