@@ -26,6 +26,10 @@ Safeguards, as in the reference implementation (R's SQUAREM, ``squarem1``) with 
 - $s_{\\max}$ starts at 1 (the first iteration is plain EM), is multiplied by 4 whenever the
   step reaches it, and divided by 4 (not below 1) when a step at the bound is rejected.
 
+The stopping rule (`has_converged`) compares accepted extrapolations only: after a fallback,
+the objective has changed by one EM step, and where EM crawls that change can be below ``tol``
+far from the optimum, where the next extrapolation would still gain much.
+
 Parameters out of ``constrain`` are valid by construction (softmax weights on the simplex,
 $L L^\\top$ positive definite); one that is numerically broken gives a non-finite objective and
 is rejected like a decrease.
@@ -62,17 +66,22 @@ class SquaremState(NamedTuple):
         stats: the E-step's statistics at ``params`` (the next EM step starts from them).
         objective: the objective at ``params``.
         step_max: the current bound $s_{\\max}$ on the step length (a scalar).
+        extrapolated: whether ``params`` is an accepted extrapolation (False at the start and
+            after a fallback to the plain EM point).
     """
 
     params: Params
     stats: Stats
     objective: Array
     step_max: Array
+    extrapolated: Array
 
 
 def init(params: Params, stats: Stats, objective: Array) -> SquaremState:
     """The state at a start whose E-step gave ``stats`` and ``objective``: $s_{\\max} = 1$."""
-    return SquaremState(params, stats, objective, jnp.ones_like(objective))
+    return SquaremState(
+        params, stats, objective, jnp.ones_like(objective), jnp.zeros_like(objective, bool)
+    )
 
 
 def step(
@@ -125,7 +134,15 @@ def step(
         stats=jax.tree.map(pick, candidate_stats, once_stats),
         objective=pick(candidate_objective, once_objective),
         step_max=step_max,
+        extrapolated=accept,
     )
+
+
+def has_converged(new: SquaremState, previous: SquaremState, total_weight: Array, tol: Array):
+    """The stopping rule between SQUAREM iterates: ``new`` is an accepted extrapolation and the
+    objective changed by less than ``tol`` per unit of sample weight."""
+    change = jnp.abs(new.objective - previous.objective) / total_weight
+    return new.extrapolated & (change < tol)
 
 
 def check_accelerate(accelerate: Any, model: EMModel) -> None:

@@ -317,16 +317,18 @@ def _fit_lanes(
     def cond(state):
         return jnp.any(state["member"] < n_members)
 
-    def plain_pass(state, m, X_l, w_l, prior_l):
-        """``(n_iter, previous objective, params, objective, lane state)`` after one pass."""
+    def plain_pass(state, m, X_l, w_l, prior_l, total_l):
+        """``(n_iter, converged, params, objective, lane state)`` after one pass."""
         fresh = state["fresh"]
         params = _select(fresh, _take(init_params, m), m_step(state["stats"], prior_l))
         stats, loglik = e_step(params, X_l, w_l)
         obj = lane_objective(params, loglik, prior_l)
         n_iter = jnp.where(fresh, 0, state["n_iter"] + 1)
-        return n_iter, state["previous"], params, obj, dict(stats=stats, previous=obj)
+        # a fresh lane has only evaluated its start: no iteration to judge yet
+        converged = ~fresh & has_converged(obj, state["previous"], total_l, tol)
+        return n_iter, converged, params, obj, dict(stats=stats, previous=obj)
 
-    def accelerated_pass(state, m, X_l, w_l, prior_l):
+    def accelerated_pass(state, m, X_l, w_l, prior_l, total_l):
         fresh = state["fresh"]
 
         def evaluate_lanes(params):
@@ -348,17 +350,15 @@ def _fit_lanes(
 
         new = jax.vmap(one_lane)(iterate, X_l, w_l, prior_l)
         n_iter = jnp.where(fresh, 1, state["n_iter"] + 1)
-        return n_iter, iterate.objective, new.params, new.objective, dict(iterate=new)
+        converged = acceleration.has_converged(new, iterate, total_l, tol)
+        return n_iter, converged, new.params, new.objective, dict(iterate=new)
 
     def body(state):
         member, fresh = state["member"], state["fresh"]
         m, X_l, w_l, total_l, prior_l = load(member)
         one_pass = plain_pass if accelerate is None else accelerated_pass
-        n_iter, previous, params, obj, lane_state = one_pass(state, m, X_l, w_l, prior_l)
-
-        # a plain fresh lane has only evaluated its start: no iteration to judge yet
+        n_iter, converged, params, obj, lane_state = one_pass(state, m, X_l, w_l, prior_l, total_l)
         iterated = ~fresh if accelerate is None else jnp.ones_like(fresh)
-        converged = iterated & has_converged(obj, previous, total_l, tol)
         active = member < n_members
         done = active & iterated & (converged | (n_iter >= max_iter))
         o = state["out"]

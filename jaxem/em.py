@@ -274,7 +274,7 @@ def _run_accelerated(model, e_step, data, params, stats, value, prior, total_wei
     def body(loop):
         i, state, _, history = loop
         new = acceleration.step(model, evaluate, m_step, state)
-        converged = has_converged(new.objective, state.objective, total_weight, tol)
+        converged = acceleration.has_converged(new, state, total_weight, tol)
         return i + 1, new, converged, history.at[i].set(new.objective)
 
     n_iter, state, converged, history = jax.lax.while_loop(cond, body, loop)

@@ -38,8 +38,10 @@ def _setup(case):
     return X, model, _start(model, X, seed, random_means)
 
 
-def _assert_ascends(model, X, start, prior=None):
-    result = jaxem.fit(model, X, start, prior=prior, tol=0, max_iter=MAX_ITER)
+def _assert_ascends(model, X, start, prior=None, accelerate=None):
+    result = jaxem.fit(
+        model, X, start, prior=prior, tol=0, max_iter=MAX_ITER, accelerate=accelerate
+    )
     _, initial = model.e_step(start, jnp.asarray(X), jnp.ones(N))
     if prior is not None:
         initial = initial + model.log_prior(start, prior)
@@ -113,6 +115,16 @@ def test_map_objective_never_decreases(case):
     _assert_ascends(model, X, start, jaxem.default_prior(model, X))
 
 
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(cases, st.booleans())
+def test_accelerated_objective_never_decreases(case, use_prior):
+    """SQUAREM's accepted iterates (``accelerate="squarem"``) ascend too, from k-means and
+    arbitrary starts, MLE and MAP."""
+    X, model, start = _setup(case)
+    prior = jaxem.default_prior(model, X) if use_prior else None
+    _assert_ascends(model, X, start, prior, accelerate="squarem")
+
+
 # -- the discrete families --------------------------------------------------------------------
 
 FAMILIES = {
@@ -168,6 +180,8 @@ def test_discrete_families_ascend(case, use_prior):
     X, start, prior = _discrete_case(name, seed)
     model = jaxem.Mixture(FAMILIES[name], K_DISCRETE)
     _assert_ascends(model, X, start, prior if use_prior else None)
+    if seed % 3 == 0:  # SQUAREM's accepted iterates ascend too (a third of the examples)
+        _assert_ascends(model, X, start, prior if use_prior else None, "squarem")
 
 
 @SETTINGS
