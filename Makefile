@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/first_minute.py --markdown-section docs/benchmarks.md
 	$(BIN)/python benchmarks/hmm.py --markdown-section docs/benchmarks.md
 	$(BIN)/python benchmarks/missing.py --markdown-section docs/benchmarks.md
+	$(BIN)/python benchmarks/acceleration.py --markdown-section docs/benchmarks.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -173,7 +173,18 @@ def _fit_restarts(model, X, prior, args: argparse.Namespace):
     with _bar(args.n_init, "restarts", args.quiet) as bar:
         for key in keys:
             start = model.init(key, X)
-            results.append(fit(model, X, start, prior=prior, tol=args.tol, max_iter=args.max_iter))
+            accelerate = getattr(args, "accelerate", None)
+            results.append(
+                fit(
+                    model,
+                    X,
+                    start,
+                    prior=prior,
+                    tol=args.tol,
+                    max_iter=args.max_iter,
+                    accelerate=accelerate,
+                )
+            )
             bar.update()
     return results[int(best_start([float(r.objective) for r in results]))]
 
@@ -204,6 +215,7 @@ def _summary(model, result, X, names, prior_name: str) -> dict:
         "log_likelihood": loglik,
         "bic": float(bic(model, params, X)),
         "n_iter": int(result.n_iter),
+        "n_evals": int(result.n_evals),
         "converged": bool(result.converged),
     }
 
@@ -518,6 +530,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--covariance-type", choices=COVARIANCE_TYPES, default="full", help="Gaussian only"
+    )
+    fit.add_argument(
+        "--accelerate",
+        choices=["squarem"],
+        help="extrapolate along EM's steps (SQUAREM, monotone): far fewer passes over the data "
+        "where EM crawls; --max-iter then counts its iterations, three passes each",
     )
     fit.add_argument("--out", help="save the model (.npz, see jaxem.load)")
     fit.add_argument("--json", help="write the summary as JSON")
