@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import acceleration
-from jaxem.acceleration import EVALUATIONS_PER_ITERATION
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
 from jaxem.chunking import check_chunk_size
 from jaxem.compiler import jit
@@ -272,7 +271,7 @@ def _fit_lanes(
     total_weight = jnp.sum(weights, axis=tuple(range(1, weights.ndim)))
     data = jax.vmap(partial(prepare_data, model))(X, weights)
     lane_ids = jnp.arange(lanes)
-    per_iteration = EVALUATIONS_PER_ITERATION[accelerate]
+    per_iteration = acceleration.EVALUATIONS_PER_ITERATION[accelerate]
 
     e_step = jax.vmap(model.e_step)
     m_step = jax.vmap(model.m_step)
@@ -331,22 +330,25 @@ def _fit_lanes(
     def accelerated_pass(state, m, X_l, w_l, prior_l, total_l):
         fresh = state["fresh"]
 
-        def evaluate_lanes(params):
-            stats, loglik = e_step(params, X_l, w_l)
-            return stats, lane_objective(params, loglik, prior_l)
+        def evaluate(params, X_1, w_1, prior_1):
+            """One member's E-step: ``(stats, objective)``."""
+            stats, loglik = model.e_step(params, X_1, w_1)
+            return stats, objective(model, params, loglik, prior_1)
 
         def load_starts(iterate):
             starts = _take(init_params, m)
-            return _select(fresh, acceleration.init(starts, *evaluate_lanes(starts)), iterate)
+            evaluated = jax.vmap(evaluate)(starts, X_l, w_l, prior_l)
+            return _select(fresh, acceleration.init(starts, *evaluated), iterate)
 
         iterate = jax.lax.cond(jnp.any(fresh), load_starts, lambda it: it, state["iterate"])
 
         def one_lane(iterate, X_1, w_1, prior_1):
-            def evaluate(params):
-                stats, loglik = model.e_step(params, X_1, w_1)
-                return stats, objective(model, params, loglik, prior_1)
-
-            return acceleration.step(model, evaluate, lambda s: model.m_step(s, prior_1), iterate)
+            return acceleration.step(
+                model,
+                lambda params: evaluate(params, X_1, w_1, prior_1),
+                lambda stats: model.m_step(stats, prior_1),
+                iterate,
+            )
 
         new = jax.vmap(one_lane)(iterate, X_l, w_l, prior_l)
         n_iter = jnp.where(fresh, 1, state["n_iter"] + 1)
