@@ -60,3 +60,37 @@ def solve_lower(chol: Array, b: Array) -> Array:
 def log_det(chol: Array) -> Array:
     """$\\log|A| = 2 \\sum_i \\log L_{ii}$ from the Cholesky factor, ``(...)``."""
     return 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+
+
+def sweep(matrix: Array, n_pivots: int) -> tuple[Array, Array]:
+    """Sweep the first ``n_pivots`` coordinates of a symmetric ``matrix`` ``(P, P, ...)``
+    (the trailing axes a batch): with $A$ the leading ``n_pivots`` block, positive definite,
+
+    $$
+    \\begin{pmatrix} A & B \\\\ B^\\top & C \\end{pmatrix}
+    \\;\\longrightarrow\\;
+    \\begin{pmatrix} -A^{-1} & A^{-1} B \\\\ B^\\top A^{-1} & C - B^\\top A^{-1} B \\end{pmatrix},
+    $$
+
+    and $\\log|A|$ ``(...)`` from the pivots (Goodnight 1979, "A tutorial on the SWEEP
+    operator"). Each pivot is a rank-one update, $P^2$ multiply-adds per matrix, elementwise
+    over the batch; up to 6 pivots the steps are unrolled (measured on the missing-value E-step,
+    N = 1e5, D = K = 16: a loop throughout was 1.5x slower, every size unrolled tripled the
+    compile time)."""
+    index = jnp.arange(matrix.shape[0])
+    shape = (-1,) + (1,) * (matrix.ndim - 1)
+
+    def pivot(k, state):  # a symmetric matrix stays symmetric: row k is column k
+        matrix, log_det = state
+        line = matrix[k]
+        inverse = 1.0 / line[k]
+        updated = matrix - line[:, None] * line[None, :] * inverse
+        on_k = (index == k).reshape(shape)
+        scaled = line * inverse
+        updated = jnp.where(on_k, scaled[None, :], updated)
+        updated = jnp.where(jnp.swapaxes(on_k, 0, 1), scaled[:, None], updated)
+        updated = jnp.where(on_k & jnp.swapaxes(on_k, 0, 1), -inverse, updated)
+        return updated, log_det + jnp.log(line[k])
+
+    log_det = jnp.zeros(matrix.shape[2:], matrix.dtype)
+    return jax.lax.fori_loop(0, n_pivots, pivot, (matrix, log_det), unroll=n_pivots <= 6)

@@ -37,3 +37,27 @@ def test_cholesky_floor_raises_only_small_pivots():
     diff = rebuilt - singular
     np.testing.assert_allclose(diff - np.diag(np.diag(diff)), 0.0, atol=1e-12)
     assert np.all(np.diag(diff) >= -1e-12) and np.all(np.diag(diff) <= 1e-3 + 1e-6 + 1e-12)
+
+
+@pytest.mark.parametrize("n_pivots", [1, 3, 7])
+def test_sweep_gives_the_inverse_the_solve_and_the_schur_complement(n_pivots):
+    """Sweeping the leading block A of [[A, B], [B', C]] against NumPy's inverse, solve and
+    log-determinant, for a batch of matrices on the trailing axis (7 pivots: the loop, not the
+    unrolled steps)."""
+    rng = np.random.default_rng(n_pivots)
+    p, batch = n_pivots + 2, 5
+    factors = rng.normal(size=(batch, p, p))
+    matrices = factors @ np.swapaxes(factors, 1, 2) + p * np.eye(p)
+    swept, log_det = linalg.sweep(jnp.asarray(np.moveaxis(matrices, 0, -1)), n_pivots)
+    swept = np.moveaxis(np.asarray(swept), -1, 0)
+    a = matrices[:, :n_pivots, :n_pivots]
+    b = matrices[:, :n_pivots, n_pivots:]
+    c = matrices[:, n_pivots:, n_pivots:]
+    inverse = np.linalg.inv(a)
+    solved = inverse @ b
+    np.testing.assert_allclose(swept[:, :n_pivots, :n_pivots], -inverse, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(swept[:, :n_pivots, n_pivots:], solved, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        swept[:, n_pivots:, n_pivots:], c - np.swapaxes(b, 1, 2) @ solved, rtol=1e-10
+    )
+    np.testing.assert_allclose(log_det, np.linalg.slogdet(a)[1], rtol=1e-12)

@@ -153,7 +153,7 @@ class Gaussian:
         `jaxem.families.gaussian.full`); computed once per fit. With ``missing``:
         `jaxem.families.gaussian.missing.MissingData`."""
         if self.missing:
-            return missing.prepare(X, weights)
+            return missing.prepare(X, weights, self.covariance_type in ("full", "tied"))
         total = jnp.sum(weights)
         centre = (weights @ X) / jnp.where(total > 0, total, 1)  # a block may hold no weight
         centred = (X - centre).T
@@ -164,10 +164,9 @@ class Gaussian:
         four ``(K,)`` arrays (log joint, its exponent, responsibilities, weighted ones)."""
         d, k = n_features, n_components
         if self.missing and self.covariance_type in ("full", "tied"):
-            # per row and component (per row when tied) three (D, D) matrices: the missing
-            # block, its Cholesky factor and inverse; and a few (K, D) residuals
-            matrices = d * d * (1 if self.covariance_type == "tied" else k)
-            return itemsize * (3 * matrices + 4 * k * d + 4 * d + 4 * k)
+            # the rows sorted into groups (values, observed, slots) beside the data; the
+            # groups' (rows, K, D) temporaries are bounded by the group size
+            return itemsize * (5 * d + 6 * k)
         q = self._cov.squares(jnp.zeros((d, 1))).shape[0]
         return itemsize * (q + (4 if self.missing else 2) * d + 4 * k)
 
@@ -217,7 +216,7 @@ class Gaussian:
     def _missing_log_likelihoods(self, params: GaussianParams, data: missing.MissingData):
         offsets = params.means - data.centre
         if self.covariance_type in ("full", "tied"):
-            return missing.conditionals(params.covariances, offsets, data).log_likelihoods
+            return missing.coupled_log_likelihoods(params.covariances, offsets, data)
         variance = missing.variances(self.covariance_type, params.covariances, offsets.shape[1])
         return missing.independent_log_likelihoods(variance, offsets, data)
 
