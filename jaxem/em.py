@@ -227,30 +227,35 @@ def run(
     ``layout`` chosen by `plan`, ``tol`` an array."""
     total_weight = jnp.sum(weights)
     data, e_step = _e_pass(model, X, weights, block, layout)
-
-    stats, loglik = e_step(params, data)
-    value = objective(model, params, loglik, prior)
-    history = jnp.full((max_iter,), jnp.nan, value.dtype)
     if accelerate is not None:
+        stats, loglik = e_step(params, data)
+        value = objective(model, params, loglik, prior)
+        history = jnp.full((max_iter,), jnp.nan, value.dtype)
         return _run_accelerated(
             model, e_step, data, params, stats, value, prior, total_weight, tol, history
         )
+    # the E-step at the start runs inside the loop, as its iteration 0 (without an M-step):
+    # one E-step in the compiled program instead of two
+    shapes = jax.eval_shape(e_step, params, data)
+    stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[0])
+    value = jnp.zeros(shapes[1].shape, shapes[1].dtype)
+    history = jnp.full((max_iter + 1,), jnp.nan, value.dtype)
     state = (jnp.asarray(0, jnp.int32), params, stats, value, jnp.asarray(False), history)
 
     def cond(state):
         i, _, _, _, converged, _ = state
-        return (i < max_iter) & ~converged
+        return (i <= max_iter) & ~converged
 
     def body(state):
-        i, _, stats, previous, _, history = state
-        params = model.m_step(stats, prior)
+        i, params, stats, previous, _, history = state
+        params = jax.lax.cond(i > 0, lambda: model.m_step(stats, prior), lambda: params)
         stats, loglik = e_step(params, data)
         value = objective(model, params, loglik, prior)
-        converged = has_converged(value, previous, total_weight, tol)
+        converged = (i > 0) & has_converged(value, previous, total_weight, tol)
         return i + 1, params, stats, value, converged, history.at[i].set(value)
 
-    n_iter, params, _, value, converged, history = jax.lax.while_loop(cond, body, state)
-    return FitResult(params, value, n_iter, converged, history, n_iter + 1)
+    n_evals, params, _, value, converged, history = jax.lax.while_loop(cond, body, state)
+    return FitResult(params, value, n_evals - 1, converged, history[1:], n_evals)
 
 
 def _run_accelerated(model, e_step, data, params, stats, value, prior, total_weight, tol, history):
