@@ -39,12 +39,19 @@ def test_passes_check_estimator_in_jaxs_default_precision():
     assert report["means_difference"] < 1e-9
 
 
+def rows_sorted(means):
+    return means[np.argsort(means[:, 0])]
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_iris_scores_as_well_as_sklearn(covariance_type):
     """n_init=4 on iris, K=3, scikit-learn's defaults: the starts are drawn as scikit-learn
     draws them from the same random_state, so both run EM from the same four starts and the
-    scores agree to float64 rounding (measured: within 1.5e-14 of 2.0). Run to a tight
-    tolerance, both reach the same maximum."""
+    scores agree to float64 rounding (measured: within 1.5e-14 of 2.0). Two starts that reach
+    the same maximum with their labels permuted tie up to rounding (on iris, tied, seed 2: per
+    sample -1.7122008401370803 twice here, ...082 and ...0814 in scikit-learn), and which of
+    them wins is rounding noise in either library: the means are compared as a set of rows.
+    Run to a tight tolerance, both reach the same maximum."""
     X = load_iris().data
     for seed in range(3):
         ours = GaussianMixture(3, covariance_type=covariance_type, n_init=4, random_state=seed)
@@ -52,7 +59,7 @@ def test_iris_scores_as_well_as_sklearn(covariance_type):
         ours.fit(X), theirs.fit(X)
         assert ours.score(X) >= theirs.score(X) - 1e-12
         assert ours.n_iter_ == theirs.n_iter_
-        np.testing.assert_allclose(ours.means_, theirs.means_, rtol=1e-10)
+        np.testing.assert_allclose(rows_sorted(ours.means_), rows_sorted(theirs.means_), rtol=1e-10)
     tight = {"n_init": 4, "random_state": 0, "tol": 1e-10, "max_iter": 2000}
     ours = GaussianMixture(3, covariance_type=covariance_type, **tight).fit(X)
     theirs = SkGaussianMixture(3, covariance_type=covariance_type, **tight).fit(X)
