@@ -141,7 +141,7 @@ def fit_batch(
     def init_and_fit(tol, keys, X, weights, init_params, prior):
         if init_params is None:
             init_params = _init_batch(model, keys, X, weights, lanes)
-        return _fit_lanes(model, X, weights, init_params, prior, tol, max_iter, lanes, accelerate)
+        return fit_lanes(model, X, weights, init_params, prior, tol, max_iter, lanes, accelerate)
 
     args = (jax.random.split(key, n_members), X, weights, init_params, prior)
     if layout is None:
@@ -243,8 +243,8 @@ def _select(mask: Array, a_tree: Any, b_tree: Any) -> Any:
     return jax.tree.map(pick, a_tree, b_tree)
 
 
-@partial(jit, static_argnames=("model", "max_iter", "lanes", "accelerate"))
-def _fit_lanes(
+@partial(jit, static_argnames=("model", "max_iter", "lanes", "accelerate", "shared"))
+def fit_lanes(
     model: EMModel,
     X: Array,
     weights: Array,
@@ -254,8 +254,14 @@ def _fit_lanes(
     max_iter: int,
     lanes: int,
     accelerate: str | None = None,
+    shared: bool = False,
 ) -> FitResult:
-    """EM for B members in ``lanes`` lanes of one ``while_loop``.
+    """EM for B members in ``lanes`` lanes of one ``while_loop``: the loop beneath `fit_batch`
+    and `jaxem.select`, on checked inputs.
+
+    ``X`` ``(B, N, ...)`` and ``weights`` ``(B, N)``, one data set per member, or with
+    ``shared`` one data set ``(N, ...)``, ``(N,)`` for all (the starts of `jaxem.select`);
+    ``init_params`` and ``prior`` (or None) with a leading axis B; ``tol`` an array.
 
     Plain EM: every pass through the loop does one E-step in every lane. A lane holding a member
     that was just loaded ("fresh") evaluates that member's initial parameters (``fit``'s initial
@@ -265,15 +271,20 @@ def _fit_lanes(
     the member's result out and loads the next waiting member; lanes with no member left idle
     until all lanes are done.
     """
-    n_members = X.shape[0]
+    n_members = jax.tree.leaves(init_params)[0].shape[0]
     keep = (weights > 0).reshape(weights.shape + (1,) * (X.ndim - weights.ndim))
     X = jnp.where(keep, X, jnp.zeros((), X.dtype))
-    total_weight = jnp.sum(weights, axis=tuple(range(1, weights.ndim)))
-    data = jax.vmap(partial(prepare_data, model))(X, weights)
+    if shared:
+        total_weight = jnp.broadcast_to(jnp.sum(weights), (n_members,))
+        data = prepare_data(model, X, weights)
+    else:
+        total_weight = jnp.sum(weights, axis=tuple(range(1, weights.ndim)))
+        data = jax.vmap(partial(prepare_data, model))(X, weights)
+    data_axis = None if shared else 0
     lane_ids = jnp.arange(lanes)
     per_iteration = acceleration.EVALUATIONS_PER_ITERATION[accelerate]
 
-    e_step = jax.vmap(model.e_step)
+    e_step = jax.vmap(model.e_step, in_axes=(0, data_axis, data_axis))
     m_step = jax.vmap(model.m_step)
 
     def lane_objective(params, loglik, prior_l):
@@ -284,12 +295,12 @@ def _fit_lanes(
     def load(member):
         """Everything a lane needs about its member (``member`` clipped for idle lanes)."""
         m = jnp.minimum(member, n_members - 1)
+        if shared:
+            return m, data, weights, total_weight[m], _take(prior, m)
         return m, _take(data, m), weights[m], total_weight[m], _take(prior, m)
 
     # fresh lanes ignore the statistics they hold: zeros of the right structure will do
-    shapes = jax.eval_shape(
-        e_step, _take(init_params, lane_ids), _take(data, lane_ids), weights[:lanes]
-    )[0]
+    shapes = jax.eval_shape(e_step, _take(init_params, lane_ids), *load(lane_ids)[1:3])[0]
     stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     dtype = total_weight.dtype
     out = FitResult(
@@ -337,7 +348,9 @@ def _fit_lanes(
 
         def load_starts(iterate):
             starts = _take(init_params, m)
-            evaluated = jax.vmap(evaluate)(starts, X_l, w_l, prior_l)
+            evaluated = jax.vmap(evaluate, in_axes=(0, data_axis, data_axis, 0))(
+                starts, X_l, w_l, prior_l
+            )
             return _select(fresh, acceleration.init(starts, *evaluated), iterate)
 
         iterate = jax.lax.cond(jnp.any(fresh), load_starts, lambda it: it, state["iterate"])
@@ -350,7 +363,7 @@ def _fit_lanes(
                 iterate,
             )
 
-        new = jax.vmap(one_lane)(iterate, X_l, w_l, prior_l)
+        new = jax.vmap(one_lane, in_axes=(0, data_axis, data_axis, 0))(iterate, X_l, w_l, prior_l)
         n_iter = jnp.where(fresh, 1, state["n_iter"] + 1)
         converged = acceleration.has_converged(new, iterate, total_l, tol)
         return n_iter, converged, new.params, new.objective, dict(iterate=new)
