@@ -236,10 +236,35 @@ def _residuals(prec: Precisions, offsets: Array, values: Array, observed: Array)
     return values[:, None, :] - observed[:, None, :] * offsets, b
 
 
+class SweptSystem(NamedTuple):
+    """A group's missing blocks in ``S`` slots, swept (`_swept_system`): ``swept``
+    ``(S + 1, S + 1, G, K)`` (the matrix of `jaxem.linalg.sweep`), ``log_det`` $\\log|A|$
+    ``(G, K)``, the slots' ``coords`` ``(G, S)`` int, ``used`` ``(G, S)`` (0 for a slot beyond
+    the row's missing values) and ``pairs`` ``(G S S,)``, each slot pair's index in a
+    flattened ``(D, D)`` matrix."""
+
+    swept: Array
+    log_det: Array
+    coords: Array
+    used: Array
+    pairs: Array
+
+    def mean_shift(self, n_features: int) -> Array:
+        """$e - \\delta = -A^{-1} b_m$ on the missing coordinates, 0 elsewhere: ``(G, K, D)``."""
+        size = self.coords.shape[1]
+        return -_embed(self.coords, self.used, self.swept[:size, size], n_features)
+
+    def covariances(self) -> Array:
+        """$C = A^{-1}$ on the used slots, 0 on the others: ``(G, S, S, K)``."""
+        size = self.coords.shape[1]
+        both = (self.used[:, :, None] * self.used[:, None, :])[..., None]
+        return -jnp.moveaxis(self.swept[:size, :size], 2, 0) * both
+
+
 def _swept_system(size: int, prec: Precisions, b: Array, observed: Array, slots: Array):
-    """The missing block of each row and component in ``size`` slots, bordered by $b_m$ and
-    swept: ``(swept (S + 1, S + 1, G, K), log|A| (G, K), slot coordinates (G, S), used (G, S))``.
-    An unused slot (a row with fewer missing values) holds an identity row and a zero border."""
+    """The `SweptSystem` of a group: each row and component's missing block in ``size`` slots,
+    bordered by $b_m$ ``(G, K, D)`` and swept. An unused slot (a row with fewer missing values)
+    holds an identity row and a zero border."""
     g, k, d = b.shape
     coords = slots[:, :size]
     used = 1.0 - jnp.take_along_axis(observed, coords, axis=1)
@@ -258,7 +283,7 @@ def _swept_system(size: int, prec: Precisions, b: Array, observed: Array, slots:
         axis=0,
     )
     swept, log_det = linalg.sweep(matrix, size)
-    return swept, log_det, coords, used
+    return SweptSystem(swept, log_det, coords, used, pairs)
 
 
 def _embed(coords: Array, used: Array, values: Array, n_features: int) -> Array:
@@ -272,8 +297,7 @@ def _conditional_residuals(size, prec, delta, b, observed, slots):
     """$e_{nk}$ ``(G, K, D)``: $\\delta$ with $-A^{-1} b_m$ on the missing coordinates."""
     if size == 0:
         return delta
-    swept, _, coords, used = _swept_system(size, prec, b, observed, slots)
-    return delta - _embed(coords, used, swept[:size, size], delta.shape[-1])
+    return delta + _swept_system(size, prec, b, observed, slots).mean_shift(delta.shape[-1])
 
 
 def _switch(groups: SlotGroups, index: Array, branch, *operands):
@@ -296,8 +320,8 @@ def coupled_log_likelihoods(covariances: Array, offsets: Array, data: MissingDat
     def correction(size, b, observed, slots):
         if size == 0:
             return jnp.zeros(b.shape[:2], b.dtype)
-        swept, log_det, _, _ = _swept_system(size, prec, b, observed, slots)
-        return log_det + swept[size, size]  # log|A| - b_m' A^{-1} b_m
+        system = _swept_system(size, prec, b, observed, slots)
+        return system.log_det + system.swept[size, size]  # log|A| - b_m' A^{-1} b_m
 
     def one_group(_, inputs):
         values, observed, slots, index = inputs
@@ -319,13 +343,9 @@ def _spread(size, prec, b, observed, slots, weights):
     g, k, d = b.shape
     if size == 0:
         return jnp.zeros((g, k, d), b.dtype), jnp.zeros((d * d, k), b.dtype)
-    swept, _, coords, used = _swept_system(size, prec, b, observed, slots)
-    correction = -_embed(coords, used, swept[:size, size], d)
-    both = (used[:, :, None] * used[:, None, :])[..., None]  # (G, S, S, 1)
-    cov = -jnp.moveaxis(swept[:size, :size], 2, 0) * both  # (G, S, S, K)
-    pairs = (coords[:, :, None] * d + coords[:, None, :]).reshape(-1)
-    weighted = (cov * weights[:, None, None, :]).reshape(-1, k)
-    return correction, jax.ops.segment_sum(weighted, pairs, d * d)
+    system = _swept_system(size, prec, b, observed, slots)
+    weighted = (system.covariances() * weights[:, None, None, :]).reshape(-1, k)
+    return system.mean_shift(d), jax.ops.segment_sum(weighted, system.pairs, d * d)
 
 
 def coupled_moments(
@@ -427,16 +447,16 @@ def conditional_noise(
         def draw(size, b, observed, slots, noise, label):
             if size == 0:
                 return jnp.zeros_like(noise)
-            swept, _, coords, used = _swept_system(size, prec, b, observed, slots)
-            both = used[:, :, None] * used[:, None, :]
-            cov = jnp.take_along_axis(
-                jnp.moveaxis(-swept[:size, :size], 2, 0), label[:, None, None, None], axis=-1
-            )[..., 0]
+            system = _swept_system(size, prec, b, observed, slots)
+            cov = jnp.take_along_axis(system.covariances(), label[:, None, None, None], axis=-1)[
+                ..., 0
+            ]
             # the conditional covariance on the used slots, the identity on the others: its
             # Cholesky factor keeps that block structure
-            block = both * cov + (1.0 - both) * jnp.eye(size, dtype=cov.dtype)
-            spread = jnp.einsum("gij,gj->gi", linalg.cholesky(block), noise[:, :size]) * used
-            return _embed(coords, used, spread.T, d)
+            unused = 1.0 - system.used
+            block = cov + unused[:, :, None] * jnp.eye(size, dtype=cov.dtype)
+            spread = jnp.einsum("gij,gj->gi", linalg.cholesky(block), noise[:, :size])
+            return _embed(system.coords, system.used, spread.T, d)
 
         def one_group(_, inputs):
             observed, slots, index, noise, label = inputs
