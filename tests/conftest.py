@@ -2,6 +2,14 @@
 and with jaxem's XLA options (`jaxem.compiler`) for every program, as the command line runs: it
 compiles about 30% faster, and compilation is most of the suite's time.
 
+The suite also lowers XLA's backend (LLVM) optimisation level to 0 (`TEST_XLA_FLAGS`), which
+jaxem never does for its users: the tests' programs run on small data, where compiling is the
+cost, and O0 compiles them in about two thirds of the time (cold suite on a 2-core machine:
+625 -> 430 s), while running large programs 2-5x slower, which is why the library keeps the
+default. Floating-point semantics are the same (no fast math either way); results may differ
+by rounding from an optimised build's, as between any two fusions. Set the level in
+``XLA_FLAGS`` yourself to test another one.
+
 Compiled programs also go to a disk cache shared by the test workers (JAX's persistent cache,
 through `jaxem.enable_compilation_cache`): a worker drops its programs after every module (see
 `_release_compiled_programs`), and the two workers compile many of the same ones, so a program
@@ -16,7 +24,18 @@ import jax
 from jaxem.compilation_cache import enable_compilation_cache
 from jaxem.compiler import with_options
 
-os.environ["XLA_FLAGS"] = with_options(os.environ.get("XLA_FLAGS", ""))  # before any program
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
+def _test_flags(xla_flags: str) -> str:
+    """``xla_flags`` with jaxem's options and `TEST_XLA_FLAGS`, except those it sets itself."""
+    if "xla_backend_optimization_level" not in xla_flags:
+        xla_flags = f"{xla_flags} {TEST_XLA_FLAGS}".strip()
+    return with_options(xla_flags)
+
+
+# before any program; subprocesses started by the tests inherit it
+os.environ["XLA_FLAGS"] = _test_flags(os.environ.get("XLA_FLAGS", ""))
 jax.config.update("jax_enable_x64", True)
 _CACHE = os.environ.get("JAXEM_TEST_CACHE", str(Path(__file__).parents[1] / ".cache" / "jax-tests"))
 if _CACHE != "off":

@@ -8,8 +8,10 @@ import jax  # noqa: E402
 
 from jaxem.compiler import with_options  # noqa: E402
 
-# before any program: four host devices, and jaxem's options as in the rest of the suite
-os.environ["XLA_FLAGS"] = with_options("--xla_force_host_platform_device_count=4")
+# before any program: four host devices, and the suite's options (inherited from conftest)
+os.environ["XLA_FLAGS"] = with_options(
+    f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+)
 
 jax.config.update("jax_enable_x64", True)
 

@@ -260,9 +260,10 @@ def test_hmm_relabelling_the_start_relabels_the_fit(seed):
         jax.tree.leaves(HMM.permute(a.params, order)), jax.tree.leaves(b.params), strict=True
     ):
         np.testing.assert_allclose(x, y, rtol=1e-8, atol=1e-12)
-    # the relabelled fit sums in another order; after MAX_ITER iterations at tol=0 the
-    # objectives differ by rounding (measured up to 1.3e-11 relative)
-    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-10)
+    # the relabelled fit sums in another order; after MAX_ITER iterations at tol=0, short of
+    # convergence, the objectives differ by rounding: measured up to 1.3e-11 relative, 1.1e-10
+    # with the suite's unoptimised build (conftest), the parameters' 1e-8 times the gradient
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-9)
 
 
 # -- missing values -----------------------------------------------------------------------------
