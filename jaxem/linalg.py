@@ -20,20 +20,22 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def cholesky(a: Array, floor: float | None = None) -> Array:
+def cholesky(a: Array, floor: float | Array | None = None) -> Array:
     """The lower Cholesky factor $L$, $A = L L^\\top$, of symmetric positive definite
     ``a`` ``(..., D, D)`` (column by column, Cholesky-Crout). NaN where ``a`` is not positive
-    definite, as ``jnp.linalg.cholesky``; with ``floor``, every squared pivot is raised to at
-    least ``floor`` instead (a modified Cholesky factor: $L L^\\top$ is ``a`` plus a
-    non-negative diagonal correction wherever a pivot was raised)."""
+    definite, as ``jnp.linalg.cholesky``; with ``floor`` (a scalar, or one per pivot:
+    ``(..., D)``), every squared pivot is raised to at least ``floor`` instead (a modified
+    Cholesky factor: $L L^\\top$ is ``a`` plus a non-negative diagonal correction wherever a
+    pivot was raised)."""
     a = jnp.asarray(a)
     d = a.shape[-1]
     index = jnp.arange(d)
+    floors = None if floor is None else jnp.broadcast_to(floor, a.shape[:-1])
 
     def column(j, chol):
         row_j = jnp.where(index < j, chol[..., j, :], 0.0)  # L[j, :j]
         square = a[..., j, j] - jnp.sum(row_j * row_j, axis=-1)
-        pivot = jnp.sqrt(square if floor is None else jnp.maximum(square, floor))
+        pivot = jnp.sqrt(square if floors is None else jnp.maximum(square, floors[..., j]))
         below = (a[..., :, j] - jnp.einsum("...ik,...k->...i", chol, row_j)) / pivot[..., None]
         new = jnp.where(index > j, below, jnp.where(index == j, pivot[..., None], 0.0))
         return chol.at[..., :, j].set(new)

@@ -15,9 +15,10 @@ ICL (Biernacki, Celeux and Govaert 2000) adds the entropy of the hard classifica
 ``icl`` does: it penalises components that overlap.
 
 A maximum-likelihood fit can put a component on a few identical points (rounded data, ties):
-its variance is then ``reg_covar`` alone and its likelihood, hence every criterion, is an
-artefact of that regulariser. `select` reports such cells as singular (NaN in the table),
-as mclust reports NA for fits it finds singular.
+its variance is then ``reg_covar`` alone (in float32, the precision of the data's squares where
+that is coarser: `jaxem.families.gaussian.full.floors`) and its likelihood, hence every
+criterion, is an artefact of that floor. `select` reports such cells as singular (NaN in the
+table), as mclust reports NA for fits it finds singular.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class SelectResult(NamedTuple):
         params: its fitted parameters (the best of its cell's starts).
         objective: its final EM objective.
         singular: the cells ``(covariance_type, K)`` whose best fit has a component held up by
-            ``reg_covar`` alone (a variance below twice ``reg_covar``); NaN in ``table``.
+            the M-step's floor alone (a variance below twice ``reg_covar``, or twice the
+            precision of the data's squares in float32: `Gaussian.collapsed`); NaN in ``table``.
     """
 
     criterion: str

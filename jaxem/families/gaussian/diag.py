@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import priors
+from jaxem.families.gaussian import full
 
 Array = jax.Array
 
@@ -49,9 +50,13 @@ def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
     return scatter - inv_counts[:, None] * shifts * shifts
 
 
-def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Array:
-    """$\\sigma^2_{kd} = W_{kd} / N_k + \\epsilon$."""
-    return jnp.maximum(within / counts[:, None], 0.0) + reg_covar
+def mle(within: Array, counts: Array, reg_covar: float, n_features: int, spread: Array) -> Array:
+    """$\\sigma^2_{kd} = W_{kd} / N_k + \\epsilon$, at least its `full.floor_at` (above
+    $\\epsilon$ only in low precision; ``spread`` ``(K, D)``: the new means' squared distances
+    from the data's centre)."""
+    variance = jnp.maximum(within / counts[:, None], 0.0)
+    floor = full.floor_at(spread + variance, reg_covar, n_features)
+    return jnp.maximum(variance + reg_covar, floor)
 
 
 def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:

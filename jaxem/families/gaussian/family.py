@@ -284,7 +284,9 @@ class Gaussian:
         counts = counts + floor
         means = stats.sums / counts[:, None]
         within = self._cov.within(stats.scatter, stats.shifts, 1.0 / counts)
-        covariances = self._cov.mle(within, counts, self.reg_covar, means.shape[1])
+        centre = jnp.sum(stats.sums, axis=0) / total  # the data's weighted mean
+        spread = (means - centre) ** 2
+        covariances = self._cov.mle(within, counts, self.reg_covar, means.shape[1], spread)
 
         means = jnp.where(empty[:, None], jnp.sum(stats.sums, axis=0) / total, means)
         if self.covariance_type != "tied":
@@ -475,21 +477,38 @@ class Gaussian:
         return cov[:, None, None] * jnp.eye(d, dtype=cov.dtype)
 
     def collapsed(self, params: GaussianParams) -> np.ndarray:
-        """Which components have a smallest variance (eigenvalue) below ``2 * reg_covar``: the
-        data gave them (almost) no spread, ``reg_covar`` alone keeps them positive. Concrete
-        ``params`` with any leading axes; booleans ``(..., K)`` (a tied covariance: the same for
-        every component)."""
+        """Which components have a non-finite covariance or a smallest variance (eigenvalue)
+        below twice the M-step's floor: ``reg_covar``, or in low precision the precision of
+        the data's squares about their centre (`full.floors`, `full.floor_at`; the mean of the
+        component means stands for the centre). The data gave such a component (almost) no
+        spread, the floor alone keeps it positive. Full and tied covariances are measured
+        feature by feature: the smallest eigenvalue of $F^{-1/2} \\Sigma F^{-1/2}$, $F$ the
+        floors, below 2. Concrete ``params`` with any leading axes; booleans ``(..., K)`` (a
+        tied covariance: the same for every component)."""
+        eps = np.finfo(np.asarray(params.covariances).dtype).eps
         cov = np.asarray(params.covariances, dtype=np.float64)
-        k = np.shape(params.means)[-2]
-        if self.covariance_type == "full":
-            smallest = np.linalg.eigvalsh(cov)[..., 0]
-        elif self.covariance_type == "tied":
-            smallest = np.linalg.eigvalsh(cov)[..., 0, None]
-        elif self.covariance_type == "diag":
-            smallest = np.min(cov, axis=-1)
-        else:
-            smallest = cov
-        small = smallest < 2 * self.reg_covar
+        means = np.asarray(params.means, dtype=np.float64)
+        k, d = means.shape[-2:]
+        spread = (means - np.mean(means, axis=-2, keepdims=True)) ** 2  # (..., K, D)
+
+        def floor_at(scale):
+            return np.maximum(self.reg_covar, full.RESOLUTION * d * eps * np.maximum(scale, 0.0))
+
+        with np.errstate(invalid="ignore"):
+            if self.covariance_type in ("full", "tied"):
+                if self.covariance_type == "tied":
+                    spread = np.mean(spread, axis=-2)
+                root = 1.0 / np.sqrt(floor_at(spread + np.diagonal(cov, axis1=-2, axis2=-1)))
+                scaled = cov * root[..., :, None] * root[..., None, :]
+                broken = ~np.all(np.isfinite(scaled), axis=(-2, -1))
+                scaled = np.where(broken[..., None, None], np.eye(d), scaled)
+                small = broken | (np.linalg.eigvalsh(scaled)[..., 0] < 2.0)
+                if self.covariance_type == "tied":
+                    small = small[..., None]
+            elif self.covariance_type == "diag":
+                small = ~np.all(cov >= 2 * floor_at(spread + cov), axis=-1)
+            else:
+                small = ~(cov >= 2 * floor_at(np.mean(spread, axis=-1) + cov))
         return np.broadcast_to(small, small.shape[:-1] + (k,))
 
     def is_singular(self, params: GaussianParams) -> bool:

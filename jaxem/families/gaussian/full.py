@@ -13,7 +13,9 @@ Every covariance module provides the same functions, used by
 - ``scatter(moments, firsts, counts, offsets)``: $\\sum_n w_n r_{nk} (x_n - o_k)
   (x_n - o_k)^\\top$ in this type's shape, from those weighted sums of the features;
 - ``within(scatter, shifts, inv_counts)``: the scatter about the new means;
-- ``mle(within, counts, reg_covar, n_features)``: the maximum-likelihood covariances;
+- ``mle(within, counts, reg_covar, n_features, spread)``: the maximum-likelihood covariances
+  (``spread``: the new means' squared distances from the data's centre, ``(K, D)``, which
+  full and tied use to keep them factorisable in low precision, `floors`);
 - ``map_estimate(within, dev, counts, prior)`` and ``log_prior(means, covariances, prior)``:
   the posterior mode and the log prior density (see `jaxem.priors`);
 - ``pooled(covariances, weights)``: one covariance standing for all components;
@@ -118,28 +120,58 @@ def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
     return scatter - jnp.einsum("k,kd,ke->kde", inv_counts, shifts, shifts)
 
 
-def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Array:
-    """$\\Sigma_k = W_k / N_k + \\epsilon I$."""
+def mle(within: Array, counts: Array, reg_covar: float, n_features: int, spread: Array) -> Array:
+    """$\\Sigma_k = W_k / N_k + \\epsilon I$, each pivot at least its `floors`; ``spread``
+    ``(K, D)``: the squared distances $(\\mu_{kd} - c_d)^2$ of the new means from the data's
+    centre."""
     cov = within / counts[:, None, None]
     cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
-    return floor_spectrum(cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype), reg_covar)
+    cov = cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+    return floor_spectrum(cov, floors(cov, spread, reg_covar))
 
 
-def floor_spectrum(cov: Array, floor: float) -> Array:
+def floor_spectrum(cov: Array, floor: Array) -> Array:
     """``cov`` ``(..., D, D)`` unchanged where every squared pivot of its Cholesky factor is at
-    least ``floor``, else rebuilt from the factor with those pivots raised to ``floor``
-    (`jaxem.linalg.cholesky`), so that it factorises.
-
-    $W_k / N_k + \\epsilon I$ has every eigenvalue (hence every squared pivot) $\\ge
-    \\epsilon$ in exact arithmetic, but $W_k$ comes from sums of squares about the data's
-    centre, whose rounding error grows with the squared distance of the component from that
-    centre over its width: for a component collapsing far from the centre in float32 it can
-    exceed $\\epsilon$, and the factorisation in the next E-step would fail."""
+    least its ``floor`` ``(..., D)``, else rebuilt from the factor with those pivots raised to
+    it (`jaxem.linalg.cholesky`), so that it factorises."""
     chol = linalg.cholesky(cov, floor)
     pivots = jnp.diagonal(chol, axis1=-2, axis2=-1)
     low = jnp.any(pivots * pivots < floor * (1 + 1e-3), axis=-1)[..., None, None]
     raised = chol @ jnp.swapaxes(chol, -1, -2)
     return jnp.where(low, raised, cov)
+
+
+# The rounding error of a scatter, per feature, in units of D machine epsilons times the squared
+# scale of that feature about the data's centre.
+RESOLUTION = 10.0
+
+
+def floors(cov: Array, spread: Array, reg_covar: float) -> Array:
+    """The smallest squared Cholesky pivot each feature of ``cov`` ``(..., D, D)`` can be
+    trusted with in its dtype, ``(..., D)``: ``reg_covar``, or
+    $10 D \\varepsilon (s_d + \\Sigma_{dd})$ where that is larger, with ``spread`` $s_d$
+    ``(..., D)`` the squared distance of the component's mean from the data's centre.
+
+    $W_k / N_k + \\epsilon I$ has every eigenvalue (hence every squared pivot) $\\ge
+    \\epsilon$ in exact arithmetic, but $W_k$ comes from sums of squares about the data's
+    centre: its entry $(d, e)$ carries a rounding error of order
+    $\\varepsilon \\sqrt{(s_d + \\Sigma_{dd})(s_e + \\Sigma_{ee})}$, which for a component
+    collapsing far from the centre exceeds $\\epsilon$ in float32 ($\\varepsilon \\approx
+    1.2 \\cdot 10^{-7}$: a component of R's diabetes data on one point, 500 units from the
+    centre, came out with $\\pm 10^{-3}$ entries, indefinite, and the next E-step failed). Raising
+    each pivot to these floors keeps the matrix positive definite at the precision of its
+    entries, feature by feature (so columns of different scales keep theirs). In float64 the
+    second term exceeds ``reg_covar = 1e-6`` only for squared scales above about $10^8 / D$,
+    and results are unchanged."""
+    diagonal = jnp.diagonal(cov, axis1=-2, axis2=-1)
+    return floor_at(spread + diagonal, reg_covar, cov.shape[-1])
+
+
+def floor_at(scale: Array, reg_covar: float, n_features: int) -> Array:
+    """$\\max(\\epsilon, 10 D \\varepsilon \\, \\text{scale})$ in the dtype of ``scale``
+    (the squared scale of a feature about the data's centre), elementwise (see `floors`)."""
+    eps = jnp.finfo(scale.dtype).eps
+    return jnp.maximum(reg_covar, RESOLUTION * n_features * eps * jnp.maximum(scale, 0.0))
 
 
 def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:

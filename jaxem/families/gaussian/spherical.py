@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import priors
+from jaxem.families.gaussian import full
 
 Array = jax.Array
 
@@ -56,10 +57,13 @@ def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
     return scatter - inv_counts * jnp.sum(shifts * shifts, axis=-1)
 
 
-def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Array:
+def mle(within: Array, counts: Array, reg_covar: float, n_features: int, spread: Array) -> Array:
     """$\\sigma^2_k = W_k / (N_k D) + \\epsilon$: the mean of the diagonal variances,
-    as scikit-learn."""
-    return jnp.maximum(within / counts, 0.0) / n_features + reg_covar
+    as scikit-learn; at least its `full.floor_at` (above $\\epsilon$ only in low precision;
+    ``spread`` ``(K, D)``: the new means' squared distances from the data's centre)."""
+    variance = jnp.maximum(within / counts, 0.0) / n_features
+    scale = jnp.mean(spread, axis=-1) + variance
+    return jnp.maximum(variance + reg_covar, full.floor_at(scale, reg_covar, n_features))
 
 
 def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:

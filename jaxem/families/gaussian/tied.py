@@ -43,11 +43,14 @@ def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
     return scatter - jnp.einsum("k,kd,ke->de", inv_counts, shifts, shifts)
 
 
-def mle(within: Array, counts: Array, reg_covar: float, n_features: int) -> Array:
-    """$\\Sigma = W / \\sum_k N_k + \\epsilon I$."""
+def mle(within: Array, counts: Array, reg_covar: float, n_features: int, spread: Array) -> Array:
+    """$\\Sigma = W / \\sum_k N_k + \\epsilon I$, each pivot at least its `full.floors`
+    (``spread`` ``(K, D)`` averaged over the components with weights $N_k$)."""
     cov = within / jnp.sum(counts)
     cov = 0.5 * (cov + cov.T)
-    return full.floor_spectrum(cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype), reg_covar)
+    cov = cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+    pooled_spread = counts @ spread / jnp.sum(counts)
+    return full.floor_spectrum(cov, full.floors(cov, pooled_spread, reg_covar))
 
 
 def map_estimate(within: Array, dev: Array, counts: Array, prior, n_means: Any) -> Array:
