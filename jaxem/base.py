@@ -125,7 +125,9 @@ class Family(Protocol):
     ``impute_sample(key, params, data, labels)`` (draws given each row's component);
     ``unconstrain(params)`` and ``constrain(coordinates)``, coordinates in which any real
     values are valid parameters (log rates, logits, log-diagonal Cholesky factors), for
-    extrapolating between EM iterates; and
+    extrapolating between EM iterates; ``fuses_e_step``, true when the family computes a
+    mixture's whole E-step itself, ``mixture_e_step(params, data, log_weights, weights) ->
+    (counts, stats, loglik)``, in one pass (Gaussians with missing values); and
     ``shares_parameters``, true when
     some parameter is common to all components (a tied covariance): then ``m_step`` and
     ``log_prior`` accept ``active=`` ``(K,)`` booleans, and count only the active components in

@@ -169,6 +169,12 @@ class Mixture:
         data = X if isinstance(X, MixtureData) else self.prepare(X, weights)
         if data.observed is not None:
             weights = jnp.where(data.observed, weights, 0.0)
+        if getattr(self.family, "fuses_e_step", False):
+            log_weights = jnp.log(params.weights)
+            counts, components, loglik = self.family.mixture_e_step(
+                params.components, data.family, log_weights, weights
+            )
+            return MixtureStats(counts, components), loglik
         log_joint = self._log_joint_kn(params, data)
         resp, log_px = normalise(log_joint)
         wr = resp * weights

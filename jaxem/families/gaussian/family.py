@@ -213,6 +213,25 @@ class Gaussian:
             scatter=self._cov.scatter(squares, firsts, counts, offsets),
         )
 
+    @property
+    def fuses_e_step(self) -> bool:
+        """Whether a mixture's E-step goes through `mixture_e_step` (with missing values and
+        full or tied covariances: one pass instead of two)."""
+        return self.missing and self.covariance_type in ("full", "tied")
+
+    def mixture_e_step(
+        self, params: GaussianParams, data: missing.MissingData, log_weights: Array, weights: Array
+    ) -> tuple[Array, GaussianStats, Array]:
+        """A mixture's E-step in one pass (see `fuses_e_step`): $N_k$ ``(K,)``, the statistics
+        and $\\sum_n w_n \\log p(x_{n,o})$, given the mixture's ``log_weights`` ``(K,)`` and the
+        sample ``weights`` ``(N,)`` (`missing.coupled_mixture_e_step`)."""
+        offsets = params.means - data.centre
+        tied = self.covariance_type == "tied"
+        counts, sums, shifts, scatter, loglik = missing.coupled_mixture_e_step(
+            params.covariances, offsets, data, log_weights, weights, tied
+        )
+        return counts, GaussianStats(sums, shifts, scatter), loglik
+
     def _missing_log_likelihoods(self, params: GaussianParams, data: missing.MissingData):
         offsets = params.means - data.centre
         if self.covariance_type in ("full", "tied"):

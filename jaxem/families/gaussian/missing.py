@@ -3,21 +3,23 @@
 
 Row $n$ has observed coordinates $o$ and missing ones $m$ (NaN in ``X``). Under component $k$
 with mean $\\mu$, covariance $\\Sigma$ and precision $\\Lambda = \\Sigma^{-1}$, write
-$\\delta$ for $x - \\mu$ on $o$ and 0 on $m$, $b = \\Lambda \\delta$ and $A = \\Lambda_{mm}$.
-The block inverse of $\\Lambda$ gives everything the E-step needs from the small $|m| \\times |m|$
-system alone:
+$u$ for $x - \\mu$ with any values in the missing places (jaxem puts the column's observed
+mean there), $b = \\Lambda u$ and $A = \\Lambda_{mm}$. The block inverse of $\\Lambda$ gives
+everything the E-step needs from the small $|m| \\times |m|$ system alone:
 
 $$
 \\log p(x_o) = -\\tfrac12 \\big( |o| \\log 2\\pi + \\log|\\Sigma| + \\log|A|
-+ \\delta^\\top b - b_m^\\top A^{-1} b_m \\big), \\quad
-\\mathbb{E}[x_m \\mid x_o] = \\mu_m - A^{-1} b_m, \\quad
++ u^\\top b - b_m^\\top A^{-1} b_m \\big), \\quad
+\\mathbb{E}[x_m \\mid x_o] = \\mu_m + u_m - A^{-1} b_m, \\quad
 \\mathrm{Cov}[x_m \\mid x_o] = A^{-1},
 $$
 
 since $\\Sigma_{oo}^{-1} = \\Lambda_{oo} - \\Lambda_{om} A^{-1} \\Lambda_{mo}$ and
-$|\\Sigma| = |\\Sigma_{oo}| / |A|$. Sweeping $A$ out of $\\begin{pmatrix} A & b_m \\\\
-b_m^\\top & 0 \\end{pmatrix}$ (`jaxem.linalg.sweep`) yields $A^{-1}$, $A^{-1} b_m$,
-$b_m^\\top A^{-1} b_m$ and $\\log|A|$ at once.
+$|\\Sigma| = |\\Sigma_{oo}| / |A|$ ($u^\\top b - b_m^\\top A^{-1} b_m$ is the minimum of
+$u^\\top \\Lambda u$ over the missing places, $(x - \\mu)_o^\\top \\Sigma_{oo}^{-1}
+(x - \\mu)_o$, whatever they hold, so $b$ is one matrix product for all rows). Sweeping $A$
+out of $\\begin{pmatrix} A & b_m \\\\ b_m^\\top & 0 \\end{pmatrix}$ (`jaxem.linalg.sweep`)
+yields $A^{-1}$, $A^{-1} b_m$, $b_m^\\top A^{-1} b_m$ and $\\log|A|$ at once.
 
 With $e$ the conditional mean of $x - \\mu$ and $C$ the conditional covariance (zero outside
 $m \\times m$), the statistics are those of `jaxem.families.gaussian.family` with $x_n$ replaced
@@ -204,12 +206,12 @@ def group(values: Array, observed: Array) -> SlotGroups:
 
 class Precisions(NamedTuple):
     """Per component, the precision $\\Lambda_k$ in the layouts the E-step reads:
-    ``by_row`` ``(D, K D)`` with entry ``[d, (k, e)]`` $= \\Lambda_{k,de}$; ``shifted``
-    ``(D, K D)`` with ``[d, (k, e)]`` $= \\Lambda_{k,ed} (\\mu_k - c)_d$; ``flat``
-    ``(D D, K)``; ``log_det`` $\\log|\\Sigma_k|$ ``(K,)``."""
+    ``by_row`` ``(D, K D)`` with entry ``[d, (k, e)]`` $= \\Lambda_{k,de}$; ``shift``
+    ``(K, D)`` $\\Lambda_k (\\mu_k - c)$; ``flat`` ``(D D, K)``; ``log_det``
+    $\\log|\\Sigma_k|$ ``(K,)``."""
 
     by_row: Array
-    shifted: Array
+    shift: Array
     flat: Array
     log_det: Array
 
@@ -222,18 +224,21 @@ def precisions(covariances: Array, offsets: Array) -> Precisions:
     prec = jnp.broadcast_to(prec, (k, d, d))
     return Precisions(
         by_row=jnp.moveaxis(prec, 0, 1).reshape(d, k * d),
-        shifted=jnp.moveaxis(prec * offsets[:, None, :], 2, 0).reshape(d, k * d),
+        shift=jnp.einsum("kde,ke->kd", prec, offsets),
         flat=prec.reshape(k, d * d).T,
         log_det=jnp.broadcast_to(log_det, (k,)),
     )
 
 
-def _residuals(prec: Precisions, offsets: Array, values: Array, observed: Array):
-    """For a group's ``values`` and ``observed`` ``(G, D)``: $\\delta$ and $b = \\Lambda \\delta$,
-    ``(G, K, D)``, $b$ as two matrix products."""
+def _residuals(prec: Precisions, offsets: Array, values: Array):
+    """For a group's ``values`` ``(G, D)`` (0 where missing): $u = x - \\mu$ with every
+    missing $x_d$ at the centre $c_d$, and $b = \\Lambda u$, ``(G, K, D)``, one matrix product.
+    The E-step's formulas hold for any value in the missing places: $u^\\top \\Lambda u -
+    b_m^\\top A^{-1} b_m$ is the minimum over them, $\\delta_o^\\top \\Sigma_{oo}^{-1}
+    \\delta_o$, and $u_m - A^{-1} b_m$ the conditional mean of $x_m - \\mu_m$."""
     g, d = values.shape
-    b = (values @ prec.by_row - observed @ prec.shifted).reshape(g, -1, d)
-    return values[:, None, :] - observed[:, None, :] * offsets, b
+    b = (values @ prec.by_row).reshape(g, -1, d) - prec.shift
+    return values[:, None, :] - offsets, b
 
 
 class SweptSystem(NamedTuple):
@@ -250,7 +255,7 @@ class SweptSystem(NamedTuple):
     pairs: Array
 
     def mean_shift(self, n_features: int) -> Array:
-        """$e - \\delta = -A^{-1} b_m$ on the missing coordinates, 0 elsewhere: ``(G, K, D)``."""
+        """$e - u = -A^{-1} b_m$ on the missing coordinates, 0 elsewhere: ``(G, K, D)``."""
         size = self.coords.shape[1]
         return -_embed(self.coords, self.used, self.swept[:size, size], n_features)
 
@@ -293,11 +298,11 @@ def _embed(coords: Array, used: Array, values: Array, n_features: int) -> Array:
     return jnp.einsum("g...s,gsd->g...d", values, onehot.astype(values.dtype))
 
 
-def _conditional_residuals(size, prec, delta, b, observed, slots):
-    """$e_{nk}$ ``(G, K, D)``: $\\delta$ with $-A^{-1} b_m$ on the missing coordinates."""
+def _conditional_residuals(size, prec, deviation, b, observed, slots):
+    """$e_{nk}$ ``(G, K, D)``: $u$ plus $-A^{-1} b_m$ on the missing coordinates."""
     if size == 0:
-        return delta
-    return delta + _swept_system(size, prec, b, observed, slots).mean_shift(delta.shape[-1])
+        return deviation
+    return deviation + _swept_system(size, prec, b, observed, slots).mean_shift(deviation.shape[-1])
 
 
 def _switch(groups: SlotGroups, index: Array, branch, *operands):
@@ -325,10 +330,10 @@ def coupled_log_likelihoods(covariances: Array, offsets: Array, data: MissingDat
 
     def one_group(_, inputs):
         values, observed, slots, index = inputs
-        delta, b = _residuals(prec, offsets, values, observed)
+        deviation, b = _residuals(prec, offsets, values)
         extra = _switch(groups, index, correction, b, observed, slots)
         n_observed = jnp.sum(observed, axis=1)[:, None]
-        quadratic = jnp.sum(delta * b, axis=-1) + extra
+        quadratic = jnp.sum(deviation * b, axis=-1) + extra
         log_lik = -0.5 * (n_observed * math.log(2 * math.pi) + prec.log_det + quadratic)
         return None, jnp.where(n_observed > 0, log_lik, 0.0)
 
@@ -338,7 +343,7 @@ def coupled_log_likelihoods(covariances: Array, offsets: Array, data: MissingDat
 
 
 def _spread(size, prec, b, observed, slots, weights):
-    """``(correction, spread)``: $e - \\delta$ ``(G, K, D)`` and
+    """``(correction, spread)``: $e - u$ ``(G, K, D)`` and
     $\\sum_n wr_{kn} C_{nk}$ of the group as ``(D D, K)``."""
     g, k, d = b.shape
     if size == 0:
@@ -382,9 +387,9 @@ def _grouped_moments(covariances, offsets, groups: SlotGroups, wr):
 
     def one_group(sums, inputs):
         values, observed, slots, index, w = inputs
-        delta, b = _residuals(prec, offsets, values, observed)
+        deviation, b = _residuals(prec, offsets, values)
         correction, spread = _switch(groups, index, _spread, prec, b, observed, slots, w)
-        residuals = delta + correction
+        residuals = deviation + correction
         shifts = jnp.einsum("gk,gkd->kd", w, residuals)
         scatter = jnp.einsum("gkd,gke->kde", w[..., None] * residuals, residuals)
         scatter = scatter + jnp.moveaxis(spread.reshape(d, d, k), -1, 0)
@@ -394,6 +399,71 @@ def _grouped_moments(covariances, offsets, groups: SlotGroups, wr):
     inputs = (groups.values, groups.observed, groups.slots, groups.branch, weights)
     (shifts, scatter), _ = jax.lax.scan(one_group, zero, inputs)
     return shifts, scatter
+
+
+def coupled_mixture_e_step(
+    covariances: Array,
+    offsets: Array,
+    data: MissingData,
+    log_weights: Array,
+    weights: Array,
+    tied: bool,
+) -> tuple[Array, Array, Array, Array, Array]:
+    """A mixture's whole E-step in one pass over the groups: each group's swept systems give its
+    log-densities, the responsibilities follow (mixture weights $\\pi$, ``log_weights``
+    ``(K,)``; sample ``weights`` ``(N,)``), and the same systems its statistics, instead of a
+    pass for the log-densities and another, after the responsibilities, that sweeps again.
+    ``covariances`` ``(K, D, D)`` (or one tied ``(D, D)``), ``offsets`` $\\mu_k - c$
+    ``(K, D)``. Returns $N_k$ ``(K,)``, ``sums``, ``shifts``, ``scatter`` (as
+    `coupled_moments`) and $\\sum_n w_n \\log p(x_{n,o})$."""
+    k, d = offsets.shape
+    prec = precisions(covariances, offsets)
+    groups = data.groups
+    n_groups, rows = groups.live.shape
+    row_weights = (weights[groups.order] * groups.live.reshape(-1)).reshape(n_groups, rows)
+
+    def branch(size, deviation, b, observed, slots, w):
+        quadratic = jnp.sum(deviation * b, axis=-1)
+        if size > 0:
+            system = _swept_system(size, prec, b, observed, slots)
+            quadratic = quadratic + system.log_det + system.swept[size, size]
+        n_observed = jnp.sum(observed, axis=1)[:, None]
+        log_lik = -0.5 * (n_observed * math.log(2 * math.pi) + prec.log_det + quadratic)
+        log_joint = jnp.where(n_observed > 0, log_lik, 0.0) + log_weights
+        log_px = jax.nn.logsumexp(log_joint, axis=1)
+        wr = jnp.exp(log_joint - log_px[:, None]) * w[:, None]
+        if size == 0:
+            return wr, log_px, jnp.zeros_like(b), jnp.zeros((d * d, k), b.dtype)
+        weighted = (system.covariances() * wr[:, None, None, :]).reshape(-1, k)
+        spread = jax.ops.segment_sum(weighted, system.pairs, d * d)
+        return wr, log_px, system.mean_shift(d), spread
+
+    def one_group(totals, inputs):
+        values, observed, slots, index, w = inputs
+        deviation, b = _residuals(prec, offsets, values)
+        wr, log_px, correction, spread = _switch(
+            groups, index, branch, deviation, b, observed, slots, w
+        )
+        residuals = deviation + correction
+        counts = jnp.sum(wr, axis=0)
+        shifts = jnp.einsum("gk,gkd->kd", wr, residuals)
+        scatter = jnp.einsum("gkd,gke->kde", wr[..., None] * residuals, residuals)
+        scatter = scatter + jnp.moveaxis(spread.reshape(d, d, k), -1, 0)
+        loglik = jnp.sum(jnp.where(w > 0, w * log_px, 0.0))
+        return jax.tree.map(jnp.add, totals, (counts, shifts, scatter, loglik)), None
+
+    dtype = offsets.dtype
+    zero = (
+        jnp.zeros((k,), dtype),
+        jnp.zeros((k, d), dtype),
+        jnp.zeros((k, d, d), dtype),
+        jnp.zeros((), dtype),
+    )
+    inputs = (groups.values, groups.observed, groups.slots, groups.branch, row_weights)
+    (counts, shifts, scatter, loglik), _ = jax.lax.scan(one_group, zero, inputs)
+    if tied:
+        scatter = jnp.sum(scatter, axis=0)
+    return counts, counts[:, None] * (offsets + data.centre) + shifts, shifts, scatter, loglik
 
 
 # -- imputation ---------------------------------------------------------------------------------
@@ -411,9 +481,9 @@ def conditional_means(
 
         def one_group(_, inputs):
             values, observed, slots, index = inputs
-            delta, b = _residuals(prec, offsets, values, observed)
+            deviation, b = _residuals(prec, offsets, values)
             return None, _switch(
-                groups, index, _conditional_residuals, prec, delta, b, observed, slots
+                groups, index, _conditional_residuals, prec, deviation, b, observed, slots
             )
 
         inputs = (groups.values, groups.observed, groups.slots, groups.branch)
