@@ -234,8 +234,8 @@ def _residuals(prec: Precisions, offsets: Array, values: Array):
     """For a group's ``values`` ``(G, D)`` (0 where missing): $u = x - \\mu$ with every
     missing $x_d$ at the centre $c_d$, and $b = \\Lambda u$, ``(G, K, D)``, one matrix product.
     The E-step's formulas hold for any value in the missing places: $u^\\top \\Lambda u -
-    b_m^\\top A^{-1} b_m$ is the minimum over them, $\\delta_o^\\top \\Sigma_{oo}^{-1}
-    \\delta_o$, and $u_m - A^{-1} b_m$ the conditional mean of $x_m - \\mu_m$."""
+    b_m^\\top A^{-1} b_m$ is the minimum over them, $(x - \\mu)_o^\\top \\Sigma_{oo}^{-1}
+    (x - \\mu)_o$, and $u_m - A^{-1} b_m$ the conditional mean of $x_m - \\mu_m$."""
     g, d = values.shape
     b = (values @ prec.by_row).reshape(g, -1, d) - prec.shift
     return values[:, None, :] - offsets, b
@@ -258,6 +258,12 @@ class SweptSystem(NamedTuple):
         """$e - u = -A^{-1} b_m$ on the missing coordinates, 0 elsewhere: ``(G, K, D)``."""
         size = self.coords.shape[1]
         return -_embed(self.coords, self.used, self.swept[:size, size], n_features)
+
+    def spread(self, weights: Array, n_features: int) -> Array:
+        """$\\sum_n w_{nk} C_{nk}$ with each $C$ at its coordinates, ``(D D, K)``, for
+        ``weights`` ``(G, K)``."""
+        weighted = (self.covariances() * weights[:, None, None, :]).reshape(-1, weights.shape[1])
+        return jax.ops.segment_sum(weighted, self.pairs, n_features**2)
 
     def covariances(self) -> Array:
         """$C = A^{-1}$ on the used slots, 0 on the others: ``(G, S, S, K)``."""
@@ -316,6 +322,26 @@ def _unsort(groups: SlotGroups, per_row: Array) -> Array:
     return per_row.reshape((-1,) + per_row.shape[2:])[groups.inverse]
 
 
+def _log_densities(prec: Precisions, deviation, b, observed, correction) -> Array:
+    """$\\log p_k(x_{n,o})$ ``(G, K)`` of a group from $u$, $b$ ``(G, K, D)`` and the swept
+    systems' ``correction`` $\\log|A| - b_m^\\top A^{-1} b_m$ ``(G, K)``; 0 for a row with
+    nothing observed."""
+    n_observed = jnp.sum(observed, axis=1)[:, None]
+    quadratic = jnp.sum(deviation * b, axis=-1) + correction
+    log_lik = -0.5 * (n_observed * math.log(2 * math.pi) + prec.log_det + quadratic)
+    return jnp.where(n_observed > 0, log_lik, 0.0)
+
+
+def _moments(weights: Array, residuals: Array, spread: Array) -> tuple[Array, Array]:
+    """A group's $\\sum_n w_{nk} e_{nk}$ ``(K, D)`` and
+    $\\sum_n w_{nk} (e_{nk} e_{nk}^\\top + C_{nk})$ ``(K, D, D)`` from ``weights`` ``(G, K)``,
+    the conditional ``residuals`` $e$ ``(G, K, D)`` and the ``spread`` ``(D D, K)``."""
+    k, d = weights.shape[1], residuals.shape[-1]
+    shifts = jnp.einsum("gk,gkd->kd", weights, residuals)
+    scatter = jnp.einsum("gkd,gke->kde", weights[..., None] * residuals, residuals)
+    return shifts, scatter + jnp.moveaxis(spread.reshape(d, d, k), -1, 0)
+
+
 def coupled_log_likelihoods(covariances: Array, offsets: Array, data: MissingData) -> Array:
     """$\\log p_k(x_{n,o})$ ``(K, N)`` for ``covariances`` ``(K, D, D)`` (or one tied
     ``(D, D)``) and ``offsets`` $\\mu_k - c$ ``(K, D)``; 0 for a row with nothing observed."""
@@ -332,10 +358,7 @@ def coupled_log_likelihoods(covariances: Array, offsets: Array, data: MissingDat
         values, observed, slots, index = inputs
         deviation, b = _residuals(prec, offsets, values)
         extra = _switch(groups, index, correction, b, observed, slots)
-        n_observed = jnp.sum(observed, axis=1)[:, None]
-        quadratic = jnp.sum(deviation * b, axis=-1) + extra
-        log_lik = -0.5 * (n_observed * math.log(2 * math.pi) + prec.log_det + quadratic)
-        return None, jnp.where(n_observed > 0, log_lik, 0.0)
+        return None, _log_densities(prec, deviation, b, observed, extra)
 
     inputs = (groups.values, groups.observed, groups.slots, groups.branch)
     _, log_lik = jax.lax.scan(one_group, None, inputs)
@@ -349,8 +372,7 @@ def _spread(size, prec, b, observed, slots, weights):
     if size == 0:
         return jnp.zeros((g, k, d), b.dtype), jnp.zeros((d * d, k), b.dtype)
     system = _swept_system(size, prec, b, observed, slots)
-    weighted = (system.covariances() * weights[:, None, None, :]).reshape(-1, k)
-    return system.mean_shift(d), jax.ops.segment_sum(weighted, system.pairs, d * d)
+    return system.mean_shift(d), system.spread(weights, d)
 
 
 def coupled_moments(
@@ -389,10 +411,7 @@ def _grouped_moments(covariances, offsets, groups: SlotGroups, wr):
         values, observed, slots, index, w = inputs
         deviation, b = _residuals(prec, offsets, values)
         correction, spread = _switch(groups, index, _spread, prec, b, observed, slots, w)
-        residuals = deviation + correction
-        shifts = jnp.einsum("gk,gkd->kd", w, residuals)
-        scatter = jnp.einsum("gkd,gke->kde", w[..., None] * residuals, residuals)
-        scatter = scatter + jnp.moveaxis(spread.reshape(d, d, k), -1, 0)
+        shifts, scatter = _moments(w, deviation + correction, spread)
         return (sums[0] + shifts, sums[1] + scatter), None
 
     zero = (jnp.zeros((k, d), wr.dtype), jnp.zeros((k, d, d), wr.dtype))
@@ -423,20 +442,17 @@ def coupled_mixture_e_step(
     row_weights = (weights[groups.order] * groups.live.reshape(-1)).reshape(n_groups, rows)
 
     def branch(size, deviation, b, observed, slots, w):
-        quadratic = jnp.sum(deviation * b, axis=-1)
-        if size > 0:
+        if size == 0:
+            extra = jnp.zeros(b.shape[:2], b.dtype)
+        else:
             system = _swept_system(size, prec, b, observed, slots)
-            quadratic = quadratic + system.log_det + system.swept[size, size]
-        n_observed = jnp.sum(observed, axis=1)[:, None]
-        log_lik = -0.5 * (n_observed * math.log(2 * math.pi) + prec.log_det + quadratic)
-        log_joint = jnp.where(n_observed > 0, log_lik, 0.0) + log_weights
+            extra = system.log_det + system.swept[size, size]
+        log_joint = _log_densities(prec, deviation, b, observed, extra) + log_weights
         log_px = jax.nn.logsumexp(log_joint, axis=1)
         wr = jnp.exp(log_joint - log_px[:, None]) * w[:, None]
         if size == 0:
             return wr, log_px, jnp.zeros_like(b), jnp.zeros((d * d, k), b.dtype)
-        weighted = (system.covariances() * wr[:, None, None, :]).reshape(-1, k)
-        spread = jax.ops.segment_sum(weighted, system.pairs, d * d)
-        return wr, log_px, system.mean_shift(d), spread
+        return wr, log_px, system.mean_shift(d), system.spread(wr, d)
 
     def one_group(totals, inputs):
         values, observed, slots, index, w = inputs
@@ -444,11 +460,8 @@ def coupled_mixture_e_step(
         wr, log_px, correction, spread = _switch(
             groups, index, branch, deviation, b, observed, slots, w
         )
-        residuals = deviation + correction
         counts = jnp.sum(wr, axis=0)
-        shifts = jnp.einsum("gk,gkd->kd", wr, residuals)
-        scatter = jnp.einsum("gkd,gke->kde", wr[..., None] * residuals, residuals)
-        scatter = scatter + jnp.moveaxis(spread.reshape(d, d, k), -1, 0)
+        shifts, scatter = _moments(wr, deviation + correction, spread)
         loglik = jnp.sum(jnp.where(w > 0, w * log_px, 0.0))
         return jax.tree.map(jnp.add, totals, (counts, shifts, scatter, loglik)), None
 
