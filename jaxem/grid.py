@@ -287,9 +287,9 @@ def best_starts(mixture: Mixture, result: GridResult, n_components: Any, regular
     collapsed_fn = getattr(mixture.family, "collapsed", None)
     bad = np.zeros(objectives.shape, bool)
     if regular and collapsed_fn is not None:
-        components = mixture.as_mixture_params(result.params).components
+        mixed = mixture.as_mixture_params(result.params)
         active = np.arange(mixture.n_components) < np.asarray(n_components)[:, None, None]
-        bad = np.any(collapsed_fn(components) & active, axis=-1)
+        bad = np.any(collapsed_fn(mixed.components, mixed.weights) & active, axis=-1)
     all_bad = np.all(bad, axis=1)
     ranked = np.where(bad & ~all_bad[:, None], -np.inf, objectives)
     return np.argmax(ranked, axis=1), all_bad

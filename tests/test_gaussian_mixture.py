@@ -55,6 +55,37 @@ def test_collapsing_component_stays_finite(dtype, covariance_type):
         assert _positive_definite(result.params.covariances, covariance_type)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_one_point_component_far_from_the_centre_is_floored_and_collapsed(covariance_type):
+    """A component on a single point about 500 units from the data's centre (as k-means made on
+    R's diabetes data): its scatter is zero in exact arithmetic, rounding noise in float32. The
+    M-step raises each feature's pivot (variance) to $10 D \\varepsilon s_d$, $s_d$ the squared
+    distance from the centre (closed form below), so the covariance factorises at float32's
+    precision, and `collapsed` flags the component; in float64 the floor is reg_covar."""
+    rng = np.random.default_rng(0)
+    rest = rng.normal([120.0, 540.0, 190.0], [60.0, 300.0, 120.0], (144, 3))
+    X64 = np.concatenate([rest, [[75.0, 45.0, 392.0]]])
+    resp = np.zeros((145, 2))
+    resp[:144, 0] = resp[144, 1] = 1.0
+    model = jaxem.GaussianMixture(2, covariance_type)
+    for dtype in (np.float32, np.float64):
+        X = X64.astype(dtype)
+        params = model.m_step(model.stats(X, resp))
+        cov = np.asarray(params.covariances[1], np.float64)
+        variances = np.diagonal(cov) if covariance_type == "full" else cov
+        if dtype == np.float32:
+            spread = (X64[-1] - X64.mean(axis=0)) ** 2
+            floor = 10 * 3 * np.finfo(np.float32).eps * spread
+            np.testing.assert_allclose(variances, floor, rtol=0.05)
+            if covariance_type == "full":
+                np.linalg.cholesky(np.asarray(params.covariances[1]))  # factorises in float32
+        else:
+            np.testing.assert_allclose(variances, 1e-6, rtol=1e-4)
+        mixed = model.as_mixture_params(params)
+        collapsed = model.family.collapsed(mixed.components, mixed.weights)
+        np.testing.assert_array_equal(collapsed, [False, True])
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_empty_component_is_reset_not_nan(blobs, covariance_type):
     """A component far from every point gets no responsibility: it takes weight ~0, the data's

@@ -495,20 +495,25 @@ class Gaussian:
             return cov[:, :, None] * jnp.eye(d, dtype=cov.dtype)
         return cov[:, None, None] * jnp.eye(d, dtype=cov.dtype)
 
-    def collapsed(self, params: GaussianParams) -> np.ndarray:
+    def collapsed(self, params: GaussianParams, weights: Any = None) -> np.ndarray:
         """Which components have a non-finite covariance or a smallest variance (eigenvalue)
         below twice the M-step's floor: ``reg_covar``, or in low precision the precision of
-        the data's squares about their centre (`full.floors`, `full.floor_at`; the mean of the
-        component means stands for the centre). The data gave such a component (almost) no
-        spread, the floor alone keeps it positive. Full and tied covariances are measured
-        feature by feature: the smallest eigenvalue of $F^{-1/2} \\Sigma F^{-1/2}$, $F$ the
-        floors, below 2. Concrete ``params`` with any leading axes; booleans ``(..., K)`` (a
+        the data's squares about their centre (`full.floors`, `full.floor_at`). The data gave
+        such a component (almost) no spread, the floor alone keeps it positive. Full and tied
+        covariances are measured feature by feature: the smallest eigenvalue of
+        $F^{-1/2} \\Sigma F^{-1/2}$, $F$ the floors, below 2. Concrete ``params`` with any
+        leading axes, and the mixture's ``weights`` ``(..., K)``, whose average of the means is
+        the data's centre after an M-step (None: the plain average); booleans ``(..., K)`` (a
         tied covariance: the same for every component)."""
         eps = np.finfo(np.asarray(params.covariances).dtype).eps
         cov = np.asarray(params.covariances, dtype=np.float64)
         means = np.asarray(params.means, dtype=np.float64)
         k, d = means.shape[-2:]
-        spread = (means - np.mean(means, axis=-2, keepdims=True)) ** 2  # (..., K, D)
+        if weights is None:
+            weights = np.full(means.shape[:-1], 1.0 / k)
+        weights = np.asarray(weights, dtype=np.float64)[..., None]  # (..., K, 1)
+        centre = np.sum(weights * means, axis=-2, keepdims=True)
+        spread = (means - centre) ** 2  # (..., K, D)
 
         def floor_at(scale):
             return np.maximum(self.reg_covar, full.RESOLUTION * d * eps * np.maximum(scale, 0.0))
@@ -516,7 +521,7 @@ class Gaussian:
         with np.errstate(invalid="ignore"):
             if self.covariance_type in ("full", "tied"):
                 if self.covariance_type == "tied":
-                    spread = np.mean(spread, axis=-2)
+                    spread = np.sum(weights * spread, axis=-2)
                 root = 1.0 / np.sqrt(floor_at(spread + np.diagonal(cov, axis1=-2, axis2=-1)))
                 scaled = cov * root[..., :, None] * root[..., None, :]
                 broken = ~np.all(np.isfinite(scaled), axis=(-2, -1))
@@ -530,6 +535,6 @@ class Gaussian:
                 small = ~(cov >= 2 * floor_at(np.mean(spread, axis=-1) + cov))
         return np.broadcast_to(small, small.shape[:-1] + (k,))
 
-    def is_singular(self, params: GaussianParams) -> bool:
+    def is_singular(self, params: GaussianParams, weights: Any = None) -> bool:
         """Whether some component is `collapsed`."""
-        return bool(np.any(self.collapsed(params)))
+        return bool(np.any(self.collapsed(params, weights)))
