@@ -307,7 +307,7 @@ class Gaussian:
         spread = (means - centre) ** 2
         covariances = self._cov.mle(within, counts, self.reg_covar, means.shape[1], spread)
 
-        means = jnp.where(empty[:, None], jnp.sum(stats.sums, axis=0) / total, means)
+        means = jnp.where(empty[:, None], centre, means)
         if self.covariance_type != "tied":
             fallback = self._cov.pooled(covariances, counts / jnp.sum(counts))
             mask = empty.reshape((-1,) + (1,) * (covariances.ndim - 1))
@@ -534,7 +534,3 @@ class Gaussian:
             else:
                 small = ~(cov >= 2 * floor_at(np.mean(spread, axis=-1) + cov))
         return np.broadcast_to(small, small.shape[:-1] + (k,))
-
-    def is_singular(self, params: GaussianParams, weights: Any = None) -> bool:
-        """Whether some component is `collapsed`."""
-        return bool(np.any(self.collapsed(params, weights)))
