@@ -64,6 +64,10 @@ def log_det(chol: Array) -> Array:
     return 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
 
 
+# Up to this many pivots `sweep` unrolls them (faster), beyond them it loops (compiles faster).
+UNROLLED_PIVOTS = 8
+
+
 def sweep(matrix: Array, n_pivots: int) -> tuple[Array, Array]:
     """Sweep the first ``n_pivots`` coordinates of a symmetric ``matrix`` ``(P, P, ...)``
     (the trailing axes a batch): with $A$ the leading ``n_pivots`` block, positive definite,
@@ -75,54 +79,25 @@ def sweep(matrix: Array, n_pivots: int) -> tuple[Array, Array]:
     $$
 
     and $\\log|A|$ ``(...)`` from the pivots (Goodnight 1979, "A tutorial on the SWEEP
-    operator"). Each pivot is a rank-one update, $P^2$ multiply-adds per matrix, elementwise
-    over the batch. Up to 6 pivots the steps are written out entry by entry (`_sweep_entries`),
-    beyond that a loop over whole-matrix updates: measured on the missing-value E-step
-    (N = 1e5, D = K = 16), the loop throughout was 1.5x slower and every size written out
-    tripled the compile time."""
-    if n_pivots <= 6:
-        return _sweep_entries(matrix, n_pivots)
-    index = jnp.arange(matrix.shape[0])
-    shape = (-1,) + (1,) * (matrix.ndim - 1)
+    operator"). Each pivot is a rank-one update of the whole matrix, $P^2$ multiply-adds per
+    matrix, elementwise over the batch; the pivots are unrolled (``n_pivots`` is static).
+    Measured inside the EM loop of the missing-value E-step (N = 1e5, D = K = 16, 20 %
+    missing): 165-180 ms per iteration, against 200 for a ``fori_loop`` over the pivots and 250
+    for the steps written out entry by entry, which XLA's CPU fusion evaluated several times
+    over inside one concatenation."""
 
-    def pivot(k, state):  # a symmetric matrix stays symmetric: row k is column k
+    def pivot(k, state):
         matrix, log_det = state
-        line = matrix[k]
+        line = matrix[k]  # row k, which is also column k
         inverse = 1.0 / line[k]
-        updated = matrix - line[:, None] * line[None, :] * inverse
-        on_k = (index == k).reshape(shape)
         scaled = line * inverse
-        updated = jnp.where(on_k, scaled[None, :], updated)
-        updated = jnp.where(jnp.swapaxes(on_k, 0, 1), scaled[:, None], updated)
-        updated = jnp.where(on_k & jnp.swapaxes(on_k, 0, 1), -inverse, updated)
-        return updated, log_det + jnp.log(line[k])
+        matrix = matrix - line[:, None] * scaled[None, :]
+        matrix = matrix.at[k].set(scaled).at[:, k].set(scaled).at[k, k].set(-inverse)
+        return matrix, log_det + jnp.log(line[k])
 
-    log_det = jnp.zeros(matrix.shape[2:], matrix.dtype)
-    return jax.lax.fori_loop(0, n_pivots, pivot, (matrix, log_det))
-
-
-def _sweep_entries(matrix: Array, n_pivots: int) -> tuple[Array, Array]:
-    """`sweep` written out entry by entry on the upper triangle: one elementwise program over
-    the batch that XLA fuses into a single pass."""
-    size = matrix.shape[0]
-    upper = {(i, j): matrix[i, j] for i in range(size) for j in range(i, size)}
-
-    def entry(i, j):
-        return upper[(i, j) if i <= j else (j, i)]
-
-    log_det = jnp.zeros(matrix.shape[2:], matrix.dtype)
+    state = (matrix, jnp.zeros(matrix.shape[2:], matrix.dtype))
+    if n_pivots > UNROLLED_PIVOTS:
+        return jax.lax.fori_loop(0, n_pivots, pivot, state)
     for k in range(n_pivots):
-        pivot = upper[(k, k)]
-        inverse = 1.0 / pivot
-        log_det = log_det + jnp.log(pivot)
-        swept = {}
-        for i, j in upper:
-            if i == k and j == k:
-                swept[(i, j)] = -inverse
-            elif i == k or j == k:
-                swept[(i, j)] = upper[(i, j)] * inverse
-            else:
-                swept[(i, j)] = upper[(i, j)] - entry(i, k) * entry(k, j) * inverse
-        upper = swept
-    rows = [jnp.stack([entry(i, j) for j in range(size)]) for i in range(size)]
-    return jnp.stack(rows), log_det
+        state = pivot(k, state)
+    return state

@@ -39,11 +39,11 @@ def test_cholesky_floor_raises_only_small_pivots():
     assert np.all(np.diag(diff) >= -1e-12) and np.all(np.diag(diff) <= 1e-3 + 1e-6 + 1e-12)
 
 
-@pytest.mark.parametrize("n_pivots", [1, 3, 7])
+@pytest.mark.parametrize("n_pivots", [1, 3, 7, linalg.UNROLLED_PIVOTS + 1])
 def test_sweep_gives_the_inverse_the_solve_and_the_schur_complement(n_pivots):
     """Sweeping the leading block A of [[A, B], [B', C]] against NumPy's inverse, solve and
-    log-determinant, for a batch of matrices on the trailing axis (7 pivots: the loop, not the
-    unrolled steps)."""
+    log-determinant, for a batch of matrices on the trailing axis (unrolled pivots, and beyond
+    `UNROLLED_PIVOTS` the loop)."""
     rng = np.random.default_rng(n_pivots)
     p, batch = n_pivots + 2, 5
     factors = rng.normal(size=(batch, p, p))

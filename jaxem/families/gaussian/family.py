@@ -163,11 +163,11 @@ class Gaussian:
         """The E-step's working memory per sample: the features, the centred row and about
         four ``(K,)`` arrays (log joint, its exponent, responsibilities, weighted ones)."""
         d, k = n_features, n_components
-        if self.missing and self.covariance_type in ("full", "tied"):
-            # the rows sorted into groups (values, observed, slots) beside the data; the
-            # groups' (rows, K, D) temporaries are bounded by the group size
-            return itemsize * (5 * d + 6 * k)
         q = self._cov.squares(jnp.zeros((d, 1))).shape[0]
+        if self.missing and self.covariance_type in ("full", "tied"):
+            # the rows sorted into groups (the complete-data features, observed, slots) beside
+            # the data; the groups' (rows, K, D) temporaries are bounded by the group size
+            return itemsize * (q + 5 * d + 6 * k)
         return itemsize * (q + (4 if self.missing else 2) * d + 4 * k)
 
     def init_points(self, X: Array) -> Array:

@@ -24,7 +24,14 @@ yields $A^{-1}$, $A^{-1} b_m$, $b_m^\\top A^{-1} b_m$ and $\\log|A|$ at once.
 With $e$ the conditional mean of $x - \\mu$ and $C$ the conditional covariance (zero outside
 $m \\times m$), the statistics are those of `jaxem.families.gaussian.family` with $x_n$ replaced
 by its conditional expectation: $\\sum_n wr_{kn} e_{nk}$ and
-$\\sum_n wr_{kn} (e_{nk} e_{nk}^\\top + C_{nk})$; the M-step is unchanged.
+$\\sum_n wr_{kn} (e_{nk} e_{nk}^\\top + C_{nk})$; the M-step is unchanged. Put $v = x - c$ with
+0 in the missing places (the column centre $c$ there) and $o = \\mu - c$, so that $u = v - o$ and
+$e = u + \\Delta$ with $\\Delta = -A^{-1} b_m$ on the missing coordinates and 0 elsewhere. Then
+$u^\\top \\Lambda u$ and $\\sum_n wr_{kn} (v - o)(v - o)^\\top$ are the complete-data
+computations on the features of $v$ (computed once per fit; one matrix product each), and what
+the missing values add is $\\sum_n wr_{kn} v_n \\Delta_{nk}^\\top$ (a third product),
+$\\sum_n wr_{kn} \\Delta_{nk}$ and the slot-by-slot sums of
+$wr_{kn} (\\Delta \\Delta^\\top + C)_{nk}$.
 
 Fixed shapes, yet work in proportion to $|m|^3$ rather than $D^3$: the rows are sorted by their
 number of missing values and visited in groups of `GROUP_ROWS` (`group`); a group gathers the
@@ -32,8 +39,8 @@ missing coordinates of each row into $S$ slots, $S$ from the short list `slot_si
 size at least the group's largest $|m|$; unused slots hold an identity), and ``lax.switch``
 runs the program compiled for that $S$. With 20 % of 16 values missing, a row has 3.2 missing
 on average: the sweep costs about 90 multiply-adds per row and component, where eliminating the
-observed block of $\\Sigma$ with masks cost $D (D + 1)^2 = 4{,}624$. The products with the
-precision ($b$, the scatter) are dense matrix products, as for complete data. Under ``vmap``
+observed block of $\\Sigma$ with masks cost $D (D + 1)^2 = 4{,}624$. The matrix products stay
+outside the branches, which hold only the slots' work (compiled once per size). Under ``vmap``
 over data sets (`jaxem.fit_batch`) the switch's index is batched and JAX evaluates every
 branch: correct, about twice the work of the largest. Diagonal and spherical covariances need
 none of it: the missing coordinates are independent of the observed ones, drop out of the
@@ -148,7 +155,7 @@ def independent_moments(
 SLOT_SIZES = (0, 1, 2, 3, 4, 5, 6, 8, 11, 16)
 
 # Rows per group: the group's (rows, K, D) temporaries stay small (measured on N = 1e5,
-# D = K = 16: 1,024 and 2,048 rows 40-50 % slower per iteration; on N = 1e4, D = K = 4 the
+# D = K = 16: 256 rows 10 % slower per iteration, 1,024 the same; on N = 1e4, D = K = 4 the
 # same within noise up to 2,048, 2.5x slower at 8,192).
 GROUP_ROWS = 512
 
@@ -162,7 +169,9 @@ class SlotGroups(NamedTuple):
     """The rows sorted by their number of missing values, in groups of ``G`` rows (`group`).
 
     Attributes:
-        values: ``(n_groups, G, D)`` $x - c$ where observed, 0 where missing.
+        features: ``(n_groups, G, Q + D)`` the quadratic features (`full.squares`) of $v$, then
+            $v$ itself, where $v = x - c$ with 0 in the missing places: the complete-data
+            features of the data with each missing value at its column's centre.
         observed: ``(n_groups, G, D)`` 1 where observed, 0 where missing.
         slots: ``(n_groups, G, D)`` each row's coordinates, the missing ones first.
         live: ``(n_groups, G)`` 1 for a row, 0 for the padding that fills the last group.
@@ -171,13 +180,17 @@ class SlotGroups(NamedTuple):
         inverse: ``(N,)`` the sorted position of each row of ``X``.
     """
 
-    values: Array
+    features: Array
     observed: Array
     slots: Array
     live: Array
     branch: Array
     order: Array
     inverse: Array
+
+    def values(self) -> Array:
+        """$v$ ``(n_groups, G, D)``."""
+        return self.features[..., -self.observed.shape[-1] :]
 
 
 def group(values: Array, observed: Array) -> SlotGroups:
@@ -192,9 +205,11 @@ def group(values: Array, observed: Array) -> SlotGroups:
     order = jnp.concatenate([order, jnp.full((n_groups * rows - n,), order[-1])])
     largest = counts[order].reshape(n_groups, rows)[:, -1]
     branch = jnp.searchsorted(jnp.asarray(slot_sizes(d)), largest).astype(jnp.int32)
+    sorted_values = values[:, order]
+    features = jnp.concatenate([full.squares(sorted_values), sorted_values], axis=0).T
     seen = observed.T[order]
     return SlotGroups(
-        values=values.T[order].reshape(n_groups, rows, d),
+        features=features.reshape(n_groups, rows, -1),
         observed=seen.reshape(n_groups, rows, d),
         slots=jnp.argsort(seen, axis=1, stable=True).astype(jnp.int32).reshape(n_groups, rows, d),
         live=(jnp.arange(n_groups * rows) < n).astype(values.dtype).reshape(n_groups, rows),
@@ -206,10 +221,14 @@ def group(values: Array, observed: Array) -> SlotGroups:
 
 class Precisions(NamedTuple):
     """Per component, the precision $\\Lambda_k$ in the layouts the E-step reads:
+    ``coef`` ``(Q + D, K)`` and ``constant`` ``(K,)``, the coefficients of
+    $(v - o_k)^\\top \\Lambda_k (v - o_k)$ on the features (`full.quadratic_form`);
     ``by_row`` ``(D, K D)`` with entry ``[d, (k, e)]`` $= \\Lambda_{k,de}$; ``shift``
-    ``(K, D)`` $\\Lambda_k (\\mu_k - c)$; ``flat`` ``(D D, K)``; ``log_det``
-    $\\log|\\Sigma_k|$ ``(K,)``."""
+    ``(D, K)`` $\\Lambda_k o_k$; ``flat`` ``(D D, K)``; ``log_det`` $\\log|\\Sigma_k|$
+    ``(K,)``; $o_k = \\mu_k - c$."""
 
+    coef: Array
+    constant: Array
     by_row: Array
     shift: Array
     flat: Array
@@ -220,32 +239,24 @@ def precisions(covariances: Array, offsets: Array) -> Precisions:
     """`Precisions` of ``covariances`` ``(K, D, D)`` (or one tied ``(D, D)``) and ``offsets``
     $\\mu_k - c$ ``(K, D)``."""
     k, d = offsets.shape
-    prec, log_det = full.precision(covariances)
+    a, b, c, log_det = full.quadratic_form(covariances, offsets)
+    prec, _ = full.precision(covariances)
     prec = jnp.broadcast_to(prec, (k, d, d))
     return Precisions(
+        coef=jnp.concatenate([a, b], axis=1).T,
+        constant=c,
         by_row=jnp.moveaxis(prec, 0, 1).reshape(d, k * d),
-        shift=jnp.einsum("kde,ke->kd", prec, offsets),
+        shift=-0.5 * b.T,
         flat=prec.reshape(k, d * d).T,
-        log_det=jnp.broadcast_to(log_det, (k,)),
+        log_det=log_det,
     )
-
-
-def _residuals(prec: Precisions, offsets: Array, values: Array):
-    """For a group's ``values`` ``(G, D)`` (0 where missing): $u = x - \\mu$ with every
-    missing $x_d$ at the centre $c_d$, and $b = \\Lambda u$, ``(G, K, D)``, one matrix product.
-    The E-step's formulas hold for any value in the missing places: $u^\\top \\Lambda u -
-    b_m^\\top A^{-1} b_m$ is the minimum over them, $(x - \\mu)_o^\\top \\Sigma_{oo}^{-1}
-    (x - \\mu)_o$, and $u_m - A^{-1} b_m$ the conditional mean of $x_m - \\mu_m$."""
-    g, d = values.shape
-    b = (values @ prec.by_row).reshape(g, -1, d) - prec.shift
-    return values[:, None, :] - offsets, b
 
 
 class SweptSystem(NamedTuple):
     """A group's missing blocks in ``S`` slots, swept (`_swept_system`): ``swept``
     ``(S + 1, S + 1, G, K)`` (the matrix of `jaxem.linalg.sweep`), ``log_det`` $\\log|A|$
-    ``(G, K)``, the slots' ``coords`` ``(G, S)`` int, ``used`` ``(G, S)`` (0 for a slot beyond
-    the row's missing values) and ``pairs`` ``(G S S,)``, each slot pair's index in a
+    ``(G, K)``, the slots' ``coords`` ``(S, G)`` int, ``used`` ``(S, G)`` (0 for a slot
+    beyond the row's missing values) and ``pairs`` ``(S, S, G)``, each slot pair's index in a
     flattened ``(D, D)`` matrix."""
 
     swept: Array
@@ -254,38 +265,44 @@ class SweptSystem(NamedTuple):
     used: Array
     pairs: Array
 
-    def mean_shift(self, n_features: int) -> Array:
-        """$e - u = -A^{-1} b_m$ on the missing coordinates, 0 elsewhere: ``(G, K, D)``."""
-        size = self.coords.shape[1]
-        return -_embed(self.coords, self.used, self.swept[:size, size], n_features)
+    def correction(self) -> Array:
+        """$\\log|A| - b_m^\\top A^{-1} b_m$ ``(G, K)``."""
+        size = self.coords.shape[0]
+        return self.log_det + self.swept[size, size]
 
-    def spread(self, weights: Array, n_features: int) -> Array:
-        """$\\sum_n w_{nk} C_{nk}$ with each $C$ at its coordinates, ``(D D, K)``, for
-        ``weights`` ``(G, K)``."""
-        weighted = (self.covariances() * weights[:, None, None, :]).reshape(-1, weights.shape[1])
-        return jax.ops.segment_sum(weighted, self.pairs, n_features**2)
+    def slot_shifts(self) -> Array:
+        """$e - u = -A^{-1} b_m$ on the slots, ``(S, G, K)`` (0 on unused slots)."""
+        size = self.coords.shape[0]
+        return -self.swept[:size, size]
 
     def covariances(self) -> Array:
-        """$C = A^{-1}$ on the used slots, 0 on the others: ``(G, S, S, K)``."""
-        size = self.coords.shape[1]
-        both = (self.used[:, :, None] * self.used[:, None, :])[..., None]
-        return -jnp.moveaxis(self.swept[:size, :size], 2, 0) * both
+        """$C = A^{-1}$ on the used slots, 0 on the others: ``(S, S, G, K)``."""
+        size = self.coords.shape[0]
+        both = self.used[:, None] * self.used[None, :]
+        return -self.swept[:size, :size] * both[..., None]
+
+
+def _residuals(prec: Precisions, values: Array) -> Array:
+    """$b = \\Lambda u = \\Lambda (v - o)$ ``(G, K, D)`` of a group's ``values`` $v$
+    ``(G, D)``: one matrix product for all its rows and components, outside the branches."""
+    g, d = values.shape
+    return (values @ prec.by_row).reshape(g, -1, d) - prec.shift.T
 
 
 def _swept_system(size: int, prec: Precisions, b: Array, observed: Array, slots: Array):
-    """The `SweptSystem` of a group: each row and component's missing block in ``size`` slots,
-    bordered by $b_m$ ``(G, K, D)`` and swept. An unused slot (a row with fewer missing values)
-    holds an identity row and a zero border."""
+    """The `SweptSystem` of a group (``b`` ``(G, K, D)``, ``observed`` and ``slots``
+    ``(G, D)``): each row and component's missing block of $\\Lambda$ in ``size`` slots,
+    bordered by $b_m$ and swept. An unused slot (a row with fewer missing values) holds an
+    identity row and a zero border."""
     g, k, d = b.shape
-    coords = slots[:, :size]
-    used = 1.0 - jnp.take_along_axis(observed, coords, axis=1)
-    border = jnp.take_along_axis(b, coords[:, None, :], axis=2) * used[:, None, :]  # (G, K, S)
-    pairs = (coords[:, :, None] * d + coords[:, None, :]).reshape(-1)
-    block = prec.flat.at[pairs].get(mode="promise_in_bounds").reshape(g, size, size, k)
-    both = (used[:, :, None] * used[:, None, :])[..., None]
-    block = both * block + (1.0 - both) * jnp.eye(size, dtype=b.dtype)[None, :, :, None]
-    block = jnp.moveaxis(block, 0, 2)  # (S, S, G, K)
-    border = jnp.moveaxis(border, 2, 0)  # (S, G, K)
+    coords = slots[:, :size].T
+    used = 1.0 - jnp.take_along_axis(observed, slots[:, :size], axis=1).T
+    rows, components = jnp.arange(g)[None, :, None], jnp.arange(k)[None, None, :]
+    border = b[rows, components, coords[:, :, None]] * used[..., None]  # (S, G, K)
+    pairs = coords[:, None] * d + coords[None, :]
+    both = (used[:, None] * used[None, :])[..., None]
+    eye = jnp.eye(size, dtype=b.dtype)[:, :, None, None]
+    block = both * prec.flat[pairs] + (1.0 - both) * eye  # (S, S, G, K)
     matrix = jnp.concatenate(
         [
             jnp.concatenate([block, border[:, None]], axis=1),
@@ -297,23 +314,97 @@ def _swept_system(size: int, prec: Precisions, b: Array, observed: Array, slots:
     return SweptSystem(swept, log_det, coords, used, pairs)
 
 
-def _embed(coords: Array, used: Array, values: Array, n_features: int) -> Array:
-    """Slot ``values`` ``(S, G, ...)`` placed at their coordinates: ``(G, ..., D)``."""
-    onehot = (coords[:, :, None] == jnp.arange(n_features)) * used[:, :, None]  # (G, S, D)
-    values = jnp.moveaxis(values, 0, -1)  # (G, ..., S)
-    return jnp.einsum("g...s,gsd->g...d", values, onehot.astype(values.dtype))
+def _embed(coords: Array, slot_values: Array, n_features: int) -> Array:
+    """Slot values ``(S, G, K)`` placed at their coordinates ``(S, G)``: ``(G, K, D)``."""
+    place = jnp.arange(n_features)
+    return sum(
+        slot_values[s][..., None] * (coords[s][:, None, None] == place)
+        for s in range(coords.shape[0])
+    )
 
 
-def _conditional_residuals(size, prec, deviation, b, observed, slots):
-    """$e_{nk}$ ``(G, K, D)``: $u$ plus $-A^{-1} b_m$ on the missing coordinates."""
-    if size == 0:
-        return deviation
-    return deviation + _swept_system(size, prec, b, observed, slots).mean_shift(deviation.shape[-1])
+def _log_densities(prec: Precisions, features, observed, correction) -> Array:
+    """$\\log p_k(x_{n,o})$ ``(G, K)`` of a group: $u^\\top \\Lambda u$ from its features
+    (one matrix product, as for complete data) plus the swept systems' ``correction``
+    $\\log|A| - b_m^\\top A^{-1} b_m$ ``(G, K)``; 0 for a row with nothing observed."""
+    n_observed = jnp.sum(observed, axis=1)[:, None]
+    quadratic = features @ prec.coef + prec.constant + correction
+    log_lik = -0.5 * (n_observed * math.log(2 * math.pi) + prec.log_det + quadratic)
+    return jnp.where(n_observed > 0, log_lik, 0.0)
+
+
+def _slot_sums(system: SweptSystem | None, weights: Array, n_features: int):
+    """``(shifts, spread)`` of a group for ``weights`` $w_{nk}$ ``(G, K)``: $w_{nk}
+    (e_{nk} - u_{nk})$ ``(G, K, D)`` (zero outside the missing coordinates) and
+    $\\sum_n w_{nk} [(e - u)(e - u)^\\top + C]_{nk}$ ``(D D, K)``, summed by slot, never as
+    ``(D, D)`` per row; zeros for a group without missing values (``system`` None)."""
+    (g, k), d = weights.shape, n_features
+    if system is None:
+        return jnp.zeros((g, k, d), weights.dtype), jnp.zeros((d * d, k), weights.dtype)
+    shifts = system.slot_shifts()
+    second = (system.covariances() + shifts[:, None] * shifts[None, :]) * weights
+    spread = jax.ops.segment_sum(second.reshape(-1, k), system.pairs.reshape(-1), d * d)
+    return _embed(system.coords, shifts * weights, d), spread
+
+
+class GroupSums(NamedTuple):
+    """Weighted sums over rows from which `_statistics` assembles the M-step's: ``counts``
+    $\\sum_n w_{nk}$ ``(K,)``; ``moments`` $\\sum_n w_{nk} f(v_n)$ ``(K, Q + D)`` (the
+    complete-data sums); ``cross`` $\\sum_n w_{nk} v_n (e_{nk} - u_{nk})^\\top$ ``(D, K, D)``;
+    ``spread`` $\\sum_n w_{nk} [(e - u)(e - u)^\\top + C]_{nk}$ ``(D D, K)``; ``totals``
+    $\\sum_n w_{nk} (e_{nk} - u_{nk})$ ``(K, D)``."""
+
+    counts: Array
+    moments: Array
+    cross: Array
+    spread: Array
+    totals: Array
+
+
+def _group_sums(features: Array, weights: Array, shifts: Array, spread: Array) -> GroupSums:
+    """`GroupSums` of a group's rows from its ``features`` ``(G, Q + D)``, ``weights``
+    ``(G, K)`` and `_slot_sums`: matrix products, outside the branches."""
+    g, k, d = shifts.shape
+    # (K, G) @ (G, Q + D) and (D, G) @ (G, K D); the barriers keep XLA from turning the products
+    # into their transposed orientation, several times slower on CPU (see `weighted_sums`)
+    moments = jax.lax.optimization_barrier(weights.T) @ features
+    values = jax.lax.optimization_barrier(features[:, -d:].T)
+    cross = (values @ shifts.reshape(g, k * d)).reshape(d, k, d)
+    return GroupSums(jnp.sum(weights, axis=0), moments, cross, spread, jnp.sum(shifts, axis=0))
+
+
+def _statistics(sums: GroupSums, offsets: Array, tied: bool) -> tuple[Array, Array, Array]:
+    """$N_k$ ``(K,)``, $\\sum_n w_{nk} e_{nk}$ ``(K, D)`` and
+    $\\sum_n w_{nk} (e_{nk} e_{nk}^\\top + C_{nk})$ ``(K, D, D)`` (``(D, D)`` when ``tied``)
+    from the `GroupSums` of all rows: with $e = (v - o) + (e - u)$, the complete-data scatter
+    of $v$ about $o$ plus the cross terms and ``spread``."""
+    k, d = offsets.shape
+    squares, firsts = sums.moments[:, :-d], sums.moments[:, -d:]
+    cross = jnp.moveaxis(sums.cross, 1, 0) - offsets[:, :, None] * sums.totals[:, None, :]
+    scatter = (
+        full.scatter(squares, firsts, sums.counts, offsets)
+        + cross
+        + jnp.swapaxes(cross, 1, 2)
+        + jnp.moveaxis(sums.spread.reshape(d, d, k), -1, 0)
+    )
+    shifts = firsts - sums.counts[:, None] * offsets + sums.totals
+    return sums.counts, shifts, jnp.sum(scatter, axis=0) if tied else scatter
+
+
+def _zero_sums(k: int, d: int, dtype) -> GroupSums:
+    q = d * (d + 1) // 2
+    return GroupSums(
+        jnp.zeros((k,), dtype),
+        jnp.zeros((k, q + d), dtype),
+        jnp.zeros((d, k, d), dtype),
+        jnp.zeros((d * d, k), dtype),
+        jnp.zeros((k, d), dtype),
+    )
 
 
 def _switch(groups: SlotGroups, index: Array, branch, *operands):
     """``branch(size, *operands)`` for the group's slot count (one program per size)."""
-    d = groups.values.shape[-1]
+    d = groups.observed.shape[-1]
     return jax.lax.switch(index, [partial(branch, size) for size in slot_sizes(d)], *operands)
 
 
@@ -322,24 +413,20 @@ def _unsort(groups: SlotGroups, per_row: Array) -> Array:
     return per_row.reshape((-1,) + per_row.shape[2:])[groups.inverse]
 
 
-def _log_densities(prec: Precisions, deviation, b, observed, correction) -> Array:
-    """$\\log p_k(x_{n,o})$ ``(G, K)`` of a group from $u$, $b$ ``(G, K, D)`` and the swept
-    systems' ``correction`` $\\log|A| - b_m^\\top A^{-1} b_m$ ``(G, K)``; 0 for a row with
-    nothing observed."""
-    n_observed = jnp.sum(observed, axis=1)[:, None]
-    quadratic = jnp.sum(deviation * b, axis=-1) + correction
-    log_lik = -0.5 * (n_observed * math.log(2 * math.pi) + prec.log_det + quadratic)
-    return jnp.where(n_observed > 0, log_lik, 0.0)
+def _sorted_weights(groups: SlotGroups, weights: Array) -> Array:
+    """Per-row ``weights`` ``(N, ...)`` in sorted groups ``(n_groups, G, ...)``, 0 on padding."""
+    n_groups, rows = groups.live.shape
+    live = groups.live.reshape((-1,) + (1,) * (weights.ndim - 1))
+    return (weights[groups.order] * live).reshape((n_groups, rows) + weights.shape[1:])
 
 
-def _moments(weights: Array, residuals: Array, spread: Array) -> tuple[Array, Array]:
-    """A group's $\\sum_n w_{nk} e_{nk}$ ``(K, D)`` and
-    $\\sum_n w_{nk} (e_{nk} e_{nk}^\\top + C_{nk})$ ``(K, D, D)`` from ``weights`` ``(G, K)``,
-    the conditional ``residuals`` $e$ ``(G, K, D)`` and the ``spread`` ``(D D, K)``."""
-    k, d = weights.shape[1], residuals.shape[-1]
-    shifts = jnp.einsum("gk,gkd->kd", weights, residuals)
-    scatter = jnp.einsum("gkd,gke->kde", weights[..., None] * residuals, residuals)
-    return shifts, scatter + jnp.moveaxis(spread.reshape(d, d, k), -1, 0)
+def _correction(size, prec, b, observed, slots):
+    """``(system, correction)`` of a group for ``size`` slots: no system and a zero
+    correction for a group without missing values."""
+    if size == 0:
+        return None, jnp.zeros(b.shape[:2], b.dtype)
+    system = _swept_system(size, prec, b, observed, slots)
+    return system, system.correction()
 
 
 def coupled_log_likelihoods(covariances: Array, offsets: Array, data: MissingData) -> Array:
@@ -347,32 +434,20 @@ def coupled_log_likelihoods(covariances: Array, offsets: Array, data: MissingDat
     ``(D, D)``) and ``offsets`` $\\mu_k - c$ ``(K, D)``; 0 for a row with nothing observed."""
     prec = precisions(covariances, offsets)
     groups = data.groups
+    d = offsets.shape[-1]
 
-    def correction(size, b, observed, slots):
-        if size == 0:
-            return jnp.zeros(b.shape[:2], b.dtype)
-        system = _swept_system(size, prec, b, observed, slots)
-        return system.log_det + system.swept[size, size]  # log|A| - b_m' A^{-1} b_m
+    def branch(size, b, observed, slots):
+        return _correction(size, prec, b, observed, slots)[1]
 
     def one_group(_, inputs):
-        values, observed, slots, index = inputs
-        deviation, b = _residuals(prec, offsets, values)
-        extra = _switch(groups, index, correction, b, observed, slots)
-        return None, _log_densities(prec, deviation, b, observed, extra)
+        features, observed, slots, index = inputs
+        b = _residuals(prec, features[:, -d:])
+        correction = _switch(groups, index, branch, b, observed, slots)
+        return None, _log_densities(prec, features, observed, correction)
 
-    inputs = (groups.values, groups.observed, groups.slots, groups.branch)
+    inputs = (groups.features, groups.observed, groups.slots, groups.branch)
     _, log_lik = jax.lax.scan(one_group, None, inputs)
     return _unsort(groups, log_lik).T
-
-
-def _spread(size, prec, b, observed, slots, weights):
-    """``(correction, spread)``: $e - u$ ``(G, K, D)`` and
-    $\\sum_n wr_{kn} C_{nk}$ of the group as ``(D D, K)``."""
-    g, k, d = b.shape
-    if size == 0:
-        return jnp.zeros((g, k, d), b.dtype), jnp.zeros((d * d, k), b.dtype)
-    system = _swept_system(size, prec, b, observed, slots)
-    return system.mean_shift(d), system.spread(weights, d)
 
 
 def coupled_moments(
@@ -392,32 +467,33 @@ def coupled_moments(
         residuals = data.observed[:, None] * (data.values[:, None] - offsets.T[:, :, None])
         shifts = jnp.einsum("kn,dkn->kd", wr, residuals)
         scatter = jnp.einsum("dkn,ekn->kde", wr * residuals, residuals)
+        if tied:
+            scatter = jnp.sum(scatter, axis=0)
     else:
-        shifts, scatter = _grouped_moments(covariances, offsets, data.groups, wr)
-    if tied:
-        scatter = jnp.sum(scatter, axis=0)
+        counts, shifts, scatter = _grouped_statistics(covariances, offsets, data.groups, wr, tied)
     return counts[:, None] * (offsets + data.centre) + shifts, shifts, scatter
 
 
-def _grouped_moments(covariances, offsets, groups: SlotGroups, wr):
-    """$\\sum_n wr_{kn} e_{nk}$ ``(K, D)`` and $\\sum_n wr_{kn} (e_{nk} e_{nk}^\\top + C_{nk})$
-    ``(K, D, D)``, a group at a time."""
+def _grouped_statistics(covariances, offsets, groups: SlotGroups, wr, tied):
+    """`_statistics` of weighted responsibilities ``wr`` ``(K, N)``, a group at a time."""
     k, d = offsets.shape
     prec = precisions(covariances, offsets)
-    n_groups, rows = groups.live.shape
-    weights = (wr.T[groups.order] * groups.live.reshape(-1, 1)).reshape(n_groups, rows, k)
+
+    def branch(size, b, observed, slots, weights):
+        system, _ = _correction(size, prec, b, observed, slots)
+        return _slot_sums(system, weights, d)
 
     def one_group(sums, inputs):
-        values, observed, slots, index, w = inputs
-        deviation, b = _residuals(prec, offsets, values)
-        correction, spread = _switch(groups, index, _spread, prec, b, observed, slots, w)
-        shifts, scatter = _moments(w, deviation + correction, spread)
-        return (sums[0] + shifts, sums[1] + scatter), None
+        features, observed, slots, index, weights = inputs
+        b = _residuals(prec, features[:, -d:])
+        shifts, spread = _switch(groups, index, branch, b, observed, slots, weights)
+        group_sums = _group_sums(features, weights, shifts, spread)
+        return jax.tree.map(jnp.add, sums, group_sums), None
 
-    zero = (jnp.zeros((k, d), wr.dtype), jnp.zeros((k, d, d), wr.dtype))
-    inputs = (groups.values, groups.observed, groups.slots, groups.branch, weights)
-    (shifts, scatter), _ = jax.lax.scan(one_group, zero, inputs)
-    return shifts, scatter
+    weights = _sorted_weights(groups, wr.T)
+    inputs = (groups.features, groups.observed, groups.slots, groups.branch, weights)
+    sums, _ = jax.lax.scan(one_group, _zero_sums(k, d, wr.dtype), inputs)
+    return _statistics(sums, offsets, tied)
 
 
 def coupled_mixture_e_step(
@@ -438,44 +514,34 @@ def coupled_mixture_e_step(
     k, d = offsets.shape
     prec = precisions(covariances, offsets)
     groups = data.groups
-    n_groups, rows = groups.live.shape
-    row_weights = (weights[groups.order] * groups.live.reshape(-1)).reshape(n_groups, rows)
 
-    def branch(size, deviation, b, observed, slots, w):
-        if size == 0:
-            extra = jnp.zeros(b.shape[:2], b.dtype)
-        else:
-            system = _swept_system(size, prec, b, observed, slots)
-            extra = system.log_det + system.swept[size, size]
-        log_joint = _log_densities(prec, deviation, b, observed, extra) + log_weights
+    def branch(size, features, b, observed, slots, row_weights):
+        system, correction = _correction(size, prec, b, observed, slots)
+        log_joint = _log_densities(prec, features, observed, correction) + log_weights
         log_px = jax.nn.logsumexp(log_joint, axis=1)
-        wr = jnp.exp(log_joint - log_px[:, None]) * w[:, None]
-        if size == 0:
-            return wr, log_px, jnp.zeros_like(b), jnp.zeros((d * d, k), b.dtype)
-        return wr, log_px, system.mean_shift(d), system.spread(wr, d)
+        wr = jnp.exp(log_joint - log_px[:, None]) * row_weights[:, None]
+        return wr, log_px, *_slot_sums(system, wr, d)
 
     def one_group(totals, inputs):
-        values, observed, slots, index, w = inputs
-        deviation, b = _residuals(prec, offsets, values)
-        wr, log_px, correction, spread = _switch(
-            groups, index, branch, deviation, b, observed, slots, w
+        features, observed, slots, index, row_weights = inputs
+        b = _residuals(prec, features[:, -d:])
+        wr, log_px, shifts, spread = _switch(
+            groups, index, branch, features, b, observed, slots, row_weights
         )
-        counts = jnp.sum(wr, axis=0)
-        shifts, scatter = _moments(wr, deviation + correction, spread)
-        loglik = jnp.sum(jnp.where(w > 0, w * log_px, 0.0))
-        return jax.tree.map(jnp.add, totals, (counts, shifts, scatter, loglik)), None
+        loglik = jnp.sum(jnp.where(row_weights > 0, row_weights * log_px, 0.0))
+        group = (_group_sums(features, wr, shifts, spread), loglik)
+        return jax.tree.map(jnp.add, totals, group), None
 
-    dtype = offsets.dtype
-    zero = (
-        jnp.zeros((k,), dtype),
-        jnp.zeros((k, d), dtype),
-        jnp.zeros((k, d, d), dtype),
-        jnp.zeros((), dtype),
+    zero = (_zero_sums(k, d, offsets.dtype), jnp.zeros((), offsets.dtype))
+    inputs = (
+        groups.features,
+        groups.observed,
+        groups.slots,
+        groups.branch,
+        _sorted_weights(groups, weights),
     )
-    inputs = (groups.values, groups.observed, groups.slots, groups.branch, row_weights)
-    (counts, shifts, scatter, loglik), _ = jax.lax.scan(one_group, zero, inputs)
-    if tied:
-        scatter = jnp.sum(scatter, axis=0)
+    (sums, loglik), _ = jax.lax.scan(one_group, zero, inputs)
+    counts, shifts, scatter = _statistics(sums, offsets, tied)
     return counts, counts[:, None] * (offsets + data.centre) + shifts, shifts, scatter, loglik
 
 
@@ -491,15 +557,21 @@ def conditional_means(
     if covariance_type in ("full", "tied"):
         prec = precisions(covariances, offsets)
         groups = data.groups
+        d = offsets.shape[-1]
+
+        def branch(size, b, observed, slots):
+            system, _ = _correction(size, prec, b, observed, slots)
+            if system is None:
+                return jnp.zeros_like(b)
+            return _embed(system.coords, system.slot_shifts(), d)
 
         def one_group(_, inputs):
-            values, observed, slots, index = inputs
-            deviation, b = _residuals(prec, offsets, values)
-            return None, _switch(
-                groups, index, _conditional_residuals, prec, deviation, b, observed, slots
-            )
+            features, observed, slots, index = inputs
+            b = _residuals(prec, features[:, -d:])
+            residuals = features[:, None, -d:] - offsets  # u (G, K, D)
+            return None, residuals + _switch(groups, index, branch, b, observed, slots)
 
-        inputs = (groups.values, groups.observed, groups.slots, groups.branch)
+        inputs = (groups.features, groups.observed, groups.slots, groups.branch)
         _, residuals = jax.lax.scan(one_group, None, inputs)
         return jnp.moveaxis(_unsort(groups, residuals), 0, 1) + offsets[:, None, :] + data.centre
     observed = data.observed.T[None]
@@ -527,26 +599,25 @@ def conditional_noise(
         chosen = (jnp.zeros_like(labels) if tied else labels)[groups.order]
         chosen = chosen.reshape(groups.live.shape)
 
-        def draw(size, b, observed, slots, noise, label):
+        def draw(size, observed, slots, noise, label):
             if size == 0:
                 return jnp.zeros_like(noise)
+            b = jnp.zeros((noise.shape[0], n_components, d), noise.dtype)
             system = _swept_system(size, prec, b, observed, slots)
-            cov = jnp.take_along_axis(system.covariances(), label[:, None, None, None], axis=-1)[
-                ..., 0
-            ]
+            cov = jnp.take_along_axis(system.covariances(), label[None, None, :, None], axis=-1)
+            cov = jnp.moveaxis(cov[..., 0], -1, 0)  # (G, S, S)
             # the conditional covariance on the used slots, the identity on the others: its
             # Cholesky factor keeps that block structure
-            unused = 1.0 - system.used
+            unused = 1.0 - system.used.T
             block = cov + unused[:, :, None] * jnp.eye(size, dtype=cov.dtype)
             spread = jnp.einsum("gij,gj->gi", linalg.cholesky(block), noise[:, :size])
-            return _embed(system.coords, system.used, spread.T, d)
+            return _embed(system.coords, (spread * system.used.T).T[..., None], d)[:, 0]
 
         def one_group(_, inputs):
             observed, slots, index, noise, label = inputs
-            b = jnp.zeros(observed.shape[:1] + (prec.log_det.shape[0], d), z.dtype)
-            return None, _switch(groups, index, draw, b, observed, slots, noise, label)
+            return None, _switch(groups, index, draw, observed, slots, noise, label)
 
-        noise = z[groups.order].reshape(groups.values.shape)
+        noise = z[groups.order].reshape(groups.observed.shape)
         inputs = (groups.observed, groups.slots, groups.branch, noise, chosen)
         _, draws = jax.lax.scan(one_group, None, inputs)
         return _unsort(groups, draws)
