@@ -339,14 +339,20 @@ def _embed(coords: Array, slot_values: Array, n_features: int) -> Array:
     )
 
 
-def _log_densities(prec: Precisions, features, observed, correction) -> Array:
-    """$\\log p_k(x_{n,o})$ ``(G, K)`` of a group: $u^\\top \\Lambda u$ from its features
-    (one matrix product, as for complete data) plus the swept systems' ``correction``
-    $\\log|A| - b_m^\\top A^{-1} b_m$ ``(G, K)``; 0 for a row with nothing observed."""
+def _complete_part(prec: Precisions, features: Array, observed: Array) -> Array:
+    """$-\\tfrac12 (|o| \\log 2\\pi + \\log|\\Sigma_k| + u^\\top \\Lambda_k u)$ ``(G, K)``
+    of a group, from its features: one matrix product as for complete data, outside the
+    branches."""
     n_observed = jnp.sum(observed, axis=1)[:, None]
-    quadratic = features @ prec.coef + prec.constant + correction
-    log_lik = -0.5 * (n_observed * math.log(2 * math.pi) + prec.log_det + quadratic)
-    return jnp.where(n_observed > 0, log_lik, 0.0)
+    quadratic = features @ prec.coef + prec.constant
+    return -0.5 * (n_observed * math.log(2 * math.pi) + prec.log_det + quadratic)
+
+
+def _log_densities(complete_part: Array, observed: Array, correction: Array) -> Array:
+    """$\\log p_k(x_{n,o})$ ``(G, K)``: `_complete_part` plus the swept systems' share
+    (``correction`` $\\log|A| - b_m^\\top A^{-1} b_m$); 0 for a row with nothing observed."""
+    log_lik = complete_part - 0.5 * correction
+    return jnp.where(jnp.any(observed > 0, axis=1)[:, None], log_lik, 0.0)
 
 
 def _slot_sums(system: SweptSystem | None, weights: Array, n_features: int):
@@ -459,7 +465,7 @@ def coupled_log_likelihoods(covariances: Array, offsets: Array, data: MissingDat
         features, observed, slots, index = inputs
         b = _residuals(prec, features[:, -d:])
         correction = _switch(groups, index, branch, b, observed, slots)
-        return None, _log_densities(prec, features, observed, correction)
+        return None, _log_densities(_complete_part(prec, features, observed), observed, correction)
 
     inputs = (groups.features, groups.observed, groups.slots, groups.branch)
     _, log_lik = jax.lax.scan(one_group, None, inputs)
@@ -531,9 +537,9 @@ def coupled_mixture_e_step(
     prec = precisions(covariances, offsets)
     groups = data.groups
 
-    def branch(size, features, b, observed, slots, row_weights):
+    def branch(size, complete_part, b, observed, slots, row_weights):
         system, correction = _correction(size, prec, b, observed, slots)
-        log_joint = _log_densities(prec, features, observed, correction) + log_weights
+        log_joint = _log_densities(complete_part, observed, correction) + log_weights
         log_px = jax.nn.logsumexp(log_joint, axis=1)
         wr = jnp.exp(log_joint - log_px[:, None]) * row_weights[:, None]
         return wr, log_px, *_slot_sums(system, wr, d)
@@ -541,8 +547,9 @@ def coupled_mixture_e_step(
     def one_group(totals, inputs):
         features, observed, slots, index, row_weights = inputs
         b = _residuals(prec, features[:, -d:])
+        complete_part = _complete_part(prec, features, observed)
         wr, log_px, shifts, spread = _switch(
-            groups, index, branch, features, b, observed, slots, row_weights
+            groups, index, branch, complete_part, b, observed, slots, row_weights
         )
         loglik = jnp.sum(jnp.where(row_weights > 0, row_weights * log_px, 0.0))
         group = (_group_sums(features, wr, shifts, spread), loglik)
