@@ -1,11 +1,12 @@
-"""`jaxem.linalg` (Cholesky factors and triangular solves in plain XLA operations) against
-NumPy's LAPACK."""
+"""`jaxem.linalg` (Cholesky factors, triangular solves, the sweep; plain XLA operations) and the
+full covariance's quadratic form against NumPy's LAPACK."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxem import linalg
+from jaxem.families.gaussian import full
 
 
 @pytest.mark.parametrize("d", [1, 3, 7])
@@ -61,3 +62,23 @@ def test_sweep_gives_the_inverse_the_solve_and_the_schur_complement(n_pivots):
         swept[:, n_pivots:, n_pivots:], c - np.swapaxes(b, 1, 2) @ solved, rtol=1e-10
     )
     np.testing.assert_allclose(log_det, np.linalg.slogdet(a)[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("d", [3, 6])  # the precision written out (D <= 4) and by loops
+def test_quadratic_form_coefficients_give_mahalanobis_distances(d):
+    """The full covariance's quadratic form on the features, a . q(x) + b . x + c, equals
+    (x - o)' Sigma^-1 (x - o) from NumPy's inverse, per component, with log|Sigma| from
+    NumPy's slogdet; and `quadratic_coefficients` from a precision gives the same."""
+    rng = np.random.default_rng(d)
+    factors = rng.normal(size=(3, d, d + 2))
+    covariances = factors @ np.swapaxes(factors, 1, 2) + 0.5 * np.eye(d)
+    offsets, x = rng.normal(size=(3, d)), rng.normal(size=(20, d))
+    a, b, c, log_det = full.quadratic_form(jnp.asarray(covariances), jnp.asarray(offsets))
+    centred = x[None] - offsets[:, None]
+    precisions = np.linalg.inv(covariances)
+    expected = np.einsum("knd,kde,kne->kn", centred, precisions, centred)
+    features = np.asarray(full.squares(jnp.asarray(x.T)))
+    np.testing.assert_allclose(a @ features + b @ x.T + c[:, None], expected, rtol=1e-10)
+    np.testing.assert_allclose(log_det, np.linalg.slogdet(covariances)[1], rtol=1e-12)
+    again = full.quadratic_coefficients(jnp.asarray(precisions), jnp.asarray(offsets))
+    np.testing.assert_allclose(again[0] @ features + again[1] @ x.T + again[2][:, None], expected)

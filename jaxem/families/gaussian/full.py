@@ -61,13 +61,20 @@ def quadratic_form(covariances: Array, offsets: Array) -> tuple[Array, Array, Ar
     ``covariances`` ``(K, D, D)`` (or one ``(D, D)`` for all), ``offsets`` ``(K, D)``; returns
     ``a`` ``(K, D(D+1)/2)`` (the precision's upper triangle, off-diagonal entries doubled),
     ``b`` ``(K, D)``, ``c`` ``(K,)`` and the log-determinants ``(K,)``."""
-    k, d = offsets.shape
     prec, log_det = precision(covariances)
+    a, b, c = quadratic_coefficients(prec, offsets)
+    return a, b, c, jnp.broadcast_to(log_det, c.shape)
+
+
+def quadratic_coefficients(prec: Array, offsets: Array) -> tuple[Array, Array, Array]:
+    """``(a, b, c)`` of `quadratic_form` from the precisions ``prec`` ``(K, D, D)`` (or one
+    ``(D, D)`` for all) and ``offsets`` ``(K, D)``."""
+    k, d = offsets.shape
     prec = jnp.broadcast_to(prec, (k, d, d))
     rows, cols = np.triu_indices(d)
     a = prec[:, rows, cols] * np.where(rows == cols, 1.0, 2.0).astype(prec.dtype)
     po = jnp.einsum("kde,ke->kd", prec, offsets)
-    return a, -2.0 * po, jnp.sum(po * offsets, axis=-1), jnp.broadcast_to(log_det, (k,))
+    return a, -2.0 * po, jnp.sum(po * offsets, axis=-1)
 
 
 def precision(covariances: Array) -> tuple[Array, Array]:

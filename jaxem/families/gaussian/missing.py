@@ -188,10 +188,6 @@ class SlotGroups(NamedTuple):
     order: Array
     inverse: Array
 
-    def values(self) -> Array:
-        """$v$ ``(n_groups, G, D)``."""
-        return self.features[..., -self.observed.shape[-1] :]
-
 
 def group(values: Array, observed: Array) -> SlotGroups:
     """`SlotGroups` of ``values`` and ``observed`` ``(D, N)`` (as in `MissingData`)."""
@@ -238,7 +234,7 @@ def _missing_first(observed: Array) -> Array:
 class Precisions(NamedTuple):
     """Per component, the precision $\\Lambda_k$ in the layouts the E-step reads:
     ``coef`` ``(Q + D, K)`` and ``constant`` ``(K,)``, the coefficients of
-    $(v - o_k)^\\top \\Lambda_k (v - o_k)$ on the features (`full.quadratic_form`);
+    $(v - o_k)^\\top \\Lambda_k (v - o_k)$ on the features (`full.quadratic_coefficients`);
     ``by_row`` ``(D, K D)`` with entry ``[d, (k, e)]`` $= \\Lambda_{k,de}$; ``shift``
     ``(D, K)`` $\\Lambda_k o_k$; ``flat`` ``(D D, K)``; ``log_det`` $\\log|\\Sigma_k|$
     ``(K,)``; $o_k = \\mu_k - c$."""
@@ -255,8 +251,8 @@ def precisions(covariances: Array, offsets: Array) -> Precisions:
     """`Precisions` of ``covariances`` ``(K, D, D)`` (or one tied ``(D, D)``) and ``offsets``
     $\\mu_k - c$ ``(K, D)``."""
     k, d = offsets.shape
-    a, b, c, log_det = full.quadratic_form(covariances, offsets)
-    prec, _ = full.precision(covariances)
+    prec, log_det = full.precision(covariances)
+    a, b, c = full.quadratic_coefficients(prec, offsets)
     prec = jnp.broadcast_to(prec, (k, d, d))
     return Precisions(
         coef=jnp.concatenate([a, b], axis=1).T,
@@ -264,7 +260,7 @@ def precisions(covariances: Array, offsets: Array) -> Precisions:
         by_row=jnp.moveaxis(prec, 0, 1).reshape(d, k * d),
         shift=-0.5 * b.T,
         flat=prec.reshape(k, d * d).T,
-        log_det=log_det,
+        log_det=jnp.broadcast_to(log_det, (k,)),
     )
 
 
