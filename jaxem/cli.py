@@ -22,13 +22,15 @@ Compiled programs are kept on disk between runs (`jaxem.compilation_cache`, in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -51,15 +53,32 @@ class _Parser(argparse.ArgumentParser):
 
 
 MISSING_CELLS = ("", "NA", "NaN", "nan", "N/A")
+MISSING_HINT = " (for values missing at random, pass --missing)"
+
+
+class Table(NamedTuple):
+    """A CSV file's numbers: ``X`` ``(N, D)`` float64, the column names and, per row, its line
+    in the file (for messages about a cell)."""
+
+    X: np.ndarray
+    names: list[str]
+    lines: list[int]
+    path: Path
 
 
 def read_csv(
-    path: str | Path, columns: str | None = None, missing: bool = False
-) -> tuple[np.ndarray, list[str]]:
-    """The numeric table of a CSV file with a header row: ``X`` ``(N, D)`` float64 and the
-    column names; ``columns`` (``"a,b"``) picks columns by name; with ``missing``, an empty
-    cell, ``NA``, ``NaN`` or ``N/A`` is a missing value (NaN). Raises `CommandError` naming the
-    file, and for a bad cell its line and column."""
+    path: str | Path,
+    columns: str | None = None,
+    missing: bool = False,
+    header: bool = True,
+    missing_hint: str = MISSING_HINT,
+) -> Table:
+    """The numeric table of a CSV file with a header row (without one, ``header=False``: the
+    columns are named 1, 2, ...). ``columns`` (``"a,b"``) picks columns by name; with
+    ``missing``, an empty cell, ``NA``, ``NaN`` or ``N/A`` is a missing value (NaN), and
+    without it such a cell's message ends with ``missing_hint``. Raises `CommandError` naming
+    the file, and for a bad cell its line and column; a first line of numbers only is taken
+    for data, not a header, and refused (``--no-header`` reads it as data)."""
     path = Path(path)
     if not path.exists():
         raise CommandError(f"{path}: no such file")
@@ -78,26 +97,34 @@ def read_csv(
     ]
     if not lines:
         raise CommandError(f"{path}: the file is empty")
-    _, header = lines[0]
-    header = [name.strip() for name in header]
-    if len(lines) == 1:
-        raise CommandError(f"{path}: a header row but no data rows")
+    if header:
+        _, names = lines[0]
+        names = [name.strip() for name in names]
+        if all(_is_number(name) for name in names):
+            raise CommandError(
+                f"{path}: the first line ({','.join(names)}) holds numbers only: it looks like "
+                "data, not a header row; add a header row, or pass --no-header"
+            )
+        lines = lines[1:]
+        if not lines:
+            raise CommandError(f"{path}: a header row but no data rows")
+    else:
+        names = [str(j + 1) for j in range(len(lines[0][1]))]
     if columns is None:
-        picked = list(range(len(header)))
+        picked = list(range(len(names)))
     else:
         picked = []
         for name in (c.strip() for c in columns.split(",")):
-            if name not in header:
+            if name not in names:
                 raise CommandError(
-                    f"{path}: no column {name!r} (the header has: {', '.join(header)})"
+                    f"{path}: no column {name!r} (the header has: {', '.join(names)})"
                 )
-            picked.append(header.index(name))
-    X = np.empty((len(lines) - 1, len(picked)))
-    for r, (line, row) in enumerate(lines[1:]):
-        if len(row) != len(header):
-            raise CommandError(
-                f"{path}, line {line}: {len(row)} fields where the header has {len(header)}"
-            )
+            picked.append(names.index(name))
+    X = np.empty((len(lines), len(picked)))
+    for r, (line, row) in enumerate(lines):
+        if len(row) != len(names):
+            what = "the header has" if header else "the first line has"
+            raise CommandError(f"{path}, line {line}: {len(row)} fields where {what} {len(names)}")
         for c, j in enumerate(picked):
             cell = row[j].strip()
             if missing and cell in MISSING_CELLS:
@@ -109,21 +136,45 @@ def read_csv(
                 what = "an empty cell" if not cell else f"{cell!r} is not a number"
                 hint = "" if columns else " (pick numeric columns with --columns)"
                 if cell in MISSING_CELLS:
-                    hint = " (for values missing at random, pass --missing)"
+                    hint = missing_hint
                 raise CommandError(
-                    f"{path}, line {line}, column {header[j]!r}: {what}{hint}"
+                    f"{path}, line {line}, column {names[j]!r}: {what}{hint}"
                 ) from None
             if not math.isfinite(value):
                 raise CommandError(
-                    f"{path}, line {line}, column {header[j]!r}: {cell!r} is not a finite number"
-                    + (
-                        " (for values missing at random, pass --missing)"
-                        if math.isnan(value)
-                        else ""
-                    )
+                    f"{path}, line {line}, column {names[j]!r}: {cell!r} is not a finite number"
+                    + (missing_hint if math.isnan(value) else "")
                 )
             X[r, c] = value
-    return X, [header[j] for j in picked]
+    return Table(X, [names[j] for j in picked], [line for line, _ in lines], path)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+_CELL = re.compile(r"\bX\[(\d+), (\d+)\] = (\S+)")
+
+
+@contextlib.contextmanager
+def cells_named(table: Table):
+    """Turns a model's complaint about ``X[row, column]`` (a value outside the family's
+    support, say) into one naming the file, its line and the column's name."""
+    try:
+        yield
+    except ValueError as e:
+        found = _CELL.search(str(e))
+        if found is None:
+            raise
+        row, column = int(found.group(1)), int(found.group(2))
+        what = _CELL.sub(f"the cell is {found.group(3)}", str(e)).replace("X must", "values must")
+        raise CommandError(
+            f"{table.path}, line {table.lines[row]}, column {table.names[column]!r}: {what}"
+        ) from None
 
 
 def _parse_ks(text: str) -> list[int]:
@@ -200,6 +251,8 @@ def _summary(model, result, X, names, prior_name: str) -> dict:
     description["n_components"] = model.n_components
     if family == "gaussian":
         description["covariance_type"] = model.family.covariance_type
+    if family == "categorical":
+        description["n_categories"] = [int(c) for c in model.family.categories(X.shape[1])]
     description["missing"] = bool(getattr(model.family, "missing", False))
     components = {f: np.asarray(v).tolist() for f, v in mixture.components._asdict().items()}
     return {
@@ -247,18 +300,30 @@ def _print_summary(s: dict, title: str) -> None:
         print(f"  {objective} {s['objective']:.4f}")
     print(f"  BIC {s['bic']:.3f} (lower is better)")
     print(f"  iterations {s['n_iter']}, converged: {s['converged']}")
+    if m["family"] == "categorical":
+        _print_categorical(s)
+        return
     field = _SHOWN[m["family"]]
     label = {"means": "mean", "probs": "P(1)", "rates": "rate"}[field]
-    if m["family"] == "categorical":
-        label = "P(0..C-1)"
     width = max(10, *(len(n) + 2 for n in s["columns"]))
     print("  component  weight" + "".join(f"{label + ' ' + n:>{width + 5}}" for n in s["columns"]))
     for k, (w, row) in enumerate(zip(s["weights"], s[field], strict=True)):
-        if m["family"] == "categorical":
-            cells = ["/".join(f"{p:.2f}" for p in probs) for probs in row]
-            print(f"  {k:>9}  {w:6.4f}" + "".join(f"{c:>{width + 5}}" for c in cells))
-        else:
-            print(f"  {k:>9}  {w:6.4f}" + "".join(f"{v:>{width + 5}.4f}" for v in row))
+        print(f"  {k:>9}  {w:6.4f}" + "".join(f"{v:>{width + 5}.4f}" for v in row))
+
+
+def _print_categorical(s: dict) -> None:
+    """The weights, then for each column a table of its categories' probabilities per
+    component (only the column's own categories)."""
+    print("  component  weight")
+    for k, w in enumerate(s["weights"]):
+        print(f"  {k:>9}  {w:6.4f}")
+    for d, (name, n_values) in enumerate(
+        zip(s["columns"], s["model"]["n_categories"], strict=True)
+    ):
+        print(f"  column {name!r}: P(value) for the values 0..{n_values - 1}")
+        print("  component" + "".join(f"{v:>8}" for v in range(n_values)))
+        for k, probs in enumerate(s["probs"]):
+            print(f"  {k:>9}" + "".join(f"{p:>8.4f}" for p in probs[d][:n_values]))
 
 
 def _write_json(path: str, summary: Any) -> None:
@@ -269,11 +334,11 @@ def _write_json(path: str, summary: Any) -> None:
         raise CommandError(f"{path}: cannot write ({e.strerror})") from None
 
 
-def _save(path: str, model, params, prior) -> None:
+def _save(path: str, model, params, prior, columns: list[str]) -> None:
     from jaxem.io import save
 
     try:
-        save(path, model, params, prior)
+        save(path, model, params, prior, columns=columns)
     except OSError as e:
         raise CommandError(f"{path}: cannot write ({e.strerror})") from None
 
@@ -364,29 +429,64 @@ def plot(path: str, X: np.ndarray, names: list[str], panels: list[tuple]) -> Non
 # -- commands --------------------------------------------------------------------------------
 
 
+def _output_path(value: str | None, option: str) -> str | None:
+    """An output file option: ``-`` (standard output) is refused where a file is written."""
+    if value == "-":
+        raise CommandError(f"{option} needs a file name ('-', standard output, is not supported)")
+    return value
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
-    X, names = read_csv(args.data, args.columns, args.missing)
+    for option in ("out", "json", "plot"):
+        _output_path(getattr(args, option), f"--{option}")
+    if args.covariance_type is not None and args.family != "gaussian":
+        raise CommandError(
+            f"--covariance-type applies to Gaussian mixtures; --family {args.family} has none"
+        )
     if args.plot and args.family != "gaussian":
         raise CommandError("--plot draws Gaussian mixtures only")
-    model = _model(args.n_components, args.covariance_type, args.family, X, args.missing)
-    prior = _prior(model, X, args.prior)
-    result = _fit_restarts(model, X, prior, args)
+    table = read_csv(args.data, args.columns, args.missing, not args.no_header)
+    X, names = table.X, table.names
+    with cells_named(table):
+        model = _model(
+            args.n_components, args.covariance_type or "full", args.family, X, args.missing
+        )
+        prior = _prior(model, X, args.prior)
+        result = _fit_restarts(model, X, prior, args)
     summary = _summary(model, result, X, names, args.prior)
     _print_summary(summary, f"{args.data}: best of {args.n_init} starts")
     if args.out:
-        _save(args.out, model, result.params, prior)
+        _save(args.out, model, result.params, prior, names)
     if args.json:
         _write_json(args.json, summary)
     if args.plot:
         title = f"{summary['estimate']}, K={model.n_components}, {model.family.covariance_type}"
         plot(args.plot, X, names, [(title, model, result.params)])
+        _plotted(args.plot, names)
     return 0
+
+
+def _plotted(path: str, names: list[str]) -> None:
+    shown = f"columns {names[0]!r} and {names[1]!r}"
+    if len(names) > 2:
+        shown += f" (the first two of {len(names)}; pick others with --columns)"
+    print(f"figure: {path}, {shown}")
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
     from jaxem.model_selection import select
 
-    X, names = read_csv(args.data, args.columns, args.missing)
+    for option in ("out", "json"):
+        _output_path(getattr(args, option), f"--{option}")
+    table = read_csv(args.data, args.columns, args.missing, not args.no_header)
+    X, names = table.X, table.names
+    n_rows = int(np.count_nonzero(~np.all(np.isnan(X), axis=1)))
+    too_many = [k for k in args.n_components if k > n_rows]
+    if too_many:
+        raise CommandError(
+            f"-k: K={too_many[0]} exceeds the {n_rows} rows of {args.data} (with an observed "
+            "value); every K must be <= the number of rows"
+        )
     with _bar(len(args.n_components) * len(args.covariance_types), "select", args.quiet) as bar:
         result = select(
             X,
@@ -404,7 +504,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
     print(repr(result))
     if args.out:
         prior = _prior(result.model, X, args.prior)
-        _save(args.out, result.model, result.params, prior)
+        _save(args.out, result.model, result.params, prior, names)
     if args.json:
         table = {t: {str(k): v for k, v in col.items()} for t, col in result.table.items()}
         _write_json(
@@ -423,12 +523,31 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from jaxem.io import load
+    from jaxem.io import load, load_columns
 
     if not Path(args.model).exists():
         raise CommandError(f"{args.model}: no such file")
     model, params, _ = load(args.model)
-    X, names = read_csv(args.data, args.columns, bool(getattr(model, "missing", False)))
+    # a file without a header has no names to match: its columns are taken in order
+    fitted_on = None if args.no_header else load_columns(args.model)
+    columns = args.columns
+    if fitted_on is not None:
+        wanted = ",".join(fitted_on)
+        if columns is not None and [c.strip() for c in columns.split(",")] != fitted_on:
+            raise CommandError(
+                f"--columns {columns}: the model was fitted on the columns {wanted} and predict "
+                "picks them by name (give them in that order, or leave --columns out)"
+            )
+        columns = wanted
+    missing = bool(getattr(model, "missing", False))
+    hint = " (the model was fitted without missing values: refit it with jaxem fit --missing)"
+    try:
+        table = read_csv(args.data, columns, missing, not args.no_header, hint)
+    except CommandError as e:
+        if fitted_on is not None and "no column" in str(e):
+            raise CommandError(f"{e}; the model was fitted on the columns {wanted}") from None
+        raise
+    X, names = table.X, table.names
     if hasattr(model, "as_mixture_params"):
         d = np.shape(model.as_mixture_params(params).components[0])[1]
     else:
@@ -438,18 +557,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             f"{args.data}: {X.shape[1]} columns ({', '.join(names)}) but the model has {d} "
             "features; pick them with --columns"
         )
-    labels = np.asarray(model.predict(params, X))
-    header = ["label"]
-    table = labels[:, None].astype(np.float64)
-    if hasattr(model, "predict_proba"):
-        proba = np.asarray(model.predict_proba(params, X), dtype=np.float64)
-        header += [f"p{k}" for k in range(proba.shape[1])]
-        table = np.concatenate([table, proba], axis=1)
+    with cells_named(table):
+        labels = np.asarray(model.predict(params, X))
+        header = ["label"]
+        out = labels[:, None].astype(np.float64)
+        if hasattr(model, "predict_proba"):
+            proba = np.asarray(model.predict_proba(params, X), dtype=np.float64)
+            header += [f"p{k}" for k in range(proba.shape[1])]
+            out = np.concatenate([out, proba], axis=1)
     lines = [",".join(header)] + [
-        ",".join([str(int(row[0]))] + [f"{v:.6g}" for v in row[1:]]) for row in table
+        ",".join([str(int(row[0]))] + [f"{v:.6g}" for v in row[1:]]) for row in out
     ]
     text = "\n".join(lines) + "\n"
-    if args.out:
+    if args.out and args.out != "-":
         try:
             Path(args.out).write_text(text)
         except OSError as e:
@@ -474,7 +594,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         panels.append((title, model, result.params))
     if args.plot:
         plot(args.plot, X, names, panels)
-        print(f"figure: {args.plot}")
+        _plotted(args.plot, names)
     return 0
 
 
@@ -487,6 +607,9 @@ def _version() -> str:
         return "unknown"
 
 
+NO_HEADER_HELP = "the file has no header row: every line is data, the columns are named 1, 2, ..."
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxem", description="EM for mixture models on CSV files")
     parser.add_argument("--version", action="version", version=f"jaxem {_version()}")
@@ -496,6 +619,7 @@ def _parser() -> argparse.ArgumentParser:
         if data:
             p.add_argument("data", help="CSV file with a header row")
             p.add_argument("--columns", help="comma-separated column names (default: all)")
+            p.add_argument("--no-header", action="store_true", help=NO_HEADER_HELP)
             p.add_argument(
                 "--prior",
                 choices=["none", "default"],
@@ -529,7 +653,7 @@ def _parser() -> argparse.ArgumentParser:
         "0, 1, ...) or count columns",
     )
     fit.add_argument(
-        "--covariance-type", choices=COVARIANCE_TYPES, default="full", help="Gaussian only"
+        "--covariance-type", choices=COVARIANCE_TYPES, help="Gaussian only (default full)"
     )
     fit.add_argument(
         "--accelerate",
@@ -556,8 +680,13 @@ def _parser() -> argparse.ArgumentParser:
     pred = sub.add_parser("predict", help="labels and responsibilities from a saved model")
     pred.add_argument("model", help="a model file written by --out or jaxem.save")
     pred.add_argument("data", help="CSV file with a header row")
-    pred.add_argument("--columns", help="comma-separated column names (default: all)")
-    pred.add_argument("--out", help="write the CSV here instead of standard output")
+    pred.add_argument(
+        "--columns",
+        help="comma-separated column names (default: those the model was fitted on, by name; "
+        "all columns for a model saved without names)",
+    )
+    pred.add_argument("--no-header", action="store_true", help=NO_HEADER_HELP)
+    pred.add_argument("--out", help="write the CSV here instead of standard output ('-')")
     pred.set_defaults(func=_cmd_predict)
 
     demo = sub.add_parser("demo", help="MLE and MAP fits of the bundled Old Faithful data")
@@ -585,10 +714,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise CommandError(f"{flag} must be >= 1; got {getattr(args, option)}")
         if getattr(args, "tol", 0.0) < 0 or not math.isfinite(getattr(args, "tol", 0.0)):
             raise CommandError(f"--tol must be a finite number >= 0; got {args.tol}")
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
+        return status
     except CommandError as e:
         print(f"jaxem: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (| head): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a process killed by SIGPIPE
     except ValueError as e:  # jaxem's own checks name the argument and the problem
         message = " ".join(str(e).split())
         print(f"jaxem: error: {message}", file=sys.stderr)

@@ -2,7 +2,9 @@
 
 A file holds the parameter arrays (``params/<field>``), the prior's (``prior/<field>``) when
 there is one, and ``meta``: a JSON string with the format name and version, the model's class
-and configuration. Loading never unpickles (``allow_pickle=False``), so a file cannot run code.
+and configuration, and the names of the data's columns when the caller gave them (the command
+line does, so that ``jaxem predict`` picks a file's columns by name). Loading never unpickles
+(``allow_pickle=False``), so a file cannot run code.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import dataclasses
 import json
 import os
 import zipfile
+from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxem import families
@@ -88,11 +92,20 @@ def _unflat(prefix: str, kind: Any, contents: dict, inner: Any = None) -> Any:
     return kind(**values)
 
 
-def save(path: str | os.PathLike, model: Any, params: Any, prior: Any = None) -> None:
+def save(
+    path: str | os.PathLike,
+    model: Any,
+    params: Any,
+    prior: Any = None,
+    *,
+    columns: Sequence[str] | None = None,
+) -> None:
     """Write ``model`` (its class and configuration, for a `jaxem.Mixture` or a
-    `jaxem.HiddenMarkovModel` its family's),
-    ``params`` and an optional ``prior`` to ``path`` (an ``.npz`` file). The arrays are stored as
-    they are (dtype and bits)."""
+    `jaxem.HiddenMarkovModel` its family's), ``params`` (one fit: a batch from
+    `jaxem.fit_batch` is refused, save its members one by one), an optional ``prior`` and the
+    optional names of the data's ``columns`` (one per feature, in order; `load_columns` reads
+    them back) to ``path`` (an ``.npz`` file). The arrays are stored as they are (dtype and
+    bits). Everything `load` checks is checked here first, so a file written is a file read."""
     name = type(model).__name__
     if name not in MODELS or not isinstance(model, MODELS[name][0]):
         raise TypeError(f"save knows the models {sorted(MODELS)}; got {name}")
@@ -102,12 +115,20 @@ def save(path: str | os.PathLike, model: Any, params: Any, prior: Any = None) ->
     if prior is not None and (prior_type is None or not isinstance(prior, prior_type)):
         expected = "None" if prior_type is None else f"a {prior_type.__name__} or None"
         raise TypeError(f"prior must be {expected}; got {type(prior).__name__}")
+    n_features = _check_one_fit(model, params)
+    if columns is not None:
+        columns = [str(c) for c in columns]
+        if len(columns) != n_features:
+            raise ValueError(
+                f"columns must name the model's {n_features} features; got {len(columns)} names"
+            )
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "model": name,
         "config": _config(model),
         "prior": prior is not None,
+        "columns": columns,
     }
     arrays = _flat("params", params)
     if prior is not None:
@@ -116,13 +137,66 @@ def save(path: str | os.PathLike, model: Any, params: Any, prior: Any = None) ->
         np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
 
+def _check_one_fit(model: Any, params: Any) -> int:
+    """The number of features of ``params``, after the checks `load` makes: shapes of one fit
+    (``ValueError`` for a batch, with what to do instead)."""
+    leaves = [np.asarray(a) for a in jax.tree.leaves(params)]
+    expected_weights = 1 if isinstance(model, (Mixture, HiddenMarkovModel)) else 2
+    first = leaves[0]
+    if first.ndim > expected_weights:
+        raise ValueError(
+            f"params hold a batch of {first.shape[0]} fits (a leading axis, as from "
+            "jaxem.fit_batch); save one fit at a time, e.g. "
+            "jax.tree.map(lambda a: a[i], params)"
+        )
+    if isinstance(model, Mixture):
+        components = np.asarray(model.as_mixture_params(params).components[0])
+        model.check_params(params, components.shape[1], components.dtype)
+        return int(components.shape[1])
+    if isinstance(model, HiddenMarkovModel):
+        emissions = np.asarray(params.emissions[0])
+        model.check_params(params, emissions.shape[1], emissions.dtype)
+        return int(emissions.shape[1])
+    centres = np.asarray(params.centres)
+    if centres.shape[0] != model.n_clusters:
+        raise ValueError(f"{centres.shape[0]} centres for {model.n_clusters}")
+    return int(centres.shape[-1])
+
+
+def load_columns(path: str | os.PathLike) -> list[str] | None:
+    """The names of the data's columns saved with a model (``save(..., columns=)``), one per
+    feature in the model's order, or None when none were saved."""
+    return _read(path)[0].get("columns")
+
+
 def load(path: str | os.PathLike) -> tuple[Any, Any, Any]:
-    """Read a file written by `save`: ``(model, params, prior)``, the arrays as NumPy
-    arrays bit-identical to those saved (``prior`` None when none was saved).
+    """Read a file written by `save`: the tuple ``(model, params, prior)``, the arrays as
+    NumPy arrays bit-identical to those saved (``prior`` None when none was saved; the column
+    names, if saved, come from `load_columns`).
 
     Raises ``ValueError`` for a file that is not a jaxem model file (truncated, corrupted,
     foreign) or was written by a newer format version.
     """
+    meta, contents = _read(path)
+    name = meta["model"]
+    _, params_type, prior_type = MODELS[name]
+    try:
+        model = _model(name, meta["config"])
+        inner_params = inner_prior = None
+        if name in FAMILY_MODELS:
+            _, inner_params, inner_prior = FAMILIES[meta["config"]["family"]]
+        params = _unflat("params", params_type, contents, inner_params)
+        prior = None
+        if meta.get("prior"):
+            prior = _unflat("prior", prior_type, contents, inner_prior)
+        _check_one_fit(model, params)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{os.fspath(path)!r} is incomplete or inconsistent: {err}") from None
+    return model, params, prior
+
+
+def _read(path: str | os.PathLike) -> tuple[dict, dict]:
+    """``(meta, arrays)`` of a jaxem model file, its format checked."""
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"PK\x03\x04":
@@ -152,27 +226,11 @@ def load(path: str | os.PathLike) -> tuple[Any, Any, Any]:
             f"{os.fspath(path)!r} was written in format version {version!r}; this jaxem reads "
             f"versions up to {VERSION}: upgrade jaxem"
         )
-    name = meta.get("model")
-    if name not in MODELS:
-        raise ValueError(f"{os.fspath(path)!r} holds an unknown model {name!r}")
-    _, params_type, prior_type = MODELS[name]
-    try:
-        model = _model(name, meta["config"])
-        inner_params = inner_prior = None
-        if name in FAMILY_MODELS:
-            _, inner_params, inner_prior = FAMILIES[meta["config"]["family"]]
-        params = _unflat("params", params_type, contents, inner_params)
-        prior = None
-        if meta.get("prior"):
-            prior = _unflat("prior", prior_type, contents, inner_prior)
-        if isinstance(model, Mixture):
-            first = np.asarray(model.as_mixture_params(params).components[0])
-            model.check_params(params, first.shape[1], first.dtype)
-        elif isinstance(model, HiddenMarkovModel):
-            first = np.asarray(params.emissions[0])
-            model.check_params(params, first.shape[1], first.dtype)
-        elif np.shape(params.centres)[0] != model.n_clusters:
-            raise ValueError(f"{np.shape(params.centres)[0]} centres for {model.n_clusters}")
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{os.fspath(path)!r} is incomplete or inconsistent: {err}") from None
-    return model, params, prior
+    if meta.get("model") not in MODELS:
+        raise ValueError(f"{os.fspath(path)!r} holds an unknown model {meta.get('model')!r}")
+    columns = meta.get("columns")
+    if columns is not None and not (
+        isinstance(columns, list) and all(isinstance(c, str) for c in columns)
+    ):
+        raise ValueError(f"{os.fspath(path)!r}: its column names are not a list of strings")
+    return meta, contents

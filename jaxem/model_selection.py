@@ -104,7 +104,8 @@ class SelectResult(NamedTuple):
     def __repr__(self) -> str:
         types = list(self.table)
         ks = sorted({k for column in self.table.values() for k in column})
-        head = f"{self.criterion.upper()} (lower is better; mclust's BIC is the negative)"
+        head = f"{self.criterion.upper()} (lower is better"
+        head += "; mclust's BIC is the negative)" if self.criterion == "bic" else ")"
         rows = [head, f"{'K':>4}" + "".join(f"{t:>14}" for t in types)]
         for k in ks:
             cells = []

@@ -114,3 +114,21 @@ def test_hidden_markov_model_round_trips(tmp_path, family):
     ):
         np.testing.assert_array_equal(a, np.asarray(b))
     np.testing.assert_array_equal(model.decode(loaded, X)[0], model.decode(params, X)[0])
+
+
+def test_save_refuses_a_batch_that_load_would_refuse(tmp_path, faithful):
+    model = jaxem.GaussianMixture(2)
+    batch = jaxem.fit_batch(model, jax.random.key(0), np.stack([faithful, faithful[::-1]]))
+    with pytest.raises(ValueError, match=r"a batch of 2 fits.*save one fit at a time"):
+        jaxem.save(tmp_path / "b.npz", model, batch.params)
+    assert not (tmp_path / "b.npz").exists()
+    one = jax.tree.map(lambda a: a[1], batch.params)
+    jaxem.save(tmp_path / "one.npz", model, one, columns=["eruptions", "waiting"])
+    loaded, params, _ = jaxem.load(tmp_path / "one.npz")
+    assert loaded == model and jaxem.io.load_columns(tmp_path / "one.npz") == [
+        "eruptions",
+        "waiting",
+    ]
+    np.testing.assert_array_equal(params.means, one.means)
+    with pytest.raises(ValueError, match="columns must name the model's 2 features"):
+        jaxem.save(tmp_path / "c.npz", model, one, columns=["a"])

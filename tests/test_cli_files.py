@@ -1,0 +1,195 @@
+"""The command line on a user's own files, through its entry point `jaxem.cli.main` in this
+process (one compiled program per shape, shared by the tests): column names kept with the
+model, files without a header, cells named in value errors, readable summaries, output options
+that say what they do."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import jaxem
+from jaxem.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _no_cache(monkeypatch):
+    monkeypatch.setenv("JAXEM_NO_CACHE", "1")  # keep the suite's own compilation cache
+
+
+def run(capsys, *args):
+    """``(status, stdout, stderr)`` of ``jaxem ARGS``."""
+    status = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def error_line(capsys, *args) -> str:
+    status, out, err = run(capsys, *args)
+    assert status == 2 and out == "", (status, out, err)
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jaxem: error: "), err
+    return lines[0]
+
+
+def three_blobs(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.concatenate(
+        [rng.normal(0, 1, (70, 3)), rng.normal(4, 1, (70, 3)), rng.normal([0, 6, -3], 1, (60, 3))]
+    )
+
+
+@pytest.fixture(scope="module")
+def blob_files(tmp_path_factory):
+    """blobs.csv (a,b,c), swapped.csv (the same data as c,b,a), noheader.csv, and the model
+    fitted on blobs.csv."""
+    folder = tmp_path_factory.mktemp("blobs")
+    X = three_blobs()
+    np.savetxt(folder / "blobs.csv", X, delimiter=",", header="a,b,c", comments="")
+    np.savetxt(folder / "swapped.csv", X[:, ::-1], delimiter=",", header="c,b,a", comments="")
+    np.savetxt(folder / "noheader.csv", X, delimiter=",")
+    assert main(["fit", str(folder / "blobs.csv"), "-k", "3", "--out", str(folder / "m.npz")]) == 0
+    return folder, X
+
+
+def predictions(capsys, *args) -> np.ndarray:
+    status, out, _ = run(capsys, "predict", *args)
+    assert status == 0
+    return np.loadtxt(out.splitlines()[1:], delimiter=",")
+
+
+def test_predict_picks_the_models_columns_by_name(capsys, blob_files):
+    folder, X = blob_files
+    capsys.readouterr()
+    model, params, _ = jaxem.load(folder / "m.npz")
+    assert jaxem.io.load_columns(folder / "m.npz") == ["a", "b", "c"]
+    expected = np.asarray(model.predict(params, X))
+    straight = predictions(capsys, folder / "m.npz", folder / "blobs.csv")
+    swapped = predictions(capsys, folder / "m.npz", folder / "swapped.csv")
+    np.testing.assert_array_equal(straight[:, 0], expected)
+    np.testing.assert_array_equal(swapped[:, 0], expected)  # by name, not by position
+    np.testing.assert_allclose(swapped[:, 1:], straight[:, 1:], atol=1e-12)
+    message = error_line(capsys, "predict", folder / "m.npz", folder / "swapped.csv",
+                         "--columns", "c,b,a")  # fmt: skip
+    assert "fitted on the columns a,b,c" in message
+    (folder / "other.csv").write_text("a,b,x\n1,2,3\n")
+    message = error_line(capsys, "predict", folder / "m.npz", folder / "other.csv")
+    assert "no column 'c'" in message and "fitted on the columns a,b,c" in message
+
+
+def test_a_file_without_header_is_refused_unless_said(capsys, blob_files):
+    folder, X = blob_files
+    capsys.readouterr()
+    message = error_line(capsys, "fit", folder / "noheader.csv", "-k", 3)
+    assert "holds numbers only" in message and "--no-header" in message
+    status, out, _ = run(capsys, "fit", folder / "noheader.csv", "-k", 3, "--no-header", "-q")
+    assert status == 0 and f"{len(X)} samples" in out
+    # without names to match, the columns are taken in order
+    by_position = predictions(capsys, folder / "m.npz", folder / "noheader.csv", "--no-header")
+    by_name = predictions(capsys, folder / "m.npz", folder / "blobs.csv")
+    np.testing.assert_array_equal(by_position, by_name)
+
+
+def test_predict_out_dash_is_standard_output_and_model_files_refuse_it(
+    capsys, blob_files, tmp_path
+):
+    folder, _ = blob_files
+    capsys.readouterr()
+    status, out, _ = run(capsys, "predict", folder / "m.npz", folder / "blobs.csv", "--out", "-")
+    assert status == 0 and out.startswith("label,p0,p1,p2\n")
+    for option in ("--out", "--json"):
+        message = error_line(capsys, "fit", folder / "blobs.csv", "-k", 2, option, "-")
+        assert f"{option} needs a file name" in message
+    assert not (tmp_path / "-").exists()
+
+
+def test_value_errors_name_the_line_and_column(capsys, tmp_path):
+    data = tmp_path / "answers.csv"
+    data.write_text("q1,q2\n0,1\n1,7\n0,0\n")
+    message = error_line(capsys, "fit", data, "-k", 2, "--family", "bernoulli")
+    assert re.search(r"answers.csv, line 3, column 'q2': .*the cell is 7", message), message
+    counts = tmp_path / "counts.csv"
+    counts.write_text("n,m\n1,2\n3,4\n-1,0\n")
+    message = error_line(capsys, "fit", counts, "-k", 2, "--family", "poisson")
+    assert re.search(r"counts.csv, line 4, column 'n': .*the cell is -1", message), message
+
+
+def test_options_that_do_not_apply_are_errors(capsys, tmp_path):
+    data = tmp_path / "answers.csv"
+    data.write_text("q1,q2\n0,1\n1,1\n0,0\n")
+    message = error_line(capsys, "fit", data, "-k", 2, "--family", "bernoulli",
+                         "--covariance-type", "diag")  # fmt: skip
+    assert "--covariance-type applies to Gaussian" in message
+    small = tmp_path / "small.csv"
+    small.write_text("a,b\n1,2\n3,4\n5,7\n")
+    message = error_line(capsys, "select", small, "-k", "1-6")
+    assert "K=4 exceeds the 3 rows" in message
+
+
+def test_predict_on_missing_values_says_to_refit(capsys, blob_files, tmp_path):
+    folder, _ = blob_files
+    data = tmp_path / "nan.csv"
+    data.write_text("a,b,c\n1,2,NA\n")
+    capsys.readouterr()
+    message = error_line(capsys, "predict", folder / "m.npz", data)
+    assert "refit it with jaxem fit --missing" in message and "pass --missing" not in message
+
+
+def test_plot_of_more_than_two_columns_says_which(capsys, blob_files):
+    pytest.importorskip("matplotlib")
+    folder, _ = blob_files
+    capsys.readouterr()
+    status, out, _ = run(capsys, "fit", folder / "blobs.csv", "-k", 3, "-q",
+                         "--plot", folder / "fit.png")  # fmt: skip
+    assert status == 0
+    assert "columns 'a' and 'b' (the first two of 3" in out
+
+
+def test_categorical_summary_shows_each_columns_own_categories(capsys, tmp_path):
+    rng = np.random.default_rng(1)
+    data = tmp_path / "survey.csv"
+    two = rng.integers(0, 2, 120)
+    seven = np.where(two == 1, rng.integers(0, 3, 120), rng.integers(3, 7, 120))
+    np.savetxt(data, np.stack([two, seven], 1), fmt="%d", delimiter=",", header="yes_no,scale",
+               comments="")  # fmt: skip
+    status, out, _ = run(capsys, "fit", data, "-k", 2, "--family", "categorical", "-q",
+                         "--prior", "default", "--json", tmp_path / "s.json")  # fmt: skip
+    assert status == 0
+    block = out.split("column 'yes_no'")[1].split("column 'scale'")[0].splitlines()
+    assert block[1].split() == ["component", "0", "1"]  # two categories, not seven
+    import json
+
+    summary = json.loads((tmp_path / "s.json").read_text())
+    for k in range(2):
+        row = block[2 + k].split()
+        assert int(row[0]) == k
+        np.testing.assert_allclose([float(v) for v in row[1:]], summary["probs"][k][0][:2],
+                                   atol=5e-5)  # fmt: skip
+    scale = out.split("column 'scale'")[1].splitlines()
+    assert scale[1].split() == ["component"] + [str(v) for v in range(7)]
+
+
+def test_icl_table_does_not_speak_of_bic(capsys, blob_files):
+    folder, _ = blob_files
+    capsys.readouterr()
+    status, out, _ = run(capsys, "select", folder / "blobs.csv", "-k", "1-2",
+                         "--covariance-types", "full", "--criterion", "icl", "-q",
+                         "--n-init", 2)  # fmt: skip
+    assert status == 0 and out.startswith("ICL (lower is better)\n") and "BIC" not in out
+
+
+def test_a_closed_pipe_ends_quietly(blob_files):
+    folder, _ = blob_files
+    reader = subprocess.Popen(["true"], stdin=subprocess.PIPE)
+    reader.wait()  # the pipe's reading end is closed before jaxem writes
+    run = subprocess.run(
+        [sys.executable, "-m", "jaxem.cli", "predict", folder / "m.npz", folder / "blobs.csv"],
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    reader.stdin.close()
+    assert "Traceback" not in run.stderr and "BrokenPipeError" not in run.stderr
+    assert run.returncode == 141
