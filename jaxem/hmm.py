@@ -95,28 +95,64 @@ class HMMData(NamedTuple):
     family: Any
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class HiddenMarkovModel:
     """A hidden Markov model with ``n_states`` states emitting from ``family`` (static
     configuration; hashable).
 
     Args:
         family: a component family, e.g. ``jaxem.families.Gaussian("full")``.
-        n_states: K >= 1.
+        n_states: K >= 1 (hmmlearn's ``n_components``, accepted as a keyword too, and readable
+            as the ``n_components`` attribute).
         method: how the E-step runs forward-backward: ``"sequential"`` (`lax.scan`, $O(K^2)$
             per step; the default, fastest on CPUs) or ``"parallel"`` (associative scans,
             $O(\\log T)$ depth and $O(K^3)$ per step, for long sequences on accelerators); the
             same statistics either way.
+
+    Coming from hmmlearn: the parameters are a value (`HMMParams`) rather than attributes of
+    the model, and every method takes them first; ``lengths=`` works everywhere (``init``,
+    ``fit``, ``score``, ``decode``, ``predict``, ``predict_proba``, ``filter``, ``impute``),
+    as do padded sequences ``(S, T, D)`` with per-step ``weights`` (`jaxem.pad`). Methods with
+    hmmlearn's names return what hmmlearn's return: ``score`` the total log-likelihood,
+    ``decode`` ``(log_prob, path)``, ``predict`` the Viterbi path, ``sample`` ``(X, states)``
+    of one sequence ``(n_steps, D)``. jaxem's own, under their own names:
+    ``score_sequences`` (one log-likelihood per sequence), ``filter``, ``impute``,
+    ``sample(..., n_sequences=S)`` (a batch ``(S, n_steps, D)``).
     """
 
     family: Family
     n_states: int
     method: str = "sequential"
 
+    def __init__(
+        self,
+        family: Family,
+        n_states: int | None = None,
+        method: str = "sequential",
+        *,
+        n_components: int | None = None,
+    ):
+        if n_states is None and n_components is None:
+            raise TypeError("HiddenMarkovModel needs n_states (or hmmlearn's n_components)")
+        if n_states is not None and n_components is not None and n_states != n_components:
+            raise TypeError(
+                f"n_states={n_states!r} and n_components={n_components!r} name the same number; "
+                "give one of them"
+            )
+        object.__setattr__(self, "family", family)
+        object.__setattr__(self, "n_states", n_states if n_states is not None else n_components)
+        object.__setattr__(self, "method", method)
+        self.__post_init__()
+
     def __post_init__(self):
         check_positive_int(self.n_states, "n_states")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {sorted(METHODS)}; got {self.method!r}")
+
+    @property
+    def n_components(self) -> int:
+        """hmmlearn's name for the number of states, ``n_states``."""
+        return self.n_states
 
     @property
     def missing(self) -> bool:
@@ -206,13 +242,15 @@ class HiddenMarkovModel:
         ones = jnp.ones((self.n_states,), X.dtype)
         return HMMPrior(ones, jnp.ones((self.n_states, self.n_states), X.dtype), emissions)
 
-    def init(self, key: PRNGKey, X: Any, weights: Any = None) -> HMMParams:
+    def init(self, key: PRNGKey, X: Any, weights: Any = None, lengths: Any = None) -> HMMParams:
         """Starting parameters from the pooled steps: the start of a mixture of the family
         (`jaxem.Mixture.init`: k-means, then an M-step) gives the emissions and a hard state
         for every step; $\\pi$ and $A$ are the frequencies of the first states and of the
         consecutive pairs of states, plus one (so that every entry starts positive). Works
         under ``jit`` and ``vmap``. ``X`` ``(S, T, D)`` or ``(T, D)``, ``weights`` ``(S, T)``
-        or None."""
+        or None; or hmmlearn's concatenated sequences ``(sum T_s, D)`` with ``lengths``."""
+        if lengths is not None:
+            X, weights = self.sequences(X, lengths, weights)
         X = self._check_data(X)
         weights = self._check_weights(weights, X)
         mixture = Mixture(self.family, self.n_states)
@@ -220,6 +258,42 @@ class HiddenMarkovModel:
         start = mixture.init(key, steps, step_weights)
         states = mixture.predict(start, steps).reshape(weights.shape)
         return _chain_from_states(self.n_states, states, weights, start.components)
+
+    def sequences(self, X: Any, lengths: Any, weights: Any = None) -> tuple[Array, Array]:
+        """hmmlearn's concatenated sequences ``X`` ``(sum T_s, D)`` with ``lengths`` ``(S,)``
+        as padded sequences and their weights, ``(S, T_max, D)`` and ``(S, T_max)``
+        (`jaxem.pad`), the layout every method and `jaxem.fit` read."""
+        if weights is not None:
+            raise ValueError("give weights or lengths, not both")
+        return pad(_split(as_float_array(X, "X"), lengths))
+
+    def fit(
+        self,
+        key: PRNGKey,
+        X: Any,
+        lengths: Any = None,
+        *,
+        weights: Any = None,
+        prior: HMMPrior | None = None,
+        n_init: int = 1,
+        tol: float = 1e-3,
+        max_iter: int = 100,
+        accelerate: str | None = None,
+    ) -> Any:
+        """Baum-Welch from ``init`` (hmmlearn's ``fit(X, lengths)``, with a key): the
+        `jaxem.FitResult` of `jaxem.fit`, or with ``n_init > 1`` the best of that many
+        starts (`jaxem.fit_restarts`). ``X`` as for ``init``; the other arguments as for
+        `jaxem.fit`."""
+        from jaxem.batch import fit_restarts
+        from jaxem.em import fit
+
+        if lengths is not None:
+            X, weights = self.sequences(X, lengths, weights)
+        options = dict(weights=weights, prior=prior, tol=tol, max_iter=max_iter)
+        if check_positive_int(n_init, "n_init") > 1:
+            return fit_restarts(self, key, X, n_init=n_init, accelerate=accelerate, **options)
+        start = self.init(key, X, weights)
+        return fit(self, X, start, accelerate=accelerate, **options)
 
     def validate(
         self, X: Any, params: Any, weights: Any, prior: Any
@@ -325,6 +399,15 @@ class HiddenMarkovModel:
     # -- using fitted parameters -----------------------------------------------------------
 
     def score(self, params: Any, X: Any, weights: Any = None, lengths: Any = None) -> Array:
+        """The log-likelihood of all the data, $\\sum_s w_s \\log p(x_s)$, a scalar (as
+        hmmlearn's ``score``; one value per sequence: `score_sequences`). ``X`` ``(T, D)``,
+        ``(S, T, D)`` with ``weights`` ``(S, T)``, or ``(sum T_s, D)`` with ``lengths``."""
+        per_sequence = self._use(params, X, weights, lengths, "score")
+        return jnp.sum(per_sequence * self._sequence_weights(X, weights, lengths))
+
+    def score_sequences(
+        self, params: Any, X: Any, weights: Any = None, lengths: Any = None
+    ) -> Array:
         """$\\log p(x_s)$ for every sequence: ``(S,)`` for ``(S, T, D)`` data (or ``X``
         ``(sum T_s, D)`` with ``lengths``), a scalar for one sequence ``(T, D)``."""
         return self._use(params, X, weights, lengths, "score")
@@ -341,10 +424,23 @@ class HiddenMarkovModel:
     def decode(
         self, params: Any, X: Any, weights: Any = None, lengths: Any = None
     ) -> tuple[Array, Array]:
-        """The Viterbi path and its log-probability $\\max_z \\log p(x, z)$: ``(S, T)``
-        integers and ``(S,)`` (``(T,)`` and a scalar for one sequence; ``(sum T_s,)`` and
-        ``(S,)`` with ``lengths``)."""
-        return self._use(params, X, weights, lengths, "decode")
+        """``(log_prob, path)``, in hmmlearn's order: $\\sum_s w_s \\max_z \\log p(x_s, z)$
+        (a scalar, over all sequences) and the Viterbi path, ``(T,)`` integers for one
+        sequence, ``(S, T)`` for padded sequences (0 on padding), ``(sum T_s,)`` with
+        ``lengths``."""
+        path, per_sequence = self._use(params, X, weights, lengths, "decode")
+        return jnp.sum(per_sequence * self._sequence_weights(X, weights, lengths)), path
+
+    def predict(self, params: Any, X: Any, weights: Any = None, lengths: Any = None) -> Array:
+        """The Viterbi path (hmmlearn's ``predict``): the path of `decode`."""
+        return self.decode(params, X, weights, lengths)[1]
+
+    def _sequence_weights(self, X: Any, weights: Any, lengths: Any) -> Array:
+        """Each sequence's weight, as the methods above read them (ones without weights)."""
+        if weights is None:
+            return jnp.ones((), jnp.asarray(X).dtype if lengths is None else float)
+        w = jnp.asarray(weights)
+        return w[..., 0] if w.ndim == 2 else w[0]
 
     def impute(
         self,
@@ -377,13 +473,16 @@ class HiddenMarkovModel:
         return self._use(params, X, weights, lengths, "impute_draws", (key, n))
 
     def sample(
-        self, key: PRNGKey, params: Any, n_steps: int, n_sequences: int = 1
+        self, key: PRNGKey, params: Any, n_steps: int, n_sequences: int | None = None
     ) -> tuple[Array, Array]:
-        """``n_sequences`` sequences of ``n_steps``: ``X`` ``(n_sequences, n_steps, D)`` and
-        their states ``(n_sequences, n_steps)``."""
+        """One sequence of ``n_steps`` (as hmmlearn's ``sample``): ``X`` ``(n_steps, D)`` and its
+        states ``(n_steps,)``; with ``n_sequences``, that many: ``(n_sequences, n_steps, D)``
+        and ``(n_sequences, n_steps)``."""
         n_steps = check_positive_int(n_steps, "n_steps")
-        n_sequences = check_positive_int(n_sequences, "n_sequences")
-        return _sample(self, key, HMMParams(*params), n_steps, n_sequences)
+        single = n_sequences is None
+        n_sequences = check_positive_int(1 if single else n_sequences, "n_sequences")
+        X, states = _sample(self, key, HMMParams(*params), n_steps, n_sequences)
+        return (X[0], states[0]) if single else (X, states)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -444,9 +543,7 @@ class HiddenMarkovModel:
     ) -> Any:
         single = lengths is None and np.ndim(X) == 2
         if lengths is not None:
-            if weights is not None:
-                raise ValueError("give weights or lengths, not both")
-            X, weights = pad(_split(as_float_array(X, "X"), lengths))
+            X, weights = self.sequences(X, lengths, weights)
         X = self._check_data(X)
         weights = self._check_weights(weights, X)
         params = self.check_params(params, X.shape[-1], X.dtype)

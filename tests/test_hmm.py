@@ -126,7 +126,7 @@ def test_equals_hmmlearn(case, n_iter):
     ours = jax.tree.leaves(params.emissions)
     for a, b in zip(ours, emissions(reference), strict=True):
         assert _relative(np.reshape(a, np.shape(b)), b) < 1e-8, name
-    per_sequence = model.score(params, X, weights)
+    per_sequence = model.score_sequences(params, X, weights)
     assert np.allclose(per_sequence, [reference.score(s) for s in sequences], rtol=1e-10)
     if n_iter > 1:
         # hmmlearn records the log-likelihood at the parameters every M-step starts from
@@ -146,10 +146,14 @@ def test_inference_equals_hmmlearn(case):
     steps = np.concatenate(sequences)
     proba = model.predict_proba(start, steps, lengths=LENGTHS)
     assert np.max(np.abs(np.asarray(proba) - reference.predict_proba(steps, LENGTHS))) < 1e-10
-    path, scores = model.decode(start, steps, lengths=LENGTHS)
-    assert np.array_equal(np.asarray(path), reference.predict(steps, LENGTHS))
-    expected = [reference.decode(s, algorithm="viterbi")[0] for s in sequences]
-    assert np.allclose(scores, expected, rtol=1e-10)
+    # hmmlearn's return values and order: (log_prob of all sequences, concatenated path)
+    log_prob, path = model.decode(start, steps, lengths=LENGTHS)
+    expected_log_prob, expected_path = reference.decode(steps, LENGTHS, algorithm="viterbi")
+    assert np.array_equal(np.asarray(path), expected_path)
+    assert np.array_equal(np.asarray(model.predict(start, steps, lengths=LENGTHS)), expected_path)
+    assert abs(float(log_prob) - expected_log_prob) < 1e-10 * abs(expected_log_prob)
+    total = model.score(start, steps, lengths=LENGTHS)
+    assert abs(float(total) - reference.score(steps, LENGTHS)) < 1e-10 * abs(float(total))
     one = model.score(start, sequences[2])
     assert np.ndim(one) == 0 and abs(float(one) - reference.score(sequences[2])) < 1e-9 * abs(one)
 
@@ -215,7 +219,7 @@ def test_model_equals_enumeration_with_structural_zeros(t):
         p = np.exp(prefix - np.logaddexp.reduce(prefix))
         filtered.append(np.bincount(prefix_paths[:, s], p, K))
     np.testing.assert_allclose(model.filter(params, x), np.stack(filtered), atol=1e-12)
-    path, score = model.decode(params, x)
+    score, path = model.decode(params, x)
     assert np.array_equal(np.asarray(path), paths[np.argmax(log_joint)])
     assert abs(float(score) - np.max(log_joint)) < 1e-12 * abs(np.max(log_joint))
 
@@ -377,3 +381,44 @@ def test_unconstrained_coordinates_keep_structural_zeros(dtype):
     )
     model.check_params(moved, 2, dtype)
     assert float(moved.initial[1]) == 0.0 and float(moved.transitions[0, 2]) == 0.0
+
+
+def test_hmmlearn_habits_work_as_in_hmmlearn():
+    """Code ported from hmmlearn: ``n_components``, ``lengths=`` in ``init`` and ``fit``,
+    ``sample`` of one sequence, ``score`` the total, ``decode`` as ``(log_prob, path)`` and
+    ``predict`` its path, all equal to hmmlearn's on the same parameters."""
+    model = jaxem.HiddenMarkovModel(families.Gaussian("diag", reg_covar=0.0), n_components=K)
+    assert model == jaxem.HiddenMarkovModel(families.Gaussian("diag", reg_covar=0.0), K)
+    assert model.n_components == model.n_states == K
+    truth = jaxem.HMMParams(*CHAIN, families.GaussianParams(MEANS, COVARIANCES["diag"]))
+    X, states = model.sample(jax.random.key(7), truth, 120)
+    assert X.shape == (120, 2) and states.shape == (120,)
+    lengths = [50, 70]
+    start = model.init(jax.random.key(1), X, lengths=lengths)
+    padded, weights = jaxem.pad([X[:50], X[50:]])
+    same = model.init(jax.random.key(1), padded, weights)
+    jax.tree.map(np.testing.assert_array_equal, start, same)
+    fitted = model.fit(jax.random.key(1), X, lengths, tol=0.0, max_iter=5)
+    expected = jaxem.fit(model, padded, same, weights=weights, tol=0.0, max_iter=5)
+    jax.tree.map(np.testing.assert_array_equal, fitted.params, expected.params)
+
+    reference = hmm.GaussianHMM(K, "diag", init_params="", params="")
+    reference.startprob_, reference.transmat_ = CHAIN
+    reference.means_, reference.covars_ = MEANS, COVARIANCES["diag"]
+    X = np.asarray(X)
+    total = model.score(truth, X, lengths=lengths)
+    assert np.ndim(total) == 0
+    assert abs(float(total) - reference.score(X, lengths)) < 1e-10 * abs(float(total))
+    per_sequence = model.score_sequences(truth, X, lengths=lengths)
+    expected_each = [reference.score(X[:50]), reference.score(X[50:])]
+    np.testing.assert_allclose(per_sequence, expected_each, rtol=1e-10)
+    log_prob, path = model.decode(truth, X, lengths=lengths)
+    ref_log_prob, ref_path = reference.decode(X, lengths)
+    assert abs(float(log_prob) - ref_log_prob) < 1e-10 * abs(ref_log_prob)
+    np.testing.assert_array_equal(path, ref_path)
+    np.testing.assert_array_equal(
+        model.predict(truth, X, lengths=lengths), reference.predict(X, lengths)
+    )
+    np.testing.assert_array_equal(model.predict(truth, X), reference.predict(X))
+    with pytest.raises(TypeError, match="n_states=2 and n_components=3"):
+        jaxem.HiddenMarkovModel(families.Poisson(), 2, n_components=3)
