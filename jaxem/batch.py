@@ -39,6 +39,7 @@ from jaxem.validation import (
     check_weight_values,
     host_values,
     is_concrete,
+    without_padding,
 )
 
 DEFAULT_LANES = 256
@@ -51,9 +52,11 @@ def pad(datasets: Any) -> tuple[Array, Array]:
         datasets: a sequence of B arrays ``(N_b, D)`` (same D, any N_b >= 1).
 
     Returns:
-        ``X`` ``(B, N_max, D)`` (padding rows hold zeros) and ``weights`` ``(B, N_max)`` (1 for
-        real rows, 0 for padding). Rows of weight 0 have no influence on a fit, whatever they
-        hold, so a padded member's fit equals the fit of its unpadded data.
+        ``X`` ``(B, N_max, D)`` (padding rows hold NaN) and ``weights`` ``(B, N_max)`` (1 for
+        real rows, 0 for padding). Pass both: rows of weight 0 have no influence on a fit,
+        whatever they hold, so a padded member's fit equals the fit of its unpadded data; the
+        NaN make a fit (or a score) of ``X`` without its weights an error instead of a fit of
+        the padding as data.
     """
     arrays = [as_float_array(x, f"datasets[{i}]") for i, x in enumerate(datasets)]
     if not arrays:
@@ -70,7 +73,7 @@ def pad(datasets: Any) -> tuple[Array, Array]:
             )
     dtype = jnp.result_type(*arrays)
     n_max = max(a.shape[0] for a in arrays)
-    X = np.zeros((len(arrays), n_max, arrays[0].shape[1]), dtype)
+    X = np.full((len(arrays), n_max, arrays[0].shape[1]), np.nan, dtype)
     weights = np.zeros((len(arrays), n_max), dtype)
     for i, a in enumerate(arrays):
         X[i, : a.shape[0]] = np.asarray(a)
@@ -174,6 +177,7 @@ def _check_batch(model, X, weights, prior):
         raise ValueError(f"X must be a batch of datasets, e.g. {example}; got shape {X.shape}")
     n_members = X.shape[0]
     member_weights = weights_shape(model, X.shape[1:])
+    X = without_padding(X, weights)
     missing = bool(getattr(model, "missing", False))  # NaN: a value missing at random
     if is_concrete(X) and not all_finite(X):
         values = host_values(X).reshape(n_members, -1)
@@ -181,7 +185,10 @@ def _check_batch(model, X, weights, prior):
         if np.any(bad_values):
             bad = int(np.argmax(np.any(bad_values, axis=1)))
             what = "inf" if missing else "NaN or inf"
-            raise ValueError(f"X contains {what} (first in member {bad}); values must be finite")
+            raise ValueError(
+                f"X contains {what} (first in member {bad}); values must be finite (data padded "
+                "by jaxem.pad holds NaN in its padding: pass the weights it returned)"
+            )
     if weights is None:
         weights = jnp.ones((n_members,) + member_weights, X.dtype)
     else:

@@ -38,7 +38,7 @@ from jaxem.chunking import (
 )
 from jaxem.compiler import jit
 from jaxem.sharding import SampleSharding, local_then_psum, per_device, sample_sharding
-from jaxem.validation import check_fit_options, check_weights
+from jaxem.validation import check_fit_options, check_weights, without_padding
 
 
 def fit(
@@ -122,6 +122,7 @@ def check_inputs(
     when it has one (else ``X`` as an array), the weights (through the model's optional
     ``effective_weights(X, weights)``, which may zero those of samples that carry no
     information), and a prior only for a model with ``log_prior``."""
+    X = without_padding(X, weights)  # NaN padding from jaxem.pad, with its weights
     validate = getattr(model, "validate", None)
     if validate is not None:
         X, params, prior = validate(X, params, weights, prior)

@@ -48,7 +48,13 @@ from jaxem.batch import pad
 from jaxem.compiler import jit
 from jaxem.inference import forward_backward, forward_backward_parallel, sample_states, viterbi
 from jaxem.mixture import Mixture
-from jaxem.validation import as_float_array, check_positive_int, host_values, is_concrete
+from jaxem.validation import (
+    as_float_array,
+    check_positive_int,
+    host_values,
+    is_concrete,
+    without_padding,
+)
 
 METHODS = {"sequential": forward_backward, "parallel": forward_backward_parallel}
 
@@ -236,9 +242,16 @@ class HiddenMarkovModel:
     def default_prior(self, X: Any) -> HMMPrior:
         """Flat Dirichlet priors on $\\pi$ and on every row of $A$ (concentration 1: their
         posterior mode is the maximum-likelihood update) and the family's default prior from
-        the pooled steps (see ``docs/families.md``). ``X`` ``(S, T, D)`` or ``(T, D)``."""
-        X = self._check_data(X)
-        emissions = self.family.default_prior(_steps(X), self.n_states)
+        the pooled steps (see ``docs/families.md``). ``X`` ``(S, T, D)`` or ``(T, D)``; steps
+        whose every value is NaN (the padding of `jaxem.pad`) are left out."""
+        X = as_float_array(X, "X")
+        if X.ndim not in (2, 3):
+            self._check_data(X)  # reports the shape
+        steps = _steps(X)
+        if is_concrete(steps):
+            steps = steps[~np.all(np.isnan(host_values(steps)), axis=1)]
+        X = self._check_data(steps)[0]
+        emissions = self.family.default_prior(X, self.n_states)
         ones = jnp.ones((self.n_states,), X.dtype)
         return HMMPrior(ones, jnp.ones((self.n_states, self.n_states), X.dtype), emissions)
 
@@ -251,7 +264,7 @@ class HiddenMarkovModel:
         or None; or hmmlearn's concatenated sequences ``(sum T_s, D)`` with ``lengths``."""
         if lengths is not None:
             X, weights = self.sequences(X, lengths, weights)
-        X = self._check_data(X)
+        X = self._check_data(without_padding(X, weights))
         weights = self._check_weights(weights, X)
         mixture = Mixture(self.family, self.n_states)
         steps, step_weights = _steps(X), weights.reshape(-1)
@@ -544,7 +557,7 @@ class HiddenMarkovModel:
         single = lengths is None and np.ndim(X) == 2
         if lengths is not None:
             X, weights = self.sequences(X, lengths, weights)
-        X = self._check_data(X)
+        X = self._check_data(without_padding(X, weights))
         weights = self._check_weights(weights, X)
         params = self.check_params(params, X.shape[-1], X.dtype)
         if draws is None:

@@ -28,6 +28,7 @@ from jaxem.validation import (
     check_positive_int,
     check_weights,
     is_concrete,
+    without_padding,
 )
 
 
@@ -87,7 +88,7 @@ class KMeans:
 
     def init(self, key: PRNGKey, X: Any, weights: Any = None) -> KMeansParams:
         """Greedy k-means++ seeding (weighted). ``X`` ``(N, D)``."""
-        X = check_data(X)
+        X = check_data(without_padding(X, weights))
         weights = check_weights(weights, X.shape[0], X.dtype)
         self._check_enough_samples(X.shape[0])
         return KMeansParams(kmeans_plusplus(key, X, weights, self.n_clusters))

@@ -40,6 +40,7 @@ from jaxem.validation import (
     host_values,
     is_concrete,
     n_weighted_samples,
+    without_padding,
 )
 
 N_LLOYD_ITER = 10
@@ -270,7 +271,7 @@ class Mixture:
             raise ValueError(f"method must be one of {INIT_METHODS}; got {method!r}")
         chunk_size = check_chunk_size(chunk_size)
         layout = sample_sharding(X)
-        X = self.family.check_data(X)
+        X = self.family.check_data(without_padding(X, weights))
         self._check_observed_columns(X)
         weights = self.effective_weights(X, check_weights(weights, X.shape[0], X.dtype))
         self._check_enough_samples(weights)

@@ -70,7 +70,8 @@ def check_data(X: Any, name: str = "X", missing: bool = False) -> jax.Array:
         if not missing:
             raise ValueError(
                 f"{name} contains NaN or inf; every value must be finite (for values missing at "
-                "random, build the model with missing=True)"
+                "random, build the model with missing=True; data padded by jaxem.pad holds NaN "
+                "in its padding: pass the weights it returned)"
             )
         values = host_values(X)
         if np.any(np.isinf(values)):
@@ -131,3 +132,18 @@ def check_fit_options(tol: Any, max_iter: Any) -> None:
         t = np.asarray(tol)
         if t.shape != () or not np.isfinite(t) or t < 0:
             raise ValueError(f"tol must be a finite number >= 0; got {tol}")
+
+
+def without_padding(X: Any, weights: Any) -> Any:
+    """``X`` with the rows (or steps) of weight zero set to zero, when ``weights`` is given and
+    shaped as ``X``'s leading axes: padding (which `jaxem.pad` fills with NaN, so that padded
+    data fitted without its weights is an error, not a silent wrong answer) then passes the
+    data checks, and carries no influence whatever it held. Other inputs are returned as they
+    are, for the usual checks to report."""
+    if weights is None:
+        return X
+    X, w = as_float_array(X, "X"), jnp.asarray(weights)
+    if w.ndim < 1 or w.shape != X.shape[: w.ndim] or not jnp.issubdtype(w.dtype, jnp.number):
+        return X
+    keep = (w > 0).reshape(w.shape + (1,) * (X.ndim - w.ndim))
+    return jnp.where(keep, X, jnp.zeros((), X.dtype))

@@ -168,3 +168,45 @@ def test_best_start_skips_nan():
     assert int(jaxem.best_start([np.nan, 1.0, 3.0, np.nan, 2.0])) == 2
     assert int(jaxem.best_start([np.nan, np.nan])) == 0
     assert int(jaxem.best_start([-np.inf, -5.0])) == 1
+
+
+def test_padded_data_without_its_weights_is_an_error_not_a_fit():
+    """`jaxem.pad` fills the padding with NaN: forgetting its weights (the padding fitted as
+    data: an HMM's objective was 10335.8 instead of -1592.06) is a ValueError in every entry
+    point, and with the weights every fit equals the fit of the unpadded data."""
+    rng = np.random.default_rng(3)
+    data = [rng.normal(size=(n, 2)) + 3 * (n % 2) for n in (30, 47)]
+    X, w = jaxem.pad(data)
+    assert np.all(np.isnan(np.asarray(X)[0, 30:])) and np.asarray(w)[0, 30:].sum() == 0
+    model = jaxem.GaussianMixture(2, "diag")
+    start = model.init(jax.random.key(0), X[0], w[0])
+    for call in (
+        lambda: jaxem.fit(model, X[0], start),
+        lambda: model.init(jax.random.key(0), X[0]),
+        lambda: model.score_samples(start, X[0]),
+        lambda: jaxem.fit_batch(model, jax.random.key(0), X),
+        lambda: jaxem.fit_restarts(model, jax.random.key(0), X[0], n_init=2),
+    ):
+        with pytest.raises(ValueError, match="padded by jaxem.pad holds NaN"):
+            call()
+    padded = jaxem.fit(model, X[0], start, weights=w[0], tol=0.0, max_iter=20)
+    plain = jaxem.fit(model, data[0], model.init(jax.random.key(0), data[0]), tol=0.0, max_iter=20)
+    np.testing.assert_allclose(padded.objective, plain.objective, rtol=1e-12)
+    np.testing.assert_allclose(padded.params.means, plain.params.means, rtol=1e-10)
+
+    hmm = jaxem.HiddenMarkovModel(jaxem.families.Gaussian("diag"), 2)
+    begin = hmm.init(jax.random.key(1), X, w)
+    for call in (
+        lambda: jaxem.fit(hmm, X, begin),
+        lambda: hmm.score(begin, X),
+        lambda: hmm.init(jax.random.key(1), X),
+    ):
+        with pytest.raises(ValueError, match="padded by jaxem.pad holds NaN"):
+            call()
+    joined = np.concatenate(data)
+    total = hmm.score(begin, joined, lengths=[30, 47])
+    np.testing.assert_allclose(hmm.score(begin, X, w), total, rtol=1e-12)
+    # the default prior pools the real steps only
+    prior = hmm.default_prior(X)
+    expected = hmm.default_prior(joined)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), prior, expected)
