@@ -172,6 +172,18 @@ class Family(Protocol):
     def describe(self) -> str: ...
 
 
+def check_coordinates(family: Any) -> None:
+    """``TypeError`` unless ``family`` has ``unconstrain`` and ``constrain``, the coordinates
+    that extrapolation (``accelerate="squarem"``) moves in; see ``docs/families.md``."""
+    missing = [name for name in ("unconstrain", "constrain") if not hasattr(family, name)]
+    if missing:
+        raise TypeError(
+            f"accelerate='squarem' needs the family's unconstrained coordinates: "
+            f"{type(family).__name__} has no {' or '.join(missing)} method (see "
+            "docs/families.md, 'Unconstrained coordinates'); fit without accelerate, or add them"
+        )
+
+
 class FitResult(NamedTuple):
     """What `jaxem.fit` returns; a NamedTuple, hence a pytree (batched under ``vmap``).
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxem import acceleration
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
+from jaxem.buckets import padded
 from jaxem.chunking import check_chunk_size
 from jaxem.compiler import jit
 from jaxem.em import (
@@ -459,6 +460,7 @@ def fit_restarts(
     # X and weights are not mapped: model.init sees them concrete and checks their values
     starts = jax.vmap(model.init, (0, None, None))(keys, X, weights)
     X, _, weights, prior = check_inputs(model, X, _take(starts, 0), weights, prior)
+    X, weights = padded(model, X, weights)
     weights, block, layout = plan(model, X, weights, chunk_size, copies=n_init)
     tol = jnp.asarray(tol, X.dtype)
     return _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout, accelerate)

@@ -30,6 +30,7 @@ has an improper flat prior, so the log joint is the log-likelihood.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -522,6 +523,14 @@ def compare(
     """
     _check_model(model)
     start = model.init(key, X, weights)
+    if jax.tree.leaves(start)[0].dtype != jnp.float64:
+        warnings.warn(
+            "compare runs in float32 (jax_enable_x64 is off): L-BFGS stalls at float32 "
+            "rounding and usually runs to its step cap, so the differences it reports are "
+            "float32's (about 1e-4), not EM's; for a tight check, "
+            "jax.config.update('jax_enable_x64', True) before making the data",
+            stacklevel=2,
+        )
     em, em_seconds = _timed(
         lambda: fit(model, X, start, prior=prior, weights=weights, tol=tol, max_iter=max_iter)
     )

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from jaxem import acceleration
 from jaxem.base import Array, EMModel, FitResult, Params, Prior
+from jaxem.buckets import padded
 from jaxem.chunking import (
     block_rows,
     block_sum,
@@ -90,6 +91,7 @@ def fit(
     acceleration.check_accelerate(accelerate, model)
     chunk_size = check_chunk_size(chunk_size)
     X, params, weights, prior = check_inputs(model, X, params, weights, prior)
+    X, weights = padded(model, X, weights)  # sizes that share a program, see jaxem.buckets
     weights, block, layout = plan(model, X, weights, chunk_size)
     tol = jnp.asarray(tol, weights.dtype)
     return run(model, X, params, prior, weights, tol, max_iter, block, layout, accelerate)
@@ -106,6 +108,7 @@ def em_step(
     the other arguments as for `fit`.
     """
     X, params, weights, prior = check_inputs(model, X, params, weights, prior)
+    X, weights = padded(model, X, weights)
     return _em_step(model, params, X, prior, weights)
 
 

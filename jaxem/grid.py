@@ -295,21 +295,6 @@ def best_starts(mixture: Mixture, result: GridResult, n_components: Any, regular
     return np.argmax(ranked, axis=1), all_bad
 
 
-def pad_rows(X: Array, weights: Array) -> tuple[Array, Array]:
-    """``X`` ``(N, D)`` and ``weights`` ``(N,)`` padded with zero-weight rows of zeros to the
-    next size of the form $2^j$ or $3 \\cdot 2^j$ (at least 16), which leaves every fit
-    unchanged: data sets of nearby sizes then share one compiled program (a notebook session
-    fits many), at most 50% more rows."""
-    X, weights = np.asarray(X), np.asarray(weights)
-    n = X.shape[0]
-    size = 16
-    while size < n:
-        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
-    extra = size - n
-    X = np.concatenate([X, np.zeros((extra, X.shape[1]), X.dtype)])
-    return jnp.asarray(X), jnp.asarray(np.concatenate([weights, np.zeros((extra,), weights.dtype)]))
-
-
 def first_components(mixture: Mixture, params: Any, k: int) -> Any:
     """The first ``k`` components of ``params`` (in the K_max layout of ``mixture``) as the
     parameters of a k-component mixture."""
@@ -328,5 +313,4 @@ __all__ = [
     "best_starts",
     "first_components",
     "fit_grid",
-    "pad_rows",
 ]

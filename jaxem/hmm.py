@@ -43,8 +43,9 @@ import numpy as np
 from jax.scipy.special import gammaln, xlogy
 
 from jaxem import priors
-from jaxem.base import Array, Family, PRNGKey
+from jaxem.base import Array, Family, PRNGKey, check_coordinates
 from jaxem.batch import pad
+from jaxem.buckets import padded
 from jaxem.compiler import jit
 from jaxem.inference import forward_backward, forward_backward_parallel, sample_states, viterbi
 from jaxem.mixture import Mixture
@@ -129,6 +130,9 @@ class HiddenMarkovModel:
     family: Family
     n_states: int
     method: str = "sequential"
+
+    # padding sequences and steps of weight zero change nothing (jaxem.buckets)
+    ignores_zero_weights = True
 
     def __init__(
         self,
@@ -266,6 +270,7 @@ class HiddenMarkovModel:
             X, weights = self.sequences(X, lengths, weights)
         X = self._check_data(without_padding(X, weights))
         weights = self._check_weights(weights, X)
+        X, weights = padded(self, X, weights)
         mixture = Mixture(self.family, self.n_states)
         steps, step_weights = _steps(X), weights.reshape(-1)
         start = mixture.init(key, steps, step_weights)
@@ -384,6 +389,7 @@ class HiddenMarkovModel:
         distribution and of each transition row (softmax coordinates; a zero, a structural zero
         say, becomes a finite number so negative that it stays exactly zero through `constrain`
         and any extrapolation whose steps there are zero) and the family's coordinates."""
+        check_coordinates(self.family)
         params = HMMParams(*params)
         return HMMParams(
             _log_with_zeros(params.initial),
@@ -560,12 +566,22 @@ class HiddenMarkovModel:
         X = self._check_data(without_padding(X, weights))
         weights = self._check_weights(weights, X)
         params = self.check_params(params, X.shape[-1], X.dtype)
+        n_sequences, n_steps = weights.shape
+        X_run, weights_run = padded(self, X, weights)
         if draws is None:
-            out = _inference(self, params, X, weights, what)
+            out = _inference(self, params, X_run, weights_run, what)
         else:
             key, n = draws
-            one = partial(_impute_draw, self, params, X, weights)
+            one = partial(_impute_draw, self, params, X_run, weights_run)
             out = jax.vmap(one)(jax.random.split(key, n))
+        if X_run.shape != X.shape:  # drop the padding's results, on the host (see buckets)
+            lead = (slice(None),) if draws is not None else ()
+
+            def unpad(a):
+                index = lead + (slice(0, n_sequences), slice(0, n_steps))
+                return jax.device_put(np.asarray(a)[index[: np.ndim(a)]])
+
+            out = jax.tree.map(unpad, out)
         if single:
             index = (slice(None), 0) if draws is not None else 0
             return jax.tree.map(lambda a: a[index], out)

@@ -55,6 +55,9 @@ class KMeans:
 
     n_clusters: int
 
+    # rows of weight zero change nothing: data may be padded to shared sizes (jaxem.buckets)
+    ignores_zero_weights = True
+
     def __post_init__(self):
         k = self.n_clusters
         check_positive_int(k, "n_clusters")

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import priors
-from jaxem.base import Array, Family, PRNGKey
+from jaxem.base import Array, Family, PRNGKey, check_coordinates
+from jaxem.buckets import bucket, padded, shares_programs
 from jaxem.chunking import block_rows, block_sum, check_chunk_size, model_bytes_per_sample
 from jaxem.compiler import jit
 from jaxem.initialization import kmeans_plusplus, lloyd, nearest, one_hot
@@ -92,6 +93,9 @@ class Mixture:
 
     family: Family
     n_components: int
+
+    # rows of weight zero change nothing: data may be padded to shared sizes (jaxem.buckets)
+    ignores_zero_weights = True
 
     def __post_init__(self):
         check_positive_int(self.n_components, "n_components")
@@ -276,6 +280,7 @@ class Mixture:
         weights = self.effective_weights(X, check_weights(weights, X.shape[0], X.dtype))
         self._check_enough_samples(weights)
         if layout is None:
+            X, weights = padded(self, X, weights)
             block = block_rows(X.shape[0], model_bytes_per_sample(self, X), chunk_size)
         else:
             X, block = as_auto(X), None
@@ -345,22 +350,22 @@ class Mixture:
     def log_joint(self, params: Any, X: Any) -> Array:
         """$\\log \\pi_k + \\log p(x_n \\mid \\theta_k)$, ``(N, K)``."""
         X, params = self._checked(params, X)
-        return _from_log_joint(self, params, X, "log_joint")
+        return self._per_row(partial(_from_log_joint, self, params, what="log_joint"), X)
 
     def score_samples(self, params: Any, X: Any) -> Array:
         """$\\log p(x_n)$, ``(N,)``."""
         X, params = self._checked(params, X)
-        return _from_log_joint(self, params, X, "score_samples")
+        return self._per_row(partial(_from_log_joint, self, params, what="score_samples"), X)
 
     def predict_proba(self, params: Any, X: Any) -> Array:
         """Responsibilities $r_{nk} = p(z_n = k \\mid x_n)$, ``(N, K)``."""
         X, params = self._checked(params, X)
-        return _from_log_joint(self, params, X, "predict_proba")
+        return self._per_row(partial(_from_log_joint, self, params, what="predict_proba"), X)
 
     def predict(self, params: Any, X: Any) -> Array:
         """The most probable component of each sample, ``(N,)`` integers."""
         X, params = self._checked(params, X)
-        return _from_log_joint(self, params, X, "predict")
+        return self._per_row(partial(_from_log_joint, self, params, what="predict"), X)
 
     def impute(
         self, params: Any, X: Any, *, key: PRNGKey | None = None, n: int | None = None
@@ -382,9 +387,10 @@ class Mixture:
         if key is None:
             if n is not None:
                 raise ValueError("n (the number of draws) needs a key")
-            return _impute(self, params, X)
+            return self._per_row(partial(_impute, self, params), X)
         n = check_positive_int(1 if n is None else n, "n")
-        return jax.vmap(lambda k: _impute_draw(self, params, X, k))(jax.random.split(key, n))
+        keys = jax.random.split(key, n)
+        return self._per_row(lambda X: jax.vmap(partial(_impute_draw, self, params, X))(keys), X, 1)
 
     def sample(self, key: PRNGKey, params: Any, n_samples: int) -> tuple[Array, Array]:
         """``n_samples`` draws: ``X`` ``(n_samples, D)`` and their components ``(n_samples,)``."""
@@ -403,6 +409,7 @@ class Mixture:
         """Unconstrained coordinates of the parameters: the log weights (softmax coordinates)
         and the family's (see e.g. `jaxem.families.Gaussian.unconstrain`); any real values map
         back to valid parameters through `constrain`."""
+        check_coordinates(self.family)
         params = self.as_mixture_params(params)
         return MixtureParams(jnp.log(params.weights), self.family.unconstrain(params.components))
 
@@ -442,6 +449,17 @@ class Mixture:
                 f"n_components={self.n_components} must be <= the number of samples "
                 f"(with positive weight), {n}"
             )
+
+    def _per_row(self, compute, X: Array, axis: int = 0) -> Array:
+        """``compute(X)``, whose ``axis`` runs over the rows of ``X``, on ``X`` padded with
+        rows of zeros to its `jaxem.buckets.bucket` (so that nearby sizes share one compiled
+        program), the padding's results dropped."""
+        n = X.shape[0]
+        if not shares_programs(self, X) or bucket(n) == n:
+            return compute(X)
+        # padded and sliced on the host: a pad or slice compiled per size would undo the sharing
+        out = compute(jax.device_put(np.pad(np.asarray(X), ((0, bucket(n) - n), (0, 0)))))
+        return jax.device_put(np.asarray(out)[(slice(None),) * axis + (slice(0, n),)])
 
     def _checked(self, params: Any, X: Any) -> tuple[Array, MixtureParams]:
         X = self.family.check_data(X)

@@ -33,10 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem.base import Array, PRNGKey
+from jaxem.buckets import pad_rows
 from jaxem.compiler import jit
 from jaxem.em import check_inputs, objective, plan, prepare_data
 from jaxem.gaussian_mixture import COVARIANCE_TYPES, GaussianMixture, GaussianMixtureParams
-from jaxem.grid import best_starts, first_components, fit_grid, pad_rows
+from jaxem.grid import best_starts, first_components, fit_grid
 from jaxem.hierarchical import partitions
 from jaxem.mixture import Mixture
 from jaxem.priors import default_prior

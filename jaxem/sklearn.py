@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 import warnings
 from functools import partial
 from numbers import Integral, Real
@@ -38,6 +39,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from jaxem import gaussian_mixture
 from jaxem.base import FitResult
 from jaxem.batch import best_start
+from jaxem.buckets import padded
 from jaxem.compiler import jit
 from jaxem.em import fit as em_fit
 from jaxem.gaussian_mixture import GaussianMixturePrior
@@ -62,15 +64,17 @@ def _n_informative(X: np.ndarray) -> int:
 
 
 @partial(jit, static_argnames="model")
-def _start(model: gaussian_mixture.GaussianMixture, X: jax.Array, resp: jax.Array):
+def _start(model: gaussian_mixture.GaussianMixture, X: jax.Array, resp: jax.Array, weights):
     """The maximum-likelihood M-step from responsibilities ``resp`` ``(N, K)``."""
-    return model.m_step(model.stats(X, resp))
+    return model.m_step(model.stats(X, resp, weights))
 
 
 @partial(jit, static_argnames="model")
-def _last_m_step(model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Array, prior: Any):
+def _last_m_step(
+    model: gaussian_mixture.GaussianMixture, params: Any, X: jax.Array, prior: Any, weights
+):
     """The M-step from the E-step at ``params``."""
-    stats, _ = model.e_step(params, X, jnp.ones(X.shape[0], X.dtype))
+    stats, _ = model.e_step(params, X, weights)
     return model.m_step(stats, prior)
 
 
@@ -88,6 +92,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             draws them (its ``KMeans`` with ``n_init=1``, ``kmeans_plusplus``, its random
             state's ``choice`` or ``uniform``): ``"kmeans"``, ``"k-means++"``,
             ``"random_from_data"`` or ``"random"``. The first M-step and EM then run in JAX.
+        weights_init, means_init, precisions_init: as in scikit-learn, starting values
+            ``(K,)``, ``(K, D)`` and the precisions in scikit-learn's shape per covariance type;
+            each replaces its part of the start drawn by ``init_params`` (the covariances come
+            from ``precisions_init`` when given).
+        warm_start: as in scikit-learn: a second ``fit`` starts from the fitted parameters
+            (one start, ``n_init`` ignored).
+        verbose, verbose_interval: as in scikit-learn, 1 prints each start and whether it
+            converged, 2 also the time and the lower bound; every ``verbose_interval``
+            iterations a line (with 2 the change of the objective per sample), printed from
+            the fit's history once its compiled loop has finished (the time per iteration is
+            the loop's average).
         random_state: None, an int or a ``numpy.random.RandomState``; with the same one as a
             scikit-learn ``GaussianMixture``, the starts are that estimator's starts.
         prior: None (maximum likelihood), ``"default"`` (MAP with
@@ -115,7 +130,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data"})],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
         "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
         "prior": [None, StrOptions({"default"}), GaussianMixturePrior],
         "missing": ["boolean"],
         "accelerate": [None, StrOptions({"squarem"})],
@@ -131,7 +152,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         max_iter: int = 100,
         n_init: int = 1,
         init_params: str = "kmeans",
+        weights_init: Any = None,
+        means_init: Any = None,
+        precisions_init: Any = None,
         random_state: Any = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
         prior: Any = None,
         missing: bool = False,
         accelerate: str | None = None,
@@ -143,7 +170,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.max_iter = max_iter
         self.n_init = n_init
         self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
         self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
         self.prior = prior
         self.missing = missing
         self.accelerate = accelerate
@@ -183,22 +216,29 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 warnings.simplefilter("ignore", RuntimeWarning)
                 means = np.nan_to_num(np.nanmean(X, axis=0))
             seeded = np.where(np.isnan(X), means, X)
-        results = [
-            self._em(
-                model,
-                Xj,
-                _start(
-                    model, Xj, jnp.asarray(self._responsibilities(seeded, random_state), X.dtype)
-                ),
-                prior,
-            )
-            for _ in range(self.n_init)
-        ]
+        # every step on the rows padded to a shared size (jaxem.buckets): cross-validation's
+        # folds of 333 and 334 rows run the same compiled programs
+        X_run, w_run = padded(model, Xj, jnp.ones(X.shape[0], X.dtype))
+        extra = ((0, X_run.shape[0] - X.shape[0]), (0, 0))
+        warm = self.warm_start and hasattr(self, "means_")
+        results = []
+        for init in range(1 if warm else self.n_init):
+            if warm:
+                start = self._params()
+            else:
+                resp = np.pad(self._responsibilities(seeded, random_state), extra)
+                start = _start(model, X_run, jnp.asarray(resp, X.dtype), w_run)
+                start = self._given_start(start, X.shape[1], X.dtype)
+            if self.verbose:
+                print(f"Initialization {init}")
+            began = time.perf_counter()
+            results.append(self._em(model, Xj, start, prior))
+            self._report(results[-1], time.perf_counter() - began, _n_informative(X))
         result = results[int(best_start([float(r.objective) for r in results]))]
         # scikit-learn's convention: its stopping rule compares the objectives of the last two
         # E-steps and still applies the M-step that follows, so the parameters it returns are
         # one M-step past those of lower_bound_ (never worse, EM being monotone).
-        self._store(_last_m_step(model, result.params, Xj, prior))
+        self._store(_last_m_step(model, result.params, X_run, prior, w_run))
         self.converged_ = bool(result.converged)
         if not self.converged_:
             warnings.warn(
@@ -228,6 +268,77 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         _, loglik = model.e_step(start, X, jnp.ones(X.shape[0], X.dtype))
         objective = loglik if prior is None else loglik + model.log_prior(start, prior)
         return FitResult(start, objective, 0, False, jnp.full((1,), jnp.nan, X.dtype), 1)
+
+    def _given_start(self, start: Any, n_features: int, dtype: Any) -> Any:
+        """``start`` with scikit-learn's ``weights_init``, ``means_init`` and
+        ``precisions_init`` in place of its parts, checked against ``(K, D)``."""
+        k, shapes = (
+            self.n_components,
+            {
+                "full": (self.n_components, n_features, n_features),
+                "tied": (n_features, n_features),
+                "diag": (self.n_components, n_features),
+                "spherical": (self.n_components,),
+            },
+        )
+        weights, means, covariances = start
+        given = (
+            ("weights_init", self.weights_init, (k,)),
+            ("means_init", self.means_init, (k, n_features)),
+            ("precisions_init", self.precisions_init, shapes[self.covariance_type]),
+        )
+        values = []
+        for name, value, shape in given:
+            if value is not None:
+                value = np.asarray(value, dtype=np.float64)
+                if value.shape != shape:
+                    raise ValueError(f"{name} must have shape {shape}; got {value.shape}")
+                if not np.all(np.isfinite(value)):
+                    raise ValueError(f"{name} contains NaN or inf")
+            values.append(value)
+        if values[0] is not None:
+            if np.any(values[0] < 0) or abs(values[0].sum() - 1) > 1e-6:
+                raise ValueError("weights_init must be non-negative and sum to 1")
+            weights = jnp.asarray(values[0], dtype)
+        if values[1] is not None:
+            means = jnp.asarray(values[1], dtype)
+        if values[2] is not None:
+            precisions = values[2]
+            if self.covariance_type in ("full", "tied"):
+                if np.any(np.linalg.eigvalsh(precisions) <= 0):
+                    raise ValueError("precisions_init must be symmetric positive definite")
+                covariances = np.linalg.inv(precisions)
+            else:
+                if np.any(precisions <= 0):
+                    raise ValueError("precisions_init must be positive")
+                covariances = 1.0 / precisions
+            covariances = jnp.asarray(covariances, dtype)
+        return gaussian_mixture.GaussianMixtureParams(weights, means, covariances)
+
+    def _report(self, result: FitResult, seconds: float, n: int) -> None:
+        """scikit-learn's verbose lines, from the fit's history."""
+        if not self.verbose:
+            return
+        # scikit-learn's iteration i evaluates the parameters of i - 1 M-steps (see _em)
+        n_iter = int(result.n_iter) + 1
+        history = np.asarray(result.history, np.float64) / n
+
+        def objective(m_steps: int) -> float:
+            return history[m_steps - 1] if m_steps >= 1 else np.nan
+
+        per_iteration = seconds / n_iter
+        for i in range(self.verbose_interval, n_iter + 1, self.verbose_interval):
+            if self.verbose < 2:
+                print(f"  Iteration {i}")
+            else:
+                change = objective(i - 1) - objective(i - 2)
+                print(f"  Iteration {i}\t time lapse {per_iteration:.5f}s\t ll change {change:.5f}")
+        state = "converged" if bool(result.converged) else "did not converge"
+        if self.verbose < 2:
+            print(f"Initialization {state}.")
+        else:
+            bound = float(result.objective) / n
+            print(f"Initialization {state}. time lapse {seconds:.5f}s\t lower bound {bound:.5f}.")
 
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
         """``fit(X)`` then the labels of ``X``."""

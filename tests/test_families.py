@@ -378,6 +378,9 @@ def test_a_family_of_ones_own():
     one = jaxem.Mixture(Exponential(), 1)
     fitted = jaxem.fit(one, X, one.init(jax.random.key(0), X), max_iter=2)
     np.testing.assert_allclose(fitted.params.components.rates[0], 1 / X.mean(0), rtol=1e-12)
+    # without unconstrained coordinates, SQUAREM says what is missing (was an AttributeError)
+    with pytest.raises(TypeError, match="Exponential has no unconstrain or constrain method"):
+        jaxem.fit(model, X, start, accelerate="squarem")
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -8,13 +8,13 @@ import pytest
 from conftest import COVARIANCE_TYPES
 
 import jaxem
+from jaxem.buckets import pad_rows
 from jaxem.grid import (
     MaskedMixture,
     MaskedPrior,
     best_starts,
     first_components,
     fit_grid,
-    pad_rows,
 )
 from jaxem.initialization import lloyd, nearest, whiten
 

@@ -128,3 +128,42 @@ def test_bad_parameters_raise_at_fit(blobs):
         GaussianMixture(20).fit(blobs[:10])
     with pytest.raises(ValueError, match="prior"):
         GaussianMixture(2, prior="flat").fit(blobs)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_scikit_learns_init_arrays_warm_start_and_verbose(covariance_type, capsys):
+    """weights_init, means_init and precisions_init start EM where scikit-learn starts it;
+    warm_start continues from the fit; verbose prints scikit-learn's lines."""
+    X = load_iris().data
+    rng = np.random.default_rng(0)
+    means = X[rng.choice(len(X), 3, replace=False)]
+    init = dict(
+        weights_init=np.array([0.2, 0.3, 0.5]),
+        means_init=means,
+        precisions_init=(
+            np.stack([np.eye(4) * 2.0] * 3) if covariance_type == "full" else np.full((3, 4), 2.0)
+        ),
+        covariance_type=covariance_type,
+        tol=1e-6,
+        max_iter=4,
+        warm_start=True,
+    )
+    ours, theirs = GaussianMixture(3, **init), SkGaussianMixture(3, **init)
+    for _ in range(2):  # the second fit continues from the first
+        with pytest.warns(ConvergenceWarning):
+            ours.fit(X)
+        with pytest.warns(ConvergenceWarning):
+            theirs.fit(X)
+        for name in ("weights_", "means_", "covariances_"):
+            a, b = getattr(ours, name), getattr(theirs, name)
+            assert np.max(np.abs(a - b)) < 1e-10 * np.max(np.abs(b)), name
+        assert ours.n_iter_ == theirs.n_iter_
+    capsys.readouterr()
+    GaussianMixture(3, covariance_type=covariance_type, verbose=1, verbose_interval=2,
+                    random_state=0).fit(X)  # fmt: skip
+    ours_lines = capsys.readouterr().out.splitlines()
+    SkGaussianMixture(3, covariance_type=covariance_type, verbose=1, verbose_interval=2,
+                      random_state=0).fit(X)  # fmt: skip
+    assert ours_lines == capsys.readouterr().out.splitlines()
+    with pytest.raises(ValueError, match=r"means_init must have shape \(3, 4\)"):
+        GaussianMixture(3, means_init=np.zeros((2, 4))).fit(X)
