@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/hmm.py --markdown-section docs/benchmarks.md
 	$(BIN)/python benchmarks/missing.py --markdown-section docs/benchmarks.md
 	$(BIN)/python benchmarks/acceleration.py --markdown-section docs/benchmarks.md
+	$(BIN)/python benchmarks/sizes.py --markdown-section docs/benchmarks.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -458,7 +458,12 @@ class Mixture:
         if not shares_programs(self, X) or bucket(n) == n:
             return compute(X)
         # padded and sliced on the host: a pad or slice compiled per size would undo the sharing
-        out = compute(jax.device_put(np.pad(np.asarray(X), ((0, bucket(n) - n), (0, 0)))))
+        fill = np.nan if self.missing else 0.0  # a missing-value model's padding: unobserved
+        out = compute(
+            jax.device_put(
+                np.pad(np.asarray(X), ((0, bucket(n) - n), (0, 0)), constant_values=fill)
+            )
+        )
         return jax.device_put(np.asarray(out)[(slice(None),) * axis + (slice(0, n),)])
 
     def _checked(self, params: Any, X: Any) -> tuple[Array, MixtureParams]:

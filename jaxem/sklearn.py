@@ -92,17 +92,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             draws them (its ``KMeans`` with ``n_init=1``, ``kmeans_plusplus``, its random
             state's ``choice`` or ``uniform``): ``"kmeans"``, ``"k-means++"``,
             ``"random_from_data"`` or ``"random"``. The first M-step and EM then run in JAX.
-        weights_init, means_init, precisions_init: as in scikit-learn, starting values
-            ``(K,)``, ``(K, D)`` and the precisions in scikit-learn's shape per covariance type;
-            each replaces its part of the start drawn by ``init_params`` (the covariances come
-            from ``precisions_init`` when given).
+        weights_init: as in scikit-learn, the starting weights ``(K,)``, in place of those
+            of the start drawn by ``init_params``.
+        means_init: likewise the starting means ``(K, D)``.
+        precisions_init: likewise the starting precisions, in scikit-learn's shape for the
+            covariance type; the start's covariances are their inverses.
         warm_start: as in scikit-learn: a second ``fit`` starts from the fitted parameters
             (one start, ``n_init`` ignored).
-        verbose, verbose_interval: as in scikit-learn, 1 prints each start and whether it
-            converged, 2 also the time and the lower bound; every ``verbose_interval``
-            iterations a line (with 2 the change of the objective per sample), printed from
-            the fit's history once its compiled loop has finished (the time per iteration is
-            the loop's average).
+        verbose: as in scikit-learn: 1 prints each start and whether it converged, 2 also the
+            time and the lower bound, and every ``verbose_interval`` iterations a line (with 2,
+            the change of the objective per sample), printed from the fit's history once its
+            compiled loop has finished (the time per iteration is the loop's average).
+        verbose_interval: the iterations between two such lines.
         random_state: None, an int or a ``numpy.random.RandomState``; with the same one as a
             scikit-learn ``GaussianMixture``, the starts are that estimator's starts.
         prior: None (maximum likelihood), ``"default"`` (MAP with

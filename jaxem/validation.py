@@ -138,9 +138,9 @@ def without_padding(X: Any, weights: Any) -> Any:
     """``X`` with the rows (or steps) of weight zero set to zero, when ``weights`` is given and
     shaped as ``X``'s leading axes: padding (which `jaxem.pad` fills with NaN, so that padded
     data fitted without its weights is an error, not a silent wrong answer) then passes the
-    data checks, and carries no influence whatever it held. Other inputs are returned as they
-    are, for the usual checks to report."""
-    if weights is None:
+    data checks, and carries no influence whatever it held. Other inputs (and traced ones,
+    whose values no check reads) are returned as they are."""
+    if weights is None or not is_concrete(X, weights):
         return X
     X, w = as_float_array(X, "X"), jnp.asarray(weights)
     if w.ndim < 1 or w.shape != X.shape[: w.ndim] or not jnp.issubdtype(w.dtype, jnp.number):

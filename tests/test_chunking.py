@@ -102,6 +102,13 @@ def test_blocked_restarts_equal_one_block(blobs):
     model = GaussianMixture(3, "diag")
     whole = jaxem.fit_restarts(model, jax.random.key(2), blobs, n_init=3, tol=1e-8)
     blocked = jaxem.fit_restarts(model, jax.random.key(2), blobs, n_init=3, tol=1e-8, chunk_size=97)
-    assert int(whole.best) == int(blocked.best)
     np.testing.assert_allclose(blocked.objectives, whole.objectives, rtol=1e-10)
-    assert_same_fit(blocked, whole)
+    # starts 1 and 2 reach the same maximum with permuted labels, tied to 1e-12: which one
+    # wins is rounding, so the winners are compared with their components in one order
+    np.testing.assert_allclose(float(blocked.objective), float(whole.objective), rtol=1e-10)
+    ours, theirs = (
+        model.permute(f.params, np.argsort(np.asarray(f.params.means)[:, 0]))
+        for f in (blocked, whole)
+    )
+    for x, y in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-8, atol=1e-10)
