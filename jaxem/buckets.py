@@ -11,8 +11,7 @@ time on every iteration.
 
 A model takes part when it says that rows of weight zero change nothing in its E-step
 (``ignores_zero_weights``, true for jaxem's mixtures, hidden Markov models and k-means); a
-model of one's own is fitted at its exact size unless it says so too, and so, for now, is a
-model with missing values. Data split over devices
+model of one's own is fitted at its exact size unless it says so too. Data split over devices
 and data traced inside a caller's ``jit`` keep their shape.
 """
 
@@ -60,10 +59,6 @@ def shares_programs(model: Any, X: Any, weights: Any = None) -> bool:
     """Whether ``X`` (and ``weights``) may be padded to buckets for ``model``: a model whose
     E-step ignores rows of weight zero, and concrete data on one device."""
     if not getattr(model, "ignores_zero_weights", False) or not is_concrete(X, weights):
-        return False
-    if getattr(model, "missing", False):
-        # not yet: a start with missing values and rows of weight zero differs from the start
-        # without those rows (found when this was added; see the note on issue 37)
         return False
     return not (isinstance(X, jax.Array) and len(X.sharding.device_set) > 1)
 

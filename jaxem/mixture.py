@@ -534,6 +534,8 @@ def _init(
     model: Mixture, key: PRNGKey, X: Array, weights: Array, method: str, block: int | None = None
 ) -> Any:
     family, k = model.family, model.n_components
+    if model.missing:  # a row of weight zero is a row with nothing observed: no fill counts it
+        X = jnp.where((weights > 0)[:, None], X, jnp.nan)
     points = family.init_points(X)
     if method == "random_from_data":
         rows = jax.random.choice(key, X.shape[0], (k,), replace=False, p=weights / jnp.sum(weights))
@@ -543,8 +545,11 @@ def _init(
     if method == "kmeans":
         centres = lloyd(points, weights, centres, N_LLOYD_ITER, block)
 
-    def stats(X_b, w_b, about=None):
-        wr = one_hot(nearest(family.init_points(X_b), centres), k, w_b)
+    # each row goes to the nearest centre among the points k-means ran on, computed once for
+    # all rows: a block's own points (with missing values, filled with that block's means, its
+    # rows of weight zero counted as zeros) would assign rows differently from k-means
+    def stats(X_b, w_b, points_b, about=None):
+        wr = one_hot(nearest(points_b, centres), k, w_b)
         return model._stats(model.prepare(X_b, w_b), wr, about)
 
     # a family may start from a posterior mode: maximum likelihood from a hard partition puts
@@ -559,11 +564,13 @@ def _init(
             mixture = mixture._replace(components=components)
         return model.from_mixture_params(mixture)
 
-    params = start(block_sum(stats, X, weights, block))
+    params = start(block_sum(stats, X, weights, block, (points,)))
     if block is None:
         return params
     # Statistics taken about the responsibility-weighted means (about=None) add up across blocks
     # only in the parts that do not depend on that reference (counts, sums); the M-step's means
     # are right, and a second pass about them gives every statistic
     about = model.as_mixture_params(params).components
-    return start(block_sum(lambda X_b, w_b: stats(X_b, w_b, about), X, weights, block))
+    return start(
+        block_sum(lambda X_b, w_b, p_b: stats(X_b, w_b, p_b, about), X, weights, block, (points,))
+    )

@@ -107,3 +107,34 @@ def test_a_model_of_ones_own_keeps_its_size():
     X = np.arange(10.0)[:, None]
     result = jaxem.fit(ExactCounts(), X, jax.numpy.zeros(()), tol=0, max_iter=2)
     np.testing.assert_allclose(result.params, 4.5)  # the mean of 10 rows, not of 16
+
+
+def test_missing_values_nearby_sizes_share_one_program(log_compiles):
+    """With values missing at random the padded fit equals the fit of the rows alone (rows
+    with nothing observed and zero weight change neither the start nor EM)."""
+    import jaxem.buckets
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (200, 2)), rng.normal(4, 1, (200, 2))])
+    X[rng.random(X.shape) < 0.2] = np.nan
+    model = jaxem.GaussianMixture(2, "full", missing=True)
+    fits = {}
+    for n in (333, 334, 335):
+        start = model.init(jax.random.key(0), X[:n])
+        fits[n] = (start, jaxem.fit(model, X[:n], start, tol=0, max_iter=5))
+    assert compiled(log_compiles, "run") == 1
+    largest = jaxem.buckets.LARGEST_PADDED
+    try:
+        jaxem.buckets.LARGEST_PADDED = 0  # every size as it is
+        for n, (start, padded) in fits.items():
+            exact = model.init(jax.random.key(0), X[:n])
+            for a, b in zip(jax.tree.leaves(exact), jax.tree.leaves(start), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-12)
+            plain = jaxem.fit(model, X[:n], exact, tol=0, max_iter=5)
+            np.testing.assert_allclose(padded.objective, plain.objective, rtol=1e-12)
+            for a, b in zip(
+                jax.tree.leaves(padded.params), jax.tree.leaves(plain.params), strict=True
+            ):
+                np.testing.assert_allclose(a, b, rtol=1e-9)
+    finally:
+        jaxem.buckets.LARGEST_PADDED = largest

@@ -554,3 +554,17 @@ def test_command_line_fits_and_predicts_with_missing_values(faithful, tmp_path):
     refused = cli("fit", "gaps.csv", "-k", "2", "-q")
     assert refused.returncode == 2
     assert len(refused.stderr.strip().splitlines()) == 1 and "--missing" in refused.stderr
+
+
+def test_rows_of_weight_zero_change_no_start_with_missing_values():
+    """A start with missing values fills them with the column means of the rows that count:
+    rows of weight zero (the padding of jaxem.pad or of the shared sizes in jaxem.buckets)
+    leave it as it is (before, their zeros entered the fill means and moved the start)."""
+    X = np.array(jaxem.load_faithful()[0])
+    X[np.random.default_rng(0).random(X.shape) < 0.2] = np.nan
+    model = jaxem.GaussianMixture(2, "full", missing=True)
+    padded, weights = jaxem.pad([X, X[:300]])
+    alone = model.init(jax.random.PRNGKey(0), X)
+    with_padding = model.init(jax.random.PRNGKey(0), padded[0], weights[0])
+    for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(with_padding), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
