@@ -85,18 +85,21 @@ def read_csv(
     if path.is_dir():
         raise CommandError(f"{path}: is a directory, not a CSV file")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark dropped
     except (OSError, UnicodeDecodeError) as e:
         raise CommandError(f"{path}: cannot be read as text ({e})") from None
     # a blank line is skipped; with missing values, a line of empty fields ("," for two
     # columns) is a row with nothing observed, kept so that predict answers every row
     lines = [
         (i + 1, row)
-        for i, row in enumerate(csv.reader(text.splitlines()))
+        for i, row in enumerate(csv.reader(text.splitlines(), delimiter=_delimiter(text)))
         if any(row) or (missing and len(row) > 1)
     ]
     if not lines:
         raise CommandError(f"{path}: the file is empty")
+    # a delimiter at the end of every line (as some spreadsheets write): no column there
+    if all(len(row) > 1 and not row[-1].strip() for _, row in lines):
+        lines = [(line, row[:-1]) for line, row in lines]
     if header:
         _, names = lines[0]
         names = [name.strip() for name in names]
@@ -137,6 +140,8 @@ def read_csv(
                 hint = "" if columns else " (pick numeric columns with --columns)"
                 if cell in MISSING_CELLS:
                     hint = missing_hint
+                elif re.fullmatch(r"[-+]?\d+,\d+", cell):
+                    hint = " (a decimal comma: write numbers with a decimal point)"
                 raise CommandError(
                     f"{path}, line {line}, column {names[j]!r}: {what}{hint}"
                 ) from None
@@ -147,6 +152,18 @@ def read_csv(
                 )
             X[r, c] = value
     return Table(X, [names[j] for j in picked], [line for line, _ in lines], path)
+
+
+def _delimiter(text: str) -> str:
+    """The first line's delimiter: a comma, or else a semicolon or a tab (files written where
+    the decimal mark is a comma, tab-separated files) when the first line has one."""
+    first = text.split("\n", 1)[0]
+    if "," in first:
+        return ","
+    for other in (";", "\t"):
+        if other in first:
+            return other
+    return ","
 
 
 def _is_number(text: str) -> bool:

@@ -193,3 +193,36 @@ def test_a_closed_pipe_ends_quietly(blob_files):
     reader.stdin.close()
     assert "Traceback" not in run.stderr and "BrokenPipeError" not in run.stderr
     assert run.returncode == 141
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("excel.csv", "\ufeffa,b\n"),  # a spreadsheet's byte-order mark
+        ("semicolons.csv", "a;b\n"),
+        ("tabs.tsv", "a\tb\n"),
+        ("trailing.csv", "a,b,\n"),  # a delimiter at the end of every line
+    ],
+)
+def test_spreadsheet_files_read_as_their_plain_csv(capsys, tmp_path, name, text):
+    X = three_blobs()[:, :2]
+    separator = {"excel.csv": ",", "semicolons.csv": ";", "tabs.tsv": "\t", "trailing.csv": ","}
+    end = "," if name == "trailing.csv" else ""
+    rows = "".join(f"{float(x)!r}{separator[name]}{float(y)!r}{end}\n" for x, y in X)
+    (tmp_path / name).write_text(text + rows, encoding="utf-8")
+    plain = tmp_path / "plain.csv"
+    np.savetxt(plain, X, delimiter=",", header="a,b", comments="")
+    status, _, _ = run(capsys, "fit", tmp_path / name, "-k", 2, "-q", "--out", tmp_path / "m.npz")
+    assert status == 0
+    assert jaxem.io.load_columns(tmp_path / "m.npz") == ["a", "b"]
+    _, params, _ = jaxem.load(tmp_path / "m.npz")
+    run(capsys, "fit", plain, "-k", 2, "-q", "--out", tmp_path / "p.npz")
+    _, expected, _ = jaxem.load(tmp_path / "p.npz")
+    np.testing.assert_array_equal(params.means, expected.means)  # the same numbers were read
+
+
+def test_a_decimal_comma_is_named(capsys, tmp_path):
+    data = tmp_path / "comma.csv"
+    data.write_text("a;b\n1,5;2\n2,5;3\n")
+    message = error_line(capsys, "fit", data, "-k", 1)
+    assert "line 2, column 'a': '1,5' is not a number (a decimal comma" in message
