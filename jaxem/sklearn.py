@@ -205,7 +205,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _fit(self, X: np.ndarray) -> GaussianMixture:
         model = self._model()
-        Xj = jnp.asarray(X)
+        Xj = jax.device_put(X)  # no copy compiled per shape, as jnp.asarray would
         if self.prior == "default":
             prior = default_prior(model, Xj)
         else:
@@ -228,7 +228,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 start = self._params()
             else:
                 resp = np.pad(self._responsibilities(seeded, random_state), extra)
-                start = _start(model, X_run, jnp.asarray(resp, X.dtype), w_run)
+                start = _start(model, X_run, jax.device_put(resp.astype(X.dtype)), w_run)
                 start = self._given_start(start, X.shape[1], X.dtype)
             if self.verbose:
                 print(f"Initialization {init}")
@@ -437,7 +437,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=self._finite()
         )
         with _precision(self.means_.dtype):
-            Xj = jnp.asarray(X, self.means_.dtype)
+            Xj = jax.device_put(np.asarray(X, self.means_.dtype))
             return np.asarray(fn(self._model(), self._params(), Xj))
 
     def _store(self, params: gaussian_mixture.GaussianMixtureParams) -> None:
