@@ -523,6 +523,11 @@ def compare(
     """
     _check_model(model)
     start = model.init(key, X, weights)
+    if jax.tree.leaves(start)[0].dtype != jnp.float64 and jax.config.jax_enable_x64:
+        raise TypeError(
+            "compare got float32 data while float64 is enabled: the mode search (optax's "
+            "L-BFGS) needs one precision throughout; pass the data as float64"
+        )
     if jax.tree.leaves(start)[0].dtype != jnp.float64:
         warnings.warn(
             "compare runs in float32 (jax_enable_x64 is off): L-BFGS stalls at float32 "

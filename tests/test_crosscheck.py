@@ -205,3 +205,21 @@ def test_hmm_em_map_is_numpyros_posterior_mode(name):
     assert report.objective_diff < 1e-8
     assert report.max_param_diff < 1e-4
     assert "HiddenMarkovModel(" in repr(report)
+
+
+def test_float32_comparison_says_that_float64_is_off(faithful):
+    """In float32 L-BFGS stalls at float32 rounding: compare says so (and why the differences
+    it reports are then about 1e-4) instead of running to its cap silently; float32 data in a
+    process with float64 on is a clear error (it was optax's dtype error from inside the line
+    search)."""
+    X = _standardised(np.asarray(faithful)).astype(np.float32)
+    model = jaxem.GaussianMixture(2, "diag")
+    with jax.enable_x64(False):
+        prior = jaxem.default_prior(model, X)
+        with pytest.warns(UserWarning, match="float32.*jax_enable_x64"):
+            report = crosscheck.compare(model, X, prior, jax.random.key(0), steps=20)
+        assert report.em.params.means.dtype == np.float32
+        # the report's numbers are float32's: EM's objective against NumPyro's log joint
+        assert report.em_objective_diff < 1e-5
+    with pytest.raises(TypeError, match="float32 data while float64 is enabled"):
+        crosscheck.compare(model, X, None, jax.random.key(0), steps=20)
