@@ -6,10 +6,12 @@
               [--covariance-type full] [--prior default] [--n-init 4]
               [--seed 0] [--columns a,b] [--out model.npz] [--json summary.json] [--plot fig.png]
     jaxem select DATA.csv -k 1-6 [--covariance-types full,diag] [--criterion bic] [--out best.npz]
-    jaxem predict model.npz DATA.csv [--columns a,b] [--out labels.csv]
+    jaxem predict model.npz DATA.csv [--columns a,b] [--out labels.csv | --out -]
     jaxem demo [--plot demo.png]
 
-A CSV file has a header row and numeric columns (``--columns`` picks some of them). Problems
+A CSV file has a header row (``--no-header`` when it has none) and numeric columns
+(``--columns`` picks some of them); a saved model keeps the names of its columns, which
+``predict`` picks by name. Problems
 with the input (a missing, empty or malformed file, a cell that is not a number, too few rows
 for K, an unknown option value) print one line on stderr and exit with status 2. Restarts and
 model selection show a progress bar on a terminal, unless ``--quiet``.
