@@ -468,6 +468,12 @@ class Mixture:
 
     def _checked(self, params: Any, X: Any) -> tuple[Array, MixtureParams]:
         X = self.family.check_data(X)
+        # every family's first parameter array is (K, D, ...): name a mismatch of D plainly
+        first = np.shape(jax.tree.leaves(self.as_mixture_params(params).components)[0])
+        if len(first) >= 2 and first[1] != X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features (columns) but the parameters are for {first[1]}"
+            )
         params = self.check_params(params, X.shape[1], X.dtype)
         return X, self.as_mixture_params(params)
 

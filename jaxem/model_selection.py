@@ -183,6 +183,11 @@ def select(
     if not isinstance(missing, bool):
         raise TypeError(f"missing must be True or False; got {missing!r}")
     X = check_data(X, missing=missing)
+    if isinstance(n_components, str):
+        raise TypeError(
+            "n_components must be numbers of components (range(1, 7), [2, 3]); "
+            f"got {n_components!r}"
+        )
     ks = [check_positive_int(k, "n_components") for k in n_components]
     if not ks:
         raise ValueError("n_components must name at least one number of components")

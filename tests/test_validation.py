@@ -119,3 +119,12 @@ def test_checks_run_before_compilation(monkeypatch):
     monkeypatch.setattr(em, "run", fail)
     with pytest.raises(ValueError, match="NaN"):
         jaxem.fit(MODEL, np.full((30, 2), np.nan), START)
+
+
+def test_messages_name_what_a_user_got_wrong(faithful):
+    model = jaxem.GaussianMixture(2)
+    params = model.init(jax.random.key(0), faithful)
+    with pytest.raises(ValueError, match="X has 1 features .* the parameters are for 2"):
+        model.predict(params, faithful[:, :1])
+    with pytest.raises(TypeError, match=r"n_components must be numbers .* got '1-3'"):
+        jaxem.select(faithful, "1-3", key=jax.random.key(0))
