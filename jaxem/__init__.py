@@ -3,7 +3,8 @@
 The public API:
 
 - `fit`: the generic EM driver, for any model that provides ``e_step``/``m_step``;
-  `em_step`: one EM iteration, for a loop of one's own;
+  `em_algorithm`: the same EM as ``init``/``step``/``converged`` functions over an `EMState`,
+  for a loop of one's own (see `jaxem.algorithm`); `em_step`: one EM iteration from params;
 - `FitResult`: what ``fit`` returns (a pytree);
 - `EMModel`: the contract a model provides; `Family`: the contract of a component family;
 - `Mixture`, `MixtureParams`, `MixturePrior`: a mixture over any family of
@@ -37,11 +38,12 @@ The public API:
 """
 
 from jaxem import families
+from jaxem.algorithm import EMAlgorithm, EMState
 from jaxem.base import EMModel, Family, FitResult
 from jaxem.batch import RestartsResult, best_start, fit_batch, fit_restarts, pad
 from jaxem.compilation_cache import enable_compilation_cache
 from jaxem.datasets import load_anes96, load_faithful
-from jaxem.em import em_step, fit
+from jaxem.em import em_algorithm, em_step, fit
 from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams, GaussianMixturePrior
 from jaxem.hmm import HiddenMarkovModel, HMMParams, HMMPrior, HMMStats
 from jaxem.io import load, save
@@ -71,7 +73,10 @@ __all__ = [
     "MixturePrior",
     "MixtureStats",
     "best_start",
+    "em_algorithm",
     "em_step",
+    "EMAlgorithm",
+    "EMState",
     "families",
     "FitResult",
     "GaussianMixture",

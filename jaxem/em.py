@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxem import acceleration
+from jaxem.algorithm import EMAlgorithm, EMState, build
+from jaxem.algorithm import objective as objective
 from jaxem.base import Array, EMModel, FitResult, Params, Prior
 from jaxem.buckets import padded
 from jaxem.chunking import (
@@ -168,13 +170,6 @@ def plan(
     return weights, block_rows(n_local, per_sample, chunk_size), layout
 
 
-def objective(model: EMModel, params: Params, loglik: Array, prior: Prior | None) -> Array:
-    """The objective: ``loglik``, plus ``model.log_prior(params, prior)`` with a prior."""
-    if prior is None:
-        return loglik
-    return loglik + model.log_prior(params, prior)
-
-
 def prepare_data(model: EMModel, X: Array, weights: Array) -> Any:
     """The data as the model's E-step reads it, computed once per fit (see `jaxem.base`)."""
     prepare = getattr(model, "prepare", None)
@@ -187,15 +182,30 @@ def has_converged(value: Array, previous: Array, total_weight: Array, tol: Array
 
 
 def _e_pass(model: EMModel, X: Array, weights: Array, block: int | None, layout):
-    """``(data, e_step)``: the data as computed once per fit, and ``e_step(params, data) ->
-    (stats, loglik)`` over all samples: in row blocks of ``block`` rows (None: one block, with
-    the model's ``prepare`` done once), and on every device's rows with the sums added across
-    devices when ``layout`` is a `jaxem.sharding.SampleSharding`."""
+    """``(data, e_step)``: the data as computed once per fit (`_prepared_data`), and
+    ``e_step(params, data) -> (stats, loglik)`` over all samples (`_pass`)."""
+    return _prepared_data(model, X, weights, block, layout), _pass(model, block, layout)
+
+
+def _prepared_data(model: EMModel, X: Array, weights: Array, block: int | None, layout) -> Any:
+    """The data as `_pass`'s E-step reads it: with one block, the model's ``prepare`` done once
+    (rows of weight zero zeroed first); in row blocks, the rows and weights as they are (each
+    block is prepared as it is visited); per device when ``layout`` splits the rows."""
 
     def prepare(X, weights):
         if block is None:
             return prepare_data(model, zero_unweighted(X, weights), weights), weights
         return X, weights
+
+    if layout is None:
+        return prepare(X, weights)
+    return per_device(prepare, layout)(X, weights)
+
+
+def _pass(model: EMModel, block: int | None, layout) -> Any:
+    """``e_step(params, data) -> (stats, loglik)`` over all samples: in row blocks of ``block``
+    rows (None: one block), and on every device's rows with the sums added across devices when
+    ``layout`` is a `jaxem.sharding.SampleSharding`."""
 
     def e_step(params, data):
         if block is None:
@@ -207,9 +217,8 @@ def _e_pass(model: EMModel, X: Array, weights: Array, block: int | None, layout)
         return block_sum(one_block, *data, block)
 
     if layout is None:
-        return prepare(X, weights), e_step
-    data = per_device(prepare, layout)(X, weights)
-    return data, local_then_psum(
+        return e_step
+    return local_then_psum(
         lambda params, data: e_step(params, jax.tree.map(lambda a: a[0], data)), layout, 1
     )
 
@@ -229,63 +238,81 @@ def run(
 ) -> FitResult:
     """The compiled loop of `fit` on checked inputs: ``weights`` placed and ``block``,
     ``layout`` chosen by `plan`, ``tol`` an array."""
-    total_weight = jnp.sum(weights)
+    algorithm = _algorithm(model, X, prior, weights, block, layout, accelerate)
+    return iterate(algorithm, algorithm.init(params), tol, max_iter)
+
+
+def iterate(algorithm: EMAlgorithm, state: EMState, tol: Array, max_iter: int) -> FitResult:
+    """``algorithm.step`` from ``state`` inside ``jax.lax.while_loop`` until
+    ``algorithm.converged`` or ``max_iter`` iterations: the loop of `fit`, as a `FitResult`
+    with the objective after every iteration in ``history`` ``(max_iter,)``."""
+    history = jnp.full((max_iter,), jnp.nan, state.objective.dtype)
+
+    def cond(carry):
+        state, _ = carry
+        running = (state.n_iter < max_iter) & ~algorithm.converged(state, tol)
+        return (state.n_evals == 0) | running
+
+    def body(carry):
+        state, history = carry
+        state = algorithm.step(state)
+        # the evaluation of the start writes nowhere (an index past the end is dropped)
+        at = jnp.where(state.n_iter > 0, state.n_iter - 1, max_iter)
+        return state, history.at[at].set(state.objective, mode="drop")
+
+    state, history = jax.lax.while_loop(cond, body, (state, history))
+    converged = algorithm.converged(state, tol)
+    return FitResult(state.params, state.objective, state.n_iter, converged, history, state.n_evals)
+
+
+def _algorithm(model, X, prior, weights, block, layout, accelerate) -> EMAlgorithm:
+    """`jaxem.algorithm.build` on the data as `fit` visits it (row blocks, devices)."""
     data, e_step = _e_pass(model, X, weights, block, layout)
-    if accelerate is not None:
-        stats, loglik = e_step(params, data)
-        value = objective(model, params, loglik, prior)
-        history = jnp.full((max_iter,), jnp.nan, value.dtype)
-        return _run_accelerated(
-            model, e_step, data, params, stats, value, prior, total_weight, tol, history
-        )
-    # the E-step at the start runs inside the loop, as its iteration 0 (without an M-step):
-    # one E-step in the compiled program instead of two
-    shapes = jax.eval_shape(e_step, params, data)
-    stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[0])
-    value = jnp.zeros(shapes[1].shape, shapes[1].dtype)
-    history = jnp.full((max_iter + 1,), jnp.nan, value.dtype)
-    state = (jnp.asarray(0, jnp.int32), params, stats, value, jnp.asarray(False), history)
-
-    def cond(state):
-        i, _, _, _, converged, _ = state
-        return (i <= max_iter) & ~converged
-
-    def body(state):
-        i, params, stats, previous, _, history = state
-        params = jax.lax.cond(i > 0, lambda: model.m_step(stats, prior), lambda: params)
-        stats, loglik = e_step(params, data)
-        value = objective(model, params, loglik, prior)
-        converged = (i > 0) & has_converged(value, previous, total_weight, tol)
-        return i + 1, params, stats, value, converged, history.at[i].set(value)
-
-    n_evals, params, _, value, converged, history = jax.lax.while_loop(cond, body, state)
-    return FitResult(params, value, n_evals - 1, converged, history[1:], n_evals)
+    return build(model, lambda params: e_step(params, data), prior, jnp.sum(weights), accelerate)
 
 
-def _run_accelerated(model, e_step, data, params, stats, value, prior, total_weight, tol, history):
-    """`run`'s loop with SQUAREM iterations (`jaxem.acceleration`) from an evaluated start."""
-    max_iter = history.shape[0]
+def em_algorithm(
+    model: EMModel,
+    X: Any,
+    params: Params,
+    *,
+    prior: Prior | None = None,
+    weights: Any = None,
+    chunk_size: int | None = None,
+    accelerate: str | None = None,
+) -> EMAlgorithm:
+    """EM on ``model`` and ``X`` as three functions, ``init``, ``step`` and ``converged`` (see
+    `jaxem.algorithm`), for a loop of one's own: logging, early stopping, a plot per
+    iteration, or ``jax.lax.scan``. Inputs are checked here once (``params`` is a start, for
+    the shapes), the data prepared once; the arguments are those of `fit`. ``init`` and
+    ``step`` come compiled as `fit` compiles its loop, so that a Python loop gives `fit`'s
+    iterates (plain EM: bit for bit; SQUAREM: to rounding, about 1e-15 relative, since XLA
+    arranges a loop's body differently)::
 
-    def evaluate(params):
-        stats, loglik = e_step(params, data)
-        return stats, objective(model, params, loglik, prior)
+        algorithm = jaxem.em_algorithm(model, X, params)
+        state = algorithm.init(params)
+        while state.n_evals == 0 or (
+            state.n_iter < 100 and not algorithm.converged(state, 1e-6)
+        ):
+            state = algorithm.step(state)
 
-    def m_step(stats):
-        return model.m_step(stats, prior)
+    Returns:
+        An `jaxem.algorithm.EMAlgorithm`; its states are `jaxem.algorithm.EMState`.
+    """
+    acceleration.check_accelerate(accelerate, model)
+    chunk_size = check_chunk_size(chunk_size)
+    X, _, weights, prior = check_inputs(model, X, params, weights, prior)
+    X, weights = padded(model, X, weights)
+    weights, block, layout = plan(model, X, weights, chunk_size)
+    return _prepared(model, X, prior, weights, block, layout, accelerate)
 
-    start = acceleration.init(params, stats, value)
-    loop = (jnp.asarray(0, jnp.int32), start, jnp.asarray(False), history)
 
-    def cond(loop):
-        i, _, converged, _ = loop
-        return (i < max_iter) & ~converged
-
-    def body(loop):
-        i, state, _, history = loop
-        new = acceleration.step(model, evaluate, m_step, state)
-        converged = acceleration.has_converged(new, state, total_weight, tol)
-        return i + 1, new, converged, history.at[i].set(new.objective)
-
-    n_iter, state, converged, history = jax.lax.while_loop(cond, body, loop)
-    n_evals = 1 + acceleration.EVALUATIONS_PER_ITERATION["squarem"] * n_iter
-    return FitResult(state.params, state.objective, n_iter, converged, history, n_evals)
+def _prepared(model, X, prior, weights, block, layout, accelerate) -> EMAlgorithm:
+    """The algorithm with the data prepared once (one compiled program), ``init`` and ``step``
+    compiled with `jaxem.compiler`'s options as `run` is."""
+    data = jit(partial(_prepared_data, model, block=block, layout=layout))(X, weights)
+    e_step = _pass(model, block, layout)
+    algorithm = build(
+        model, lambda params: e_step(params, data), prior, jnp.sum(weights), accelerate
+    )
+    return algorithm._replace(init=jit(algorithm.init), step=jit(algorithm.step))

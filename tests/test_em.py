@@ -186,3 +186,45 @@ def test_a_model_without_validate_runs_through_every_driver():
     restarts = jaxem.fit_restarts(model, jax.random.key(1), X[0], n_init=2, tol=1e-10, max_iter=400)
     alone = jaxem.fit(model, X[0], model.init(None, X[0]), tol=1e-10, max_iter=400)
     np.testing.assert_allclose(restarts.objective, alone.objective, rtol=1e-12)
+
+
+@pytest.mark.parametrize("accelerate", [None, "squarem"])
+def test_a_loop_of_ones_own_over_the_public_step_is_fit(faithful, accelerate):
+    """`jaxem.em_algorithm`'s step in a Python loop gives `fit`'s history and parameters: bit
+    for bit for plain EM, to rounding (1e-12) with SQUAREM, whose loop body XLA arranges
+    differently from a step compiled alone; `jax.lax.scan` over it runs a fixed number."""
+    model = jaxem.GaussianMixture(3, "full")
+    start = model.init(jax.random.key(0), faithful)
+    fitted = jaxem.fit(model, faithful, start, tol=1e-8, max_iter=200, accelerate=accelerate)
+    algorithm = jaxem.em_algorithm(model, faithful, start, accelerate=accelerate)
+    state, history = algorithm.init(start), []
+    while state.n_evals == 0 or (state.n_iter < 200 and not algorithm.converged(state, 1e-8)):
+        state = algorithm.step(state)
+        if int(state.n_iter) > len(history):
+            history.append(float(state.objective))
+    assert int(state.n_iter) == int(fitted.n_iter) and int(state.n_evals) == int(fitted.n_evals)
+    expected = np.asarray(fitted.history)[: int(fitted.n_iter)]
+    leaves = zip(jax.tree.leaves(state.params), jax.tree.leaves(fitted.params), strict=True)
+    if accelerate is None:
+        np.testing.assert_array_equal(history, expected)
+        for a, b in leaves:
+            np.testing.assert_array_equal(a, b)
+    else:
+        np.testing.assert_allclose(history, expected, rtol=1e-12)
+        for a, b in leaves:
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    # a fixed number of iterations by lax.scan: fit with tol=0
+    n = 5
+    # (plain EM's first step evaluates the start: one more)
+    scanned, objectives = _scan(algorithm, start, n + (accelerate is None))
+    fixed = jaxem.fit(model, faithful, start, tol=0, max_iter=n, accelerate=accelerate)
+    np.testing.assert_allclose(objectives[-n:], fixed.history, rtol=1e-12)
+    assert int(scanned.n_iter) == n
+
+
+def _scan(algorithm, start, length):
+    def one(state, _):
+        state = algorithm.step(state)
+        return state, state.objective
+
+    return jax.lax.scan(one, algorithm.init(start), length=length)
