@@ -18,14 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import acceleration
+from jaxem.algorithm import build
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
 from jaxem.buckets import padded
 from jaxem.chunking import check_chunk_size
 from jaxem.compiler import jit
 from jaxem.em import (
     check_inputs,
-    has_converged,
-    objective,
     plan,
     prepare_data,
     run,
@@ -271,13 +270,11 @@ def fit_lanes(
     ``shared`` one data set ``(N, ...)``, ``(N,)`` for all (the starts of `jaxem.select`);
     ``init_params`` and ``prior`` (or None) with a leading axis B; ``tol`` an array.
 
-    Plain EM: every pass through the loop does one E-step in every lane. A lane holding a member
-    that was just loaded ("fresh") evaluates that member's initial parameters (``fit``'s initial
-    E-step); the other lanes do ``fit``'s loop body: M-step, E-step, the stopping rule. With
-    ``accelerate``, every pass does one iteration of `jaxem.acceleration` in every lane, after
-    the fresh lanes (if any) have evaluated their starts. A lane whose member has stopped writes
-    the member's result out and loads the next waiting member; lanes with no member left idle
-    until all lanes are done.
+    Every lane holds a member's `jaxem.algorithm.EMState` and every pass through the loop takes
+    one ``step`` of `jaxem.algorithm` in every lane (the step of `jaxem.fit`): a member just
+    loaded evaluates its start (plain EM; with SQUAREM its start is evaluated as it is loaded),
+    the others iterate. A lane whose member has stopped writes the member's result out and
+    loads the next waiting member; lanes with no member left idle until all lanes are done.
     """
     n_members = jax.tree.leaves(init_params)[0].shape[0]
     keep = (weights > 0).reshape(weights.shape + (1,) * (X.ndim - weights.ndim))
@@ -290,26 +287,32 @@ def fit_lanes(
         data = jax.vmap(partial(prepare_data, model))(X, weights)
     data_axis = None if shared else 0
     lane_ids = jnp.arange(lanes)
-    per_iteration = acceleration.EVALUATIONS_PER_ITERATION[accelerate]
 
-    e_step = jax.vmap(model.e_step, in_axes=(0, data_axis, data_axis))
-    m_step = jax.vmap(model.m_step)
+    def algorithm(X_1, w_1, prior_1, total_1):
+        """One member's `jaxem.algorithm.EMAlgorithm`, on its own data and prior."""
+        return build(
+            model, lambda params: model.e_step(params, X_1, w_1), prior_1, total_1, accelerate
+        )
 
-    def lane_objective(params, loglik, prior_l):
-        if prior_l is None:
-            return loglik
-        return jax.vmap(lambda p, ll, pr: objective(model, p, ll, pr))(params, loglik, prior_l)
+    def per_lane(fn):
+        """``fn(algorithm, value)`` in every lane, each on its member's data and prior."""
+
+        def one(value, X_1, w_1, prior_1, total_1):
+            return fn(algorithm(X_1, w_1, prior_1, total_1), value)
+
+        return jax.vmap(one, in_axes=(0, data_axis, data_axis, 0, 0))
+
+    init = per_lane(lambda a, params: a.init(params))
+    step = per_lane(lambda a, state: a.step(state))
+    converged = per_lane(lambda a, state: a.converged(state, tol))
 
     def load(member):
         """Everything a lane needs about its member (``member`` clipped for idle lanes)."""
         m = jnp.minimum(member, n_members - 1)
         if shared:
-            return m, data, weights, total_weight[m], _take(prior, m)
-        return m, _take(data, m), weights[m], total_weight[m], _take(prior, m)
+            return m, data, weights, _take(prior, m), total_weight[m]
+        return m, _take(data, m), weights[m], _take(prior, m), total_weight[m]
 
-    # fresh lanes ignore the statistics they hold: zeros of the right structure will do
-    shapes = jax.eval_shape(e_step, _take(init_params, lane_ids), *load(lane_ids)[1:3])[0]
-    stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     dtype = total_weight.dtype
     out = FitResult(
         params=init_params,
@@ -319,95 +322,59 @@ def fit_lanes(
         history=jnp.full((n_members, max_iter), jnp.nan, dtype),
         n_evals=jnp.zeros((n_members,), jnp.int32),
     )
+    # every lane starts by loading its member (below): zeros of the right structure until then
+    m, *lane_data = load(lane_ids)
+    shapes = jax.eval_shape(init, _take(init_params, m), *lane_data)
     state = dict(
         member=lane_ids,  # >= n_members: idle
-        fresh=jnp.ones((lanes,), bool),
-        n_iter=jnp.zeros((lanes,), jnp.int32),
+        fresh=jnp.ones((lanes,), bool),  # lanes to load with their member's start
         waiting=jnp.asarray(lanes, jnp.int32),  # the next member to load
+        lane=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes),
         out=out,
     )
-    if accelerate is None:
-        state.update(stats=stats, previous=jnp.zeros((lanes,), dtype))
-    else:
-        zeros = jnp.zeros((lanes,), dtype)
-        state.update(iterate=acceleration.init(_take(init_params, lane_ids), stats, zeros))
 
     def cond(state):
         return jnp.any(state["member"] < n_members)
 
-    def plain_pass(state, m, X_l, w_l, prior_l, total_l):
-        """``(n_iter, converged, params, objective, lane state)`` after one pass."""
-        fresh = state["fresh"]
-        params = _select(fresh, _take(init_params, m), m_step(state["stats"], prior_l))
-        stats, loglik = e_step(params, X_l, w_l)
-        obj = lane_objective(params, loglik, prior_l)
-        n_iter = jnp.where(fresh, 0, state["n_iter"] + 1)
-        # a fresh lane has only evaluated its start: no iteration to judge yet
-        converged = ~fresh & has_converged(obj, state["previous"], total_l, tol)
-        return n_iter, converged, params, obj, dict(stats=stats, previous=obj)
-
-    def accelerated_pass(state, m, X_l, w_l, prior_l, total_l):
-        fresh = state["fresh"]
-
-        def evaluate(params, X_1, w_1, prior_1):
-            """One member's E-step: ``(stats, objective)``."""
-            stats, loglik = model.e_step(params, X_1, w_1)
-            return stats, objective(model, params, loglik, prior_1)
-
-        def load_starts(iterate):
-            starts = _take(init_params, m)
-            evaluated = jax.vmap(evaluate, in_axes=(0, data_axis, data_axis, 0))(
-                starts, X_l, w_l, prior_l
-            )
-            return _select(fresh, acceleration.init(starts, *evaluated), iterate)
-
-        iterate = jax.lax.cond(jnp.any(fresh), load_starts, lambda it: it, state["iterate"])
-
-        def one_lane(iterate, X_1, w_1, prior_1):
-            return acceleration.step(
-                model,
-                lambda params: evaluate(params, X_1, w_1, prior_1),
-                lambda stats: model.m_step(stats, prior_1),
-                iterate,
-            )
-
-        new = jax.vmap(one_lane, in_axes=(0, data_axis, data_axis, 0))(iterate, X_l, w_l, prior_l)
-        n_iter = jnp.where(fresh, 1, state["n_iter"] + 1)
-        converged = acceleration.has_converged(new, iterate, total_l, tol)
-        return n_iter, converged, new.params, new.objective, dict(iterate=new)
-
     def body(state):
         member, fresh = state["member"], state["fresh"]
-        m, X_l, w_l, total_l, prior_l = load(member)
-        one_pass = plain_pass if accelerate is None else accelerated_pass
-        n_iter, converged, params, obj, lane_state = one_pass(state, m, X_l, w_l, prior_l, total_l)
-        iterated = ~fresh if accelerate is None else jnp.ones_like(fresh)
+        m, *lane_data = load(member)
+
+        def reload(lane):
+            return _select(fresh, init(_take(init_params, m), *lane_data), lane)
+
+        if accelerate is None:  # a start not yet evaluated: as cheap as a select
+            lane = reload(state["lane"])
+        else:  # SQUAREM's starts are evaluated: only when a lane takes a new member
+            lane = jax.lax.cond(jnp.any(fresh), reload, lambda lane: lane, state["lane"])
+        lane = step(lane, *lane_data)
+        has_converged = converged(lane, *lane_data)
+        stopped = has_converged | (lane.n_iter >= max_iter)
+        iterated = lane.n_iter > 0  # plain EM: a member just loaded has only been evaluated
         active = member < n_members
-        done = active & iterated & (converged | (n_iter >= max_iter))
+        done = active & iterated & stopped
         o = state["out"]
         # history goes straight to the member's row; rows >= n_members are dropped
         writer = jnp.where(active & iterated, member, n_members)
-        history = o.history.at[writer, n_iter - 1].set(obj, mode="drop")
+        history = o.history.at[writer, lane.n_iter - 1].set(lane.objective, mode="drop")
         target = jnp.where(done, member, n_members)
 
         def put(a, v):
             return a.at[target].set(v, mode="drop")
 
         out = FitResult(
-            params=jax.tree.map(put, o.params, params),
-            objective=put(o.objective, obj),
-            n_iter=put(o.n_iter, n_iter),
-            converged=put(o.converged, converged),
+            params=jax.tree.map(put, o.params, lane.params),
+            objective=put(o.objective, lane.objective),
+            n_iter=put(o.n_iter, lane.n_iter),
+            converged=put(o.converged, has_converged),
             history=history,
-            n_evals=put(o.n_evals, 1 + per_iteration * n_iter),
+            n_evals=put(o.n_evals, lane.n_evals),
         )
         # lanes that finished take the next waiting members, in lane order
         rank = jnp.cumsum(done) - 1
         member = jnp.where(done, state["waiting"] + rank, member)
         waiting = state["waiting"] + jnp.sum(done, dtype=jnp.int32)
-        return dict(
-            member=member, fresh=done, n_iter=n_iter, waiting=waiting, out=out, **lane_state
-        )
+        return dict(member=member, fresh=done, waiting=waiting, lane=lane, out=out)
 
     return jax.lax.while_loop(cond, body, state)["out"]
 
