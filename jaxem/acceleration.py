@@ -52,6 +52,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jaxem.base import Array, EMModel, Params, Stats
+from jaxem.capabilities import of_model
 
 METHODS = ("squarem",)
 EVALUATIONS_PER_ITERATION = {None: 1, "squarem": 3}
@@ -151,11 +152,10 @@ def check_accelerate(accelerate: Any, model: EMModel) -> None:
         return
     if not isinstance(accelerate, str) or accelerate not in METHODS:
         raise ValueError(f"accelerate must be None or one of {METHODS}; got {accelerate!r}")
-    missing = [name for name in ("unconstrain", "constrain") if not hasattr(model, name)]
-    if missing:
+    if not of_model(model).extrapolates:
         raise TypeError(
             f"accelerate={accelerate!r} needs unconstrained coordinates, which "
-            f"{type(model).__name__} does not provide (no {' or '.join(missing)} method)"
+            f"{type(model).__name__} does not provide (no unconstrain or constrain method)"
         )
 
 

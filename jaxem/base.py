@@ -21,7 +21,8 @@ $x_{1:N}$, sample weights $w_{1:N}$ and latent variables $z_n$:
 ``init(key, X, weights=None) -> params``
     Starting parameters; pure, so it works under ``jit`` and ``vmap``.
 
-Optional:
+Optional (each a Protocol of `jaxem.capabilities`, which resolves them once per call; no other
+module looks a model up):
 
 ``log_prior(params, prior) -> scalar``
     $\\log p(\\theta)$, needed only when ``fit`` is given a prior.
@@ -170,18 +171,6 @@ class Family(Protocol):
     def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int: ...
 
     def describe(self) -> str: ...
-
-
-def check_coordinates(family: Any) -> None:
-    """``TypeError`` unless ``family`` has ``unconstrain`` and ``constrain``, the coordinates
-    that extrapolation (``accelerate="squarem"``) moves in; see ``docs/families.md``."""
-    missing = [name for name in ("unconstrain", "constrain") if not hasattr(family, name)]
-    if missing:
-        raise TypeError(
-            f"accelerate='squarem' needs the family's unconstrained coordinates: "
-            f"{type(family).__name__} has no {' or '.join(missing)} method (see "
-            "docs/families.md, 'Unconstrained coordinates'); fit without accelerate, or add them"
-        )
 
 
 class FitResult(NamedTuple):

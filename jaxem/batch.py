@@ -21,6 +21,7 @@ from jaxem import acceleration
 from jaxem.algorithm import build
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
 from jaxem.buckets import padded
+from jaxem.capabilities import check_model, of_model
 from jaxem.chunking import check_chunk_size
 from jaxem.compiler import jit
 from jaxem.em import (
@@ -123,6 +124,7 @@ def fit_batch(
     `jaxem.shard`), every device fits its own members, ``lanes`` at a time, and the
     result is split the same way; B must be a multiple of the number of devices.
     """
+    check_model(model)
     check_fit_options(tol, max_iter)
     acceleration.check_accelerate(accelerate, model)
     layout = sample_sharding(X)
@@ -171,14 +173,15 @@ def _check_batch(model, X, weights, prior):
     """Shapes and values of a batch, before compiling; returns ``(X, weights, prior,
     prior_batched)`` cast to X's floating dtype."""
     X = as_float_array(X, "X")
-    data_ndim = getattr(model, "data_ndim", 1)
+    can = of_model(model)
+    data_ndim = can.data_ndim
     if X.ndim < 1 + data_ndim:
         example = "(B, n_samples, n_features)" if data_ndim == 2 else "(B, n_samples, ...)"
         raise ValueError(f"X must be a batch of datasets, e.g. {example}; got shape {X.shape}")
     n_members = X.shape[0]
     member_weights = weights_shape(model, X.shape[1:])
     X = without_padding(X, weights)
-    missing = bool(getattr(model, "missing", False))  # NaN: a value missing at random
+    missing = can.missing  # NaN: a value missing at random
     if is_concrete(X) and not all_finite(X):
         values = host_values(X).reshape(n_members, -1)
         bad_values = np.isinf(values) if missing else ~np.isfinite(values)
@@ -201,13 +204,12 @@ def _check_batch(model, X, weights, prior):
             )
     if is_concrete(weights):
         check_weight_values(weights)
-    effective = getattr(model, "effective_weights", None)
-    if effective is not None:
-        weights = jax.vmap(effective)(X, weights)
+    if can.effective_weights is not None:
+        weights = jax.vmap(can.effective_weights)(X, weights)
     if is_concrete(weights):
         positive = check_weight_values(weights).reshape(n_members, -1) > 0
         positive = np.count_nonzero(positive, axis=1)
-        k = getattr(model, "min_samples", 1)
+        k = can.min_samples
         if np.any(positive < k):
             b = int(np.argmin(positive))
             raise ValueError(
@@ -216,7 +218,7 @@ def _check_batch(model, X, weights, prior):
             )
     if prior is None:
         return X, weights, None, False
-    check = getattr(model, "check_prior", None)
+    check = can.check_prior
     if check is None:  # a model without prior checks: a prior with a leading axis B is a batch
         batched = all(jnp.shape(a)[:1] == (n_members,) for a in jax.tree.leaves(prior))
         return X, weights, prior, batched
@@ -233,7 +235,7 @@ def _check_batch(model, X, weights, prior):
             f"a batch of priors needs a leading axis of length B={n_members} on every field"
         )
     if is_concrete(checked):
-        model.check_prior_values(checked, X.shape[-1])
+        can.check_prior_values(checked, X.shape[-1])
     return X, weights, checked, True
 
 
@@ -419,6 +421,7 @@ def fit_restarts(
     ``X`` ``(N, D)``; the other arguments (``accelerate`` included) as for `jaxem.fit` (the
     automatic row blocks allow for the ``n_init`` starts' E-steps running side by side).
     """
+    check_model(model)
     check_fit_options(tol, max_iter)
     acceleration.check_accelerate(accelerate, model)
     chunk_size = check_chunk_size(chunk_size)

@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxem.capabilities import of_model
 from jaxem.validation import is_concrete
 
 SMALLEST = 16
@@ -58,7 +59,7 @@ def pad_rows(X: Any, weights: Any, axes: int = 1, fill: float = 0.0) -> tuple[ja
 def shares_programs(model: Any, X: Any, weights: Any = None) -> bool:
     """Whether ``X`` (and ``weights``) may be padded to buckets for ``model``: a model whose
     E-step ignores rows of weight zero, and concrete data on one device."""
-    if not getattr(model, "ignores_zero_weights", False) or not is_concrete(X, weights):
+    if not of_model(model).ignores_zero_weights or not is_concrete(X, weights):
         return False
     return not (isinstance(X, jax.Array) and len(X.sharding.device_set) > 1)
 

@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxem.capabilities import of_model
 from jaxem.validation import check_positive_int
 
 Array = jax.Array
@@ -53,7 +54,7 @@ def block_rows(
 
 def model_bytes_per_sample(model: Any, X: Array) -> int | None:
     """``model.bytes_per_sample(n_features, itemsize)`` when the model provides it."""
-    estimate = getattr(model, "bytes_per_sample", None)
+    estimate = of_model(model).bytes_per_sample
     if estimate is None or X.ndim != 2:
         return None
     return int(estimate(X.shape[1], jnp.dtype(X.dtype).itemsize))

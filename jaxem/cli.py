@@ -37,7 +37,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxem.capabilities import of_family, of_model
 from jaxem.compiler import with_options
+from jaxem.mixture import Mixture
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
@@ -272,7 +274,7 @@ def _summary(model, result, X, names, prior_name: str) -> dict:
         description["covariance_type"] = model.family.covariance_type
     if family == "categorical":
         description["n_categories"] = [int(c) for c in model.family.categories(X.shape[1])]
-    description["missing"] = bool(getattr(model.family, "missing", False))
+    description["missing"] = of_family(model.family).missing
     components = {f: np.asarray(v).tolist() for f, v in mixture.components._asdict().items()}
     return {
         "model": description,
@@ -558,7 +560,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 "picks them by name (give them in that order, or leave --columns out)"
             )
         columns = wanted
-    missing = bool(getattr(model, "missing", False))
+    missing = of_model(model).missing
     hint = " (the model was fitted without missing values: refit it with jaxem fit --missing)"
     try:
         table = read_csv(args.data, columns, missing, not args.no_header, hint)
@@ -567,7 +569,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise CommandError(f"{e}; the model was fitted on the columns {wanted}") from None
         raise
     X, names = table.X, table.names
-    if hasattr(model, "as_mixture_params"):
+    if isinstance(model, Mixture):
         d = np.shape(model.as_mixture_params(params).components[0])[1]
     else:
         d = np.shape(params.centres)[1]
@@ -580,7 +582,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         labels = np.asarray(model.predict(params, X))
         header = ["label"]
         out = labels[:, None].astype(np.float64)
-        if hasattr(model, "predict_proba"):
+        if isinstance(model, Mixture):
             proba = np.asarray(model.predict_proba(params, X), dtype=np.float64)
             header += [f"p{k}" for k in range(proba.shape[1])]
             out = np.concatenate([out, proba], axis=1)

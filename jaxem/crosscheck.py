@@ -47,6 +47,7 @@ from numpyro.infer.util import log_density
 from scipy.optimize import linear_sum_assignment
 
 from jaxem.base import Array, PRNGKey
+from jaxem.capabilities import of_family
 from jaxem.compiler import jit
 from jaxem.em import check_inputs, fit
 from jaxem.families import (
@@ -59,6 +60,7 @@ from jaxem.families import (
     Poisson,
     PoissonParams,
 )
+from jaxem.gaussian_mixture import GaussianMixture
 from jaxem.hmm import HiddenMarkovModel, HMMParams
 from jaxem.mixture import Mixture, MixtureParams
 
@@ -124,7 +126,7 @@ def numpyro_model(model: Mixture, prior: Any = None) -> Callable[..., None]:
             alpha = jnp.broadcast_to(model.as_mixture_prior(prior).alpha, (k,))
             pi = numpyro.sample("weights", dist.Dirichlet(alpha))
             values = _prior_sites(family, components_prior, k)
-        if getattr(family, "missing", False):
+        if of_family(family).missing:
             log_px = jax.nn.logsumexp(jnp.log(pi) + _observed_log_likelihoods(family, values, X), 1)
             w = jnp.ones(X.shape[0], X.dtype) if weights is None else weights
             numpyro.factor("X", jnp.sum(jnp.where(w > 0, w * log_px, 0.0)))
@@ -569,7 +571,7 @@ def compare(
 def _name(model: Mixture | HiddenMarkovModel) -> str:
     if _is_hmm(model):
         return f"HiddenMarkovModel({model.family.describe()}, {model.n_states})"
-    if hasattr(model, "covariance_type"):
+    if isinstance(model, GaussianMixture):
         return f"{type(model).__name__}({model.n_components}, {model.covariance_type!r})"
     return f"Mixture({model.family.describe()}, {model.n_components})"
 

@@ -32,6 +32,7 @@ from jaxem.algorithm import EMAlgorithm, EMState, build
 from jaxem.algorithm import objective as objective
 from jaxem.base import Array, EMModel, FitResult, Params, Prior
 from jaxem.buckets import padded
+from jaxem.capabilities import check_model, of_model
 from jaxem.chunking import (
     block_rows,
     block_sum,
@@ -89,6 +90,7 @@ def fit(
     the statistics of its own rows and they are summed across devices (see
     `jaxem.sharding`).
     """
+    check_model(model)
     check_fit_options(tol, max_iter)
     acceleration.check_accelerate(accelerate, model)
     chunk_size = check_chunk_size(chunk_size)
@@ -127,18 +129,18 @@ def check_inputs(
     when it has one (else ``X`` as an array), the weights (through the model's optional
     ``effective_weights(X, weights)``, which may zero those of samples that carry no
     information), and a prior only for a model with ``log_prior``."""
+    check_model(model)
+    can = of_model(model)
     X = without_padding(X, weights)  # NaN padding from jaxem.pad, with its weights
-    validate = getattr(model, "validate", None)
-    if validate is not None:
-        X, params, prior = validate(X, params, weights, prior)
+    if can.validate is not None:
+        X, params, prior = can.validate(X, params, weights, prior)
     else:
         X = jnp.asarray(X)
     float_dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.result_type(float)
     weights = check_weights(weights, weights_shape(model, X.shape), float_dtype)
-    effective = getattr(model, "effective_weights", None)
-    if effective is not None:
-        weights = effective(X, weights)
-    if prior is not None and not hasattr(model, "log_prior"):
+    if can.effective_weights is not None:
+        weights = can.effective_weights(X, weights)
+    if prior is not None and can.log_prior is None:
         raise TypeError(
             f"{type(model).__name__} has no log_prior: it cannot be fitted with a prior"
         )
@@ -149,7 +151,7 @@ def weights_shape(model: EMModel, data_shape: tuple[int, ...]) -> tuple[int, ...
     """The shape of the weights of one dataset of shape ``data_shape``: the model's
     ``weights_shape`` when it has one (a weight per step of every sequence, say), else
     ``(n_samples,)``."""
-    own = getattr(model, "weights_shape", None)
+    own = of_model(model).weights_shape
     return (data_shape[0],) if own is None else tuple(own(data_shape))
 
 
@@ -172,7 +174,7 @@ def plan(
 
 def prepare_data(model: EMModel, X: Array, weights: Array) -> Any:
     """The data as the model's E-step reads it, computed once per fit (see `jaxem.base`)."""
-    prepare = getattr(model, "prepare", None)
+    prepare = of_model(model).prepare
     return X if prepare is None else prepare(X, weights)
 
 

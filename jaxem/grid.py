@@ -39,6 +39,7 @@ import numpy as np
 
 from jaxem.base import Array, PRNGKey
 from jaxem.batch import fit_lanes
+from jaxem.capabilities import of_family
 from jaxem.compiler import OPTIONS
 from jaxem.em import run
 from jaxem.initialization import kmeans_plusplus, lloyd, nearest, one_hot, whiten
@@ -284,7 +285,7 @@ def best_starts(mixture: Mixture, result: GridResult, n_components: Any, regular
     likelihood is an artefact of the regulariser (mclust reports such fits as NA)."""
     objectives = np.asarray(result.objective, dtype=np.float64)
     objectives = np.where(np.isnan(objectives), -np.inf, objectives)
-    collapsed_fn = getattr(mixture.family, "collapsed", None)
+    collapsed_fn = of_family(mixture.family).collapsed
     bad = np.zeros(objectives.shape, bool)
     if regular and collapsed_fn is not None:
         mixed = mixture.as_mixture_params(result.params)

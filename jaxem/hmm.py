@@ -43,9 +43,10 @@ import numpy as np
 from jax.scipy.special import gammaln, xlogy
 
 from jaxem import priors
-from jaxem.base import Array, Family, PRNGKey, check_coordinates
+from jaxem.base import Array, Family, PRNGKey
 from jaxem.batch import pad
 from jaxem.buckets import padded
+from jaxem.capabilities import check_coordinates, of_family
 from jaxem.compiler import jit
 from jaxem.inference import forward_backward, forward_backward_parallel, sample_states, viterbi
 from jaxem.mixture import Mixture
@@ -168,7 +169,7 @@ class HiddenMarkovModel:
     def missing(self) -> bool:
         """Whether the emission family takes NaN as a value missing at random (a step with
         every value missing is a step without emission)."""
-        return bool(getattr(self.family, "missing", False))
+        return of_family(self.family).missing
 
     @property
     def data_ndim(self) -> int:

@@ -28,8 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import priors
-from jaxem.base import Array, Family, PRNGKey, check_coordinates
+from jaxem.base import Array, Family, PRNGKey
 from jaxem.buckets import bucket, padded, shares_programs
+from jaxem.capabilities import check_coordinates, of_family
 from jaxem.chunking import block_rows, block_sum, check_chunk_size, model_bytes_per_sample
 from jaxem.compiler import jit
 from jaxem.initialization import kmeans_plusplus, lloyd, nearest, one_hot
@@ -149,7 +150,7 @@ class Mixture:
     @property
     def missing(self) -> bool:
         """Whether the family takes NaN as a value missing at random."""
-        return bool(getattr(self.family, "missing", False))
+        return of_family(self.family).missing
 
     def effective_weights(self, X: Array, weights: Array) -> Array:
         """``weights`` ``(N,)`` with those of rows whose every value is missing (NaN, for a
@@ -174,11 +175,10 @@ class Mixture:
         data = X if isinstance(X, MixtureData) else self.prepare(X, weights)
         if data.observed is not None:
             weights = jnp.where(data.observed, weights, 0.0)
-        if getattr(self.family, "fuses_e_step", False):
+        fused = of_family(self.family).mixture_e_step
+        if fused is not None:
             log_weights = jnp.log(params.weights)
-            counts, components, loglik = self.family.mixture_e_step(
-                params.components, data.family, log_weights, weights
-            )
+            counts, components, loglik = fused(params.components, data.family, log_weights, weights)
             return MixtureStats(counts, components), loglik
         log_joint = self._log_joint_kn(params, data)
         resp, log_px = normalise(log_joint)
@@ -216,14 +216,14 @@ class Mixture:
         if active is not None:
             # switched-off weights are 0: with alpha 1 they add 0 log 0 = 0
             alpha = jnp.where(active, alpha, 1.0)
-        if active is not None and getattr(self.family, "shares_parameters", False):
+        if active is not None and of_family(self.family).shares_parameters:
             components = self.family.log_prior(params.components, prior.components, active)
         else:
             components = self.family.log_prior(params.components, prior.components)
         return priors.log_dirichlet(params.weights, alpha) + components
 
     def _family_m_step(self, stats: Any, counts: Array, prior: Any, active: Array | None) -> Any:
-        if active is not None and getattr(self.family, "shares_parameters", False):
+        if active is not None and of_family(self.family).shares_parameters:
             return self.family.m_step(stats, counts, prior, active)
         return self.family.m_step(stats, counts, prior)
 
@@ -560,7 +560,7 @@ def _init(
 
     # a family may start from a posterior mode: maximum likelihood from a hard partition puts
     # discrete probabilities and rates on the boundary (0), where EM can never leave them
-    start_prior = getattr(family, "start_prior", None)
+    start_prior = of_family(family).start_prior
     prior = None if start_prior is None else start_prior(X, weights, k)
 
     def start(stats):

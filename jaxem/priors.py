@@ -18,6 +18,7 @@ import numpy as np
 from jax.scipy.special import betaln, gammaln, multigammaln, xlogy
 
 from jaxem import linalg
+from jaxem.capabilities import of_model
 
 Array = jax.Array
 
@@ -29,7 +30,7 @@ def default_prior(model: Any, X: Any) -> Any:
     Gaussians mclust's, see `jaxem.families.Gaussian.default_prior`; the others in
     ``docs/families.md``). Works under ``jit`` and ``vmap``.
     """
-    make = getattr(model, "default_prior", None)
+    make = of_model(model).default_prior
     if make is None:
         raise TypeError(f"{type(model).__name__} has no default prior")
     return make(X)

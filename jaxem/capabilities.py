@@ -1,0 +1,235 @@
+"""What a model or a family can do, declared as Protocols and resolved in one place.
+
+The core of a model is `jaxem.base.EMModel` (``e_step``, ``m_step``, ``init``); everything else
+is an optional capability, each its own runtime-checkable Protocol below with the one signature
+its name means. `of_model` and `of_family` look a model or a family up once and return what it
+provides (a method, or None; a declared value, or its default); the drivers use those and never
+probe a model or a family themselves: this module is the only place that does.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from jaxem.base import Array, Params, Prior
+
+# -- a model's optional capabilities ---------------------------------------------------------
+
+
+@runtime_checkable
+class HasPrior(Protocol):
+    """MAP estimation: $\\log p(\\theta)$ of the parameters under a prior."""
+
+    def log_prior(self, params: Params, prior: Prior) -> Array: ...
+
+
+@runtime_checkable
+class Validates(Protocol):
+    """Checks made before compiling; returns ``(X, params, prior)`` as arrays of X's dtype
+    (shapes always, values of concrete arrays only)."""
+
+    def validate(self, X: Any, params: Any, weights: Any, prior: Any) -> tuple: ...
+
+
+@runtime_checkable
+class Prepares(Protocol):
+    """The data as the E-step reads it, computed once per fit (the E-step accepts both)."""
+
+    def prepare(self, X: Array, weights: Array) -> Any: ...
+
+
+@runtime_checkable
+class SizesBlocks(Protocol):
+    """The E-step's working memory per sample, from which the drivers choose row blocks."""
+
+    def bytes_per_sample(self, n_features: int, itemsize: int) -> int: ...
+
+
+@runtime_checkable
+class Extrapolates(Protocol):
+    """Unconstrained coordinates, in which any real values are valid parameters (SQUAREM)."""
+
+    def unconstrain(self, params: Params) -> Any: ...
+
+    def constrain(self, coordinates: Any) -> Params: ...
+
+
+@runtime_checkable
+class WeighsSteps(Protocol):
+    """Weights of another shape than ``(n_samples,)`` (a hidden Markov model's ``(S, T)``)."""
+
+    def weights_shape(self, data_shape: tuple[int, ...]) -> tuple[int, ...]: ...
+
+
+@runtime_checkable
+class ZeroesUninformative(Protocol):
+    """The weights the drivers use, with those of samples that carry no information set to
+    zero (rows whose every value is missing)."""
+
+    def effective_weights(self, X: Array, weights: Array) -> Array: ...
+
+
+@runtime_checkable
+class ChecksPrior(Protocol):
+    """A prior's checks: shapes (and concrete values), and value ranges of a batch of priors."""
+
+    def check_prior(self, prior: Any, n_features: int, dtype: Any) -> Any: ...
+
+    def check_prior_values(self, prior: Any, n_features: int) -> None: ...
+
+
+@runtime_checkable
+class HasDefaultPrior(Protocol):
+    """A weak default prior for data ``X`` (`jaxem.default_prior`)."""
+
+    def default_prior(self, X: Any) -> Any: ...
+
+
+class ModelCapabilities(NamedTuple):
+    """What a model provides (see `of_model`): each optional method, or None; declared values
+    (``data_ndim`` the dimensions of one data set, ``min_samples`` the fewest samples of
+    positive weight a fit needs, ``missing`` whether NaN is a missing value,
+    ``ignores_zero_weights`` whether rows of weight zero change nothing, so that data may be
+    padded with them: `jaxem.buckets`), or their defaults."""
+
+    log_prior: Callable | None
+    validate: Callable | None
+    prepare: Callable | None
+    bytes_per_sample: Callable | None
+    extrapolates: bool
+    weights_shape: Callable | None
+    effective_weights: Callable | None
+    check_prior: Callable | None
+    check_prior_values: Callable | None
+    default_prior: Callable | None
+    data_ndim: int
+    min_samples: int
+    missing: bool
+    ignores_zero_weights: bool
+
+
+CORE = ("e_step", "m_step", "init")
+
+
+def check_model(model: Any) -> None:
+    """``TypeError`` naming the first core method (`jaxem.base.EMModel`) ``model`` lacks."""
+    for name in CORE:
+        if not callable(getattr(model, name, None)):
+            raise TypeError(
+                f"{type(model).__name__} is not an EM model: it has no {name} method (a model "
+                f"provides {', '.join(CORE)}; see jaxem.base.EMModel)"
+            )
+
+
+def _method(thing: Any, protocol: type, name: str) -> Callable | None:
+    return getattr(thing, name) if isinstance(thing, protocol) else None
+
+
+@functools.lru_cache(maxsize=256)
+def _of_hashable(model: Any) -> ModelCapabilities:
+    return _resolve(model)
+
+
+def of_model(model: Any) -> ModelCapabilities:
+    """What ``model`` provides, resolved once (cached for hashable models, as jaxem's are)."""
+    try:
+        return _of_hashable(model)
+    except TypeError:  # an unhashable model of one's own
+        return _resolve(model)
+
+
+def _resolve(model: Any) -> ModelCapabilities:
+    checks = isinstance(model, ChecksPrior)
+    return ModelCapabilities(
+        log_prior=_method(model, HasPrior, "log_prior"),
+        validate=_method(model, Validates, "validate"),
+        prepare=_method(model, Prepares, "prepare"),
+        bytes_per_sample=_method(model, SizesBlocks, "bytes_per_sample"),
+        extrapolates=isinstance(model, Extrapolates),
+        weights_shape=_method(model, WeighsSteps, "weights_shape"),
+        effective_weights=_method(model, ZeroesUninformative, "effective_weights"),
+        check_prior=model.check_prior if checks else None,
+        check_prior_values=model.check_prior_values if checks else None,
+        default_prior=_method(model, HasDefaultPrior, "default_prior"),
+        data_ndim=int(getattr(model, "data_ndim", 1)),
+        min_samples=int(getattr(model, "min_samples", 1)),
+        missing=bool(getattr(model, "missing", False)),
+        ignores_zero_weights=bool(getattr(model, "ignores_zero_weights", False)),
+    )
+
+
+# -- a family's optional capabilities --------------------------------------------------------
+
+
+@runtime_checkable
+class StartsFromPrior(Protocol):
+    """A prior whose posterior mode from the starting partition is a mixture's start."""
+
+    def start_prior(self, X: Array, weights: Array, n_components: int) -> Any: ...
+
+
+@runtime_checkable
+class FusesEStep(Protocol):
+    """A mixture's whole E-step in one pass: ``(counts, stats, loglik)``."""
+
+    def mixture_e_step(self, params: Params, data: Any, log_weights: Array, weights: Array): ...
+
+
+@runtime_checkable
+class Collapses(Protocol):
+    """Which components have collapsed (a singular covariance), for model selection."""
+
+    def collapsed(self, params: Params, n_components: int, *args: Any, **kwargs: Any): ...
+
+
+class FamilyCapabilities(NamedTuple):
+    """What a family provides (see `of_family`): ``missing`` (NaN is a missing value),
+    ``mixture_e_step`` when it computes a mixture's E-step itself (``fuses_e_step``),
+    ``shares_parameters`` (a parameter common to all components: its ``m_step`` and
+    ``log_prior`` accept ``active=``), ``start_prior``, ``collapsed`` and whether it has
+    unconstrained coordinates (``extrapolates``)."""
+
+    missing: bool
+    mixture_e_step: Callable | None
+    shares_parameters: bool
+    start_prior: Callable | None
+    collapsed: Callable | None
+    extrapolates: bool
+
+
+def of_family(family: Any) -> FamilyCapabilities:
+    """What ``family`` provides, resolved once (cached for hashable families, as jaxem's are)."""
+    try:
+        return _family_of_hashable(family)
+    except TypeError:  # an unhashable family of one's own
+        return _resolve_family(family)
+
+
+@functools.lru_cache(maxsize=256)
+def _family_of_hashable(family: Any) -> FamilyCapabilities:
+    return _resolve_family(family)
+
+
+def _resolve_family(family: Any) -> FamilyCapabilities:
+    fuses = bool(getattr(family, "fuses_e_step", False)) and isinstance(family, FusesEStep)
+    return FamilyCapabilities(
+        missing=bool(getattr(family, "missing", False)),
+        mixture_e_step=family.mixture_e_step if fuses else None,
+        shares_parameters=bool(getattr(family, "shares_parameters", False)),
+        start_prior=_method(family, StartsFromPrior, "start_prior"),
+        collapsed=_method(family, Collapses, "collapsed"),
+        extrapolates=isinstance(family, Extrapolates),
+    )
+
+
+def check_coordinates(family: Any) -> None:
+    """``TypeError`` unless ``family`` has ``unconstrain`` and ``constrain``, the coordinates
+    that extrapolation (``accelerate="squarem"``) moves in; see ``docs/families.md``."""
+    if not of_family(family).extrapolates:
+        raise TypeError(
+            "accelerate='squarem' needs the family's unconstrained coordinates: "
+            f"{type(family).__name__} has no unconstrain or constrain method (see "
+            "docs/families.md, 'Unconstrained coordinates'); fit without accelerate, or add them"
+        )
