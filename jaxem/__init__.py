@@ -40,7 +40,7 @@ The public API:
 from jaxem import families
 from jaxem.algorithm import EMAlgorithm, EMState
 from jaxem.base import EMModel, Family, FitResult
-from jaxem.batch import RestartsResult, best_start, fit_batch, fit_restarts, pad
+from jaxem.batch import RestartsResult, best_start, fit_batch, fit_restarts
 from jaxem.compilation_cache import enable_compilation_cache
 from jaxem.datasets import load_anes96, load_faithful
 from jaxem.em import em_algorithm, em_step, fit
@@ -50,6 +50,7 @@ from jaxem.io import load, save
 from jaxem.kmeans import KMeans, KMeansParams
 from jaxem.mixture import Mixture, MixtureParams, MixturePrior, MixtureStats
 from jaxem.model_selection import SelectResult, aic, bic, icl, select
+from jaxem.padding import pad
 from jaxem.priors import default_prior
 from jaxem.sharding import shard
 

@@ -31,6 +31,7 @@ from jaxem.em import (
     run,
     weights_shape,
 )
+from jaxem.padding import without_padding
 from jaxem.sharding import sample_sharding, split_rows
 from jaxem.validation import (
     all_finite,
@@ -40,46 +41,9 @@ from jaxem.validation import (
     check_weight_values,
     host_values,
     is_concrete,
-    without_padding,
 )
 
 DEFAULT_LANES = 256
-
-
-def pad(datasets: Any) -> tuple[Array, Array]:
-    """Stack ragged datasets into one batch padded with zero-weight rows.
-
-    Args:
-        datasets: a sequence of B arrays ``(N_b, D)`` (same D, any N_b >= 1).
-
-    Returns:
-        ``X`` ``(B, N_max, D)`` (padding rows hold NaN) and ``weights`` ``(B, N_max)`` (1 for
-        real rows, 0 for padding). Pass both: rows of weight 0 have no influence on a fit,
-        whatever they hold, so a padded member's fit equals the fit of its unpadded data; the
-        NaN make a fit (or a score) of ``X`` without its weights an error instead of a fit of
-        the padding as data.
-    """
-    arrays = [as_float_array(x, f"datasets[{i}]") for i, x in enumerate(datasets)]
-    if not arrays:
-        raise ValueError("pad needs at least one dataset")
-    for i, a in enumerate(arrays):
-        if a.ndim != 2 or a.shape[0] < 1:
-            raise ValueError(
-                f"datasets[{i}] must be a 2-D array (n_samples >= 1, n_features); got {a.shape}"
-            )
-        if a.shape[1] != arrays[0].shape[1]:
-            raise ValueError(
-                f"every dataset must have {arrays[0].shape[1]} features (as datasets[0]); "
-                f"datasets[{i}] has {a.shape[1]}"
-            )
-    dtype = jnp.result_type(*arrays)
-    n_max = max(a.shape[0] for a in arrays)
-    X = np.full((len(arrays), n_max, arrays[0].shape[1]), np.nan, dtype)
-    weights = np.zeros((len(arrays), n_max), dtype)
-    for i, a in enumerate(arrays):
-        X[i, : a.shape[0]] = np.asarray(a)
-        weights[i, : a.shape[0]] = 1
-    return jnp.asarray(X), jnp.asarray(weights)
 
 
 def fit_batch(

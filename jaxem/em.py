@@ -41,8 +41,9 @@ from jaxem.chunking import (
     zero_unweighted,
 )
 from jaxem.compiler import jit
+from jaxem.padding import without_padding
 from jaxem.sharding import SampleSharding, local_then_psum, per_device, sample_sharding
-from jaxem.validation import check_fit_options, check_weights, without_padding
+from jaxem.validation import check_fit_options, check_weights
 
 
 def fit(

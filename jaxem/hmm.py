@@ -42,20 +42,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, xlogy
 
-from jaxem import priors
 from jaxem.base import Array, Family, PRNGKey
-from jaxem.batch import pad
 from jaxem.buckets import padded
 from jaxem.capabilities import check_coordinates, of_family
 from jaxem.compiler import jit
 from jaxem.inference import forward_backward, forward_backward_parallel, sample_states, viterbi
 from jaxem.mixture import Mixture
+from jaxem.padding import pad, without_padding
 from jaxem.validation import (
     as_float_array,
     check_positive_int,
     host_values,
     is_concrete,
-    without_padding,
+    worst,
 )
 
 METHODS = {"sequential": forward_backward, "parallel": forward_backward_parallel}
@@ -669,7 +668,7 @@ def _check_concentration(value: Any, name: str) -> None:
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{name} contains NaN or inf")
     if np.any(v < 1):
-        raise ValueError(f"{name} must be >= 1 (1 is flat); got {priors.worst(v)}")
+        raise ValueError(f"{name} must be >= 1 (1 is flat); got {worst(v)}")
 
 
 @partial(jit, static_argnames=("model", "what"))

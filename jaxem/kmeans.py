@@ -22,13 +22,13 @@ import numpy as np
 
 from jaxem.base import Array, PRNGKey
 from jaxem.initialization import cluster_sums, kmeans_plusplus, nearest, one_hot
+from jaxem.padding import without_padding
 from jaxem.validation import (
     as_float_array,
     check_data,
     check_positive_int,
     check_weights,
     is_concrete,
-    without_padding,
 )
 
 

@@ -34,6 +34,7 @@ from jaxem.capabilities import check_coordinates, of_family
 from jaxem.chunking import block_rows, block_sum, check_chunk_size, model_bytes_per_sample
 from jaxem.compiler import jit
 from jaxem.initialization import kmeans_plusplus, lloyd, nearest, one_hot
+from jaxem.padding import without_padding
 from jaxem.sharding import as_auto, sample_sharding
 from jaxem.validation import (
     as_float_array,
@@ -42,7 +43,7 @@ from jaxem.validation import (
     host_values,
     is_concrete,
     n_weighted_samples,
-    without_padding,
+    worst,
 )
 
 N_LLOYD_ITER = 10
@@ -486,7 +487,7 @@ def _check_alpha(alpha: np.ndarray) -> None:
     if not np.all(np.isfinite(alpha)):
         raise ValueError("prior.alpha contains NaN or inf")
     if np.any(alpha < 1):
-        raise ValueError(f"prior.alpha must be >= 1 (1 is flat); got {priors.worst(alpha)}")
+        raise ValueError(f"prior.alpha must be >= 1 (1 is flat); got {worst(alpha)}")
 
 
 def normalise(log_joint: Array) -> tuple[Array, Array]:

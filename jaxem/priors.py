@@ -14,7 +14,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.special import betaln, gammaln, multigammaln, xlogy
 
 from jaxem import linalg
@@ -34,11 +33,6 @@ def default_prior(model: Any, X: Any) -> Any:
     if make is None:
         raise TypeError(f"{type(model).__name__} has no default prior")
     return make(X)
-
-
-def worst(a: np.ndarray) -> Any:
-    """``a`` itself when small, else its smallest entry (for error messages)."""
-    return a if a.ndim == 0 or a.size <= 8 else a.min()
 
 
 # -- log densities, with every normalising constant --------------------------------------------

@@ -136,16 +136,6 @@ def check_fit_options(tol: Any, max_iter: Any) -> None:
             raise ValueError(f"tol must be a finite number >= 0; got {tol}")
 
 
-def without_padding(X: Any, weights: Any) -> Any:
-    """``X`` with the rows (or steps) of weight zero set to zero, when ``weights`` is given and
-    shaped as ``X``'s leading axes: padding (which `jaxem.pad` fills with NaN, so that padded
-    data fitted without its weights is an error, not a silent wrong answer) then passes the
-    data checks, and carries no influence whatever it held. Other inputs (and traced ones,
-    whose values no check reads) are returned as they are."""
-    if weights is None or not is_concrete(X, weights):
-        return X
-    X, w = as_float_array(X, "X"), jnp.asarray(weights)
-    if w.ndim < 1 or w.shape != X.shape[: w.ndim] or not jnp.issubdtype(w.dtype, jnp.number):
-        return X
-    keep = (w > 0).reshape(w.shape + (1,) * (X.ndim - w.ndim))
-    return jnp.where(keep, X, jnp.zeros((), X.dtype))
+def worst(a: np.ndarray) -> Any:
+    """``a`` itself when small, else its smallest entry (for error messages)."""
+    return a if a.ndim == 0 or a.size <= 8 else a.min()

@@ -38,7 +38,7 @@ from jaxem.families.statistics import (
     observe,
     weighted_sums,
 )
-from jaxem.validation import as_float_array, is_concrete
+from jaxem.validation import as_float_array, is_concrete, worst
 
 Array = jax.Array
 
@@ -206,7 +206,7 @@ class Poisson:
         if not np.all(np.isfinite(rate)):
             raise ValueError(f"{name}.rate contains NaN or inf")
         if np.any(rate <= 0):
-            raise ValueError(f"{name}.rate must be > 0; got {priors.worst(rate)}")
+            raise ValueError(f"{name}.rate must be > 0; got {worst(rate)}")
 
     def check_params(
         self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"

@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxem import priors
-from jaxem.validation import as_float_array, check_data, host_values, is_concrete
+from jaxem.validation import as_float_array, check_data, host_values, is_concrete, worst
 
 Array = jax.Array
 
@@ -116,9 +115,8 @@ def check_shape_parameter(values: Any, name: str, domain: str) -> None:
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{name} contains NaN or inf")
     if np.any(v <= 0):
-        raise ValueError(f"{name} must be > 0; got {priors.worst(v)}")
+        raise ValueError(f"{name} must be > 0; got {worst(v)}")
     if np.any(v < 1):
         raise ValueError(
-            f"{name} must be >= 1: below 1 the posterior mode can leave {domain}; "
-            f"got {priors.worst(v)}"
+            f"{name} must be >= 1: below 1 the posterior mode can leave {domain}; got {worst(v)}"
         )

@@ -1,6 +1,6 @@
 """Diagonal covariances: per component and feature a variance $\\sigma^2_{kd}$, ``(K, D)``.
 
-Same functions as `jaxem.gaussian_mixture.full`.
+Same functions as `jaxem.families.gaussian.full`.
 """
 
 from __future__ import annotations

@@ -41,8 +41,7 @@ import numpy as np
 
 from jaxem.families.gaussian import diag, full, missing, spherical, tied
 from jaxem.families.statistics import fill_means, weighted_sums
-from jaxem.priors import worst
-from jaxem.validation import as_float_array, check_data, is_concrete
+from jaxem.validation import as_float_array, check_data, is_concrete, worst
 
 Array = jax.Array
 

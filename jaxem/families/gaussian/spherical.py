@@ -1,7 +1,7 @@
 """Spherical covariances: per component one variance $\\sigma^2_k$ ($\\Sigma_k =
 \\sigma^2_k I$), ``(K,)``.
 
-Same functions as `jaxem.gaussian_mixture.full`.
+Same functions as `jaxem.families.gaussian.full`.
 """
 
 from __future__ import annotations

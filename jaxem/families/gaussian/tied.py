@@ -1,6 +1,6 @@
 """Tied covariance: one $\\Sigma$ shared by every component, ``(D, D)``.
 
-Same functions as `jaxem.gaussian_mixture.full`.
+Same functions as `jaxem.families.gaussian.full`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ squares = full.squares
 
 
 def quadratic_form(covariances: Array, offsets: Array) -> tuple[Array, Array, Array, Array]:
-    """As `jaxem.gaussian_mixture.full.quadratic_form` with one ``(D, D)`` covariance."""
+    """As `jaxem.families.gaussian.full.quadratic_form` with one ``(D, D)`` covariance."""
     return full.quadratic_form(covariances, offsets)
 
 
