@@ -26,7 +26,7 @@ Safeguards, as in the reference implementation (R's SQUAREM, ``squarem1``) with 
 - $s_{\\max}$ starts at 1 (the first iteration is plain EM), is multiplied by 4 whenever the
   step reaches it, and divided by 4 (not below 1) when a step at the bound is rejected.
 
-The stopping rule (`has_converged`) compares accepted extrapolations only: after a fallback,
+The stopping rule (`jaxem.algorithm`'s ``converged``) compares accepted extrapolations only: after a fallback,
 the objective has changed by one EM step, and where EM crawls that change can be below ``tol``
 far from the optimum, where the next extrapolation would still gain much.
 
@@ -137,13 +137,6 @@ def step(
         step_max=step_max,
         extrapolated=accept,
     )
-
-
-def has_converged(new: SquaremState, previous: SquaremState, total_weight: Array, tol: Array):
-    """The stopping rule between SQUAREM iterates: ``new`` is an accepted extrapolation and the
-    objective changed by less than ``tol`` per unit of sample weight."""
-    change = jnp.abs(new.objective - previous.objective) / total_weight
-    return new.extrapolated & (change < tol)
 
 
 def check_accelerate(accelerate: Any, model: EMModel) -> None:

@@ -179,11 +179,6 @@ def prepare_data(model: EMModel, X: Array, weights: Array) -> Any:
     return X if prepare is None else prepare(X, weights)
 
 
-def has_converged(value: Array, previous: Array, total_weight: Array, tol: Array) -> Array:
-    """The stopping rule: the change of the objective per unit of sample weight is below tol."""
-    return jnp.abs(value - previous) / total_weight < tol
-
-
 def _e_pass(model: EMModel, X: Array, weights: Array, block: int | None, layout):
     """``(data, e_step)``: the data as computed once per fit (`_prepared_data`), and
     ``e_step(params, data) -> (stats, loglik)`` over all samples (`_pass`)."""
@@ -302,6 +297,7 @@ def em_algorithm(
     Returns:
         An `jaxem.algorithm.EMAlgorithm`; its states are `jaxem.algorithm.EMState`.
     """
+    check_model(model)
     acceleration.check_accelerate(accelerate, model)
     chunk_size = check_chunk_size(chunk_size)
     X, _, weights, prior = check_inputs(model, X, params, weights, prior)
