@@ -26,9 +26,9 @@ Safeguards, as in the reference implementation (R's SQUAREM, ``squarem1``) with 
 - $s_{\\max}$ starts at 1 (the first iteration is plain EM), is multiplied by 4 whenever the
   step reaches it, and divided by 4 (not below 1) when a step at the bound is rejected.
 
-The stopping rule (`jaxem.algorithm`'s ``converged``) compares accepted extrapolations only: after a fallback,
-the objective has changed by one EM step, and where EM crawls that change can be below ``tol``
-far from the optimum, where the next extrapolation would still gain much.
+The stopping rule (`jaxem.algorithm`'s ``converged``) compares accepted extrapolations only:
+after a fallback, the objective has changed by one EM step, and where EM crawls that change can
+be below ``tol`` far from the optimum, where the next extrapolation would still gain much.
 
 Parameters out of ``constrain`` are valid by construction (softmax weights on the simplex,
 $L L^\\top$ positive definite); one that is numerically broken gives a non-finite objective and
