@@ -38,10 +38,11 @@ module looks a model up):
     given. Blocking relies on the statistics being sums over samples: ``e_step`` on a block
     returns that block's share.
 
-``validate(X, params, weights, prior) -> (X, params, prior)``
-    Checks made before compilation; raises ``ValueError``/``TypeError``; returns the inputs as
-    arrays of the data's dtype. Shape checks always apply; value checks only for concrete
-    (non-traced) arrays, see `jaxem.validation`. Without it the drivers take ``X`` as it is.
+``validate(X, params, weights, prior) -> (X, params, weights, prior)``
+    Checks made before compilation, the weights' included; raises ``ValueError``/``TypeError``;
+    returns the inputs as arrays of the data's dtype, the weights those the drivers use. Shape
+    checks always apply; value checks only for concrete (non-traced) arrays, see
+    `jaxem.validation`. Without it the drivers take ``X`` as it is and check the weights.
 
 ``check_prior(prior, n_features, dtype) -> prior`` and ``check_prior_values(prior, n_features)``
     The prior's checks (shapes; ranges of concrete values, also of a batch of priors with a

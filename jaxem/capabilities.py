@@ -27,7 +27,8 @@ class HasPrior(Protocol):
 
 @runtime_checkable
 class Validates(Protocol):
-    """Checks made before compiling; returns ``(X, params, prior)`` as arrays of X's dtype
+    """Checks made before compiling, the weights' included; returns ``(X, params, weights,
+    prior)`` as arrays of X's dtype, the weights those the drivers use (``None`` given: ones)
     (shapes always, values of concrete arrays only)."""
 
     def validate(self, X: Any, params: Any, weights: Any, prior: Any) -> tuple: ...

@@ -126,21 +126,22 @@ def _em_step(model, params, X, prior, weights):
 def check_inputs(
     model: EMModel, X: Any, params: Params, weights: Any, prior: Prior | None
 ) -> tuple[Array, Params, Array, Prior | None]:
-    """``(X, params, weights, prior)`` checked before compilation: the model's ``validate``
-    when it has one (else ``X`` as an array), the weights (through the model's optional
-    ``effective_weights(X, weights)``, which may zero those of samples that carry no
-    information), and a prior only for a model with ``log_prior``."""
+    """``(X, params, weights, prior)`` checked before compilation, each check once: the
+    model's ``validate`` when it has one (it checks the weights too, and returns those the
+    drivers use); else ``X`` as an array and the weights checked here (through the model's
+    optional ``effective_weights(X, weights)``, which may zero those of samples that carry no
+    information). A prior only for a model with ``log_prior``."""
     check_model(model)
     can = of_model(model)
     X = without_padding(X, weights)  # NaN padding from jaxem.pad, with its weights
     if can.validate is not None:
-        X, params, prior = can.validate(X, params, weights, prior)
+        X, params, weights, prior = can.validate(X, params, weights, prior)
     else:
         X = jnp.asarray(X)
-    float_dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.result_type(float)
-    weights = check_weights(weights, weights_shape(model, X.shape), float_dtype)
-    if can.effective_weights is not None:
-        weights = can.effective_weights(X, weights)
+        dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.result_type(float)
+        weights = check_weights(weights, weights_shape(model, X.shape), dtype)
+        if can.effective_weights is not None:
+            weights = can.effective_weights(X, weights)
     if prior is not None and can.log_prior is None:
         raise TypeError(
             f"{type(model).__name__} has no log_prior: it cannot be fitted with a prior"

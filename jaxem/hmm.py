@@ -315,15 +315,16 @@ class HiddenMarkovModel:
 
     def validate(
         self, X: Any, params: Any, weights: Any, prior: Any
-    ) -> tuple[Array, HMMParams, HMMPrior | None]:
+    ) -> tuple[Array, HMMParams, Array, HMMPrior | None]:
         """Checks made by `jaxem.fit` before compiling; returns ``X`` ``(S, T, D)`` (a single
-        sequence ``(T, D)`` becomes ``(1, T, D)``), params and prior in X's dtype."""
+        sequence ``(T, D)`` becomes ``(1, T, D)``), params, the per-step weights ``(S, T)``
+        and prior in X's dtype."""
         X = self._check_data(X)
-        self._check_weights(weights, X)
+        weights = self._check_weights(weights, X)
         params = self.check_params(params, X.shape[-1], X.dtype)
         if prior is not None:
             prior = self.check_prior(prior, X.shape[-1], X.dtype)
-        return X, params, prior
+        return X, params, weights, prior
 
     def check_params(self, params: Any, n_features: int, dtype: Any) -> HMMParams:
         """Shapes (and, when concrete, values: rows on the simplex) against the model and

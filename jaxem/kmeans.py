@@ -97,11 +97,11 @@ class KMeans:
         return KMeansParams(kmeans_plusplus(key, X, weights, self.n_clusters))
 
     def validate(self, X: Any, params: Any, weights: Any, prior: Any):
-        """Checks made by `jaxem.fit` before compiling."""
+        """Checks made by `jaxem.fit` before compiling: ``(X, params, weights, None)``."""
         if prior is not None:
             raise TypeError("KMeans takes no prior")
         X = check_data(X)
-        check_weights(weights, X.shape[0], X.dtype)
+        weights = check_weights(weights, X.shape[0], X.dtype)
         self._check_enough_samples(X.shape[0])
         centres = params.centres if isinstance(params, KMeansParams) else params
         centres = as_float_array(centres, "params.centres").astype(X.dtype)
@@ -112,7 +112,7 @@ class KMeans:
             )
         if is_concrete(centres) and not np.all(np.isfinite(np.asarray(centres))):
             raise ValueError("params.centres contains NaN or inf")
-        return X, KMeansParams(centres), None
+        return X, KMeansParams(centres), weights, None
 
     def predict(self, params: KMeansParams, X: Any) -> Array:
         """The nearest centre of each sample, ``(N,)``."""

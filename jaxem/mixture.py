@@ -287,9 +287,12 @@ class Mixture:
             X, block = as_auto(X), None
         return _init(self, key, X, weights, method, block)
 
-    def validate(self, X: Any, params: Any, weights: Any, prior: Any) -> tuple[Array, Any, Any]:
-        """Checks made by `jaxem.fit` before compiling; returns X, params and prior as
-        arrays of X's floating dtype."""
+    def validate(
+        self, X: Any, params: Any, weights: Any, prior: Any
+    ) -> tuple[Array, Any, Array, Any]:
+        """Checks made by `jaxem.fit` before compiling; returns ``(X, params, weights, prior)``
+        as arrays of X's floating dtype, the weights those the drivers use (zero for rows with
+        nothing observed)."""
         X = self.family.check_data(X)
         self._check_observed_columns(X)
         weights = self.effective_weights(X, check_weights(weights, X.shape[0], X.dtype))
@@ -297,7 +300,7 @@ class Mixture:
         params = self.check_params(params, X.shape[1], X.dtype)
         if prior is not None:
             prior = self.check_prior(prior, X.shape[1], X.dtype)
-        return X, params, prior
+        return X, params, weights, prior
 
     def check_params(self, params: Any, n_features: int, dtype: Any) -> Any:
         """Shapes against the model and ``n_features``; with concrete values also weights on the
