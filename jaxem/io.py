@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxem import families
+from jaxem.families import registry
 from jaxem.gaussian_mixture import GaussianMixture, GaussianMixtureParams, GaussianMixturePrior
 from jaxem.hmm import HiddenMarkovModel, HMMParams, HMMPrior
 from jaxem.kmeans import KMeans, KMeansParams
@@ -35,13 +35,6 @@ MODELS = {
 }
 # models over a component family, whose family's parameters sit in a nested field
 FAMILY_MODELS = {"Mixture": "components", "HiddenMarkovModel": "emissions"}
-# a family's name -> (class, params type, prior type)
-FAMILIES = {
-    "Gaussian": (families.Gaussian, families.GaussianParams, families.GaussianPrior),
-    "Bernoulli": (families.Bernoulli, families.BernoulliParams, families.BetaPrior),
-    "Categorical": (families.Categorical, families.CategoricalParams, families.DirichletPrior),
-    "Poisson": (families.Poisson, families.PoissonParams, families.GammaPrior),
-}
 
 
 def _config(model: Any) -> dict:
@@ -50,12 +43,10 @@ def _config(model: Any) -> dict:
         return {f: getattr(model, f) for f in fields}
     if isinstance(model, (Mixture, HiddenMarkovModel)):
         family = model.family
-        if type(family).__name__ not in FAMILIES:
-            raise TypeError(f"save knows the families {sorted(FAMILIES)}; got {family!r}")
         own = ("n_components",) if isinstance(model, Mixture) else ("n_states", "method")
         return {
             **{name: getattr(model, name) for name in own},
-            "family": type(family).__name__,
+            "family": registry.name_of(family),  # the family describes itself
             "family_config": dataclasses.asdict(family),
         }
     return dataclasses.asdict(model)
@@ -64,7 +55,7 @@ def _config(model: Any) -> dict:
 def _model(name: str, config: dict) -> Any:
     if name not in FAMILY_MODELS:
         return MODELS[name][0](**config)
-    family = FAMILIES[config["family"]][0](**config["family_config"])
+    family = registry.by_name(config["family"])(**config["family_config"])
     if name == "Mixture":
         return Mixture(family, config["n_components"])
     return HiddenMarkovModel(family, config["n_states"], config.get("method", "sequential"))
@@ -184,7 +175,8 @@ def load(path: str | os.PathLike) -> tuple[Any, Any, Any]:
         model = _model(name, meta["config"])
         inner_params = inner_prior = None
         if name in FAMILY_MODELS:
-            _, inner_params, inner_prior = FAMILIES[meta["config"]["family"]]
+            family_class = registry.by_name(meta["config"]["family"])
+            inner_params, inner_prior = family_class.params_type, family_class.prior_type
         params = _unflat("params", params_type, contents, inner_params)
         prior = None
         if meta.get("prior"):

@@ -6,6 +6,9 @@ formulas are in ``docs/families.md``.
 - `Bernoulli`: binary columns, independent given the component;
 - `Categorical`: categorical columns, independent given the component (latent class analysis);
 - `Poisson`: count columns, independent given the component.
+
+`register` makes a family of one's own known to `jaxem.save`/`jaxem.load`
+(`jaxem.families.registry`).
 """
 
 from jaxem.families.bernoulli import Bernoulli, BernoulliParams, BernoulliStats, BetaPrior
@@ -17,6 +20,10 @@ from jaxem.families.categorical import (
 )
 from jaxem.families.gaussian import Gaussian, GaussianParams, GaussianPrior, GaussianStats
 from jaxem.families.poisson import GammaPrior, Poisson, PoissonParams, PoissonStats
+from jaxem.families.registry import register
+
+for _family in (Bernoulli, Categorical, Gaussian, Poisson):
+    register(_family)
 
 __all__ = [
     "Bernoulli",
@@ -35,4 +42,5 @@ __all__ = [
     "Poisson",
     "PoissonParams",
     "PoissonStats",
+    "register",
 ]

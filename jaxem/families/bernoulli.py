@@ -19,7 +19,7 @@ $\\log p(x_n \\mid k) = \\sum_d x_{nd} \\operatorname{logit} p_{kd} + \\sum_d \\
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -76,6 +76,10 @@ class Bernoulli:
             the component), and the M-step divides by $N_{kd}$, the weight of the component's
             observed entries of the column, instead of $N_k$. False: NaN is an error.
     """
+
+    # what a model file holds of the parameters and the prior (jaxem.families.registry)
+    params_type: ClassVar[type] = BernoulliParams
+    prior_type: ClassVar[type] = BetaPrior
 
     missing: bool = False
 

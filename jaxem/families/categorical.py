@@ -21,7 +21,7 @@ one-hot data, computed once per fit.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +75,10 @@ class Categorical:
             normalisation over categories divides by the weight of the observed entries of the
             column. False: NaN is an error.
     """
+
+    # what a model file holds of the parameters and the prior (jaxem.families.registry)
+    params_type: ClassVar[type] = CategoricalParams
+    prior_type: ClassVar[type] = DirichletPrior
 
     n_categories: int | tuple[int, ...]
     missing: bool = False

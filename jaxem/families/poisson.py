@@ -19,7 +19,7 @@ computed once per fit.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -86,6 +86,10 @@ class Poisson:
             the component), and the M-step divides by $N_{kd}$, the weight of the component's
             observed entries of the column, instead of $N_k$. False: NaN is an error.
     """
+
+    # what a model file holds of the parameters and the prior (jaxem.families.registry)
+    params_type: ClassVar[type] = PoissonParams
+    prior_type: ClassVar[type] = GammaPrior
 
     missing: bool = False
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -116,6 +116,10 @@ class Gaussian:
             (`jaxem.families.gaussian.missing`) and the log-likelihood is that of the observed
             values. False: NaN is an error.
     """
+
+    # what a model file holds of the parameters and the prior (jaxem.families.registry)
+    params_type: ClassVar[type] = GaussianParams
+    prior_type: ClassVar[type] = GaussianPrior
 
     covariance_type: str = "full"
     reg_covar: float = 1e-6
