@@ -40,11 +40,11 @@ def bucket(n: int) -> int:
     return size
 
 
-def pad_rows(X: Any, weights: Any, axes: int = 1, fill: float = 0.0) -> tuple[jax.Array, jax.Array]:
+def pad_rows(X: Any, weights: Any, axes: int = 1) -> tuple[jax.Array, jax.Array]:
     """``X`` and ``weights`` with each of the first ``axes`` axes (rows; for sequences also
-    steps) padded to its `bucket`; ``weights`` has ``axes`` dimensions, the leading ones of
-    ``X``. The padding holds ``fill`` and weight zero. Padded on the host (concrete data): a
-    pad compiled for every size would undo the sharing."""
+    steps) padded with zeros to its `bucket`; ``weights`` has ``axes`` dimensions, the leading
+    ones of ``X``. The padding holds zeros and weight zero. Padded on the host (concrete data):
+    a pad compiled for every size would undo the sharing."""
     widths = [(0, bucket(n) - n) for n in np.shape(weights)[:axes]]
     if not any(extra for _, extra in widths):
         return X, weights
