@@ -56,6 +56,18 @@ def pad_rows(X: Any, weights: Any, axes: int = 1) -> tuple[jax.Array, jax.Array]
     )
 
 
+def unpad(tree: Any, sizes: tuple[int, ...], lead: int = 0) -> Any:
+    """Every leaf of ``tree`` (results computed on padded data) cut back to ``sizes`` on its
+    axes ``lead, lead + 1, ...`` (a leaf with fewer axes on those it has), on the host: a
+    slice compiled for every size would undo the sharing."""
+
+    def cut(a):
+        index = (slice(None),) * lead + tuple(slice(0, n) for n in sizes)
+        return jax.device_put(np.asarray(a)[index[: np.ndim(a)]])
+
+    return jax.tree.map(cut, tree)
+
+
 def shares_programs(model: Any, X: Any, weights: Any = None) -> bool:
     """Whether ``X`` (and ``weights``) may be padded to buckets for ``model``: a model whose
     E-step ignores rows of weight zero, and concrete data on one device."""

@@ -180,12 +180,6 @@ def prepare_data(model: EMModel, X: Array, weights: Array) -> Any:
     return X if prepare is None else prepare(X, weights)
 
 
-def _e_pass(model: EMModel, X: Array, weights: Array, block: int | None, layout):
-    """``(data, e_step)``: the data as computed once per fit (`_prepared_data`), and
-    ``e_step(params, data) -> (stats, loglik)`` over all samples (`_pass`)."""
-    return _prepared_data(model, X, weights, block, layout), _pass(model, block, layout)
-
-
 def _prepared_data(model: EMModel, X: Array, weights: Array, block: int | None, layout) -> Any:
     """The data as `_pass`'s E-step reads it: with one block, the model's ``prepare`` done once
     (rows of weight zero zeroed first); in row blocks, the rows and weights as they are (each
@@ -237,7 +231,8 @@ def run(
 ) -> FitResult:
     """The compiled loop of `fit` on checked inputs: ``weights`` placed and ``block``,
     ``layout`` chosen by `plan`, ``tol`` an array."""
-    algorithm = _algorithm(model, X, prior, weights, block, layout, accelerate)
+    data = _prepared_data(model, X, weights, block, layout)
+    algorithm = _algorithm(model, data, prior, weights, block, layout, accelerate)
     return iterate(algorithm, algorithm.init(params), tol, max_iter)
 
 
@@ -264,9 +259,10 @@ def iterate(algorithm: EMAlgorithm, state: EMState, tol: Array, max_iter: int) -
     return FitResult(state.params, state.objective, state.n_iter, converged, history, state.n_evals)
 
 
-def _algorithm(model, X, prior, weights, block, layout, accelerate) -> EMAlgorithm:
-    """`jaxem.algorithm.build` on the data as `fit` visits it (row blocks, devices)."""
-    data, e_step = _e_pass(model, X, weights, block, layout)
+def _algorithm(model, data, prior, weights, block, layout, accelerate) -> EMAlgorithm:
+    """`jaxem.algorithm.build` on prepared ``data`` (`_prepared_data`), visited as `fit`
+    visits it (row blocks, devices)."""
+    e_step = _pass(model, block, layout)
     return build(model, lambda params: e_step(params, data), prior, jnp.sum(weights), accelerate)
 
 
@@ -311,8 +307,5 @@ def _prepared(model, X, prior, weights, block, layout, accelerate) -> EMAlgorith
     """The algorithm with the data prepared once (one compiled program), ``init`` and ``step``
     compiled with `jaxem.compiler`'s options as `run` is."""
     data = jit(partial(_prepared_data, model, block=block, layout=layout))(X, weights)
-    e_step = _pass(model, block, layout)
-    algorithm = build(
-        model, lambda params: e_step(params, data), prior, jnp.sum(weights), accelerate
-    )
+    algorithm = _algorithm(model, data, prior, weights, block, layout, accelerate)
     return algorithm._replace(init=jit(algorithm.init), step=jit(algorithm.step))

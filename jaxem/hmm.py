@@ -43,7 +43,7 @@ import numpy as np
 from jax.scipy.special import gammaln, xlogy
 
 from jaxem.base import Array, Family, PRNGKey
-from jaxem.buckets import padded
+from jaxem.buckets import padded, unpad
 from jaxem.capabilities import check_coordinates, of_family
 from jaxem.compiler import jit
 from jaxem.inference import forward_backward, forward_backward_parallel, sample_states, viterbi
@@ -422,8 +422,7 @@ class HiddenMarkovModel:
         """The log-likelihood of all the data, $\\sum_s w_s \\log p(x_s)$, a scalar (as
         hmmlearn's ``score``; one value per sequence: `score_sequences`). ``X`` ``(T, D)``,
         ``(S, T, D)`` with ``weights`` ``(S, T)``, or ``(sum T_s, D)`` with ``lengths``."""
-        per_sequence = self._use(params, X, weights, lengths, "score")
-        return jnp.sum(per_sequence * self._sequence_weights(X, weights, lengths))
+        return _total(self._use(params, X, weights, lengths, "score"), weights)
 
     def score_sequences(
         self, params: Any, X: Any, weights: Any = None, lengths: Any = None
@@ -449,18 +448,11 @@ class HiddenMarkovModel:
         sequence, ``(S, T)`` for padded sequences (0 on padding), ``(sum T_s,)`` with
         ``lengths``."""
         path, per_sequence = self._use(params, X, weights, lengths, "decode")
-        return jnp.sum(per_sequence * self._sequence_weights(X, weights, lengths)), path
+        return _total(per_sequence, weights), path
 
     def predict(self, params: Any, X: Any, weights: Any = None, lengths: Any = None) -> Array:
         """The Viterbi path (hmmlearn's ``predict``): the path of `decode`."""
         return self.decode(params, X, weights, lengths)[1]
-
-    def _sequence_weights(self, X: Any, weights: Any, lengths: Any) -> Array:
-        """Each sequence's weight, as the methods above read them (ones without weights)."""
-        if weights is None:
-            return jnp.ones((), jnp.asarray(X).dtype if lengths is None else float)
-        w = jnp.asarray(weights)
-        return w[..., 0] if w.ndim == 2 else w[0]
 
     def impute(
         self,
@@ -575,14 +567,8 @@ class HiddenMarkovModel:
             key, n = draws
             one = partial(_impute_draw, self, params, X_run, weights_run)
             out = jax.vmap(one)(jax.random.split(key, n))
-        if X_run.shape != X.shape:  # drop the padding's results, on the host (see buckets)
-            lead = (slice(None),) if draws is not None else ()
-
-            def unpad(a):
-                index = lead + (slice(0, n_sequences), slice(0, n_steps))
-                return jax.device_put(np.asarray(a)[index[: np.ndim(a)]])
-
-            out = jax.tree.map(unpad, out)
+        if X_run.shape != X.shape:  # the padding's results dropped
+            out = unpad(out, (n_sequences, n_steps), lead=0 if draws is None else 1)
         if single:
             index = (slice(None), 0) if draws is not None else 0
             return jax.tree.map(lambda a: a[index], out)
@@ -592,6 +578,14 @@ class HiddenMarkovModel:
                 return out[0][real], out[1]
             return out[:, real] if draws is not None else out[real]
         return out
+
+
+def _total(per_sequence: Array, weights: Any) -> Array:
+    """$\\sum_s w_s v_s$ over the sequences (a sequence's weight is its first step's;
+    ``weights`` ``(S, T)`` as checked by the methods, or None: ones)."""
+    if weights is None:
+        return jnp.sum(per_sequence)
+    return jnp.sum(per_sequence * jnp.asarray(weights)[:, 0])
 
 
 def _log_with_zeros(probs: Array) -> Array:

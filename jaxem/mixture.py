@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxem import priors
 from jaxem.base import Array, Family, PRNGKey
-from jaxem.buckets import bucket, padded, shares_programs
+from jaxem.buckets import bucket, pad_rows, padded, shares_programs, unpad
 from jaxem.capabilities import check_coordinates, of_family
 from jaxem.chunking import block_rows, block_sum, check_chunk_size, model_bytes_per_sample
 from jaxem.compiler import jit
@@ -461,14 +461,8 @@ class Mixture:
         n = X.shape[0]
         if not shares_programs(self, X) or bucket(n) == n:
             return compute(X)
-        # padded and sliced on the host: a pad or slice compiled per size would undo the sharing
-        fill = np.nan if self.missing else 0.0  # a missing-value model's padding: unobserved
-        out = compute(
-            jax.device_put(
-                np.pad(np.asarray(X), ((0, bucket(n) - n), (0, 0)), constant_values=fill)
-            )
-        )
-        return jax.device_put(np.asarray(out)[(slice(None),) * axis + (slice(0, n),)])
+        X_run, _ = pad_rows(X, np.ones(n, X.dtype))
+        return unpad(compute(X_run), (n,), lead=axis)
 
     def _checked(self, params: Any, X: Any) -> tuple[Array, MixtureParams]:
         X = self.family.check_data(X)

@@ -219,7 +219,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             seeded = np.where(np.isnan(X), means, X)
         # every step on the rows padded to a shared size (jaxem.buckets): cross-validation's
         # folds of 333 and 334 rows run the same compiled programs
-        X_run, w_run = padded(model, Xj, jnp.ones(X.shape[0], X.dtype))
+        X_run, w_run = padded(model, Xj, np.ones(X.shape[0], X.dtype))
         extra = ((0, X_run.shape[0] - X.shape[0]), (0, 0))
         warm = self.warm_start and hasattr(self, "means_")
         results = []
@@ -273,15 +273,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _given_start(self, start: Any, n_features: int, dtype: Any) -> Any:
         """``start`` with scikit-learn's ``weights_init``, ``means_init`` and
         ``precisions_init`` in place of its parts, checked against ``(K, D)``."""
-        k, shapes = (
-            self.n_components,
-            {
-                "full": (self.n_components, n_features, n_features),
-                "tied": (n_features, n_features),
-                "diag": (self.n_components, n_features),
-                "spherical": (self.n_components,),
-            },
-        )
+        k = self.n_components
+        shapes = {
+            "full": (k, n_features, n_features),
+            "tied": (n_features, n_features),
+            "diag": (k, n_features),
+            "spherical": (k,),
+        }
         weights, means, covariances = start
         given = (
             ("weights_init", self.weights_init, (k,)),

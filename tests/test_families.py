@@ -2,9 +2,6 @@
 1, 10 and 50 iterations), fit_batch against per-member fits, a brute-force maximum, degenerate
 data, bad input, and a family written by a user."""
 
-import dataclasses
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -318,69 +315,6 @@ def test_bad_family_configuration_and_params():
         jaxem.fit(model, X, params)
     with pytest.raises(TypeError, match="BernoulliParams"):
         jaxem.fit(model, X, jaxem.MixtureParams(jnp.array([0.5, 0.5]), jnp.ones((2, 2))))
-
-
-# -- a family of one's own --------------------------------------------------------------------
-
-
-class ExponentialParams(NamedTuple):
-    rates: jax.Array  # (K, D)
-
-
-@dataclasses.dataclass(frozen=True)
-class Exponential:
-    """Positive columns, independent exponentials given the component: the worked example of
-    docs/families.md. Everything the mixture needs, maximum likelihood only."""
-
-    def check_data(self, X, name="X"):
-        return jnp.asarray(X, float)
-
-    def prepare(self, X, weights):
-        return X.T  # (D, N)
-
-    def log_likelihoods(self, params, data):
-        return jnp.sum(jnp.log(params.rates), axis=1)[:, None] - params.rates @ data
-
-    def stats(self, data, wr, params=None):
-        return data @ wr.T  # (D, K): sums of x per component
-
-    def m_step(self, stats, counts, prior=None):
-        return ExponentialParams(counts[:, None] / stats.T)
-
-    def check_params(self, params, n_components, n_features, dtype, name="params"):
-        return ExponentialParams(jnp.asarray(params.rates, dtype))
-
-    def init_points(self, X):
-        return X
-
-    def bytes_per_sample(self, n_features, n_components, itemsize):
-        return itemsize * (n_features + 4 * n_components)
-
-    def n_parameters(self, n_components, n_features):
-        return n_components * n_features
-
-
-def test_a_family_of_ones_own():
-    """The Exponential family above, fitted by jaxem.Mixture, equals a NumPy EM, and K = 1
-    gives the closed form rate = 1 / mean."""
-    rng = np.random.default_rng(2)
-    X = np.concatenate([rng.exponential(0.5, (60, 2)), rng.exponential(4.0, (40, 2))])
-    model = jaxem.Mixture(Exponential(), 2)
-    start = model.init(jax.random.key(0), X)
-    result = jaxem.fit(model, X, start, tol=0, max_iter=25)
-    w, rates = np.asarray(start.weights), np.asarray(start.components.rates)
-    for _ in range(25):
-        log_joint = np.log(w) + stats.expon.logpdf(X[:, None, :], scale=1 / rates).sum(-1)
-        r = np.exp(log_joint - np.logaddexp.reduce(log_joint, axis=1)[:, None])
-        w, rates = r.sum(0) / len(X), r.sum(0)[:, None] / (r.T @ X)
-    assert rel_err(result.params.components.rates, rates) < 1e-10
-    assert rel_err(result.params.weights, w) < 1e-10
-    one = jaxem.Mixture(Exponential(), 1)
-    fitted = jaxem.fit(one, X, one.init(jax.random.key(0), X), max_iter=2)
-    np.testing.assert_allclose(fitted.params.components.rates[0], 1 / X.mean(0), rtol=1e-12)
-    # without unconstrained coordinates, SQUAREM says what is missing (was an AttributeError)
-    with pytest.raises(TypeError, match="Exponential has no unconstrain or constrain method"):
-        jaxem.fit(model, X, start, accelerate="squarem")
 
 
 @pytest.mark.parametrize("name", list(CASES))
