@@ -133,8 +133,10 @@ class Family(Protocol):
     ``shares_parameters``, true when
     some parameter is common to all components (a tied covariance): then ``m_step`` and
     ``log_prior`` accept ``active=`` ``(K,)`` booleans, and count only the active components in
-    the shared parameter's prior (`jaxem.grid` switches components off). See
-    ``docs/families.md``.
+    the shared parameter's prior (`jaxem.grid` switches components off); and
+    ``numpyro_components(dist, params)`` with ``numpyro_params(sample, dist, prior, K, D)``, the
+    family written in NumPyro for `jaxem.crosscheck`
+    (`jaxem.capabilities.DescribedInNumPyro`). See ``docs/families.md``.
     """
 
     def check_data(self, X: Any, name: str = "X") -> Array: ...

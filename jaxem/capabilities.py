@@ -185,12 +185,31 @@ class Collapses(Protocol):
     def collapsed(self, params: Params, n_components: int, *args: Any, **kwargs: Any): ...
 
 
+@runtime_checkable
+class DescribedInNumPyro(Protocol):
+    """The family written with NumPyro's distributions, for `jaxem.crosscheck` (which passes
+    ``numpyro.distributions`` as ``dist`` and ``numpyro.sample`` as ``sample``, so that the
+    family itself never imports NumPyro): ``numpyro_components(dist, params)``, the K
+    components as one distribution of batch shape ``(K,)`` and event shape ``(D,)``
+    (independent columns as ``Independent`` over a ``(K, D)`` batch, which lets missing entries
+    drop out); ``numpyro_params(sample, dist, prior, K, D)``, the parameters as sample sites named
+    by the parameters' fields, from the conjugate prior, or flat (improper) when ``prior`` is
+    None."""
+
+    def numpyro_components(self, dist: Any, params: Params) -> Any: ...
+
+    def numpyro_params(
+        self, sample: Callable, dist: Any, prior: Prior | None, n_components: int, n_features: int
+    ) -> Params: ...
+
+
 class FamilyCapabilities(NamedTuple):
     """What a family provides (see `of_family`): ``missing`` (NaN is a missing value),
     ``mixture_e_step`` when it computes a mixture's E-step itself (``fuses_e_step``),
     ``shares_parameters`` (a parameter common to all components: its ``m_step`` and
-    ``log_prior`` accept ``active=``), ``start_prior``, ``collapsed`` and whether it has
-    unconstrained coordinates (``extrapolates``)."""
+    ``log_prior`` accept ``active=``), ``start_prior``, ``collapsed``, whether it has
+    unconstrained coordinates (``extrapolates``) and its NumPyro description
+    (``numpyro_components`` and ``numpyro_params``, or None)."""
 
     missing: bool
     mixture_e_step: Callable | None
@@ -198,6 +217,8 @@ class FamilyCapabilities(NamedTuple):
     start_prior: Callable | None
     collapsed: Callable | None
     extrapolates: bool
+    numpyro_components: Callable | None
+    numpyro_params: Callable | None
 
 
 def of_family(family: Any) -> FamilyCapabilities:
@@ -222,6 +243,8 @@ def _resolve_family(family: Any) -> FamilyCapabilities:
         start_prior=_method(family, StartsFromPrior, "start_prior"),
         collapsed=_method(family, Collapses, "collapsed"),
         extrapolates=isinstance(family, Extrapolates),
+        numpyro_components=_method(family, DescribedInNumPyro, "numpyro_components"),
+        numpyro_params=_method(family, DescribedInNumPyro, "numpyro_params"),
     )
 
 

@@ -39,9 +39,9 @@ import numpy as np
 
 from jaxem.capabilities import of_family, of_model
 from jaxem.compiler import with_options
+from jaxem.families.gaussian import COVARIANCE_TYPES
+from jaxem.families.gaussian import structure as structures
 from jaxem.mixture import Mixture
-
-COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
 
 class CommandError(Exception):
@@ -218,9 +218,9 @@ def _parse_ks(text: str) -> list[int]:
 def _parse_types(text: str) -> list[str]:
     types = [t.strip() for t in text.split(",")]
     for t in types:
-        if t not in COVARIANCE_TYPES:
+        if t not in structures.all_names():
             raise argparse.ArgumentTypeError(
-                f"unknown covariance type {t!r} (choose from {', '.join(COVARIANCE_TYPES)})"
+                f"unknown covariance type {t!r} (choose from {', '.join(structures.all_names())})"
             )
     return types
 
@@ -674,7 +674,9 @@ def _parser() -> argparse.ArgumentParser:
         "0, 1, ...) or count columns",
     )
     fit.add_argument(
-        "--covariance-type", choices=COVARIANCE_TYPES, help="Gaussian only (default full)"
+        "--covariance-type",
+        choices=structures.all_names(),
+        help="Gaussian only (default full; mclust's names too)",
     )
     fit.add_argument(
         "--accelerate",
@@ -713,7 +715,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="MLE and MAP fits of the bundled Old Faithful data")
     common(demo, data=False)
     demo.add_argument("-k", "--n-components", type=int, default=2)
-    demo.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
+    demo.add_argument("--covariance-type", choices=structures.all_names(), default="full")
     demo.add_argument("--plot", help="draw both fits side by side (PNG)")
     demo.set_defaults(func=_cmd_demo)
     return parser

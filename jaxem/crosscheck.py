@@ -50,27 +50,10 @@ from jaxem.base import Array, PRNGKey
 from jaxem.capabilities import of_family
 from jaxem.compiler import jit
 from jaxem.em import check_inputs, fit
-from jaxem.families import (
-    Bernoulli,
-    BernoulliParams,
-    Categorical,
-    CategoricalParams,
-    Gaussian,
-    GaussianParams,
-    Poisson,
-    PoissonParams,
-)
-from jaxem.gaussian_mixture import GaussianMixture
 from jaxem.hmm import HiddenMarkovModel, HMMParams
 from jaxem.mixture import Mixture, MixtureParams
 
 EM_TOL, EM_MAX_ITER = 1e-13, 10_000  # EM run to convergence before comparing
-PARAMS = {
-    Gaussian: GaussianParams,
-    Bernoulli: BernoulliParams,
-    Categorical: CategoricalParams,
-    Poisson: PoissonParams,
-}
 
 
 def sites(model: Mixture | HiddenMarkovModel) -> tuple[str, ...]:
@@ -79,7 +62,7 @@ def sites(model: Mixture | HiddenMarkovModel) -> tuple[str, ...]:
     fields (``means``, ``covariances``; ``probs``; ``rates``)."""
     _check_model(model)
     chain = ("initial", "transitions") if _is_hmm(model) else ("weights",)
-    return chain + PARAMS[type(model.family)]._fields
+    return chain + model.family.params_type._fields
 
 
 def _is_hmm(model: Any) -> bool:
@@ -96,8 +79,8 @@ def _site_values(model: Mixture | HiddenMarkovModel, params: Any) -> dict:
 
 
 def _from_sites(model: Mixture | HiddenMarkovModel, values: dict) -> Any:
-    fields = PARAMS[type(model.family)]._fields
-    components = PARAMS[type(model.family)](**{f: values[f] for f in fields})
+    kind = model.family.params_type
+    components = kind(**{f: values[f] for f in kind._fields})
     if _is_hmm(model):
         return HMMParams(values["initial"], values["transitions"], components)
     return model.from_mixture_params(MixtureParams(values["weights"], components))
@@ -121,39 +104,37 @@ def numpyro_model(model: Mixture, prior: Any = None) -> Callable[..., None]:
         d = X.shape[1]
         if prior is None:
             pi = numpyro.sample("weights", dist.ImproperUniform(constraints.simplex, (), (k,)))
-            values = _flat_sites(family, k, d)
         else:
             alpha = jnp.broadcast_to(model.as_mixture_prior(prior).alpha, (k,))
             pi = numpyro.sample("weights", dist.Dirichlet(alpha))
-            values = _prior_sites(family, components_prior, k)
-        if of_family(family).missing:
-            log_px = jax.nn.logsumexp(jnp.log(pi) + _observed_log_likelihoods(family, values, X), 1)
-            w = jnp.ones(X.shape[0], X.dtype) if weights is None else weights
-            numpyro.factor("X", jnp.sum(jnp.where(w > 0, w * log_px, 0.0)))
-            return
+        values = _params_sites(family, components_prior, k, d)
         components = _components(family, values)
-        if isinstance(family, Categorical):
-            # MixtureSameFamily takes only components whose support is parameter-free; the
-            # categorical mixture's density is written out: log sum_k pi_k prod_d p_kd(x_d)
-            log_px = jax.nn.logsumexp(
-                jnp.log(pi) + components.log_prob(X.astype(jnp.int32)[:, None, :]), axis=-1
-            )
-            w = jnp.ones(X.shape[0], X.dtype) if weights is None else weights
-            numpyro.factor("X", jnp.sum(jnp.where(w > 0, w * log_px, 0.0)))
-            return
-        mixture = dist.MixtureSameFamily(dist.Categorical(logits=jnp.log(pi)), components)
-        with numpyro.plate("samples", X.shape[0]):
-            if weights is None:
-                numpyro.sample("X", mixture, obs=X)
-            else:
-                positive = weights > 0
-                with (
-                    numpyro.handlers.mask(mask=positive),
-                    numpyro.handlers.scale(scale=jnp.where(positive, weights, 1.0)),
-                ):
-                    numpyro.sample("X", mixture, obs=X)
+        if of_family(family).missing:
+            log_lik = _observed_log_likelihoods(components, X)
+        else:
+            log_lik = components.log_prob(_in_support(components, X)[:, None, :])
+        # log sum_k pi_k p_k(x_n), written out (MixtureSameFamily takes only components whose
+        # support is parameter-free, which a categorical's is not)
+        log_px = jax.nn.logsumexp(jnp.log(pi) + log_lik, axis=-1)
+        w = jnp.ones(X.shape[0], X.dtype) if weights is None else weights
+        numpyro.factor("X", jnp.sum(jnp.where(w > 0, w * log_px, 0.0)))
 
     return f
+
+
+def _params_sites(family: Any, prior: Any, k: int, d: int) -> Any:
+    """The family's parameters as NumPyro sites: from its conjugate ``prior``, or flat."""
+    return of_family(family).numpyro_params(numpyro.sample, dist, prior, k, d)
+
+
+def _components(family: Any, params: Any) -> dist.Distribution:
+    """The K component distributions, batch shape ``(K,)``, event shape ``(D,)``."""
+    return of_family(family).numpyro_components(dist, params)
+
+
+def _in_support(components: dist.Distribution, X: Array) -> Array:
+    """``X`` as the components take it: integers for a discrete support (categories)."""
+    return X.astype(jnp.int32) if components.support.is_discrete else X
 
 
 def _hmm_model(model: HiddenMarkovModel, prior: Any) -> Callable[..., None]:
@@ -172,15 +153,15 @@ def _hmm_model(model: HiddenMarkovModel, prior: Any) -> Callable[..., None]:
             transitions = numpyro.sample(
                 "transitions", dist.ImproperUniform(constraints.simplex, (k,), (k,))
             )
-            values = _flat_sites(family, k, d)
+            values = _params_sites(family, None, k, d)
         else:
             alpha = jnp.broadcast_to(prior.initial, (k,))
             beta = jnp.broadcast_to(prior.transitions, (k, k))
             initial = numpyro.sample("initial", dist.Dirichlet(alpha))
             transitions = numpyro.sample("transitions", dist.Dirichlet(beta).to_event(1))
-            values = _prior_sites(family, prior.emissions, k)
-        observed = X.astype(jnp.int32) if isinstance(family, Categorical) else X
-        emissions = _components(family, values).log_prob(observed[:, :, None, :])  # (S, T, K)
+            values = _params_sites(family, prior.emissions, k, d)
+        components = _components(family, values)
+        emissions = components.log_prob(_in_support(components, X)[:, :, None, :])  # (S, T, K)
         w = jnp.ones(X.shape[:2], X.dtype) if weights is None else weights
         log_transitions = jnp.log(transitions)
 
@@ -198,111 +179,29 @@ def _hmm_model(model: HiddenMarkovModel, prior: Any) -> Callable[..., None]:
     return f
 
 
-def _flat_sites(family: Any, k: int, d: int) -> Any:
-    """The family's parameters as NumPyro sites with improper flat priors."""
-    if isinstance(family, Gaussian):
-        cov_support = {
-            "full": (constraints.positive_definite, (k,), (d, d)),
-            "tied": (constraints.positive_definite, (), (d, d)),
-            "diag": (constraints.positive, (), (k, d)),
-            "spherical": (constraints.positive, (), (k,)),
-        }[family.covariance_type]
-        cov = numpyro.sample("covariances", dist.ImproperUniform(*cov_support))
-        means = numpyro.sample("means", dist.ImproperUniform(constraints.real, (), (k, d)))
-        return GaussianParams(means, cov)
-    if isinstance(family, Bernoulli):
-        return BernoulliParams(
-            numpyro.sample("probs", dist.ImproperUniform(constraints.unit_interval, (), (k, d)))
-        )
-    if isinstance(family, Categorical):
-        c = family.max_categories
-        return CategoricalParams(
-            numpyro.sample("probs", dist.ImproperUniform(constraints.simplex, (k, d), (c,)))
-        )
-    return PoissonParams(
-        numpyro.sample("rates", dist.ImproperUniform(constraints.positive, (), (k, d)))
-    )
-
-
-def _prior_sites(family: Any, prior: Any, k: int) -> Any:
-    """The family's parameters as NumPyro sites drawn from their conjugate prior."""
-    if isinstance(family, Bernoulli):
-        return BernoulliParams(numpyro.sample("probs", dist.Beta(prior.a, prior.b).to_event(2)))
-    if isinstance(family, Categorical):
-        beta = prior.concentration
-        return CategoricalParams(numpyro.sample("probs", dist.Dirichlet(beta).to_event(2)))
-    if isinstance(family, Poisson):
-        gamma = dist.Gamma(prior.shape, prior.rate).to_event(2)
-        return PoissonParams(numpyro.sample("rates", gamma))
-    cov_type = family.covariance_type
-    if cov_type in ("full", "tied"):
-        inv_wishart = dist.InverseWishart(prior.dof, scale_matrix=prior.scale)
-        if cov_type == "full":
-            cov = numpyro.sample("covariances", inv_wishart.expand((k,)))
-        else:
-            cov = numpyro.sample("covariances", inv_wishart)
-        means = numpyro.sample(
-            "means",
-            dist.MultivariateNormal(
-                prior.mean, jnp.broadcast_to(cov / prior.kappa, cov.shape)
-            ).expand((k,)),
-        )
-        return GaussianParams(means, cov)
-    d = prior.mean.shape[0]
-    shape = (k, d) if cov_type == "diag" else (k,)
-    rate = jnp.broadcast_to(prior.scale / 2, shape)
-    var = numpyro.sample("covariances", dist.InverseGamma(prior.dof / 2, rate).to_event(len(shape)))
-    var_kd = var if cov_type == "diag" else var[:, None]
-    means = numpyro.sample(
-        "means", dist.Normal(prior.mean, jnp.sqrt(var_kd / prior.kappa)).to_event(2)
-    )
-    return GaussianParams(means, var)
-
-
-def _components(family: Any, params: Any) -> dist.Distribution:
-    """The K component distributions, batch shape ``(K,)``, event shape ``(D,)``."""
-    if isinstance(family, Bernoulli):
-        return dist.Bernoulli(probs=params.probs).to_event(1)
-    if isinstance(family, Categorical):
-        return dist.Categorical(probs=params.probs).to_event(1)
-    if isinstance(family, Poisson):
-        return dist.Poisson(params.rates).to_event(1)
-    means, cov = params
-    cov_type = family.covariance_type
-    if cov_type == "full":
-        return dist.MultivariateNormal(means, covariance_matrix=cov)
-    if cov_type == "tied":
-        return dist.MultivariateNormal(
-            means, covariance_matrix=jnp.broadcast_to(cov, (means.shape[0],) + cov.shape)
-        )
-    scale = jnp.sqrt(cov if cov_type == "diag" else cov[:, None])
-    return dist.Normal(means, jnp.broadcast_to(scale, means.shape)).to_event(1)
-
-
-def _observed_log_likelihoods(family: Any, params: Any, X: Array) -> Array:
+def _observed_log_likelihoods(components: dist.Distribution, X: Array) -> Array:
     """$\\log p(x_{n,o} \\mid \\theta_k)$ ``(N, K)`` of the observed entries of ``X`` (NaN
-    where missing). Independent columns: every entry's log density, masked. Gaussians: the
-    vector with its missing coordinates set to 0 under a Gaussian whose mean is 0 there and
-    whose covariance is the identity there and $\\Sigma_{oo}$ elsewhere, which is
+    where missing). Independent columns (``Independent`` components): every entry's log
+    density, masked. A multivariate normal: the vector with its missing coordinates set to 0
+    under a Gaussian whose mean is 0 there and whose covariance is the identity there and
+    $\\Sigma_{oo}$ elsewhere, which is
     $\\mathcal{N}(x_o \\mid \\mu_o, \\Sigma_{oo})\\,\\mathcal{N}(0 \\mid 0, 1)^{|m|}$."""
     seen = ~jnp.isnan(X)
     x = jnp.where(seen, X, 0.0)
-    if isinstance(family, (Bernoulli, Poisson)):
-        entries = (
-            dist.Bernoulli(probs=params.probs)
-            if isinstance(family, Bernoulli)
-            else dist.Poisson(params.rates)
-        ).log_prob(x[:, None, :])
+    if isinstance(components, dist.Independent):
+        entries = components.base_dist.log_prob(_in_support(components, x)[:, None, :])
         return jnp.sum(jnp.where(seen[:, None, :], entries, 0.0), axis=-1)
-    if isinstance(family, Categorical):
-        entries = dist.Categorical(probs=params.probs).log_prob(x.astype(jnp.int32)[:, None, :])
-        return jnp.sum(jnp.where(seen[:, None, :], entries, 0.0), axis=-1)
-    k, d = params.means.shape
-    cov = family.component_covariances(params, k)  # (K, D, D)
+    if not isinstance(components, dist.MultivariateNormal):
+        raise TypeError(
+            "jaxem.crosscheck takes missing values for components of independent columns "
+            f"(Independent) or multivariate normals; got {type(components).__name__}"
+        )
+    cov, loc = components.covariance_matrix, components.loc  # (K, D, D), (K, D)
+    d = loc.shape[-1]
     o = seen.astype(X.dtype)
     pairs = o[:, None, :, None] * o[:, None, None, :]
     padded = cov[None] * pairs + jnp.eye(d, dtype=X.dtype) * (1.0 - o)[:, None, None, :]
-    means = o[:, None, :] * params.means[None]
+    means = o[:, None, :] * loc[None]
     log_prob = dist.MultivariateNormal(means, covariance_matrix=padded).log_prob(x[:, None, :])
     return log_prob + 0.5 * jnp.sum(1.0 - o, axis=1)[:, None] * jnp.log(2 * jnp.pi)
 
@@ -569,11 +468,7 @@ def compare(
 
 
 def _name(model: Mixture | HiddenMarkovModel) -> str:
-    if _is_hmm(model):
-        return f"HiddenMarkovModel({model.family.describe()}, {model.n_states})"
-    if isinstance(model, GaussianMixture):
-        return f"{type(model).__name__}({model.n_components}, {model.covariance_type!r})"
-    return f"Mixture({model.family.describe()}, {model.n_components})"
+    return model.describe()
 
 
 def _relative(a, b) -> float:
@@ -681,17 +576,14 @@ def nuts(
 
 
 def _check_model(model: Any) -> None:
-    known = isinstance(model, (Mixture, HiddenMarkovModel))
-    if not known or type(model.family) not in PARAMS:
+    if not isinstance(model, (Mixture, HiddenMarkovModel)):
         raise TypeError(
             "jaxem.crosscheck covers mixtures (GaussianMixture, Mixture) and hidden Markov "
-            "models of the families Gaussian, Bernoulli, Categorical and Poisson; "
-            f"got {type(model).__name__}"
+            f"models; got {type(model).__name__}"
         )
-    family = model.family
-    if isinstance(family, Categorical) and isinstance(family.n_categories, tuple):
-        if len(set(family.n_categories)) > 1:
-            raise ValueError(
-                "jaxem.crosscheck covers Categorical families with one number of categories "
-                f"for every column; got n_categories={family.n_categories}"
-            )
+    if of_family(model.family).numpyro_components is None:
+        raise TypeError(
+            f"{type(model.family).__name__} does not describe itself in NumPyro: "
+            "jaxem.crosscheck needs its numpyro_components and numpyro_params (see "
+            "jaxem.capabilities.DescribedInNumPyro and docs/families.md)"
+        )

@@ -56,7 +56,10 @@ class GaussianMixture(Mixture):
 
     Args:
         n_components: K >= 1.
-        covariance_type: ``"full"``, ``"diag"``, ``"spherical"`` or ``"tied"``.
+        covariance_type: ``"full"``, ``"diag"``, ``"spherical"`` or ``"tied"``, mclust's
+            names for them (``"VVV"``, ``"VVI"``, ``"VII"``, ``"EEE"``), the name of a
+            registered covariance structure, or a structure
+            (`jaxem.families.gaussian.structure`); kept as the structure's name.
         reg_covar: added to the diagonal of every covariance in the maximum-likelihood M-step,
             as scikit-learn does, to keep them positive definite.
         missing: whether ``X`` may hold NaN for values missing at random (see
@@ -65,7 +68,7 @@ class GaussianMixture(Mixture):
 
     family: Gaussian = dataclasses.field(init=False, repr=False, compare=False)
     n_components: int
-    covariance_type: str = "full"
+    covariance_type: Any = "full"
     reg_covar: float = 1e-6
     missing: bool = False
 
@@ -73,6 +76,11 @@ class GaussianMixture(Mixture):
         super().__post_init__()
         family = Gaussian(self.covariance_type, self.reg_covar, self.missing)
         object.__setattr__(self, "family", family)
+        object.__setattr__(self, "covariance_type", family.covariance_type)
+
+    def describe(self) -> str:
+        """The model in messages and reports: ``GaussianMixture(K, 'full')``."""
+        return f"GaussianMixture({self.n_components}, {self.covariance_type!r})"
 
     def as_mixture_params(self, params: Any) -> MixtureParams:
         if isinstance(params, MixtureParams):

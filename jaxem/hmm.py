@@ -154,6 +154,10 @@ class HiddenMarkovModel:
         object.__setattr__(self, "method", method)
         self.__post_init__()
 
+    def describe(self) -> str:
+        """The model in messages and reports: ``HiddenMarkovModel(<family>, S)``."""
+        return f"HiddenMarkovModel({self.family.describe()}, {self.n_states})"
+
     def __post_init__(self):
         check_positive_int(self.n_states, "n_states")
         if self.method not in METHODS:

@@ -104,6 +104,10 @@ class Mixture:
 
     # -- the parameters' layout (GaussianMixture writes them flat) -------------------------
 
+    def describe(self) -> str:
+        """The model in messages and reports: ``Mixture(<family>, K)``."""
+        return f"Mixture({self.family.describe()}, {self.n_components})"
+
     def as_mixture_params(self, params: Any) -> MixtureParams:
         """``params`` as `MixtureParams`; ``TypeError`` when they are not this model's."""
         if isinstance(params, MixtureParams):

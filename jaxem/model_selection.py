@@ -36,6 +36,7 @@ from jaxem.base import Array, PRNGKey
 from jaxem.buckets import pad_rows
 from jaxem.compiler import jit
 from jaxem.em import check_inputs, objective, plan, prepare_data
+from jaxem.families.gaussian import structure as structures
 from jaxem.gaussian_mixture import COVARIANCE_TYPES, GaussianMixture, GaussianMixtureParams
 from jaxem.grid import best_starts, first_components, fit_grid
 from jaxem.hierarchical import partitions
@@ -129,7 +130,7 @@ class SelectResult(NamedTuple):
 def select(
     X: Any,
     n_components: Any = range(1, 7),
-    covariance_types: Any = ("full", "diag", "spherical", "tied"),
+    covariance_types: Any = COVARIANCE_TYPES,
     *,
     key: PRNGKey,
     criterion: str = "bic",
@@ -153,7 +154,9 @@ def select(
     Args:
         X: ``(N, D)``.
         n_components: the grid's numbers of components.
-        covariance_types: the grid's covariance types.
+        covariance_types: the grid's covariance structures, by name (mclust's names too:
+            ``("VVV", "EEE")``) or as structures; the table names each by its structure's name
+            (``"full"`` for ``"VVV"``).
         key: a PRNG key.
         criterion: ``"bic"``, ``"aic"`` or ``"icl"``, lower is better.
         prior: None (MLE), ``"default"`` (`jaxem.default_prior` per cell, as mclust's
@@ -191,12 +194,12 @@ def select(
     ks = [check_positive_int(k, "n_components") for k in n_components]
     if not ks:
         raise ValueError("n_components must name at least one number of components")
-    covariance_types = tuple(covariance_types)
-    for cov_type in covariance_types:
-        if cov_type not in COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance_types must be among {tuple(COVARIANCE_TYPES)}; got {cov_type!r}"
-            )
+    if isinstance(covariance_types, str):
+        covariance_types = (covariance_types,)
+    try:  # names, aliases or structures, as their names
+        covariance_types = tuple(dict.fromkeys(structures.of(t).name for t in covariance_types))
+    except ValueError as error:
+        raise ValueError(f"covariance_types: {error}") from None
     w = GaussianMixture(1, missing=missing).effective_weights(
         X, check_weights(weights, X.shape[0], X.dtype)
     )

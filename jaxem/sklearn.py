@@ -125,7 +125,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "covariance_type": [StrOptions({"full", "tied", "diag", "spherical"})],
+        # any registered covariance structure's name (checked when the model is made)
+        "covariance_type": [str],
         "tol": [Interval(Real, 0.0, None, closed="left")],
         "reg_covar": [Interval(Real, 0.0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -274,17 +275,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """``start`` with scikit-learn's ``weights_init``, ``means_init`` and
         ``precisions_init`` in place of its parts, checked against ``(K, D)``."""
         k = self.n_components
-        shapes = {
-            "full": (k, n_features, n_features),
-            "tied": (n_features, n_features),
-            "diag": (k, n_features),
-            "spherical": (k,),
-        }
+        structure = self._model().family.structure
         weights, means, covariances = start
         given = (
             ("weights_init", self.weights_init, (k,)),
             ("means_init", self.means_init, (k, n_features)),
-            ("precisions_init", self.precisions_init, shapes[self.covariance_type]),
+            ("precisions_init", self.precisions_init, structure.shape(k, n_features)),
         )
         values = []
         for name, value, shape in given:
@@ -303,7 +299,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             means = jnp.asarray(values[1], dtype)
         if values[2] is not None:
             precisions = values[2]
-            if self.covariance_type in ("full", "tied"):
+            if structure.coupled:  # matrices, (K, D, D) or one (D, D)
                 if np.any(np.linalg.eigvalsh(precisions) <= 0):
                     raise ValueError("precisions_init must be symmetric positive definite")
                 covariances = np.linalg.inv(precisions)
@@ -443,7 +439,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.means_ = np.asarray(params.means)
         cov = np.asarray(params.covariances)
         self.covariances_ = cov
-        if self.covariance_type in ("full", "tied"):
+        if self._model().family.structure.coupled:  # matrices, (K, D, D) or one (D, D)
             chol = np.linalg.cholesky(cov)
             eye = np.broadcast_to(np.eye(cov.shape[-1], dtype=cov.dtype), cov.shape)
             inv = np.linalg.solve(chol, eye)  # L^{-1}

@@ -1,8 +1,9 @@
 """A family written outside jaxem (exponential components: the worked example of
 docs/families.md) with no change to any jaxem file: it fits (against a NumPy EM, and for K = 1
 the closed form), batch-fits, and saves and loads once registered; unregistered, save says how
-to register it, and SQUAREM what it lacks. (select over K and the NumPyro cross-check for such
-a family are still to come: issue 31.)"""
+to register it, and SQUAREM what it lacks; it describes itself in NumPyro, and
+`jaxem.crosscheck` finds NumPyro's maximum of its likelihood where EM's is. (select over K for
+such a family is still to come: issue 31.)"""
 
 import dataclasses
 from typing import ClassVar, NamedTuple
@@ -53,6 +54,18 @@ class Exponential:
 
     def n_parameters(self, n_components, n_features):
         return n_components * n_features
+
+    # for jaxem.crosscheck: the components reordered (to match NumPyro's), and the family in
+    # NumPyro (crosscheck passes numpyro.sample and numpyro.distributions in)
+    def permute(self, params, order):
+        return RateParams(jnp.take(params.rates, jnp.asarray(order), axis=-2))
+
+    def numpyro_components(self, dist, params):
+        return dist.Exponential(params.rates).to_event(1)  # batch (K,), event (D,)
+
+    def numpyro_params(self, sample, dist, prior, n_components, n_features):
+        flat = dist.ImproperUniform(dist.constraints.positive, (), (n_components, n_features))
+        return RateParams(sample("rates", flat))
 
 
 def numpy_em(X, weights, rates, n_iter):
@@ -105,3 +118,23 @@ def test_one_component_is_the_closed_form_and_squarem_names_what_is_missing():
     model = jaxem.Mixture(Exponential(), 2)
     with pytest.raises(TypeError, match="Exponential has no unconstrain or constrain method"):
         jaxem.fit(model, X, model.init(jax.random.key(0), X), accelerate="squarem")
+
+
+def test_cross_checks_against_numpyro():
+    from jaxem import crosscheck
+
+    model = jaxem.Mixture(Exponential(), 2)
+    X = data(1)
+    report = crosscheck.compare(model, X, None, jax.random.key(0))
+    assert report.em_objective_diff < 1e-12  # EM's objective is NumPyro's log density there
+    assert report.objective_diff < 1e-8  # and NumPyro's optimiser finds no higher one
+    assert report.max_param_diff < 1e-4
+    params = report.em.params
+    by_scipy = np.sum(
+        np.logaddexp.reduce(
+            np.log(params.weights)
+            + stats.expon.logpdf(X[:, None, :], scale=1 / params.components.rates).sum(-1),
+            axis=1,
+        )
+    )
+    np.testing.assert_allclose(crosscheck.log_joint(model, params, X), by_scipy, rtol=1e-12)

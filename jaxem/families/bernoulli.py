@@ -155,6 +155,23 @@ class Bernoulli:
         """The prior's log density at ``params.probs``, every constant included."""
         return priors.log_beta(params.probs, prior.a, prior.b)
 
+    # -- NumPyro (for `jaxem.crosscheck`, which passes NumPyro's distributions module and its
+    # ``sample``: the family never imports NumPyro) ------------------------------------------
+
+    def numpyro_components(self, dist: Any, params: BernoulliParams) -> Any:
+        """The K components: independent Bernoulli columns, batch ``(K,)``, event ``(D,)``."""
+        return dist.Bernoulli(probs=params.probs).to_event(1)
+
+    def numpyro_params(
+        self, sample: Any, dist: Any, prior: BetaPrior | None, n_components: int, n_features: int
+    ) -> BernoulliParams:
+        """``probs`` as a NumPyro site: Beta-distributed, or flat on [0, 1] without a prior."""
+        if prior is None:
+            shape = (n_components, n_features)
+            flat = dist.ImproperUniform(dist.constraints.unit_interval, (), shape)
+            return BernoulliParams(sample("probs", flat))
+        return BernoulliParams(sample("probs", dist.Beta(prior.a, prior.b).to_event(2)))
+
     def default_prior(self, X: Array, n_components: int) -> BetaPrior:
         """Beta(3/2, 3/2) for every probability: one pseudo-observation per component and column,
         split evenly between 0 and 1. Its mode $(S + 1/2) / (N_k + 1)$ is the mean under

@@ -189,6 +189,36 @@ class Categorical:
         valid = self.valid(params.probs.shape[1])
         return priors.log_dirichlet_rows(params.probs, prior.concentration, valid)
 
+    # -- NumPyro (for `jaxem.crosscheck`, which passes NumPyro's distributions module and its
+    # ``sample``: the family never imports NumPyro) ------------------------------------------
+
+    def numpyro_components(self, dist: Any, params: CategoricalParams) -> Any:
+        """The K components: independent categorical columns, batch ``(K,)``, event ``(D,)``.
+        ``ValueError`` when the columns have different numbers of categories (NumPyro's
+        categorical has one support per batch)."""
+        if isinstance(self.n_categories, tuple) and len(set(self.n_categories)) > 1:
+            raise ValueError(
+                "jaxem.crosscheck covers Categorical families with one number of categories "
+                f"for every column; got n_categories={self.n_categories}"
+            )
+        return dist.Categorical(probs=params.probs).to_event(1)
+
+    def numpyro_params(
+        self,
+        sample: Any,
+        dist: Any,
+        prior: DirichletPrior | None,
+        n_components: int,
+        n_features: int,
+    ) -> CategoricalParams:
+        """``probs`` as a NumPyro site: Dirichlet rows, or flat on the simplex without a
+        prior."""
+        if prior is None:
+            c = self.max_categories
+            flat = dist.ImproperUniform(dist.constraints.simplex, (n_components, n_features), (c,))
+            return CategoricalParams(sample("probs", flat))
+        return CategoricalParams(sample("probs", dist.Dirichlet(prior.concentration).to_event(2)))
+
     def default_prior(self, X: Array, n_components: int) -> DirichletPrior:
         """Dirichlet(1 + 1/C_d, ..., 1 + 1/C_d) for every component and column: one
         pseudo-observation spread evenly over the column's categories, so the mode

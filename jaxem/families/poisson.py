@@ -172,6 +172,24 @@ class Poisson:
         """The prior's log density at ``params.rates``, every constant included."""
         return priors.log_gamma(params.rates, prior.shape, prior.rate)
 
+    # -- NumPyro (for `jaxem.crosscheck`, which passes NumPyro's distributions module and its
+    # ``sample``: the family never imports NumPyro) ------------------------------------------
+
+    def numpyro_components(self, dist: Any, params: PoissonParams) -> Any:
+        """The K components: independent Poisson columns, batch ``(K,)``, event ``(D,)``."""
+        return dist.Poisson(params.rates).to_event(1)
+
+    def numpyro_params(
+        self, sample: Any, dist: Any, prior: GammaPrior | None, n_components: int, n_features: int
+    ) -> PoissonParams:
+        """``rates`` as a NumPyro site: Gamma-distributed, or flat on (0, inf) without a prior."""
+        if prior is None:
+            shape = (n_components, n_features)
+            return PoissonParams(
+                sample("rates", dist.ImproperUniform(dist.constraints.positive, (), shape))
+            )
+        return PoissonParams(sample("rates", dist.Gamma(prior.shape, prior.rate).to_event(2)))
+
     def default_prior(self, X: Array, n_components: int) -> GammaPrior:
         """Gamma(shape $1 + \\bar x_d$, rate 1) for every rate: one pseudo-observation at the
         column's mean $\\bar x_d$ (at least $1/N$, so that a column of zeros still gets a

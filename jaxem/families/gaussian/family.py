@@ -40,17 +40,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem.families.gaussian import diag, full, missing, spherical, tied
+from jaxem.families.gaussian import structure as structures
+from jaxem.families.gaussian.structure import CovarianceStructure
 from jaxem.families.statistics import fill_means, weighted_sums
 from jaxem.validation import as_float_array, check_data, is_concrete, worst
 
 Array = jax.Array
 
-COVARIANCE_TYPES = {"full": full, "diag": diag, "spherical": spherical, "tied": tied}
+# jaxem's own structures, in the order `jaxem.select` tries them; more are registered by name
+# (`jaxem.families.gaussian.structure.register`)
+COVARIANCE_TYPES = tuple(
+    s.name for s in (full.Full(), diag.Diagonal(), spherical.Spherical(), tied.Tied())
+)
 
 
 class GaussianParams(NamedTuple):
-    """Attributes: means ``(K, D)``; covariances ``(K, D, D)`` full, ``(K, D)`` diag, ``(K,)``
-    spherical, ``(D, D)`` tied (scikit-learn's shapes)."""
+    """Attributes: means ``(K, D)``; covariances in the layout of the covariance structure:
+    ``(K, D, D)`` full, ``(K, D)`` diag, ``(K,)`` spherical, ``(D, D)`` tied (scikit-learn's
+    shapes)."""
 
     means: Array
     covariances: Array
@@ -62,9 +69,11 @@ class GaussianPrior(NamedTuple):
     Attributes:
         mean: ``(D,)``, the prior mean $m$ of every component mean.
         kappa: > 0, the prior's pseudo-count for the means.
-        dof: $\\nu$; > D - 1 for full and tied, > 0 for diag and spherical.
-        scale: $\\Psi$; ``(D, D)`` symmetric positive definite (full, tied), ``(D,)``
-            positive (diag), a positive scalar (spherical).
+        dof: $\\nu$; > D - 1 for full and tied, > 0 for diag and spherical
+            (`CovarianceStructure.dof_minimum`).
+        scale: $\\Psi$ in the structure's layout (`CovarianceStructure.scale_shape`):
+            ``(D, D)`` symmetric positive definite (full, tied), ``(D,)`` positive (diag), a
+            positive scalar (spherical).
     """
 
     mean: Any
@@ -78,7 +87,7 @@ class GaussianData(NamedTuple):
 
     Attributes:
         centre: ``(D,)`` the weighted mean of the data.
-        features: ``(Q + D, N)``: the covariance type's ``Q`` quadratic features of
+        features: ``(Q + D, N)``: the covariance structure's ``Q`` quadratic features of
             $x_n - c$ stacked on $x_n - c$.
     """
 
@@ -94,8 +103,8 @@ class GaussianStats(NamedTuple):
         shifts: ``(K, D)`` $\\sum_n wr_{kn} (x_n - \\mu_k)$, $\\mu_k$ the means about which
             the statistics were taken.
         scatter: $\\sum_n wr_{kn} (x_n - \\mu_k)(x_n - \\mu_k)^\\top$ in the covariance
-            type's form: ``(K, D, D)`` full, ``(K, D)`` diag, ``(K,)`` spherical, ``(D, D)`` tied
-            (summed over components).
+            structure's layout (`CovarianceStructure.scatter`): ``(K, D, D)`` full, ``(K, D)``
+            diag, ``(K,)`` spherical, ``(D, D)`` tied (summed over components).
     """
 
     sums: Array
@@ -108,7 +117,10 @@ class Gaussian:
     """Multivariate normal components (static configuration; hashable).
 
     Args:
-        covariance_type: ``"full"``, ``"diag"``, ``"spherical"`` or ``"tied"``.
+        covariance_type: the covariance structure: ``"full"``, ``"diag"``, ``"spherical"`` or
+            ``"tied"`` (or mclust's names for them, ``"VVV"``, ``"VVI"``, ``"VII"``,
+            ``"EEE"``), the name of a registered structure, or a
+            `jaxem.families.gaussian.structure.CovarianceStructure`; kept as its name.
         reg_covar: added to the diagonal of every covariance in the maximum-likelihood M-step,
             as scikit-learn does, to keep them positive definite.
         missing: whether ``X`` may hold NaN for values missing at random; the E-step then
@@ -121,24 +133,21 @@ class Gaussian:
     params_type: ClassVar[type] = GaussianParams
     prior_type: ClassVar[type] = GaussianPrior
 
-    covariance_type: str = "full"
+    covariance_type: str | CovarianceStructure = "full"
     reg_covar: float = 1e-6
     missing: bool = False
 
     def __post_init__(self):
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance_type must be one of {sorted(COVARIANCE_TYPES)}; "
-                f"got {self.covariance_type!r}"
-            )
+        object.__setattr__(self, "covariance_type", structures.of(self.covariance_type).name)
         if not np.isfinite(self.reg_covar) or self.reg_covar < 0:
             raise ValueError(f"reg_covar must be a finite number >= 0; got {self.reg_covar!r}")
         if not isinstance(self.missing, bool):
             raise TypeError(f"missing must be True or False; got {self.missing!r}")
 
     @property
-    def _cov(self):
-        return COVARIANCE_TYPES[self.covariance_type]
+    def structure(self) -> CovarianceStructure:
+        """The covariance structure `covariance_type` names."""
+        return structures.of(self.covariance_type)
 
     def describe(self) -> str:
         extra = ", missing=True" if self.missing else ""
@@ -156,18 +165,19 @@ class Gaussian:
         `jaxem.families.gaussian.full`); computed once per fit. With ``missing``:
         `jaxem.families.gaussian.missing.MissingData`."""
         if self.missing:
-            return missing.prepare(X, weights, self.covariance_type in ("full", "tied"))
+            return missing.prepare(X, weights, self.structure.coupled)
         total = jnp.sum(weights)
         centre = (weights @ X) / jnp.where(total > 0, total, 1)  # a block may hold no weight
         centred = (X - centre).T
-        return GaussianData(centre, jnp.concatenate([self._cov.squares(centred), centred], axis=0))
+        squares = self.structure.squares(centred)
+        return GaussianData(centre, jnp.concatenate([squares, centred], axis=0))
 
     def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
         """The E-step's working memory per sample: the features, the centred row and about
         four ``(K,)`` arrays (log joint, its exponent, responsibilities, weighted ones)."""
         d, k = n_features, n_components
-        q = self._cov.squares(jnp.zeros((d, 1))).shape[0]
-        if self.missing and self.covariance_type in ("full", "tied"):
+        q = jax.eval_shape(self.structure.squares, jax.ShapeDtypeStruct((d, 1), "float32")).shape[0]
+        if self.missing and self.structure.coupled:
             # the rows sorted into groups (the complete-data features, observed, slots) beside
             # the data; the groups' (rows, K, D) temporaries are bounded by the group size
             return itemsize * (q + 5 * d + 6 * k)
@@ -188,7 +198,7 @@ class Gaussian:
             return self._missing_log_likelihoods(params, data)
         offsets = params.means - data.centre
         d = offsets.shape[-1]
-        a, b, c, log_det = self._cov.quadratic_form(params.covariances, offsets)
+        a, b, c, log_det = self.structure.quadratic_form(params.covariances, offsets)
         coef = -0.5 * jnp.concatenate([a, b], axis=1)  # (K, Q + D)
         bias = -0.5 * (d * math.log(2 * math.pi) + log_det + c)
         return coef @ data.features + bias[:, None]
@@ -213,14 +223,14 @@ class Gaussian:
         return GaussianStats(
             sums=firsts + counts[:, None] * data.centre,
             shifts=firsts - counts[:, None] * offsets,
-            scatter=self._cov.scatter(squares, firsts, counts, offsets),
+            scatter=self.structure.scatter(squares, firsts, counts, offsets),
         )
 
     @property
     def fuses_e_step(self) -> bool:
         """Whether a mixture's E-step goes through `mixture_e_step` (with missing values and
-        full or tied covariances: one pass instead of two)."""
-        return self.missing and self.covariance_type in ("full", "tied")
+        a coupled structure, covariance matrices: one pass instead of two)."""
+        return self.missing and self.structure.coupled
 
     def mixture_e_step(
         self, params: GaussianParams, data: missing.MissingData, log_weights: Array, weights: Array
@@ -229,34 +239,34 @@ class Gaussian:
         and $\\sum_n w_n \\log p(x_{n,o})$, given the mixture's ``log_weights`` ``(K,)`` and the
         sample ``weights`` ``(N,)`` (`missing.coupled_mixture_e_step`)."""
         offsets = params.means - data.centre
-        tied = self.covariance_type == "tied"
-        counts, sums, shifts, scatter, loglik = missing.coupled_mixture_e_step(
-            params.covariances, offsets, data, log_weights, weights, tied
+        d = offsets.shape[-1]
+        counts, sums, shifts, scatters, loglik = missing.coupled_mixture_e_step(
+            self.structure.matrices(params.covariances, d), offsets, data, log_weights, weights
         )
-        return counts, GaussianStats(sums, shifts, scatter), loglik
+        return counts, GaussianStats(sums, shifts, self.structure.reduce(scatters)), loglik
 
     def _missing_log_likelihoods(self, params: GaussianParams, data: missing.MissingData):
         offsets = params.means - data.centre
-        if self.covariance_type in ("full", "tied"):
-            return missing.coupled_log_likelihoods(params.covariances, offsets, data)
-        variance = missing.variances(self.covariance_type, params.covariances, offsets.shape[1])
+        k, d = offsets.shape
+        if self.structure.coupled:
+            matrices = self.structure.matrices(params.covariances, d)
+            return missing.coupled_log_likelihoods(matrices, offsets, data)
+        variance = self.structure.variances(params.covariances, k, d)
         return missing.independent_log_likelihoods(variance, offsets, data)
 
     def _missing_stats(
         self, data: missing.MissingData, wr: Array, params: GaussianParams | None
     ) -> GaussianStats:
-        d = data.centre.shape[-1]
+        k, d = wr.shape[0], data.centre.shape[-1]
         offsets = None if params is None else params.means - data.centre
         cov = None if params is None else params.covariances
-        if self.covariance_type in ("full", "tied"):
-            tied = self.covariance_type == "tied"
-            sums, shifts, scatter = missing.coupled_moments(cov, offsets, data, wr, tied)
+        if self.structure.coupled:
+            matrices = None if cov is None else self.structure.matrices(cov, d)
+            sums, shifts, scatters = missing.coupled_moments(matrices, offsets, data, wr)
         else:
-            variance = None if cov is None else missing.variances(self.covariance_type, cov, d)
-            sums, shifts, scatter = missing.independent_moments(variance, offsets, data, wr)
-            if self.covariance_type == "spherical":
-                scatter = jnp.sum(scatter, axis=-1)
-        return GaussianStats(sums, shifts, scatter)
+            variance = None if cov is None else self.structure.variances(cov, k, d)
+            sums, shifts, scatters = missing.independent_moments(variance, offsets, data, wr)
+        return GaussianStats(sums, shifts, self.structure.reduce(scatters))
 
     # -- imputation (with ``missing``) -----------------------------------------------------
 
@@ -264,28 +274,39 @@ class Gaussian:
         """The conditional mean of every value given the observed ones,
         $\\sum_k r_{nk} \\mathbb{E}[x_n \\mid x_{n,o}, z = k]$, ``(N, D)``, from the
         responsibilities ``resp`` ``(K, N)``; observed values are returned as they are."""
-        offsets = params.means - data.centre
-        means = missing.conditional_means(self.covariance_type, params.covariances, offsets, data)
+        means = self._conditional_means(params, data)
         return jnp.einsum("kn,knd->nd", resp, means)
+
+    def _conditional_means(self, params: GaussianParams, data: missing.MissingData) -> Array:
+        offsets = params.means - data.centre
+        k, d = offsets.shape
+        if self.structure.coupled:
+            matrices = self.structure.matrices(params.covariances, d)
+            return missing.coupled_conditional_means(matrices, offsets, data)
+        return missing.independent_conditional_means(offsets, data)
 
     def impute_sample(
         self, key: Array, params: GaussianParams, data: missing.MissingData, labels: Array
     ) -> Array:
         """One draw of the missing values from $p(x_{n,m} \\mid x_{n,o}, z_n)$ given each
         row's component ``labels`` ``(N,)``; observed values as they are. ``(N, D)``."""
-        offsets = params.means - data.centre
-        cov = params.covariances
-        means = missing.conditional_means(self.covariance_type, cov, offsets, data)
+        k, d = params.means.shape
+        means = self._conditional_means(params, data)
         chosen = jnp.take_along_axis(means, labels[None, :, None], axis=0)[0]
-        noise = missing.conditional_noise(key, self.covariance_type, cov, offsets, data, labels)
+        if self.structure.coupled:
+            matrices = self.structure.matrices(params.covariances, d)
+            noise = missing.coupled_conditional_noise(key, matrices, data, labels)
+        else:
+            variance = self.structure.variances(params.covariances, k, d)
+            noise = missing.independent_conditional_noise(key, variance, data, labels)
         return chosen + noise
 
     # -- M-step ----------------------------------------------------------------------------
 
     @property
     def shares_parameters(self) -> bool:
-        """Whether one covariance serves every component (``"tied"``)."""
-        return self.covariance_type == "tied"
+        """Whether a parameter serves every component (a ``shared`` structure: ``"tied"``)."""
+        return self.structure.shared
 
     def m_step(
         self,
@@ -305,17 +326,12 @@ class Gaussian:
         empty = counts < floor
         counts = counts + floor
         means = stats.sums / counts[:, None]
-        within = self._cov.within(stats.scatter, stats.shifts, 1.0 / counts)
+        within = self.structure.within(stats.scatter, stats.shifts, 1.0 / counts)
         centre = jnp.sum(stats.sums, axis=0) / total  # the data's weighted mean
         spread = (means - centre) ** 2
-        covariances = self._cov.mle(within, counts, self.reg_covar, means.shape[1], spread)
-
+        covariances = self.structure.maximise(within, counts, self.reg_covar, spread)
         means = jnp.where(empty[:, None], centre, means)
-        if self.covariance_type != "tied":
-            fallback = self._cov.pooled(covariances, counts / jnp.sum(counts))
-            mask = empty.reshape((-1,) + (1,) * (covariances.ndim - 1))
-            covariances = jnp.where(mask, fallback[None], covariances)
-        return GaussianParams(means, covariances)
+        return GaussianParams(means, self.structure.fill_empty(covariances, empty, counts))
 
     def _map(
         self, stats: GaussianStats, n: Array, prior: GaussianPrior, active: Array | None = None
@@ -324,12 +340,12 @@ class Gaussian:
         component takes the prior's mode: mean ``prior.mean``, covariance from ``prior.scale``."""
         safe = jnp.where(n > 0, n, 1.0)
         means = (stats.sums + prior.kappa * prior.mean) / (n + prior.kappa)[:, None]
-        within = self._cov.within(stats.scatter, stats.shifts, jnp.where(n > 0, 1.0 / safe, 0.0))
-        dev = stats.sums / safe[:, None] - prior.mean
-        if self.covariance_type == "tied":
-            n_means = dev.shape[0] if active is None else jnp.sum(active)
-            return GaussianParams(means, self._cov.map_estimate(within, dev, n, prior, n_means))
-        return GaussianParams(means, self._cov.map_estimate(within, dev, n, prior))
+        inv_counts = jnp.where(n > 0, 1.0 / safe, 0.0)
+        within = self.structure.within(stats.scatter, stats.shifts, inv_counts)
+        deviations = stats.sums / safe[:, None] - prior.mean
+        n_means = deviations.shape[0] if active is None else jnp.sum(active)
+        cov = self.structure.map_estimate(within, deviations, n, prior, n_means)
+        return GaussianParams(means, cov)
 
     # -- the prior -------------------------------------------------------------------------
 
@@ -337,11 +353,42 @@ class Gaussian:
         self, params: GaussianParams, prior: GaussianPrior, active: Array | None = None
     ) -> Array:
         """The Normal-Inverse-Wishart (or Normal-Inverse-Gamma) log density of the means and
-        covariances, every constant included; with ``active`` ``(K,)`` booleans and a tied
+        covariances, every constant included; with ``active`` ``(K,)`` booleans and a shared
         covariance, of the active components only."""
-        if self.covariance_type == "tied":
-            return self._cov.log_prior(params.means, params.covariances, prior, active)
-        return self._cov.log_prior(params.means, params.covariances, prior)
+        return self.structure.log_prior(params.means, params.covariances, prior, active)
+
+    # -- NumPyro (for `jaxem.crosscheck`, which passes NumPyro's distributions module and its
+    # ``sample``: the family never imports NumPyro) ------------------------------------------
+
+    def numpyro_components(self, dist: Any, params: GaussianParams) -> Any:
+        """The K components: multivariate normals, batch ``(K,)``, event ``(D,)``."""
+        k = params.means.shape[0]
+        cov = self.component_covariances(params, k)
+        return dist.MultivariateNormal(params.means, covariance_matrix=cov)
+
+    def numpyro_params(
+        self,
+        sample: Any,
+        dist: Any,
+        prior: GaussianPrior | None,
+        n_components: int,
+        n_features: int,
+    ) -> GaussianParams:
+        """``means`` and ``covariances`` as NumPyro sites: from the structure's conjugate prior
+        (`CovarianceStructure.numpyro_prior`), or flat (on the positive definite matrices or
+        the positive variances) without a prior."""
+        if prior is not None:
+            means, cov = self.structure.numpyro_prior(sample, dist, prior, n_components)
+            return GaussianParams(means, cov)
+        k, d, constraints = n_components, n_features, dist.constraints
+        shape = self.structure.shape(k, d)
+        if self.structure.coupled:
+            support = (constraints.positive_definite, shape[:-2], shape[-2:])
+        else:
+            support = (constraints.positive, (), shape)
+        cov = sample("covariances", dist.ImproperUniform(*support))
+        means = sample("means", dist.ImproperUniform(constraints.real, (), (k, d)))
+        return GaussianParams(means, cov)
 
     def default_prior(self, X: Array, n_components: int) -> GaussianPrior:
         """mclust's default conjugate prior (Fraley and Raftery 2007, "Bayesian regularization
@@ -364,17 +411,11 @@ class Gaussian:
             centred = X - mean
             cov = centred.T @ centred / (n - 1)
         shrink = n_components ** (2.0 / d)
-        scale = {
-            "full": cov / shrink,
-            "tied": cov / shrink,
-            "diag": jnp.full((d,), jnp.mean(jnp.diagonal(cov)) / shrink, cov.dtype),
-            "spherical": jnp.mean(jnp.diagonal(cov)) / shrink,
-        }[self.covariance_type]
         return GaussianPrior(
             mean=mean,
             kappa=jnp.asarray(0.01, X.dtype),
             dof=jnp.asarray(d + 2, X.dtype),
-            scale=scale,
+            scale=self.structure.default_scale(cov, shrink),
         )
 
     def check_prior(
@@ -391,7 +432,7 @@ class Gaussian:
         for f in ("kappa", "dof"):
             if arr[f].shape != ():
                 raise ValueError(f"{name}.{f} must be a scalar; got shape {arr[f].shape}")
-        scale_shape = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[cov_type]
+        scale_shape = self.structure.scale_shape(d)
         if arr["scale"].shape != scale_shape:
             raise ValueError(
                 f"{name}.scale must have shape {scale_shape} for covariance_type={cov_type!r}; "
@@ -411,19 +452,15 @@ class Gaussian:
                 raise ValueError(f"{name}.{f} contains NaN or inf")
         if np.any(v["kappa"] <= 0):
             raise ValueError(f"{name}.kappa must be > 0; got {worst(v['kappa'])}")
-        low = n_features - 1 if self.covariance_type in ("full", "tied") else 0
+        low = self.structure.dof_minimum(n_features)
         if np.any(v["dof"] <= low):
             raise ValueError(
                 f"{name}.dof must be > {low} for covariance_type={self.covariance_type!r}; "
                 f"got {worst(v['dof'])}"
             )
-        s = v["scale"]
-        if self.covariance_type in ("full", "tied"):
-            symmetric = np.allclose(s, np.swapaxes(s, -1, -2), rtol=1e-5, atol=0)
-            if not symmetric or np.any(np.linalg.eigvalsh(s) <= 0):
-                raise ValueError(f"{name}.scale must be a symmetric positive definite matrix")
-        elif np.any(s <= 0):
-            raise ValueError(f"{name}.scale must be positive; got {worst(s)}")
+        wrong = self.structure.check_scale(v["scale"])
+        if wrong is not None:
+            raise ValueError(f"{name}.scale must be {wrong}")
 
     # -- parameters ------------------------------------------------------------------------
 
@@ -433,7 +470,7 @@ class Gaussian:
         """Shapes against ``(K, D)``; with concrete values also finite entries and positive
         definite covariances. Returns the params cast to ``dtype``."""
         k, d = n_components, n_features
-        expected = {"means": (k, d), "covariances": self._cov.shape(k, d)}
+        expected = {"means": (k, d), "covariances": self.structure.shape(k, d)}
         arrays = {}
         for field, shape in expected.items():
             a = as_float_array(getattr(params, field), f"{name}.{field}").astype(dtype)
@@ -447,10 +484,10 @@ class Gaussian:
             for field, a in arrays.items():
                 if not np.all(np.isfinite(np.asarray(a))):
                     raise ValueError(f"{name}.{field} contains NaN or inf")
-            if not self._cov.is_valid(np.asarray(arrays["covariances"])):
+            if not self.structure.is_valid(np.asarray(arrays["covariances"])):
                 positive = (
                     "symmetric positive definite matrices"
-                    if self.covariance_type in ("full", "tied")
+                    if self.structure.coupled
                     else "positive variances"
                 )
                 raise ValueError(f"{name}.covariances must be {positive}")
@@ -458,45 +495,36 @@ class Gaussian:
 
     def n_parameters(self, n_components: int, n_features: int) -> int:
         """K·D means and the covariances' free entries."""
-        return n_components * n_features + self._cov.n_parameters(n_components, n_features)
+        return n_components * n_features + self.structure.n_parameters(n_components, n_features)
 
     def sample(self, key: Array, params: GaussianParams, labels: Array) -> Array:
         """One draw per entry of ``labels`` ``(N,)`` from its component: ``(N, D)``."""
         means = jnp.asarray(params.means)
         covariances = jnp.asarray(params.covariances)
-        return means[labels] + self._cov.noise(key, covariances, labels, means.shape[1])
+        return means[labels] + self.structure.noise(key, covariances, labels, means.shape[1])
 
     def unconstrain(self, params: GaussianParams) -> GaussianParams:
         """Unconstrained coordinates of the parameters, in their own shapes: the means as they
         are; covariances as log-diagonal Cholesky factors (full, tied) or log variances (diag,
         spherical). Any real values map back to valid parameters through `constrain`: where
         an extrapolation (`jaxem.fit`'s acceleration) can move freely."""
-        return GaussianParams(params.means, self._cov.unconstrain(params.covariances))
+        return GaussianParams(params.means, self.structure.unconstrain(params.covariances))
 
     def constrain(self, coordinates: GaussianParams) -> GaussianParams:
         """The parameters of unconstrained ``coordinates`` (the inverse of `unconstrain`)."""
-        return GaussianParams(coordinates.means, self._cov.constrain(coordinates.covariances))
+        return GaussianParams(coordinates.means, self.structure.constrain(coordinates.covariances))
 
     def permute(self, params: GaussianParams, order: Any) -> GaussianParams:
-        """``params`` with components in ``order`` (a tied covariance is shared and stays)."""
+        """``params`` with components in ``order`` (a shared covariance stays)."""
         order = jnp.asarray(order)
-        cov = params.covariances
-        if self.covariance_type != "tied":
-            event_ndim = {"full": 2, "diag": 1, "spherical": 0}[self.covariance_type]
-            cov = jnp.take(cov, order, axis=cov.ndim - 1 - event_ndim)
+        cov = self.structure.permute(params.covariances, order)
         return GaussianParams(jnp.take(params.means, order, axis=-2), cov)
 
     def component_covariances(self, params: GaussianParams, n_components: int) -> Array:
         """Every component's covariance matrix, ``(K, D, D)``, whatever the type."""
-        cov = jnp.asarray(params.covariances)
         d = params.means.shape[-1]
-        if self.covariance_type == "full":
-            return cov
-        if self.covariance_type == "tied":
-            return jnp.broadcast_to(cov, (n_components, d, d))
-        if self.covariance_type == "diag":
-            return cov[:, :, None] * jnp.eye(d, dtype=cov.dtype)
-        return cov[:, None, None] * jnp.eye(d, dtype=cov.dtype)
+        matrices = self.structure.matrices(jnp.asarray(params.covariances), d)
+        return jnp.broadcast_to(matrices, (n_components, d, d))
 
     def collapsed(self, params: GaussianParams, weights: Any = None) -> np.ndarray:
         """Which components have a non-finite covariance or a smallest variance (eigenvalue)
@@ -522,18 +550,5 @@ class Gaussian:
             return np.maximum(self.reg_covar, full.RESOLUTION * d * eps * np.maximum(scale, 0.0))
 
         with np.errstate(invalid="ignore"):
-            if self.covariance_type in ("full", "tied"):
-                if self.covariance_type == "tied":
-                    spread = np.sum(weights * spread, axis=-2)
-                root = 1.0 / np.sqrt(floor_at(spread + np.diagonal(cov, axis1=-2, axis2=-1)))
-                scaled = cov * root[..., :, None] * root[..., None, :]
-                broken = ~np.all(np.isfinite(scaled), axis=(-2, -1))
-                scaled = np.where(broken[..., None, None], np.eye(d), scaled)
-                small = broken | (np.linalg.eigvalsh(scaled)[..., 0] < 2.0)
-                if self.covariance_type == "tied":
-                    small = small[..., None]
-            elif self.covariance_type == "diag":
-                small = ~np.all(cov >= 2 * floor_at(spread + cov), axis=-1)
-            else:
-                small = ~(cov >= 2 * floor_at(np.mean(spread, axis=-1) + cov))
+            small = self.structure.collapsed(cov, spread, weights, floor_at)
         return np.broadcast_to(small, small.shape[:-1] + (k,))

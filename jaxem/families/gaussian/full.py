@@ -1,26 +1,7 @@
-"""Full covariances: one symmetric positive definite $\\Sigma_k$ per component, ``(K, D, D)``.
-
-Every covariance module provides the same functions, used by
-`jaxem.GaussianMixture`:
-
-- ``squares(centred) -> (Q, N)``: the quadratic features $q(x)$ of the centred data
-  ``(D, N)`` that this type's Mahalanobis distances need ($x_i x_j$ for full and tied,
-  $x_d^2$ for diag, $\\|x\\|^2$ for spherical), computed once per fit;
-- ``quadratic_form(covariances, offsets) -> (a, b, c, log_det)``: coefficients with
-  $(x - o_k)^\\top \\Sigma_k^{-1} (x - o_k) = a_k \\cdot q(x) + b_k \\cdot x + c_k$, so that
-  the E-step's log-densities of all components are *one* matrix product of ``(K, Q + D)``
-  coefficients with the ``(Q + D, N)`` features, and its statistics a second one;
-- ``scatter(moments, firsts, counts, offsets)``: $\\sum_n w_n r_{nk} (x_n - o_k)
-  (x_n - o_k)^\\top$ in this type's shape, from those weighted sums of the features;
-- ``within(scatter, shifts, inv_counts)``: the scatter about the new means;
-- ``mle(within, counts, reg_covar, n_features, spread)``: the maximum-likelihood covariances
-  (``spread``: the new means' squared distances from the data's centre, ``(K, D)``, which
-  full and tied use to keep them factorisable in low precision, `floors`);
-- ``map_estimate(within, dev, counts, prior)`` and ``log_prior(means, covariances, prior)``:
-  the posterior mode and the log prior density (see `jaxem.priors`);
-- ``pooled(covariances, weights)``: one covariance standing for all components;
-- ``noise(key, covariances, labels, n_features)``: draws of $x - \\mu_{z}$;
-- ``n_parameters(K, D)``, ``shape(K, D)`` and ``is_valid(covariances)`` (NumPy, concrete values).
+"""Full covariances: one symmetric positive definite $\\Sigma_k$ per component, ``(K, D, D)``
+(mclust's VVV), the structure `Full`; and the matrix arithmetic the other structures with
+matrices share (`precision`, `quadratic_coefficients`, `scatter_matrices`, the floors that keep
+a covariance factorisable in low precision, Cholesky coordinates).
 """
 
 from __future__ import annotations
@@ -30,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import linalg, priors
+from jaxem.families.gaussian.structure import CovarianceStructure, register
 
 Array = jax.Array
 
@@ -37,14 +19,6 @@ Array = jax.Array
 # entry by entry: elementwise arithmetic that XLA fuses, instead of a batch of tiny LAPACK calls
 # per component, which dominate when thousands of small fits run at once (fit_batch).
 SMALL_D = 4
-
-
-def shape(n_components: int, n_features: int) -> tuple[int, ...]:
-    return (n_components, n_features, n_features)
-
-
-def n_parameters(n_components: int, n_features: int) -> int:
-    return n_components * n_features * (n_features + 1) // 2
 
 
 def squares(centred: Array) -> Array:
@@ -105,7 +79,7 @@ def precision(covariances: Array) -> tuple[Array, Array]:
     return prec, log_det
 
 
-def scatter(moments: Array, firsts: Array, counts: Array, offsets: Array) -> Array:
+def scatter_matrices(moments: Array, firsts: Array, counts: Array, offsets: Array) -> Array:
     """$S_k = \\sum_n wr_{nk} (x_n - o_k)(x_n - o_k)^\\top$ ``(K, D, D)`` from the
     weighted sums of the quadratic features ``moments`` ``(K, D(D+1)/2)``, of the data
     ``firsts`` ``(K, D)`` and of the weights ``counts`` ``(K,)``."""
@@ -120,21 +94,6 @@ def scatter(moments: Array, firsts: Array, counts: Array, offsets: Array) -> Arr
         - jnp.swapaxes(cross, -1, -2)
         + counts[:, None, None] * offsets[:, :, None] * offsets[:, None, :]
     )
-
-
-def within(scatter: Array, shifts: Array, inv_counts: Array) -> Array:
-    """Scatter about the new means, $W_k = S_k - d_k d_k^\\top / N_k$, ``(K, D, D)``."""
-    return scatter - jnp.einsum("k,kd,ke->kde", inv_counts, shifts, shifts)
-
-
-def mle(within: Array, counts: Array, reg_covar: float, n_features: int, spread: Array) -> Array:
-    """$\\Sigma_k = W_k / N_k + \\epsilon I$, each pivot at least its `floors`; ``spread``
-    ``(K, D)``: the squared distances $(\\mu_{kd} - c_d)^2$ of the new means from the data's
-    centre."""
-    cov = within / counts[:, None, None]
-    cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
-    cov = cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
-    return floor_spectrum(cov, floors(cov, spread, reg_covar))
 
 
 def floor_spectrum(cov: Array, floor: Array) -> Array:
@@ -181,37 +140,7 @@ def floor_at(scale: Array, reg_covar: float, n_features: int) -> Array:
     return jnp.maximum(reg_covar, RESOLUTION * n_features * eps * jnp.maximum(scale, 0.0))
 
 
-def map_estimate(within: Array, dev: Array, counts: Array, prior) -> Array:
-    """Posterior mode $\\Sigma_k = [\\Psi + W_k + \\tfrac{N_k\\kappa}{N_k+\\kappa}
-    (\\bar x_k - m)(\\bar x_k - m)^\\top] / (N_k + \\nu + D + 2)$; ``dev`` is
-    $\\bar x_k - m$ ``(K, D)``."""
-    d = dev.shape[-1]
-    shrunk = counts * prior.kappa / (counts + prior.kappa)
-    b = prior.scale + within + jnp.einsum("k,kd,ke->kde", shrunk, dev, dev)
-    cov = b / (counts + prior.dof + d + 2)[:, None, None]
-    return 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
-
-
-def log_prior(means: Array, covariances: Array, prior) -> Array:
-    """$\\sum_k \\log \\mathcal{W}^{-1}(\\Sigma_k \\mid \\nu, \\Psi)
-    + \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma_k / \\kappa)$."""
-    chol = linalg.cholesky(covariances)
-    return priors.log_inverse_wishart(chol, prior.dof, prior.scale) + priors.log_normal_given_cov(
-        means, prior.mean, chol, prior.kappa
-    )
-
-
-def pooled(covariances: Array, weights: Array) -> Array:
-    return jnp.einsum("k,kde->de", weights, covariances)
-
-
-def noise(key: Array, covariances: Array, labels: Array, n_features: int) -> Array:
-    z = jax.random.normal(key, (labels.shape[0], n_features), covariances.dtype)
-    chol = jnp.linalg.cholesky(covariances)
-    return jnp.einsum("nde,ne->nd", chol[labels], z)
-
-
-def is_valid(covariances: np.ndarray) -> bool:
+def is_positive_definite(covariances: np.ndarray) -> bool:
     """Symmetric and positive definite (concrete values)."""
     c = np.asarray(covariances, dtype=np.float64)
     if not np.allclose(c, np.swapaxes(c, -1, -2), rtol=1e-5, atol=0):
@@ -223,10 +152,10 @@ def is_valid(covariances: np.ndarray) -> bool:
     return True
 
 
-def unconstrain(covariances: Array) -> Array:
+def cholesky_coordinates(covariances: Array) -> Array:
     """Unconstrained coordinates of symmetric positive definite ``(..., D, D)`` matrices: the
     lower Cholesky factor with its diagonal's logarithm (zeros above the diagonal); any real
-    array of that shape maps back through `constrain`."""
+    array of that shape maps back through `from_cholesky_coordinates`."""
     chol = linalg.cholesky(covariances)
     d = covariances.shape[-1]
     eye = jnp.eye(d, dtype=chol.dtype)
@@ -234,7 +163,7 @@ def unconstrain(covariances: Array) -> Array:
     return jnp.tril(chol, -1) + eye * log_diagonal[..., None, :]
 
 
-def constrain(coordinates: Array) -> Array:
+def from_cholesky_coordinates(coordinates: Array) -> Array:
     """$L L^\\top$ with $L$ the lower triangle of ``coordinates`` ``(..., D, D)`` and the
     exponential of its diagonal: positive definite for every real input."""
     d = coordinates.shape[-1]
@@ -242,3 +171,122 @@ def constrain(coordinates: Array) -> Array:
     diagonal = jnp.exp(jnp.diagonal(coordinates, axis1=-2, axis2=-1))
     chol = jnp.tril(coordinates, -1) + eye * diagonal[..., None, :]
     return chol @ jnp.swapaxes(chol, -1, -2)
+
+
+def collapsed_matrices(covariances: np.ndarray, spread: np.ndarray, floor_at) -> np.ndarray:
+    """Whether the smallest eigenvalue of $F^{-1/2} \\Sigma F^{-1/2}$ is below 2, $F$ the
+    floors of the features (``floor_at`` of ``spread`` ``(..., D)`` plus the variances) or
+    ``covariances`` ``(..., D, D)`` has a non-finite entry: booleans ``(...)`` (NumPy)."""
+    d = covariances.shape[-1]
+    root = 1.0 / np.sqrt(floor_at(spread + np.diagonal(covariances, axis1=-2, axis2=-1)))
+    scaled = covariances * root[..., :, None] * root[..., None, :]
+    broken = ~np.all(np.isfinite(scaled), axis=(-2, -1))
+    scaled = np.where(broken[..., None, None], np.eye(d), scaled)
+    return broken | (np.linalg.eigvalsh(scaled)[..., 0] < 2.0)
+
+
+class Full(CovarianceStructure):
+    """One symmetric positive definite matrix per component, ``(K, D, D)`` (mclust's VVV)."""
+
+    name = "full"
+    aliases = ("VVV",)
+    coupled = True
+
+    def shape(self, n_components, n_features):
+        return (n_components, n_features, n_features)
+
+    def n_parameters(self, n_components, n_features):
+        return n_components * n_features * (n_features + 1) // 2
+
+    def matrices(self, covariances, n_features):
+        return covariances
+
+    def permute(self, covariances, order):
+        return jnp.take(covariances, order, axis=covariances.ndim - 3)
+
+    def is_valid(self, covariances):
+        return is_positive_definite(covariances)
+
+    def squares(self, centred):
+        return squares(centred)
+
+    def quadratic_form(self, covariances, offsets):
+        return quadratic_form(covariances, offsets)
+
+    def scatter(self, moments, firsts, counts, offsets):
+        return scatter_matrices(moments, firsts, counts, offsets)
+
+    def reduce(self, scatters):
+        return scatters
+
+    def within(self, scatter, shifts, inv_counts):
+        """$W_k = S_k - d_k d_k^\\top / N_k$, ``(K, D, D)``."""
+        return scatter - jnp.einsum("k,kd,ke->kde", inv_counts, shifts, shifts)
+
+    def maximise(self, within, counts, reg_covar, spread):
+        """$\\Sigma_k = W_k / N_k + \\epsilon I$, each pivot at least its `floors`."""
+        cov = within / counts[:, None, None]
+        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+        cov = cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+        return floor_spectrum(cov, floors(cov, spread, reg_covar))
+
+    def fill_empty(self, covariances, empty, counts):
+        pooled = jnp.einsum("k,kde->de", counts / jnp.sum(counts), covariances)
+        return jnp.where(empty[:, None, None], pooled[None], covariances)
+
+    def map_estimate(self, within, deviations, counts, prior, n_means):
+        """$\\Sigma_k = [\\Psi + W_k + \\tfrac{N_k\\kappa}{N_k+\\kappa}
+        (\\bar x_k - m)(\\bar x_k - m)^\\top] / (N_k + \\nu + D + 2)$."""
+        d = deviations.shape[-1]
+        shrunk = counts * prior.kappa / (counts + prior.kappa)
+        b = prior.scale + within + jnp.einsum("k,kd,ke->kde", shrunk, deviations, deviations)
+        cov = b / (counts + prior.dof + d + 2)[:, None, None]
+        return 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+
+    def log_prior(self, means, covariances, prior, active=None):
+        """$\\sum_k \\log \\mathcal{W}^{-1}(\\Sigma_k \\mid \\nu, \\Psi)
+        + \\log \\mathcal{N}(\\mu_k \\mid m, \\Sigma_k / \\kappa)$."""
+        chol = linalg.cholesky(covariances)
+        return priors.log_inverse_wishart(
+            chol, prior.dof, prior.scale
+        ) + priors.log_normal_given_cov(means, prior.mean, chol, prior.kappa)
+
+    def scale_shape(self, n_features):
+        return (n_features, n_features)
+
+    def dof_minimum(self, n_features):
+        return n_features - 1
+
+    def default_scale(self, covariance, shrink):
+        return covariance / shrink
+
+    def check_scale(self, scale):
+        symmetric = np.allclose(scale, np.swapaxes(scale, -1, -2), rtol=1e-5, atol=0)
+        if not symmetric or np.any(np.linalg.eigvalsh(scale) <= 0):
+            return "a symmetric positive definite matrix"
+        return None
+
+    def noise(self, key, covariances, labels, n_features):
+        z = jax.random.normal(key, (labels.shape[0], n_features), covariances.dtype)
+        chol = jnp.linalg.cholesky(covariances)
+        return jnp.einsum("nde,ne->nd", chol[labels], z)
+
+    def unconstrain(self, covariances):
+        return cholesky_coordinates(covariances)
+
+    def constrain(self, coordinates):
+        return from_cholesky_coordinates(coordinates)
+
+    def collapsed(self, covariances, spread, weights, floor_at):
+        return collapsed_matrices(covariances, spread, floor_at)
+
+    def numpyro_prior(self, sample, dist, prior, n_components):
+        """$\\Sigma_k \\sim \\mathcal{W}^{-1}(\\nu, \\Psi)$,
+        $\\mu_k \\sim \\mathcal{N}(m, \\Sigma_k / \\kappa)$."""
+        inv_wishart = dist.InverseWishart(prior.dof, scale_matrix=prior.scale)
+        cov = sample("covariances", inv_wishart.expand((n_components,)))
+        means = sample("means", dist.MultivariateNormal(prior.mean, cov / prior.kappa).to_event(1))
+        return means, cov
+
+
+register(Full())

@@ -70,7 +70,8 @@ class MissingData(NamedTuple):
         centre: ``(D,)`` the weighted mean of each column's observed values.
         values: ``(D, N)`` $x - c$ where observed, 0 where missing.
         observed: ``(D, N)`` 1 where observed, 0 where missing (the data's dtype).
-        groups: for full and tied covariances, the rows sorted and grouped (`SlotGroups`).
+        groups: for coupled structures (covariance matrices), the rows sorted and grouped
+            (`SlotGroups`).
     """
 
     centre: Array
@@ -81,7 +82,8 @@ class MissingData(NamedTuple):
 
 def prepare(X: Array, weights: Array, coupled: bool = False) -> MissingData:
     """`MissingData` of ``X`` ``(N, D)`` (NaN where missing) and ``weights`` ``(N,)``; with
-    ``coupled`` (full and tied covariances) also the rows in groups (`group`)."""
+    ``coupled`` (covariance matrices, `CovarianceStructure.coupled`) also the rows in groups
+    (`group`)."""
     seen = ~jnp.isnan(X)
     filled = jnp.where(seen, X, 0.0)
     column_weight = weights @ seen.astype(X.dtype)
@@ -104,14 +106,7 @@ def pairwise_moments(X: Array) -> tuple[Array, Array]:
     return means, jnp.where(positive, cov, jnp.diag(jnp.diagonal(cov)))
 
 
-def variances(covariance_type: str, covariances: Array, n_features: int) -> Array:
-    """Per component and feature the variance ``(K, D)`` of a diag or spherical covariance."""
-    if covariance_type == "spherical":
-        return jnp.broadcast_to(covariances[:, None], covariances.shape + (n_features,))
-    return covariances
-
-
-# -- diag and spherical: independent coordinates ------------------------------------------------
+# -- independent coordinates (diagonal structures) ---------------------------------------------
 
 
 def independent_log_likelihoods(variance: Array, offsets: Array, data: MissingData) -> Array:
@@ -148,7 +143,7 @@ def independent_moments(
     return counts[:, None] * (offsets + data.centre) + shifts, shifts, scatter
 
 
-# -- full and tied: coupled coordinates ---------------------------------------------------------
+# -- coupled coordinates (covariance matrices) ---------------------------------------------
 
 # The slot counts a group can be given (below D, and D itself): fine steps where rows usually
 # are, coarse ones beyond, since each size is one more branch to compile.
@@ -248,7 +243,7 @@ class Precisions(NamedTuple):
 
 
 def precisions(covariances: Array, offsets: Array) -> Precisions:
-    """`Precisions` of ``covariances`` ``(K, D, D)`` (or one tied ``(D, D)``) and ``offsets``
+    """`Precisions` of ``covariances`` ``(K, D, D)`` (or one shared ``(D, D)``) and ``offsets``
     $\\mu_k - c$ ``(K, D)``."""
     k, d = offsets.shape
     prec, log_det = full.precision(covariances)
@@ -391,22 +386,22 @@ def _group_sums(features: Array, weights: Array, shifts: Array, spread: Array) -
     return GroupSums(jnp.sum(weights, axis=0), moments, cross, spread, jnp.sum(shifts, axis=0))
 
 
-def _statistics(sums: GroupSums, offsets: Array, tied: bool) -> tuple[Array, Array, Array]:
+def _statistics(sums: GroupSums, offsets: Array) -> tuple[Array, Array, Array]:
     """$N_k$ ``(K,)``, $\\sum_n w_{nk} e_{nk}$ ``(K, D)`` and
-    $\\sum_n w_{nk} (e_{nk} e_{nk}^\\top + C_{nk})$ ``(K, D, D)`` (``(D, D)`` when ``tied``)
+    $\\sum_n w_{nk} (e_{nk} e_{nk}^\\top + C_{nk})$ ``(K, D, D)``
     from the `GroupSums` of all rows: with $e = (v - o) + (e - u)$, the complete-data scatter
     of $v$ about $o$ plus the cross terms and ``spread``."""
     k, d = offsets.shape
     squares, firsts = sums.moments[:, :-d], sums.moments[:, -d:]
     cross = jnp.moveaxis(sums.cross, 1, 0) - offsets[:, :, None] * sums.totals[:, None, :]
     scatter = (
-        full.scatter(squares, firsts, sums.counts, offsets)
+        full.scatter_matrices(squares, firsts, sums.counts, offsets)
         + cross
         + jnp.swapaxes(cross, 1, 2)
         + jnp.moveaxis(sums.spread.reshape(d, d, k), -1, 0)
     )
     shifts = firsts - sums.counts[:, None] * offsets + sums.totals
-    return sums.counts, shifts, jnp.sum(scatter, axis=0) if tied else scatter
+    return sums.counts, shifts, scatter
 
 
 def _zero_sums(k: int, d: int, dtype) -> GroupSums:
@@ -469,13 +464,13 @@ def coupled_log_likelihoods(covariances: Array, offsets: Array, data: MissingDat
 
 
 def coupled_moments(
-    covariances: Array | None, offsets: Array | None, data: MissingData, wr: Array, tied: bool
+    covariances: Array | None, offsets: Array | None, data: MissingData, wr: Array
 ) -> tuple[Array, Array, Array]:
     """``(sums, shifts, scatter)``: $\\sum_n wr_{kn} \\mathbb{E}[x_n \\mid x_o]$ and
     $\\sum_n wr_{kn} e_{nk}$ ``(K, D)``, and
-    $\\sum_n wr_{kn} (e_{nk} e_{nk}^\\top + C_{nk})$, ``(K, D, D)`` (summed over components
-    when ``tied``: ``(D, D)``). Without ``covariances`` (a start from a partition) the offsets
-    are the components' observed means and missing entries add nothing."""
+    $\\sum_n wr_{kn} (e_{nk} e_{nk}^\\top + C_{nk})$, ``(K, D, D)``; ``covariances``
+    ``(K, D, D)`` or one shared ``(D, D)``. Without ``covariances`` (a start from a
+    partition) the offsets are the components' observed means and missing entries add nothing."""
     counts = jnp.sum(wr, axis=1)
     if covariances is None:
         moments = weighted_sums(jnp.concatenate([data.values, data.observed], axis=0), wr)
@@ -485,14 +480,12 @@ def coupled_moments(
         residuals = data.observed[:, None] * (data.values[:, None] - offsets.T[:, :, None])
         shifts = jnp.einsum("kn,dkn->kd", wr, residuals)
         scatter = jnp.einsum("dkn,ekn->kde", wr * residuals, residuals)
-        if tied:
-            scatter = jnp.sum(scatter, axis=0)
     else:
-        counts, shifts, scatter = _grouped_statistics(covariances, offsets, data.groups, wr, tied)
+        counts, shifts, scatter = _grouped_statistics(covariances, offsets, data.groups, wr)
     return counts[:, None] * (offsets + data.centre) + shifts, shifts, scatter
 
 
-def _grouped_statistics(covariances, offsets, groups: SlotGroups, wr, tied):
+def _grouped_statistics(covariances, offsets, groups: SlotGroups, wr):
     """`_statistics` of weighted responsibilities ``wr`` ``(K, N)``, a group at a time."""
     k, d = offsets.shape
     prec = precisions(covariances, offsets)
@@ -511,7 +504,7 @@ def _grouped_statistics(covariances, offsets, groups: SlotGroups, wr, tied):
     weights = _sorted_weights(groups, wr.T)
     inputs = (groups.features, groups.observed, groups.slots, groups.branch, weights)
     sums, _ = jax.lax.scan(one_group, _zero_sums(k, d, wr.dtype), inputs)
-    return _statistics(sums, offsets, tied)
+    return _statistics(sums, offsets)
 
 
 def coupled_mixture_e_step(
@@ -520,13 +513,12 @@ def coupled_mixture_e_step(
     data: MissingData,
     log_weights: Array,
     weights: Array,
-    tied: bool,
 ) -> tuple[Array, Array, Array, Array, Array]:
     """A mixture's whole E-step in one pass over the groups: each group's swept systems give its
     log-densities, the responsibilities follow (mixture weights $\\pi$, ``log_weights``
     ``(K,)``; sample ``weights`` ``(N,)``), and the same systems its statistics, instead of a
     pass for the log-densities and another, after the responsibilities, that sweeps again.
-    ``covariances`` ``(K, D, D)`` (or one tied ``(D, D)``), ``offsets`` $\\mu_k - c$
+    ``covariances`` ``(K, D, D)`` (or one shared ``(D, D)``), ``offsets`` $\\mu_k - c$
     ``(K, D)``. Returns $N_k$ ``(K,)``, ``sums``, ``shifts``, ``scatter`` (as
     `coupled_moments`) and $\\sum_n w_n \\log p(x_{n,o})$."""
     k, d = offsets.shape
@@ -560,85 +552,89 @@ def coupled_mixture_e_step(
         _sorted_weights(groups, weights),
     )
     (sums, loglik), _ = jax.lax.scan(one_group, zero, inputs)
-    counts, shifts, scatter = _statistics(sums, offsets, tied)
+    counts, shifts, scatter = _statistics(sums, offsets)
     return counts, counts[:, None] * (offsets + data.centre) + shifts, shifts, scatter, loglik
 
 
 # -- imputation ---------------------------------------------------------------------------------
 
 
-def conditional_means(
-    covariance_type: str, covariances: Array, offsets: Array, data: MissingData
-) -> Array:
+def coupled_conditional_means(covariances: Array, offsets: Array, data: MissingData) -> Array:
     """$\\mathbb{E}[x_n \\mid x_{n,o}, z = k]$, ``(K, N, D)``: the observed values where
-    observed."""
+    observed; ``covariances`` ``(K, D, D)`` or one shared ``(D, D)``."""
+    prec = precisions(covariances, offsets)
+    groups = data.groups
+    d = offsets.shape[-1]
+
+    def branch(size, b, observed, slots):
+        system, _ = _correction(size, prec, b, observed, slots)
+        if system is None:
+            return jnp.zeros_like(b)
+        return _embed(system.coords, system.slot_shifts(), d)
+
+    def one_group(_, inputs):
+        features, observed, slots, index = inputs
+        b = _residuals(prec, features[:, -d:])
+        residuals = features[:, None, -d:] - offsets  # u (G, K, D)
+        return None, residuals + _switch(groups, index, branch, b, observed, slots)
+
+    inputs = (groups.features, groups.observed, groups.slots, groups.branch)
+    _, residuals = jax.lax.scan(one_group, None, inputs)
+    return jnp.moveaxis(_unsort(groups, residuals), 0, 1) + offsets[:, None, :] + data.centre
+
+
+def independent_conditional_means(offsets: Array, data: MissingData) -> Array:
+    """$\\mathbb{E}[x_n \\mid x_{n,o}, z = k]$ ``(K, N, D)`` of independent features: the
+    component's mean where missing."""
     values = data.values.T[None]  # (1, N, D)
-    if covariance_type in ("full", "tied"):
-        prec = precisions(covariances, offsets)
-        groups = data.groups
-        d = offsets.shape[-1]
-
-        def branch(size, b, observed, slots):
-            system, _ = _correction(size, prec, b, observed, slots)
-            if system is None:
-                return jnp.zeros_like(b)
-            return _embed(system.coords, system.slot_shifts(), d)
-
-        def one_group(_, inputs):
-            features, observed, slots, index = inputs
-            b = _residuals(prec, features[:, -d:])
-            residuals = features[:, None, -d:] - offsets  # u (G, K, D)
-            return None, residuals + _switch(groups, index, branch, b, observed, slots)
-
-        inputs = (groups.features, groups.observed, groups.slots, groups.branch)
-        _, residuals = jax.lax.scan(one_group, None, inputs)
-        return jnp.moveaxis(_unsort(groups, residuals), 0, 1) + offsets[:, None, :] + data.centre
     observed = data.observed.T[None]
     return observed * values + (1.0 - observed) * offsets[:, None, :] + data.centre
 
 
-def conditional_noise(
-    key: Array,
-    covariance_type: str,
-    covariances: Array,
-    offsets: Array,
-    data: MissingData,
-    labels: Array,
+def coupled_conditional_noise(
+    key: Array, covariances: Array, data: MissingData, labels: Array
 ) -> Array:
     """A draw of $x_{n,m} - \\mathbb{E}[x_{n,m} \\mid x_{n,o}, z_n]$ given each row's
-    component ``labels`` ``(N,)``, zero on the observed coordinates: ``(N, D)``."""
-    d = offsets.shape[-1]
+    component ``labels`` ``(N,)``, zero on the observed coordinates: ``(N, D)``;
+    ``covariances`` ``(K, D, D)`` or one shared ``(D, D)``."""
+    d = covariances.shape[-1]
     missing = 1.0 - data.observed.T  # (N, D)
-    z = jax.random.normal(key, missing.shape, offsets.dtype)
-    if covariance_type in ("full", "tied"):
-        tied = covariances.ndim == 2
-        n_components = 1 if tied else covariances.shape[0]
-        prec = precisions(covariances, jnp.zeros((n_components, d), z.dtype))
-        groups = data.groups
-        chosen = (jnp.zeros_like(labels) if tied else labels)[groups.order]
-        chosen = chosen.reshape(groups.live.shape)
+    z = jax.random.normal(key, missing.shape, covariances.dtype)
+    shared = covariances.ndim == 2
+    n_components = 1 if shared else covariances.shape[0]
+    prec = precisions(covariances, jnp.zeros((n_components, d), z.dtype))
+    groups = data.groups
+    chosen = (jnp.zeros_like(labels) if shared else labels)[groups.order]
+    chosen = chosen.reshape(groups.live.shape)
 
-        def draw(size, observed, slots, noise, label):
-            if size == 0:
-                return jnp.zeros_like(noise)
-            b = jnp.zeros((noise.shape[0], n_components, d), noise.dtype)
-            system = _swept_system(size, prec, b, observed, slots)
-            cov = jnp.take_along_axis(system.covariances(), label[None, None, :, None], axis=-1)
-            cov = jnp.moveaxis(cov[..., 0], -1, 0)  # (G, S, S)
-            # the conditional covariance on the used slots, the identity on the others: its
-            # Cholesky factor keeps that block structure
-            unused = 1.0 - system.used.T
-            block = cov + unused[:, :, None] * jnp.eye(size, dtype=cov.dtype)
-            spread = jnp.einsum("gij,gj->gi", linalg.cholesky(block), noise[:, :size])
-            return _embed(system.coords, (spread * system.used.T).T[..., None], d)[:, 0]
+    def draw(size, observed, slots, noise, label):
+        if size == 0:
+            return jnp.zeros_like(noise)
+        b = jnp.zeros((noise.shape[0], n_components, d), noise.dtype)
+        system = _swept_system(size, prec, b, observed, slots)
+        cov = jnp.take_along_axis(system.covariances(), label[None, None, :, None], axis=-1)
+        cov = jnp.moveaxis(cov[..., 0], -1, 0)  # (G, S, S)
+        # the conditional covariance on the used slots, the identity on the others: its
+        # Cholesky factor keeps that block structure
+        unused = 1.0 - system.used.T
+        block = cov + unused[:, :, None] * jnp.eye(size, dtype=cov.dtype)
+        spread = jnp.einsum("gij,gj->gi", linalg.cholesky(block), noise[:, :size])
+        return _embed(system.coords, (spread * system.used.T).T[..., None], d)[:, 0]
 
-        def one_group(_, inputs):
-            observed, slots, index, noise, label = inputs
-            return None, _switch(groups, index, draw, observed, slots, noise, label)
+    def one_group(_, inputs):
+        observed, slots, index, noise, label = inputs
+        return None, _switch(groups, index, draw, observed, slots, noise, label)
 
-        noise = z[groups.order].reshape(groups.observed.shape)
-        inputs = (groups.observed, groups.slots, groups.branch, noise, chosen)
-        _, draws = jax.lax.scan(one_group, None, inputs)
-        return _unsort(groups, draws)
-    variance = variances(covariance_type, covariances, d)[labels]
-    return missing * jnp.sqrt(variance) * z
+    noise = z[groups.order].reshape(groups.observed.shape)
+    inputs = (groups.observed, groups.slots, groups.branch, noise, chosen)
+    _, draws = jax.lax.scan(one_group, None, inputs)
+    return _unsort(groups, draws)
+
+
+def independent_conditional_noise(
+    key: Array, variances: Array, data: MissingData, labels: Array
+) -> Array:
+    """As `coupled_conditional_noise` for independent features, ``variances`` ``(K, D)``."""
+    missing = 1.0 - data.observed.T  # (N, D)
+    z = jax.random.normal(key, missing.shape, variances.dtype)
+    return missing * jnp.sqrt(variances[labels]) * z
