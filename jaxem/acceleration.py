@@ -88,7 +88,7 @@ def init(params: Params, stats: Stats, objective: Array) -> SquaremState:
 def step(
     model: EMModel,
     evaluate: Callable[[Params], tuple[Stats, Array]],
-    m_step: Callable[[Stats], Params],
+    m_step: Callable[[Params, Stats], Params],
     state: SquaremState,
 ) -> SquaremState:
     """One SQUAREM iteration (three calls of ``evaluate``).
@@ -96,16 +96,17 @@ def step(
     Args:
         model: provides ``unconstrain(params)`` and ``constrain(coordinates)``.
         evaluate: ``params -> (stats, objective)``, one E-step over all the data.
-        m_step: ``stats -> params`` (the prior, if any, already bound).
+        m_step: ``(params, stats) -> params``, the M-step from statistics taken at ``params``
+            (the prior, if any, already bound; `jaxem.algorithm.m_step`).
         state: from `init` or the previous `step`.
 
     Returns:
         The next state: the stabilised extrapolation if its objective is finite and no lower
         than ``state.objective``, else the point one EM step from ``state.params``.
     """
-    once = m_step(state.stats)
+    once = m_step(state.params, state.stats)
     once_stats, once_objective = evaluate(once)
-    twice = m_step(once_stats)
+    twice = m_step(once, once_stats)
 
     start, unravel = ravel_pytree(model.unconstrain(state.params))
     first = ravel_pytree(model.unconstrain(once))[0] - start
@@ -116,7 +117,7 @@ def step(
     length = jnp.clip(length, 1, state.step_max).astype(state.step_max.dtype)
 
     jump = model.constrain(unravel(start + 2 * length * first + length**2 * second))
-    candidate = m_step(evaluate(jump)[0])
+    candidate = m_step(jump, evaluate(jump)[0])
     candidate_stats, candidate_objective = evaluate(candidate)
 
     accept = jnp.isfinite(candidate_objective) & (candidate_objective >= state.objective)

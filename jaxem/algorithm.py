@@ -34,6 +34,7 @@ import jax.numpy as jnp
 
 from jaxem import acceleration
 from jaxem.base import Array, EMModel, Params, Prior, Stats
+from jaxem.capabilities import of_model
 
 
 class EMState(NamedTuple):
@@ -84,6 +85,16 @@ def objective(model: EMModel, params: Params, loglik: Array, prior: Prior | None
     return loglik + model.log_prior(params, prior)
 
 
+def m_step(model: EMModel, params: Params, stats: Stats, prior: Prior | None) -> Params:
+    """The M-step from ``stats``, taken at ``params``: ``model.m_step_from(params, stats, prior)``
+    for a model that reads the iterate (`jaxem.capabilities.ReadsIterate`), else
+    ``model.m_step(stats, prior)``."""
+    from_iterate = of_model(model).m_step_from
+    if from_iterate is not None:
+        return from_iterate(params, stats, prior)
+    return model.m_step(stats, prior)
+
+
 def build(
     model: EMModel,
     e_step: Callable[[Params], tuple[Stats, Array]],
@@ -98,8 +109,8 @@ def build(
         stats, loglik = e_step(params)
         return stats, objective(model, params, loglik, prior)
 
-    def m_step(stats: Stats) -> Params:
-        return model.m_step(stats, prior)
+    def m_step_at(params: Params, stats: Stats) -> Params:
+        return m_step(model, params, stats, prior)
 
     def unevaluated(params: Params) -> EMState:
         stats, value = jax.eval_shape(evaluate, params)
@@ -120,7 +131,9 @@ def build(
     def em_step(state: EMState) -> EMState:
         # the M-step only once the start is evaluated, and one E-step either way
         started = state.n_evals > 0
-        params = jax.lax.cond(started, lambda: m_step(state.stats), lambda: state.params)
+        params = jax.lax.cond(
+            started, lambda: m_step_at(state.params, state.stats), lambda: state.params
+        )
         stats, value = evaluate(params)
         return state._replace(
             params=params,
@@ -135,7 +148,7 @@ def build(
         start = acceleration.SquaremState(
             state.params, state.stats, state.objective, state.step_max, state.accepted
         )
-        new = acceleration.step(model, evaluate, m_step, start)
+        new = acceleration.step(model, evaluate, m_step_at, start)
         return EMState(
             new.params,
             new.stats,

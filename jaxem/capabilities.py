@@ -88,14 +88,27 @@ class HasDefaultPrior(Protocol):
     def default_prior(self, X: Any) -> Any: ...
 
 
+@runtime_checkable
+class ReadsIterate(Protocol):
+    """An M-step that also reads the iterate its statistics were taken at,
+    ``m_step_from(params, stats, prior) -> params``: for parameters that carry what the M-step
+    keeps fixed (the components `jaxem.grid` switches off), or the start of an M-step that
+    iterates (a generalized EM step must not decrease the expected complete-data
+    log-likelihood from where it starts). The drivers call it in place of ``m_step``."""
+
+    def m_step_from(self, params: Params, stats: Any, prior: Prior | None) -> Params: ...
+
+
 class ModelCapabilities(NamedTuple):
-    """What a model provides (see `of_model`): each optional method, or None; declared values
+    """What a model provides (see `of_model`): each optional method, or None (``m_step_from``:
+    `ReadsIterate`); declared values
     (``data_ndim`` the dimensions of one data set, ``min_samples`` the fewest samples of
     positive weight a fit needs, ``missing`` whether NaN is a missing value,
     ``ignores_zero_weights`` whether rows of weight zero change nothing, so that data may be
     padded with them: `jaxem.buckets`), or their defaults."""
 
     log_prior: Callable | None
+    m_step_from: Callable | None
     validate: Callable | None
     prepare: Callable | None
     bytes_per_sample: Callable | None
@@ -145,6 +158,7 @@ def _resolve(model: Any) -> ModelCapabilities:
     checks = isinstance(model, ChecksPrior)
     return ModelCapabilities(
         log_prior=_method(model, HasPrior, "log_prior"),
+        m_step_from=_method(model, ReadsIterate, "m_step_from"),
         validate=_method(model, Validates, "validate"),
         prepare=_method(model, Prepares, "prepare"),
         bytes_per_sample=_method(model, SizesBlocks, "bytes_per_sample"),

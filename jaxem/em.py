@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxem import acceleration
-from jaxem.algorithm import EMAlgorithm, EMState, build
+from jaxem.algorithm import EMAlgorithm, EMState, build, m_step
 from jaxem.algorithm import objective as objective
 from jaxem.base import Array, EMModel, FitResult, Params, Prior
 from jaxem.buckets import padded
@@ -120,7 +120,7 @@ def em_step(
 @partial(jit, static_argnames="model")
 def _em_step(model, params, X, prior, weights):
     stats, loglik = model.e_step(params, prepare_data(model, X, weights), weights)
-    return model.m_step(stats, prior), objective(model, params, loglik, prior)
+    return m_step(model, params, stats, prior), objective(model, params, loglik, prior)
 
 
 def check_inputs(

@@ -3,11 +3,12 @@ family configuration.
 
 A mixture with $K_{\\max}$ components whose last $K_{\\max} - K$ weights are exactly zero is a
 mixture of $K$: a zero weight gives zero responsibilities, hence zero counts, and the M-step
-keeps it at zero (`MaskedMixture`). So the fits for $K = 1, \\dots, K_{\\max}$ and their random
-restarts are one program with one shape, the pairs (K, start) its members: compiled once,
-instead of once per K and start (what `jaxem.select` cost a new user in compile time, and a long
-notebook session in memory: JAX keeps every compiled program). The members run `LANES` at a
-time in the lanes of `jaxem.batch.fit_lanes`, a lane taking the next start when its own has
+keeps it at zero (`MaskedMixture`, whose parameters carry which components are on: its M-step
+reads them, `jaxem.capabilities.ReadsIterate`). So the fits for $K = 1, \\dots, K_{\\max}$ and
+their random restarts are one program with one shape, the pairs (K, start) its members: compiled
+once, instead of once per K and start (what `jaxem.select` cost a new user in compile time, and
+a long notebook session in memory: JAX keeps every compiled program). The members run `LANES` at
+a time in the lanes of `jaxem.batch.fit_lanes`, a lane taking the next start when its own has
 converged: on 1,000 x 5 (24 cells, 33 starts each) the slowest start of a cell took 3-6x the
 mean number of iterations, and when all starts iterated side by side under ``jax.vmap`` every
 one of them paid for the slowest (``select``'s second call 6.4 s, with 32 lanes 2.3 s).
@@ -51,23 +52,24 @@ N_LLOYD_ITER = 10
 LANES = 32
 
 
-class MaskedPrior(NamedTuple):
-    """What `MaskedMixture`'s M-step reads beside the statistics.
+class MaskedParams(NamedTuple):
+    """A `MaskedMixture`'s parameters.
 
     Attributes:
-        active: ``(K_max,)`` booleans, the first K true.
-        prior: the mixture's prior (None: maximum likelihood).
+        params: the mixture's parameters (``K_max`` components).
+        active: ``(K_max,)`` booleans, the first K true: the components that are on. EM never
+            changes them.
     """
 
+    params: Any
     active: Array
-    prior: Any
 
 
 @dataclasses.dataclass(frozen=True)
 class MaskedMixture:
-    """``mixture`` (with ``K_max`` components) restricted to the active ones of
-    `MaskedPrior`: an `jaxem.EMModel` whose prior argument carries the mask, so that the driver
-    (`jaxem.em.run`) runs it unchanged.
+    """``mixture`` (with ``K_max`` components) restricted to the active components of its
+    parameters (`MaskedParams`): an `jaxem.EMModel` whose M-step reads the iterate
+    (``m_step_from``), so that the drivers run it unchanged and the prior stays the mixture's.
 
     Its objective is the K-component mixture's plus a constant that depends only on K and the
     prior (the inactive components' prior density at their fixed placeholder values), which
@@ -82,16 +84,25 @@ class MaskedMixture:
     def bytes_per_sample(self, n_features: int, itemsize: int) -> int:
         return self.mixture.bytes_per_sample(n_features, itemsize)
 
-    def e_step(self, params: Any, X: Any, weights: Array) -> tuple[Any, Array]:
-        return self.mixture.e_step(params, X, weights)
+    def init(self, key: PRNGKey, X: Array, weights: Array | None = None) -> MaskedParams:
+        """The mixture's start with every component on."""
+        params = self.mixture.init(key, X, weights)
+        return MaskedParams(params, jnp.ones((self.mixture.n_components,), bool))
 
-    def m_step(self, stats: Any, prior: MaskedPrior) -> Any:
-        return self.mixture.m_step(stats, prior.prior, prior.active)
+    def e_step(self, params: MaskedParams, X: Any, weights: Array) -> tuple[Any, Array]:
+        return self.mixture.e_step(params.params, X, weights)
 
-    def log_prior(self, params: Any, prior: MaskedPrior) -> Array:
-        if prior.prior is None:
-            return jnp.zeros((), jax.tree.leaves(params)[0].dtype)
-        return self.mixture.log_prior(params, prior.prior, prior.active)
+    def m_step(self, stats: Any, prior: Any = None) -> MaskedParams:
+        """Without the iterate, every component on."""
+        active = jnp.ones((self.mixture.n_components,), bool)
+        return MaskedParams(self.mixture.m_step(stats, prior, active), active)
+
+    def m_step_from(self, params: MaskedParams, stats: Any, prior: Any) -> MaskedParams:
+        """The mixture's M-step with the components of ``params`` that are off kept off."""
+        return MaskedParams(self.mixture.m_step(stats, prior, params.active), params.active)
+
+    def log_prior(self, params: MaskedParams, prior: Any) -> Array:
+        return self.mixture.log_prior(params.params, prior, params.active)
 
 
 class GridResult(NamedTuple):
@@ -240,25 +251,25 @@ def _fit_cells(X, n_components, labels, extra, weights, prior, tol, *, mixture, 
     positive = weights > 0
 
     def start(k, labels_s, cell_prior):
-        masked = MaskedPrior(jnp.arange(k_max) < k, cell_prior)
         resp = one_hot(labels_s, k_max, weights)
-        return model.m_step(mixture.stats(X, resp.T, weights), masked), masked
+        on = MaskedParams(None, jnp.arange(k_max) < k)  # the M-step reads only the mask
+        return model.m_step_from(on, mixture.stats(X, resp.T, weights), cell_prior), cell_prior
 
     def cell(k, labels_k, cell_prior):
         return jax.vmap(lambda lab: start(k, lab, cell_prior))(labels_k)
 
     if prior is None:
-        starts, masked = jax.vmap(lambda k, lab: cell(k, lab, None))(n_components, labels)
+        starts, priors = jax.vmap(lambda k, lab: cell(k, lab, None))(n_components, labels)
     else:
-        starts, masked = jax.vmap(cell)(n_components, labels, prior)
+        starts, priors = jax.vmap(cell)(n_components, labels, prior)
     flat = partial(jax.tree.map, lambda a: a.reshape((n_k * n_starts,) + a.shape[2:]))
-    starts, masked = flat(starts), flat(masked)
+    starts, priors = flat(starts), flat(priors)
     if block is None:
         lanes = min(LANES, n_k * n_starts)
-        fits = fit_lanes(model, X, weights, starts, masked, tol, max_iter, lanes, shared=True)
+        fits = fit_lanes(model, X, weights, starts, priors, tol, max_iter, lanes, shared=True)
     else:
         fits = jax.vmap(lambda p, m: run(model, X, p, m, weights, tol, max_iter, block))(
-            starts, masked
+            starts, priors
         )
 
     def summary(params, fit_objective, n_iter, converged):
@@ -274,7 +285,7 @@ def _fit_cells(X, n_components, labels, extra, weights, prior, tol, *, mixture, 
             converged=converged,
         )
 
-    result = jax.vmap(summary)(fits.params, fits.objective, fits.n_iter, fits.converged)
+    result = jax.vmap(summary)(fits.params.params, fits.objective, fits.n_iter, fits.converged)
     return jax.tree.map(lambda a: a.reshape((n_k, n_starts) + a.shape[1:]), result)
 
 
@@ -310,7 +321,7 @@ def first_components(mixture: Mixture, params: Any, k: int) -> Any:
 __all__ = [
     "GridResult",
     "MaskedMixture",
-    "MaskedPrior",
+    "MaskedParams",
     "best_starts",
     "first_components",
     "fit_grid",
