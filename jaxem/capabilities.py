@@ -217,13 +217,21 @@ class DescribedInNumPyro(Protocol):
     ) -> Params: ...
 
 
+@runtime_checkable
+class HasCovariances(Protocol):
+    """Every component's covariance matrix, ``(K, D, D)`` (for drawing ellipses)."""
+
+    def component_covariances(self, params: Params, n_components: int) -> Array: ...
+
+
 class FamilyCapabilities(NamedTuple):
     """What a family provides (see `of_family`): ``missing`` (NaN is a missing value),
     ``mixture_e_step`` when it computes a mixture's E-step itself (``fuses_e_step``),
     ``shares_parameters`` (a parameter common to all components: its ``m_step`` and
     ``log_prior`` accept ``active=``), ``start_prior``, ``collapsed``, whether it has
     unconstrained coordinates (``extrapolates``) and its NumPyro description
-    (``numpyro_components`` and ``numpyro_params``, or None)."""
+    (``numpyro_components`` and ``numpyro_params``, or None) and ``component_covariances``
+    (Gaussians)."""
 
     missing: bool
     mixture_e_step: Callable | None
@@ -233,6 +241,7 @@ class FamilyCapabilities(NamedTuple):
     extrapolates: bool
     numpyro_components: Callable | None
     numpyro_params: Callable | None
+    component_covariances: Callable | None
 
 
 def of_family(family: Any) -> FamilyCapabilities:
@@ -259,6 +268,7 @@ def _resolve_family(family: Any) -> FamilyCapabilities:
         extrapolates=isinstance(family, Extrapolates),
         numpyro_components=_method(family, DescribedInNumPyro, "numpyro_components"),
         numpyro_params=_method(family, DescribedInNumPyro, "numpyro_params"),
+        component_covariances=_method(family, HasCovariances, "component_covariances"),
     )
 
 

@@ -5,7 +5,8 @@
     jaxem fit DATA.csv -k 3 [--family gaussian|bernoulli|categorical|poisson]
               [--covariance-type full] [--prior default] [--n-init 4]
               [--seed 0] [--columns a,b] [--out model.npz] [--json summary.json] [--plot fig.png]
-    jaxem select DATA.csv -k 1-6 [--covariance-types full,diag] [--criterion bic] [--out best.npz]
+    jaxem select DATA.csv -k 1-6 [--family gaussian] [--covariance-types full,diag]
+                 [--criterion bic] [--out best.npz]
     jaxem predict model.npz DATA.csv [--columns a,b] [--out labels.csv | --out -]
     jaxem demo [--plot demo.png]
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -39,6 +41,7 @@ import numpy as np
 
 from jaxem.capabilities import of_family, of_model
 from jaxem.compiler import with_options
+from jaxem.families import registry
 from jaxem.families.gaussian import COVARIANCE_TYPES
 from jaxem.families.gaussian import structure as structures
 from jaxem.mixture import Mixture
@@ -267,15 +270,18 @@ def _summary(model, result, X, names, prior_name: str) -> dict:
     params = result.params
     mixture = model.as_mixture_params(params)
     loglik = float(np.sum(np.asarray(model.score_samples(params, X))))
-    family = type(model.family).__name__.lower()
-    description = {"class": type(model).__name__, "family": family}
-    description["n_components"] = model.n_components
-    if family == "gaussian":
-        description["covariance_type"] = model.family.covariance_type
-    if family == "categorical":
-        description["n_categories"] = [int(c) for c in model.family.categories(X.shape[1])]
-    description["missing"] = of_family(model.family).missing
     components = {f: np.asarray(v).tolist() for f, v in mixture.components._asdict().items()}
+    # the family's own configuration (covariance_type, n_categories, ...), as saved files hold it
+    config = {k: v for k, v in dataclasses.asdict(model.family).items() if k != "missing"}
+    description = {
+        "class": type(model).__name__,
+        "name": model.describe(),
+        "family": type(model.family).name,
+        "n_components": model.n_components,
+        **config,
+        "missing": of_family(model.family).missing,
+        "parameters": list(components),
+    }
     return {
         "model": description,
         "estimate": "MAP" if prior_name == "default" else "MLE",
@@ -294,20 +300,15 @@ def _summary(model, result, X, names, prior_name: str) -> dict:
     }
 
 
-# per family: the summary's field shown per component and column, and its heading
-_SHOWN = {"gaussian": "means", "bernoulli": "probs", "poisson": "rates", "categorical": "probs"}
+# the summary shows a family's first parameter per component and column, headed by these
+_HEADINGS = {"means": "mean", "probs": "P(1)", "rates": "rate"}
 
 
 def _print_summary(s: dict, title: str) -> None:
     print(title)
     m = s["model"]
     objective = "log-likelihood" if s["estimate"] == "MLE" else "log-posterior (objective)"
-    extra = ", missing=True" if m.get("missing") else ""
-    if m["family"] == "gaussian":
-        name = f"GaussianMixture(n_components={m['n_components']}, "
-        name += f"covariance_type={m['covariance_type']!r}{extra})"
-    else:
-        name = f"Mixture({m['family'].capitalize()}{extra}, n_components={m['n_components']})"
+    name = m["name"]
     print(
         f"  {name}, {s['estimate']}" + (" with the default prior" if s["estimate"] == "MAP" else "")
     )
@@ -321,11 +322,11 @@ def _print_summary(s: dict, title: str) -> None:
         print(f"  {objective} {s['objective']:.4f}")
     print(f"  BIC {s['bic']:.3f} (lower is better)")
     print(f"  iterations {s['n_iter']}, converged: {s['converged']}")
-    if m["family"] == "categorical":
+    field = m["parameters"][0]
+    if np.ndim(s[field]) == 3:  # (K, D, C): per column, a probability per category
         _print_categorical(s)
         return
-    field = _SHOWN[m["family"]]
-    label = {"means": "mean", "probs": "P(1)", "rates": "rate"}[field]
+    label = _HEADINGS.get(field, field)
     width = max(10, *(len(n) + 2 for n in s["columns"]))
     print("  component  weight" + "".join(f"{label + ' ' + n:>{width + 5}}" for n in s["columns"]))
     for k, (w, row) in enumerate(zip(s["weights"], s[field], strict=True)):
@@ -370,29 +371,23 @@ def _prior(model, X, name: str):
     return default_prior(model, X) if name == "default" else None
 
 
-def _model(
-    k: int,
-    covariance_type: str,
-    family: str = "gaussian",
-    X: np.ndarray | None = None,
-    missing: bool = False,
-):
-    """The mixture to fit; a categorical family takes each column's number of categories as its
-    largest code plus one."""
-    from jaxem import families
-    from jaxem.gaussian_mixture import GaussianMixture
-    from jaxem.mixture import Mixture
+def _family_class(name: str, options: dict) -> type:
+    """The family ``--family`` names, with ``options`` it declares (``CommandError`` else)."""
+    cls = registry.by_family_name(name)
+    for option, value in options.items():
+        if value is not None and option not in cls.options:
+            flag = "--" + option.replace("_", "-")
+            raise CommandError(f"{flag} applies to Gaussian mixtures; --family {name} has none")
+    return cls
 
-    if family == "gaussian":
-        return GaussianMixture(k, covariance_type, missing=missing)
-    if family == "categorical":
-        seen = X is not None and len(X) and not np.all(np.isnan(X))
-        codes = np.nan_to_num(np.nanmax(X, axis=0)) if seen else np.ones(1)
-        if np.any(codes < 0) or np.any(np.floor(codes) != codes):
-            return Mixture(families.Categorical(1), k)  # its data check names the bad cell
-        return Mixture(families.Categorical(tuple(int(c) + 1 for c in codes), missing), k)
-    kind = {"bernoulli": families.Bernoulli, "poisson": families.Poisson}[family]
-    return Mixture(kind(missing=missing), k)
+
+def _model(k: int, family: type, X: np.ndarray, missing: bool = False, **options):
+    """The mixture of ``k`` components of the family class ``family`` for data ``X`` (its
+    ``for_data``: a categorical family takes each column's largest code plus one categories)."""
+    from jaxem.gaussian_mixture import mixture_of
+
+    given = {name: value for name, value in options.items() if value is not None}
+    return mixture_of(family.for_data(X, missing, **given), k)
 
 
 # -- plotting --------------------------------------------------------------------------------
@@ -460,18 +455,16 @@ def _output_path(value: str | None, option: str) -> str | None:
 def _cmd_fit(args: argparse.Namespace) -> int:
     for option in ("out", "json", "plot"):
         _output_path(getattr(args, option), f"--{option}")
-    if args.covariance_type is not None and args.family != "gaussian":
-        raise CommandError(
-            f"--covariance-type applies to Gaussian mixtures; --family {args.family} has none"
-        )
-    if args.plot and args.family != "gaussian":
-        raise CommandError("--plot draws Gaussian mixtures only")
+    family = _family_class(args.family, {"covariance_type": args.covariance_type})
     table = read_csv(args.data, args.columns, args.missing, not args.no_header)
     X, names = table.X, table.names
     with cells_named(table):
         model = _model(
-            args.n_components, args.covariance_type or "full", args.family, X, args.missing
+            args.n_components, family, X, args.missing, covariance_type=args.covariance_type
         )
+    if args.plot and of_family(model.family).component_covariances is None:
+        raise CommandError("--plot draws Gaussian mixtures only")
+    with cells_named(table):
         prior = _prior(model, X, args.prior)
         result = _fit_restarts(model, X, prior, args)
     summary = _summary(model, result, X, names, args.prior)
@@ -481,7 +474,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, summary)
     if args.plot:
-        title = f"{summary['estimate']}, K={model.n_components}, {model.family.covariance_type}"
+        title = f"{summary['estimate']}, {model.describe()}"
         plot(args.plot, X, names, [(title, model, result.params)])
         _plotted(args.plot, names)
     return 0
@@ -499,8 +492,21 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
     for option in ("out", "json"):
         _output_path(getattr(args, option), f"--{option}")
+    cls = registry.by_family_name(args.family)
+    structured = "covariance_type" in cls.options  # a grid over K and covariance structures
+    if args.covariance_types is not None and not structured:
+        raise CommandError(
+            f"--covariance-types applies to Gaussian mixtures; --family {args.family} has none"
+        )
     table = read_csv(args.data, args.columns, args.missing, not args.no_header)
     X, names = table.X, table.names
+    grid = {"covariance_types": args.covariance_types or list(COVARIANCE_TYPES)}
+    if structured:
+        grid["missing"] = args.missing
+    else:
+        with cells_named(table):
+            grid = {"families": cls.for_data(X, args.missing)}
+    n_columns = len(grid.get("covariance_types", [None]))
     n_rows = int(np.count_nonzero(~np.all(np.isnan(X), axis=1)))
     too_many = [k for k in args.n_components if k > n_rows]
     if too_many:
@@ -508,11 +514,10 @@ def _cmd_select(args: argparse.Namespace) -> int:
             f"-k: K={too_many[0]} exceeds the {n_rows} rows of {args.data} (with an observed "
             "value); every K must be <= the number of rows"
         )
-    with _bar(len(args.n_components) * len(args.covariance_types), "select", args.quiet) as bar:
+    with _bar(len(args.n_components) * n_columns, "select", args.quiet) as bar, cells_named(table):
         result = select(
             X,
             args.n_components,
-            args.covariance_types,
             key=jax.random.key(args.seed),
             criterion=args.criterion,
             prior=None if args.prior == "none" else "default",
@@ -520,7 +525,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
             tol=args.tol,
             max_iter=args.max_iter,
             on_cell=lambda *_: bar.update(),
-            missing=args.missing,
+            **grid,
         )
     print(repr(result))
     if args.out:
@@ -536,7 +541,13 @@ def _cmd_select(args: argparse.Namespace) -> int:
                 "singular": [list(c) for c in result.singular],
                 "best": {
                     "n_components": result.model.n_components,
-                    "covariance_type": result.model.covariance_type,
+                    "column": result.column,
+                    "family": type(result.model.family).name,
+                    **{
+                        k: v
+                        for k, v in dataclasses.asdict(result.model.family).items()
+                        if k != "missing"
+                    },
                 },
             },
         )
@@ -602,9 +613,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from jaxem.datasets import load_faithful
+    from jaxem.gaussian_mixture import GaussianMixture
 
     X, names = load_faithful()
-    model = _model(args.n_components, args.covariance_type)
+    model = GaussianMixture(args.n_components, args.covariance_type)
     print(f"Old Faithful: {X.shape[0]} eruptions, columns {', '.join(names)}\n")
     panels = []
     for prior_name, title in (("none", "maximum likelihood"), ("default", "MAP, default prior")):
@@ -668,7 +680,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("-k", "--n-components", type=int, required=True)
     fit.add_argument(
         "--family",
-        choices=["gaussian", "bernoulli", "categorical", "poisson"],
+        choices=registry.names(),
         default="gaussian",
         help="the components: Gaussian (default), or independent binary, categorical (codes "
         "0, 1, ...) or count columns",
@@ -693,7 +705,17 @@ def _parser() -> argparse.ArgumentParser:
     common(sel, n_init=32, tol=1e-6, max_iter=1000)  # jaxem.select's defaults
     sel.add_argument("-k", "--n-components", type=_parse_ks, default=list(range(1, 7)))
     sel.add_argument(
-        "--covariance-types", type=_parse_types, default=list(COVARIANCE_TYPES), metavar="T,T"
+        "--family",
+        choices=registry.names(),
+        default="gaussian",
+        help="the components (default gaussian: the grid spans K and covariance types)",
+    )
+    sel.add_argument(
+        "--covariance-types",
+        type=_parse_types,
+        default=None,
+        metavar="T,T",
+        help=f"Gaussian only (default {','.join(COVARIANCE_TYPES)}; mclust's names too)",
     )
     sel.add_argument("--criterion", choices=["bic", "aic", "icl"], default="bic")
     sel.add_argument("--out", help="save the best model (.npz)")

@@ -80,7 +80,8 @@ class GaussianMixture(Mixture):
 
     def describe(self) -> str:
         """The model in messages and reports: ``GaussianMixture(K, 'full')``."""
-        return f"GaussianMixture({self.n_components}, {self.covariance_type!r})"
+        extra = ", missing=True" if self.missing else ""
+        return f"GaussianMixture({self.n_components}, {self.covariance_type!r}{extra})"
 
     def as_mixture_params(self, params: Any) -> MixtureParams:
         if isinstance(params, MixtureParams):
@@ -114,9 +115,20 @@ class GaussianMixture(Mixture):
         return name
 
 
+def mixture_of(family: Any, n_components: int) -> Mixture:
+    """The mixture of ``n_components`` components of ``family``: a `GaussianMixture` for a
+    Gaussian family (scikit-learn's parameter shapes), else ``Mixture(family, n_components)``."""
+    if isinstance(family, Gaussian):
+        return GaussianMixture(
+            n_components, family.covariance_type, family.reg_covar, family.missing
+        )
+    return Mixture(family, n_components)
+
+
 __all__ = [
     "COVARIANCE_TYPES",
     "GaussianMixture",
     "GaussianMixtureParams",
     "GaussianMixturePrior",
+    "mixture_of",
 ]

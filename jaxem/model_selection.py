@@ -24,6 +24,7 @@ table), as mclust reports NA for fits it finds singular.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -37,7 +38,7 @@ from jaxem.buckets import pad_rows
 from jaxem.compiler import jit
 from jaxem.em import check_inputs, objective, plan, prepare_data
 from jaxem.families.gaussian import structure as structures
-from jaxem.gaussian_mixture import COVARIANCE_TYPES, GaussianMixture, GaussianMixtureParams
+from jaxem.gaussian_mixture import COVARIANCE_TYPES, GaussianMixture
 from jaxem.grid import best_starts, first_components, fit_grid
 from jaxem.hierarchical import partitions
 from jaxem.mixture import Mixture
@@ -87,21 +88,25 @@ class SelectResult(NamedTuple):
 
     Attributes:
         criterion: ``"bic"``, ``"aic"`` or ``"icl"`` (lower is better).
-        table: ``{covariance_type: {n_components: value}}``; NaN where K exceeds the data.
-        model: the best `jaxem.GaussianMixture`.
+        table: ``{column: {n_components: value}}``, a column per covariance type (or per
+            family, named by its ``describe()``); NaN where K exceeds the data.
+        model: the best mixture (a `jaxem.GaussianMixture`, or a `jaxem.Mixture` of one of
+            ``families``).
         params: its fitted parameters (the best of its cell's starts).
         objective: its final EM objective.
-        singular: the cells ``(covariance_type, K)`` whose best fit has a component held up by
+        singular: the cells ``(column, K)`` whose best fit has a component held up by
             the M-step's floor alone (a variance below twice ``reg_covar``, or twice the
             precision of the data's squares in float32: `Gaussian.collapsed`); NaN in ``table``.
+        column: the best model's column of ``table``.
     """
 
     criterion: str
     table: dict
-    model: GaussianMixture
-    params: GaussianMixtureParams
+    model: Mixture
+    params: Any
     objective: Any
     singular: tuple = ()
+    column: Any = None
 
     def __repr__(self) -> str:
         types = list(self.table)
@@ -113,16 +118,15 @@ class SelectResult(NamedTuple):
             cells = []
             for t in types:
                 v = self.table[t].get(k, math.nan)
-                best = t == self.model.covariance_type and k == self.model.n_components
+                best = t == self.column and k == self.model.n_components
                 if (t, k) in self.singular:
                     cells.append(f"{'singular':>13} ")
                 else:
                     cells.append(f"{v:>13.3f}" + ("*" if best else " "))
             rows.append(f"{k:>4}" + "".join(cells))
         rows.append(
-            f"best: GaussianMixture({self.model.n_components}, "
-            f"{self.model.covariance_type!r}), {self.criterion} = "
-            f"{self.table[self.model.covariance_type][self.model.n_components]:.3f}"
+            f"best: {self.model.describe()}, {self.criterion} = "
+            f"{self.table[self.column][self.model.n_components]:.3f}"
         )
         return "\n".join(rows)
 
@@ -141,8 +145,10 @@ def select(
     max_iter: int = 1000,
     on_cell: Callable[[str, int, float], Any] | None = None,
     missing: bool = False,
+    families: Any = None,
 ) -> SelectResult:
-    """Fit every (covariance type, K) of the grid and rank the fits by ``criterion``.
+    """Fit every (covariance type, K) of the grid, or every (family, K), and rank the fits by
+    ``criterion``.
 
     The grid is a few compiled programs (`jaxem.grid.fit_grid`): every K of a covariance type
     is a mixture of ``max(n_components)`` components with the surplus ones switched off, and
@@ -176,6 +182,13 @@ def select(
             a `jaxem.GaussianMixture` with ``missing=True`` (see ``docs/missing.md``), its
             starts drawn on the data with each missing value at its column's observed mean,
             and $n$ counts the rows with an observed value.
+        families: None (Gaussian mixtures of ``covariance_types``), or a component family or
+            several (any family: ``jaxem.families.Poisson()``, one of one's own, Gaussians of
+            chosen structures) whose `jaxem.Mixture` over each K the grid fits instead, one
+            column per family named by its ``describe()``; ``covariance_types`` and ``missing``
+            do not apply (the families carry theirs). Several families must seed their starts
+            on the same points (``init_points``). The starts are the k-means ones (mclust's
+            hierarchical start is for Gaussians).
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}; got {criterion!r}")
@@ -185,7 +198,21 @@ def select(
     n_init = check_positive_int(n_init, "n_init")
     if not isinstance(missing, bool):
         raise TypeError(f"missing must be True or False; got {missing!r}")
-    X = check_data(X, missing=missing)
+    if families is None:
+        X = check_data(X, missing=missing)
+        columns, make = _gaussian_columns(covariance_types, missing)
+    else:
+        if covariance_types is not COVARIANCE_TYPES or missing:
+            raise TypeError(
+                "select takes families or covariance_types (and missing), not both: a family "
+                "carries its own (jaxem.families.Gaussian('diag', missing=True))"
+            )
+        families = tuple(families) if isinstance(families, (list, tuple)) else (families,)
+        if not families:
+            raise ValueError("families must name at least one family")
+        for family in families:
+            X = family.check_data(X)
+        columns, make = _family_columns(families)
     if isinstance(n_components, str):
         raise TypeError(
             "n_components must be numbers of components (range(1, 7), [2, 3]); "
@@ -194,36 +221,31 @@ def select(
     ks = [check_positive_int(k, "n_components") for k in n_components]
     if not ks:
         raise ValueError("n_components must name at least one number of components")
-    if isinstance(covariance_types, str):
-        covariance_types = (covariance_types,)
-    try:  # names, aliases or structures, as their names
-        covariance_types = tuple(dict.fromkeys(structures.of(t).name for t in covariance_types))
-    except ValueError as error:
-        raise ValueError(f"covariance_types: {error}") from None
-    w = GaussianMixture(1, missing=missing).effective_weights(
-        X, check_weights(weights, X.shape[0], X.dtype)
-    )
+    w = make(0, 1).effective_weights(X, check_weights(weights, X.shape[0], X.dtype))
     n_rows = int(np.count_nonzero(np.asarray(w) > 0))
     fitted = [k for k in ks if k <= n_rows]
-    table: dict = {t: {} for t in covariance_types}
-    singular = []
+    table: dict = {t: {} for t in columns}
+    singular, failed = [], []
     best = None
     if fitted:
         k_max = max(fitted)
-        mixtures = tuple(GaussianMixture(k_max, t, missing=missing) for t in covariance_types)
+        mixtures = tuple(make(i, k_max) for i in range(len(columns)))
         priors = None
         if prior is not None:
             priors = tuple(
-                _cell_priors(t, fitted, k_max, X, prior, missing) for t in covariance_types
+                _cell_priors(partial(make, i), fitted, k_max, X, prior) for i in range(len(columns))
             )
-        # mclust's start: one more per cell, deterministic (rows beyond 2000: a subset)
-        seeds = np.asarray(mixtures[0].family.init_points(X))  # missing values filled
-        hierarchical = partitions(seeds, fitted, np.asarray(w))
         # rows of weight zero change no fit: data sets of nearby sizes share one program
         X_fit, w_fit = pad_rows(np.asarray(X), np.asarray(w))
-        padding = np.full((len(fitted), X_fit.shape[0] - X.shape[0]), -1, np.int32)
-        hierarchical = np.concatenate([hierarchical, padding], axis=1)[:, None, :]
-        w_fit, block, _ = plan(mixtures[0], X_fit, w_fit, None, copies=len(fitted) * (n_init + 1))
+        hierarchical = None
+        if families is None:
+            # mclust's start: one more per cell, deterministic (rows beyond 2000: a subset)
+            seeds = np.asarray(mixtures[0].family.init_points(X))  # missing values filled
+            hierarchical = partitions(seeds, fitted, np.asarray(w))
+            padding = np.full((len(fitted), X_fit.shape[0] - X.shape[0]), -1, np.int32)
+            hierarchical = np.concatenate([hierarchical, padding], axis=1)[:, None, :]
+        n_starts = n_init + (hierarchical is not None)
+        w_fit, block, _ = plan(mixtures[0], X_fit, w_fit, None, copies=len(fitted) * n_starts)
         results = fit_grid(
             mixtures,
             key,
@@ -239,13 +261,14 @@ def select(
         )
         # the rest is bookkeeping on the host, in NumPy: no small programs compiled per shape
         log_n = math.log(float(np.sum(np.asarray(w, np.float64))))
-        for cov_type, mixture, result in zip(covariance_types, mixtures, results, strict=True):
+        for column, mixture, result in zip(range(len(columns)), mixtures, results, strict=True):
+            cov_type = columns[column]
             result = jax.device_get(result)
             start, collapsed = best_starts(mixture, result, fitted, regular=prior is None)
             result = _take_starts(result, start)
             loglik, entropy = result.loglik, result.entropy
             for i, k in enumerate(fitted):
-                p = GaussianMixture(k, cov_type).n_parameters(X.shape[1])
+                p = make(column, k).n_parameters(X.shape[1])
                 value = (
                     -2.0 * loglik[i]
                     + {
@@ -257,23 +280,60 @@ def select(
                 if collapsed[i]:
                     singular.append((cov_type, k))
                     value = math.nan
+                elif math.isnan(value):
+                    failed.append((cov_type, k))
                 table[cov_type][k] = float(value)
                 if not math.isnan(value) and (best is None or value < best[0]):
-                    best = (float(value), cov_type, k, mixture, result, i)
-    for cov_type in covariance_types:
+                    best = (float(value), column, k, mixture, result, i)
+    for cov_type in columns:
         table[cov_type] = {k: table[cov_type].get(k, math.nan) for k in ks}
         if on_cell is not None:
             for k in ks:
                 on_cell(cov_type, k, table[cov_type][k])
+    if failed:
+        warnings.warn(
+            f"select: the cells {failed} gave no finite fit (NaN); a family's m_step must give "
+            "finite parameters to an empty component, as select switches components off (see "
+            "docs/families.md)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if best is None:
         raise ValueError("no cell of the grid gave a fit: every K exceeds the data or is singular")
-    _, cov_type, k, mixture, result, i = best
-    model = GaussianMixture(k, cov_type, missing=missing)
+    _, column, k, mixture, result, i = best
+    model = make(column, k)
     params = first_components(mixture, jax.tree.map(lambda a: a[i], result.params), k)
     value = jnp.asarray(result.loglik[i])
     if prior is not None:
         value = objective(model, params, value, _prior_of(model, X, prior))
-    return SelectResult(criterion, table, model, params, value, tuple(singular))
+    return SelectResult(criterion, table, model, params, value, tuple(singular), columns[column])
+
+
+def _gaussian_columns(covariance_types: Any, missing: bool) -> tuple:
+    """The columns of a Gaussian grid (the structures' names) and ``make(column, K)``."""
+    if isinstance(covariance_types, str):
+        covariance_types = (covariance_types,)
+    try:  # names, aliases or structures, as their names
+        names = tuple(dict.fromkeys(structures.of(t).name for t in covariance_types))
+    except ValueError as error:
+        raise ValueError(f"covariance_types: {error}") from None
+
+    def make(column: int, k: int) -> GaussianMixture:
+        return GaussianMixture(k, names[column], missing=missing)
+
+    return names, make
+
+
+def _family_columns(families: tuple) -> tuple:
+    """The columns of a grid of families (their ``describe()``) and ``make(column, K)``."""
+    names = tuple(family.describe() for family in families)
+    if len(set(names)) < len(names):
+        raise ValueError(f"families must differ; got {list(names)}")
+
+    def make(column: int, k: int) -> Mixture:
+        return Mixture(families[column], k)
+
+    return names, make
 
 
 def _take_starts(result: Any, start: np.ndarray) -> Any:
@@ -282,20 +342,30 @@ def _take_starts(result: Any, start: np.ndarray) -> Any:
     return jax.tree.map(lambda a: a[cells, start], result)
 
 
-def _prior_of(model: GaussianMixture, X: Array, prior: Any) -> Any:
+def _prior_of(model: Mixture, X: Array, prior: Any) -> Any:
     """The prior of one cell, checked: `jaxem.default_prior` or the user's ``prior(model, X)``."""
     cell = default_prior(model, X) if prior == "default" else prior(model, X)
     return model.check_prior(cell, X.shape[1], X.dtype)
 
 
-def _cell_priors(
-    cov_type: str, ks: list, k_max: int, X: Array, prior: Any, missing: bool = False
-) -> Any:
-    """The priors of the cells of one covariance type, stacked, in the K_max layout (the
-    Dirichlet's alpha padded with ones for the switched-off components)."""
+def _cell_priors(make: Callable[[int], Mixture], ks: list, k_max: int, X: Array, prior: Any) -> Any:
+    """The priors of the cells of one column (``make(K)`` its mixture of K), stacked, in the
+    K_max layout: the Dirichlet's alpha padded with ones for the switched-off components, and
+    any other per-component leaf (leading axis K where the K_max prior's is K_max, such as a
+    Poisson family's Gamma priors) padded with copies of its last component's (whose density
+    at the switched-off components' fixed parameters only adds a constant)."""
+    layout = jax.tree.leaves(_prior_of(make(k_max), X, prior))
     cells = []
     for k in ks:
-        cell = _prior_of(GaussianMixture(k, cov_type, missing=missing), X, prior)
-        alpha = jnp.ones((k_max,), X.dtype).at[:k].set(cell.alpha)
+        cell = _prior_of(make(k), X, prior)
+        leaves, tree = jax.tree.flatten(cell)
+        padded = [
+            leaf
+            if np.shape(leaf) == np.shape(full)
+            else jnp.concatenate([leaf, jnp.repeat(leaf[-1:], k_max - k, axis=0)])
+            for leaf, full in zip(leaves, layout, strict=True)
+        ]
+        cell = jax.tree.unflatten(tree, padded)
+        alpha = jnp.ones((k_max,), X.dtype).at[:k].set(cell.alpha[:k])
         cells.append(cell._replace(alpha=alpha))
     return jax.tree.map(lambda *a: jnp.stack(a), *cells)

@@ -180,6 +180,29 @@ def test_icl_table_does_not_speak_of_bic(capsys, blob_files):
     assert status == 0 and out.startswith("ICL (lower is better)\n") and "BIC" not in out
 
 
+def test_select_ranks_any_family(capsys, tmp_path):
+    """``select --family poisson``: a grid over K for Poisson mixtures; K = 1 is the closed form
+    (rates at the column means), and the JSON names the best cell."""
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.poisson([1, 2], (60, 2)), rng.poisson([8, 6], (40, 2))])
+    path = tmp_path / "counts.csv"
+    np.savetxt(path, X, delimiter=",", header="u,v", comments="", fmt="%d")
+    status, out, _ = run(capsys, "select", path, "-k", "1-3", "--family", "poisson", "-q",
+                         "--n-init", 4, "--json", tmp_path / "t.json")  # fmt: skip
+    assert status == 0 and "Poisson" in out and "best: Mixture(Poisson, 2)" in out
+    import json
+
+    summary = json.loads((tmp_path / "t.json").read_text())
+    loglik = stats.poisson.logpmf(X, X.mean(axis=0)).sum()
+    bic_1 = -2 * loglik + 2 * np.log(len(X))
+    assert np.isclose(summary["table"]["Poisson"]["1"], bic_1, rtol=1e-5)  # float32 CLI
+    assert summary["best"] == {"n_components": 2, "column": "Poisson", "family": "poisson"}
+    line = error_line(capsys, "select", path, "--family", "poisson", "--covariance-types", "full")
+    assert "--covariance-types applies to Gaussian" in line
+
+
 def test_a_closed_pipe_ends_quietly(blob_files):
     folder, _ = blob_files
     reader = subprocess.Popen(["true"], stdin=subprocess.PIPE)

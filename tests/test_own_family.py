@@ -2,8 +2,8 @@
 docs/families.md) with no change to any jaxem file: it fits (against a NumPy EM, and for K = 1
 the closed form), batch-fits, and saves and loads once registered; unregistered, save says how
 to register it, and SQUAREM what it lacks; it describes itself in NumPyro, and
-`jaxem.crosscheck` finds NumPyro's maximum of its likelihood where EM's is. (select over K for
-such a family is still to come: issue 31.)"""
+`jaxem.crosscheck` finds NumPyro's maximum of its likelihood where EM's is; and `jaxem.select`
+ranks its mixtures over K."""
 
 import dataclasses
 from typing import ClassVar, NamedTuple
@@ -41,7 +41,9 @@ class Exponential:
         return data @ wr.T  # (D, K): sums of x per component
 
     def m_step(self, stats, counts, prior=None):
-        return RateParams(counts[:, None] / stats.T)
+        # an empty component (a switched-off one in jaxem.select) takes the pooled rate
+        pooled = jnp.sum(counts) / jnp.sum(stats, axis=1)
+        return RateParams(jnp.where(counts[:, None] > 0, counts[:, None] / stats.T, pooled))
 
     def check_params(self, params, n_components, n_features, dtype, name="params"):
         return RateParams(jnp.asarray(params.rates, dtype))
@@ -54,6 +56,9 @@ class Exponential:
 
     def n_parameters(self, n_components, n_features):
         return n_components * n_features
+
+    def describe(self):  # its name in messages and jaxem.select's table
+        return "Exponential"
 
     # for jaxem.crosscheck: the components reordered (to match NumPyro's), and the family in
     # NumPyro (crosscheck passes numpyro.sample and numpyro.distributions in)
@@ -138,3 +143,27 @@ def test_cross_checks_against_numpyro():
         )
     )
     np.testing.assert_allclose(crosscheck.log_joint(model, params, X), by_scipy, rtol=1e-12)
+
+
+def test_select_ranks_its_mixtures_over_k():
+    X = data(0)
+    result = jaxem.select(
+        X, range(1, 4), families=Exponential(), key=jax.random.key(0), tol=1e-12, max_iter=5000
+    )
+    column = result.table["Exponential"]
+    n, d = X.shape
+    # K = 1: the closed form, rate 1 / mean per column
+    rates = 1 / X.mean(axis=0)
+    loglik = np.sum(np.log(rates) - rates * X)
+    np.testing.assert_allclose(column[1], -2 * loglik + d * np.log(n), rtol=1e-10)
+    # the best cell is a fixed point of EM (NumPy's), its BIC from NumPy's log-likelihood
+    assert result.column == "Exponential" and result.model == jaxem.Mixture(Exponential(), 2)
+    weights, rates = np.asarray(result.params.weights), np.asarray(result.params.components.rates)
+    again = numpy_em(X, weights, rates, 1)
+    np.testing.assert_allclose(again[1], rates, rtol=1e-5)
+    log_px = np.logaddexp.reduce(
+        np.log(weights) + stats.expon.logpdf(X[:, None, :], scale=1 / rates).sum(-1), axis=1
+    )
+    p = 2 * d + 1
+    np.testing.assert_allclose(column[2], -2 * log_px.sum() + p * np.log(n), rtol=1e-10)
+    assert column[2] == min(column.values())

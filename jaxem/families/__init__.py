@@ -22,7 +22,7 @@ from jaxem.families.gaussian import Gaussian, GaussianParams, GaussianPrior, Gau
 from jaxem.families.poisson import GammaPrior, Poisson, PoissonParams, PoissonStats
 from jaxem.families.registry import register
 
-for _family in (Bernoulli, Categorical, Gaussian, Poisson):
+for _family in (Gaussian, Bernoulli, Categorical, Poisson):
     register(_family)
 
 __all__ = [

@@ -80,11 +80,20 @@ class Bernoulli:
     # what a model file holds of the parameters and the prior (jaxem.families.registry)
     params_type: ClassVar[type] = BernoulliParams
     prior_type: ClassVar[type] = BetaPrior
+    # its name on the command line and in messages, and the options it takes there
+    name: ClassVar[str] = "bernoulli"
+    options: ClassVar[tuple[str, ...]] = ()
 
     missing: bool = False
 
     def __post_init__(self):
         check_missing_flag(self.missing)
+
+    @classmethod
+    def for_data(cls, X: Any, missing: bool = False, **options: Any) -> Bernoulli:
+        """The family for data ``X`` (as the command line makes it): ``missing`` and the
+        ``options`` it declares."""
+        return cls(missing=missing, **options)
 
     def describe(self) -> str:
         """The family's name in messages."""

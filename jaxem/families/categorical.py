@@ -79,6 +79,9 @@ class Categorical:
     # what a model file holds of the parameters and the prior (jaxem.families.registry)
     params_type: ClassVar[type] = CategoricalParams
     prior_type: ClassVar[type] = DirichletPrior
+    # its name on the command line and in messages, and the options it takes there
+    name: ClassVar[str] = "categorical"
+    options: ClassVar[tuple[str, ...]] = ()
 
     n_categories: int | tuple[int, ...]
     missing: bool = False
@@ -97,6 +100,18 @@ class Categorical:
                 "n_categories must be an integer >= 1 or a tuple of them; "
                 f"got {self.n_categories!r}"
             )
+
+    @classmethod
+    def for_data(cls, X: Any, missing: bool = False) -> Categorical:
+        """The family for data ``X`` (as the command line makes it): each column's number of
+        categories is its largest code plus one. Codes that are not integers >= 0 give a
+        one-category family, whose data check then names the first bad cell."""
+        X = np.asarray(X, dtype=np.float64)
+        seen = X.size and not np.all(np.isnan(X))
+        codes = np.nan_to_num(np.nanmax(X, axis=0)) if seen else np.ones(1)
+        if np.any(codes < 0) or np.any(np.floor(codes) != codes):
+            return cls(1)
+        return cls(tuple(int(c) + 1 for c in codes), missing)
 
     def describe(self) -> str:
         """The family's name in messages."""

@@ -4,7 +4,9 @@ module named in the file: loading imports and runs nothing a file chooses).
 
 A family describes what is saved of it: its configuration (a dataclass's fields) and its
 parameter and prior types, the class attributes ``params_type`` and ``prior_type`` (NamedTuple
-classes; ``prior_type`` None for a family without a prior). jaxem's own families are registered
+classes; ``prior_type`` None for a family without a prior); and, optionally, the name the
+command line knows it by (``name``, with the ``options`` it takes and a classmethod
+``for_data(X, missing, **options)``). jaxem's own families are registered
 here; a family of one's own with ``jaxem.families.register(MyFamily)`` (also a decorator).
 """
 
@@ -14,6 +16,7 @@ import dataclasses
 from typing import Any
 
 _REGISTERED: dict[str, type] = {}
+_NAMED: dict[str, type] = {}  # by the name a family declares (``name``: "gaussian")
 
 
 def register(cls: type) -> type:
@@ -32,6 +35,9 @@ def register(cls: type) -> type:
     if known is not None and known is not cls:
         raise ValueError(f"another family is registered as {cls.__name__!r}: {known!r}")
     _REGISTERED[cls.__name__] = cls
+    word = getattr(cls, "name", None)  # its command-line name, if it declares one
+    if isinstance(word, str):
+        _NAMED[word] = cls
     return cls
 
 
@@ -51,3 +57,16 @@ def by_name(name: str) -> type:
     if name not in _REGISTERED:
         raise ValueError(f"no family {name!r} is registered (known: {sorted(_REGISTERED)})")
     return _REGISTERED[name]
+
+
+def names() -> list[str]:
+    """The names registered families declare (``name``), for the command line's ``--family``."""
+    return list(_NAMED)
+
+
+def by_family_name(name: str) -> type:
+    """The registered family class that declares ``name`` (``"poisson"``); ``ValueError``
+    naming the known ones."""
+    if name not in _NAMED:
+        raise ValueError(f"no family is named {name!r} (known: {names()})")
+    return _NAMED[name]

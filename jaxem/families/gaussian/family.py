@@ -132,6 +132,9 @@ class Gaussian:
     # what a model file holds of the parameters and the prior (jaxem.families.registry)
     params_type: ClassVar[type] = GaussianParams
     prior_type: ClassVar[type] = GaussianPrior
+    # its name on the command line and in messages, and the options it takes there
+    name: ClassVar[str] = "gaussian"
+    options: ClassVar[tuple[str, ...]] = ("covariance_type",)
 
     covariance_type: str | CovarianceStructure = "full"
     reg_covar: float = 1e-6
@@ -148,6 +151,12 @@ class Gaussian:
     def structure(self) -> CovarianceStructure:
         """The covariance structure `covariance_type` names."""
         return structures.of(self.covariance_type)
+
+    @classmethod
+    def for_data(cls, X: Any, missing: bool = False, **options: Any) -> Gaussian:
+        """The family for data ``X`` (as the command line makes it): ``missing`` and the
+        ``options`` it declares."""
+        return cls(missing=missing, **options)
 
     def describe(self) -> str:
         extra = ", missing=True" if self.missing else ""
