@@ -111,14 +111,17 @@ class Family(Protocol):
     ``prepare(X, weights) -> data``: what ``log_likelihoods`` and ``stats`` read, once per fit;
     ``log_likelihoods(params, data) -> (K, N)``: $\\log p(x_n \\mid \\theta_k)$;
     ``stats(data, wr, params=None) -> stats``: additive statistics (sums over samples);
-    ``m_step(stats, counts, prior=None) -> params``: MLE, or the posterior mode with a prior,
-    given $N_k$ = ``counts`` ``(K,)``;
-    ``log_prior(params, prior)``, ``default_prior(X, K)``, ``check_prior(prior, K, D, dtype,
-    name)``, ``check_prior_values(prior, D, name)``: the conjugate prior;
-    ``check_params(params, K, D, dtype, name)``, ``n_parameters(K, D)``,
-    ``sample(key, params, labels) -> (N, D)``, ``permute(params, order)``,
-    ``init_points(X) -> (N, F)`` (where k-means seeds a start), ``bytes_per_sample(D, K,
-    itemsize)`` and ``describe()`` (for messages); optionally ``start_prior(X, weights, K)``, a
+    ``estimate(stats, counts, prior=None) -> params``: the components' M-step, MLE or with a
+    prior the posterior mode, given $N_k$ = ``counts`` ``(K,)``;
+    ``log_prior(params, prior)``, ``default_prior_for(X, K)``, ``check_prior_for(prior, K, D,
+    dtype, name)``, ``check_prior_values(prior, D, name)``: the conjugate prior;
+    ``check_params_for(params, K, D, dtype, name)``, ``n_parameters_for(K, D)``,
+    ``sample_given(key, params, labels) -> (N, D)``, ``permute(params, order)``,
+    ``init_points(X) -> (N, F)`` (where k-means seeds a start), ``bytes_per_sample_for(D, K,
+    itemsize)`` and ``describe()`` (for messages). A hook a model also has takes the model's
+    arguments (``log_prior``, ``permute``, ``check_prior_values``, ``describe``); those that
+    need the number of components are named apart (``..._for``), so that a name means one
+    signature; optionally ``start_prior(X, weights, K)``, a
     prior whose posterior mode from the starting partition is a mixture's start (the discrete
     families use their default prior: a maximum-likelihood start from a hard partition puts
     probabilities on the boundary, which EM cannot leave); ``missing``, true when the family was
@@ -131,7 +134,7 @@ class Family(Protocol):
     mixture's whole E-step itself, ``mixture_e_step(params, data, log_weights, weights) ->
     (counts, stats, loglik)``, in one pass (Gaussians with missing values); and
     ``shares_parameters``, true when
-    some parameter is common to all components (a tied covariance): then ``m_step`` and
+    some parameter is common to all components (a tied covariance): then ``estimate`` and
     ``log_prior`` accept ``active=`` ``(K,)`` booleans, and count only the active components in
     the shared parameter's prior (`jaxem.grid` switches components off); and
     ``numpyro_components(dist, params)`` with ``numpyro_params(sample, dist, prior, K, D)``, the
@@ -147,31 +150,31 @@ class Family(Protocol):
 
     def stats(self, data: Any, wr: Array, params: Params | None = None) -> Stats: ...
 
-    def m_step(self, stats: Stats, counts: Array, prior: Prior | None = None) -> Params: ...
+    def estimate(self, stats: Stats, counts: Array, prior: Prior | None = None) -> Params: ...
 
     def log_prior(self, params: Params, prior: Prior) -> Array: ...
 
-    def default_prior(self, X: Array, n_components: int) -> Prior: ...
+    def default_prior_for(self, X: Array, n_components: int) -> Prior: ...
 
-    def check_params(
+    def check_params_for(
         self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"
     ) -> Params: ...
 
-    def check_prior(
+    def check_prior_for(
         self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
     ) -> Prior: ...
 
     def check_prior_values(self, prior: Prior, n_features: int, name: str = "prior") -> None: ...
 
-    def n_parameters(self, n_components: int, n_features: int) -> int: ...
+    def n_parameters_for(self, n_components: int, n_features: int) -> int: ...
 
-    def sample(self, key: PRNGKey, params: Params, labels: Array) -> Array: ...
+    def sample_given(self, key: PRNGKey, params: Params, labels: Array) -> Array: ...
 
     def permute(self, params: Params, order: Any) -> Params: ...
 
     def init_points(self, X: Array) -> Array: ...
 
-    def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int: ...
+    def bytes_per_sample_for(self, n_features: int, n_components: int, itemsize: int) -> int: ...
 
     def describe(self) -> str: ...
 

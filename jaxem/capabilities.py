@@ -194,9 +194,11 @@ class FusesEStep(Protocol):
 
 @runtime_checkable
 class Collapses(Protocol):
-    """Which components have collapsed (a singular covariance), for model selection."""
+    """Which components have collapsed (a covariance held up by the M-step's floor alone), for
+    model selection: booleans ``(..., K)`` from concrete ``params`` with any leading axes and
+    the mixture's ``weights`` ``(..., K)`` (None: equal)."""
 
-    def collapsed(self, params: Params, n_components: int, *args: Any, **kwargs: Any): ...
+    def collapsed(self, params: Params, weights: Any = None) -> Any: ...
 
 
 @runtime_checkable
@@ -227,7 +229,7 @@ class HasCovariances(Protocol):
 class FamilyCapabilities(NamedTuple):
     """What a family provides (see `of_family`): ``missing`` (NaN is a missing value),
     ``mixture_e_step`` when it computes a mixture's E-step itself (``fuses_e_step``),
-    ``shares_parameters`` (a parameter common to all components: its ``m_step`` and
+    ``shares_parameters`` (a parameter common to all components: its ``estimate`` and
     ``log_prior`` accept ``active=``), ``start_prior``, ``collapsed``, whether it has
     unconstrained coordinates (``extrapolates``) and its NumPyro description
     (``numpyro_components`` and ``numpyro_params``, or None) and ``component_covariances``

@@ -291,9 +291,10 @@ def _fit_cells(X, n_components, labels, extra, weights, prior, tol, *, mixture, 
 
 def best_starts(mixture: Mixture, result: GridResult, n_components: Any, regular: bool) -> tuple:
     """Per cell, the index of the start with the largest objective, and whether every start of
-    the cell ended with a collapsed active component (``Family.collapsed``). With ``regular``
-    (maximum likelihood) a start with a collapsed component wins only when all have one: its
-    likelihood is an artefact of the regulariser (mclust reports such fits as NA)."""
+    the cell ended with a collapsed active component (the family's ``collapsed``,
+    `jaxem.capabilities.Collapses`). With ``regular`` (maximum likelihood) a start with a
+    collapsed component wins only when all have one: its likelihood is an artefact of the
+    regulariser (mclust reports such fits as NA)."""
     objectives = np.asarray(result.objective, dtype=np.float64)
     objectives = np.where(np.isnan(objectives), -np.inf, objectives)
     collapsed_fn = of_family(mixture.family).collapsed

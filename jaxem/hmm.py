@@ -221,14 +221,14 @@ class HiddenMarkovModel:
         if prior is None:
             initial = _normalise_rows(stats.initial, stats.initial_support, None)
             transitions = _normalise_rows(stats.transitions, stats.transition_support, None)
-            emissions = self.family.m_step(stats.emissions, stats.counts, None)
+            emissions = self.family.estimate(stats.emissions, stats.counts, None)
         else:
             prior = HMMPrior(*prior)
             initial = _normalise_rows(stats.initial, stats.initial_support, prior.initial)
             transitions = _normalise_rows(
                 stats.transitions, stats.transition_support, prior.transitions
             )
-            emissions = self.family.m_step(stats.emissions, stats.counts, prior.emissions)
+            emissions = self.family.estimate(stats.emissions, stats.counts, prior.emissions)
         return HMMParams(initial, transitions, emissions)
 
     def log_prior(self, params: HMMParams, prior: HMMPrior) -> Array:
@@ -259,7 +259,7 @@ class HiddenMarkovModel:
         if is_concrete(steps):
             steps = steps[~np.all(np.isnan(host_values(steps)), axis=1)]
         X = self._check_data(steps)[0]
-        emissions = self.family.default_prior(X, self.n_states)
+        emissions = self.family.default_prior_for(X, self.n_states)
         ones = jnp.ones((self.n_states,), X.dtype)
         return HMMPrior(ones, jnp.ones((self.n_states, self.n_states), X.dtype), emissions)
 
@@ -342,7 +342,7 @@ class HiddenMarkovModel:
         k = self.n_states
         initial = _check_simplex(params.initial, (k,), "params.initial", dtype)
         transitions = _check_simplex(params.transitions, (k, k), "params.transitions", dtype)
-        emissions = self.family.check_params(
+        emissions = self.family.check_params_for(
             params.emissions, k, n_features, dtype, "params.emissions"
         )
         return HMMParams(initial, transitions, emissions)
@@ -370,7 +370,7 @@ class HiddenMarkovModel:
         checked = HMMPrior(
             jnp.broadcast_to(initial, (k,)),
             jnp.broadcast_to(transitions, (k, k)),
-            self.family.check_prior(prior.emissions, k, n_features, dtype, "prior.emissions"),
+            self.family.check_prior_for(prior.emissions, k, n_features, dtype, "prior.emissions"),
         )
         if is_concrete(checked.initial) and is_concrete(checked.transitions):
             _check_concentration(checked.initial, "prior.initial")
@@ -387,7 +387,7 @@ class HiddenMarkovModel:
         """Free parameters: K - 1 initial, K (K - 1) transition probabilities and the
         family's."""
         k = self.n_states
-        return k - 1 + k * (k - 1) + self.family.n_parameters(k, n_features)
+        return k - 1 + k * (k - 1) + self.family.n_parameters_for(k, n_features)
 
     def unconstrain(self, params: Any) -> HMMParams:
         """Unconstrained coordinates of the parameters: log probabilities of the initial
@@ -726,5 +726,5 @@ def _sample(
 
     _, rest = jax.lax.scan(step, first, jax.random.split(k_chain, n_steps - 1))
     states = jnp.concatenate([first[None], rest]).T  # (S, T)
-    X = model.family.sample(k_emit, params.emissions, states.reshape(-1))
+    X = model.family.sample_given(k_emit, params.emissions, states.reshape(-1))
     return X.reshape(n_sequences, n_steps, -1), states

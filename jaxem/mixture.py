@@ -168,7 +168,7 @@ class Mixture:
 
     def bytes_per_sample(self, n_features: int, itemsize: int) -> int:
         """The E-step's working memory per sample (the family's estimate)."""
-        return self.family.bytes_per_sample(n_features, self.n_components, itemsize)
+        return self.family.bytes_per_sample_for(n_features, self.n_components, itemsize)
 
     def e_step(self, params: Any, X: Any, weights: Array) -> tuple[MixtureStats, Array]:
         """`MixtureStats` and $\\sum_n w_n \\log p(x_n)$.
@@ -229,14 +229,14 @@ class Mixture:
 
     def _family_m_step(self, stats: Any, counts: Array, prior: Any, active: Array | None) -> Any:
         if active is not None and of_family(self.family).shares_parameters:
-            return self.family.m_step(stats, counts, prior, active)
-        return self.family.m_step(stats, counts, prior)
+            return self.family.estimate(stats, counts, prior, active)
+        return self.family.estimate(stats, counts, prior)
 
     def default_prior(self, X: Any) -> Any:
         """A flat Dirichlet on the weights (alpha = 1, as mclust) and the family's default prior
         (see ``docs/families.md``). ``X`` ``(N, D)``."""
         X = self.family.check_data(X)
-        components = self.family.default_prior(X, self.n_components)
+        components = self.family.default_prior_for(X, self.n_components)
         alpha = jnp.ones((self.n_components,), X.dtype)
         return self.from_mixture_prior(MixturePrior(alpha, components))
 
@@ -322,7 +322,7 @@ class Mixture:
                 raise ValueError("params.weights contains NaN or inf")
             if np.any(w < 0) or abs(w.sum() - 1) > 1e-4:
                 raise ValueError(f"params.weights must be non-negative and sum to 1; got {w}")
-        components = self.family.check_params(
+        components = self.family.check_params_for(
             mixture.components, k, n_features, dtype, self._field("params")
         )
         return self.from_mixture_params(MixtureParams(weights, components))
@@ -338,7 +338,7 @@ class Mixture:
         alpha = jnp.broadcast_to(alpha, (k,))
         if is_concrete(alpha):
             _check_alpha(np.asarray(alpha, np.float64))
-        components = self.family.check_prior(
+        components = self.family.check_prior_for(
             mixture.components, k, n_features, dtype, self._field("prior")
         )
         return self.from_mixture_prior(MixturePrior(alpha, components))
@@ -406,12 +406,12 @@ class Mixture:
         k_label, k_draw = jax.random.split(key)
         log_w = jnp.log(jnp.asarray(params.weights))
         labels = jax.random.categorical(k_label, log_w, shape=(n_samples,))
-        return self.family.sample(k_draw, params.components, labels), labels
+        return self.family.sample_given(k_draw, params.components, labels), labels
 
     def n_parameters(self, n_features: int) -> int:
         """Free parameters: K - 1 weights and the family's."""
         k = self.n_components
-        return k - 1 + self.family.n_parameters(k, n_features)
+        return k - 1 + self.family.n_parameters_for(k, n_features)
 
     def unconstrain(self, params: Any) -> MixtureParams:
         """Unconstrained coordinates of the parameters: the log weights (softmax coordinates)
@@ -568,7 +568,7 @@ def _init(
     def start(stats):
         mixture = model.as_mixture_params(model.m_step(stats))
         if prior is not None:
-            components = family.m_step(stats.components, stats.counts, prior)
+            components = family.estimate(stats.components, stats.counts, prior)
             mixture = mixture._replace(components=components)
         return model.from_mixture_params(mixture)
 

@@ -40,21 +40,21 @@ class Exponential:
     def stats(self, data, wr, params=None):
         return data @ wr.T  # (D, K): sums of x per component
 
-    def m_step(self, stats, counts, prior=None):
+    def estimate(self, stats, counts, prior=None):
         # an empty component (a switched-off one in jaxem.select) takes the pooled rate
         pooled = jnp.sum(counts) / jnp.sum(stats, axis=1)
         return RateParams(jnp.where(counts[:, None] > 0, counts[:, None] / stats.T, pooled))
 
-    def check_params(self, params, n_components, n_features, dtype, name="params"):
+    def check_params_for(self, params, n_components, n_features, dtype, name="params"):
         return RateParams(jnp.asarray(params.rates, dtype))
 
     def init_points(self, X):
         return X
 
-    def bytes_per_sample(self, n_features, n_components, itemsize):
+    def bytes_per_sample_for(self, n_features, n_components, itemsize):
         return itemsize * (n_features + 4 * n_components)
 
-    def n_parameters(self, n_components, n_features):
+    def n_parameters_for(self, n_components, n_features):
         return n_components * n_features
 
     def describe(self):  # its name in messages and jaxem.select's table

@@ -108,7 +108,7 @@ class Bernoulli:
         ``missing``: `jaxem.families.statistics.Observed`)."""
         return observe(X) if self.missing else X.T
 
-    def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
+    def bytes_per_sample_for(self, n_features: int, n_components: int, itemsize: int) -> int:
         """The E-step's working memory per sample (for row blocks)."""
         return itemsize * (2 * n_features + 4 * n_components)
 
@@ -140,9 +140,9 @@ class Bernoulli:
         self, key: Array, params: BernoulliParams, data: Observed, labels: Array
     ) -> Array:
         """A draw of every entry from its row's component ``labels`` ``(N,)``, ``(N, D)``."""
-        return self.sample(key, params, labels)
+        return self.sample_given(key, params, labels)
 
-    def m_step(
+    def estimate(
         self, stats: BernoulliStats, counts: Array, prior: BetaPrior | None = None
     ) -> BernoulliParams:
         """The MLE, or with ``prior`` the posterior mode, given $N_k$ = ``counts`` ``(K,)``
@@ -181,7 +181,7 @@ class Bernoulli:
             return BernoulliParams(sample("probs", flat))
         return BernoulliParams(sample("probs", dist.Beta(prior.a, prior.b).to_event(2)))
 
-    def default_prior(self, X: Array, n_components: int) -> BetaPrior:
+    def default_prior_for(self, X: Array, n_components: int) -> BetaPrior:
         """Beta(3/2, 3/2) for every probability: one pseudo-observation per component and column,
         split evenly between 0 and 1. Its mode $(S + 1/2) / (N_k + 1)$ is the mean under
         Jeffreys' Beta(1/2, 1/2) prior (the Krichevsky-Trofimov estimator), strictly inside
@@ -193,9 +193,9 @@ class Bernoulli:
         """The prior whose mode from a starting partition is `jaxem.Mixture.init`'s start: the
         default prior, so that no starting probability (rate) sits at the floor, which EM could
         not leave (its hyperparameters do not depend on the data's values)."""
-        return self.default_prior(X, n_components)
+        return self.default_prior_for(X, n_components)
 
-    def check_prior(
+    def check_prior_for(
         self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
     ) -> BetaPrior:
         """A `BetaPrior` checked against K and D (shapes always, ranges when concrete), its
@@ -211,7 +211,7 @@ class Bernoulli:
         for field in prior._fields:
             check_shape_parameter(getattr(prior, field), f"{name}.{field}", "[0, 1]")
 
-    def check_params(
+    def check_params_for(
         self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"
     ) -> BernoulliParams:
         """``params.probs`` checked against ``(K, D)`` (values when concrete), cast to
@@ -228,11 +228,11 @@ class Bernoulli:
                 raise ValueError(f"{name}.probs must lie strictly between 0 and 1")
         return BernoulliParams(probs)
 
-    def n_parameters(self, n_components: int, n_features: int) -> int:
+    def n_parameters_for(self, n_components: int, n_features: int) -> int:
         """The free parameters of K components."""
         return n_components * n_features
 
-    def sample(self, key: Array, params: BernoulliParams, labels: Array) -> Array:
+    def sample_given(self, key: Array, params: BernoulliParams, labels: Array) -> Array:
         """One draw per entry of ``labels`` ``(N,)`` from its component: ``(N, D)``."""
         probs = jnp.asarray(params.probs)[labels]
         return jax.random.bernoulli(key, probs).astype(probs.dtype)

@@ -160,7 +160,7 @@ class Categorical:
         onehot = X.T[:, None, :] == jnp.arange(c, dtype=X.dtype)[None, :, None]
         return onehot.reshape(d * c, n).astype(X.dtype)
 
-    def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
+    def bytes_per_sample_for(self, n_features: int, n_components: int, itemsize: int) -> int:
         """The E-step's working memory per sample (for row blocks)."""
         c = self.max_categories
         return itemsize * (n_features * (c + 1) + 4 * n_components)
@@ -180,7 +180,7 @@ class Categorical:
         sums = weighted_sums(data, wr)
         return CategoricalStats(sums.reshape(sums.shape[0], -1, self.max_categories))
 
-    def m_step(
+    def estimate(
         self, stats: CategoricalStats, counts: Array, prior: DirichletPrior | None = None
     ) -> CategoricalParams:
         """The MLE, or with ``prior`` the posterior mode, given $N_k$ = ``counts`` ``(K,)``
@@ -234,7 +234,7 @@ class Categorical:
             return CategoricalParams(sample("probs", flat))
         return CategoricalParams(sample("probs", dist.Dirichlet(prior.concentration).to_event(2)))
 
-    def default_prior(self, X: Array, n_components: int) -> DirichletPrior:
+    def default_prior_for(self, X: Array, n_components: int) -> DirichletPrior:
         """Dirichlet(1 + 1/C_d, ..., 1 + 1/C_d) for every component and column: one
         pseudo-observation spread evenly over the column's categories, so the mode
         $(S_{kdc} + 1/C_d) / (N_k + 1)$ is strictly inside the simplex even for an empty
@@ -250,9 +250,9 @@ class Categorical:
         """The prior whose mode from a starting partition is `jaxem.Mixture.init`'s start: the
         default prior, so that no starting probability (rate) sits at the floor, which EM could
         not leave (its hyperparameters do not depend on the data's values)."""
-        return self.default_prior(X, n_components)
+        return self.default_prior_for(X, n_components)
 
-    def check_prior(
+    def check_prior_for(
         self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
     ) -> DirichletPrior:
         """A `DirichletPrior` checked against K and D (shapes always, ranges when concrete), its
@@ -280,7 +280,7 @@ class Categorical:
         valid = np.broadcast_to(self.valid(n_features), beta.shape)
         check_shape_parameter(beta[valid], f"{name}.concentration", "the simplex")
 
-    def check_params(
+    def check_params_for(
         self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"
     ) -> CategoricalParams:
         """``params.probs`` checked against ``(K, D, C)`` (values when concrete), cast to
@@ -308,7 +308,7 @@ class Categorical:
                 raise ValueError(f"{name}.probs must sum to 1 over each column's categories")
         return CategoricalParams(probs)
 
-    def n_parameters(self, n_components: int, n_features: int) -> int:
+    def n_parameters_for(self, n_components: int, n_features: int) -> int:
         """The free parameters of K components."""
         return n_components * int(np.sum(self.categories(n_features) - 1))
 
@@ -324,9 +324,9 @@ class Categorical:
         self, key: Array, params: CategoricalParams, data: Array, labels: Array
     ) -> Array:
         """A draw of every entry from its row's component ``labels`` ``(N,)``, ``(N, D)``."""
-        return self.sample(key, params, labels)
+        return self.sample_given(key, params, labels)
 
-    def sample(self, key: Array, params: CategoricalParams, labels: Array) -> Array:
+    def sample_given(self, key: Array, params: CategoricalParams, labels: Array) -> Array:
         """One draw per entry of ``labels`` ``(N,)`` from its component: ``(N, D)``."""
         probs = jnp.asarray(params.probs)
         logits = jnp.where(probs > 0, jnp.log(jnp.where(probs > 0, probs, 1.0)), -jnp.inf)

@@ -126,7 +126,7 @@ class Poisson:
             return PoissonData(observed.values, log_factorials, observed.observed)
         return PoissonData(X.T, jnp.sum(gammaln(X + 1), axis=1))
 
-    def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
+    def bytes_per_sample_for(self, n_features: int, n_components: int, itemsize: int) -> int:
         """The E-step's working memory per sample (for row blocks)."""
         return itemsize * (2 * n_features + 1 + 4 * n_components)
 
@@ -160,9 +160,9 @@ class Poisson:
         self, key: Array, params: PoissonParams, data: PoissonData, labels: Array
     ) -> Array:
         """A draw of every entry from its row's component ``labels`` ``(N,)``, ``(N, D)``."""
-        return self.sample(key, params, labels)
+        return self.sample_given(key, params, labels)
 
-    def m_step(
+    def estimate(
         self, stats: PoissonStats, counts: Array, prior: GammaPrior | None = None
     ) -> PoissonParams:
         """The MLE, or with ``prior`` the posterior mode, given $N_k$ = ``counts`` ``(K,)``
@@ -199,7 +199,7 @@ class Poisson:
             )
         return PoissonParams(sample("rates", dist.Gamma(prior.shape, prior.rate).to_event(2)))
 
-    def default_prior(self, X: Array, n_components: int) -> GammaPrior:
+    def default_prior_for(self, X: Array, n_components: int) -> GammaPrior:
         """Gamma(shape $1 + \\bar x_d$, rate 1) for every rate: one pseudo-observation at the
         column's mean $\\bar x_d$ (at least $1/N$, so that a column of zeros still gets a
         positive rate). The mode $(S_{kd} + \\bar x_d) / (N_k + 1)$ is strictly positive even for
@@ -219,7 +219,7 @@ class Poisson:
         mean = (weights @ jnp.where(seen, X, 0.0)) / column_weights
         return _one_observation_at_the_mean(mean, total, n_components)
 
-    def check_prior(
+    def check_prior_for(
         self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
     ) -> GammaPrior:
         """A `GammaPrior` checked against K and D (shapes always, ranges when concrete), its
@@ -239,7 +239,7 @@ class Poisson:
         if np.any(rate <= 0):
             raise ValueError(f"{name}.rate must be > 0; got {worst(rate)}")
 
-    def check_params(
+    def check_params_for(
         self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"
     ) -> PoissonParams:
         """``params.rates`` checked against ``(K, D)`` (values when concrete), cast to
@@ -256,11 +256,11 @@ class Poisson:
                 raise ValueError(f"{name}.rates must be finite and > 0")
         return PoissonParams(rates)
 
-    def n_parameters(self, n_components: int, n_features: int) -> int:
+    def n_parameters_for(self, n_components: int, n_features: int) -> int:
         """The free parameters of K components."""
         return n_components * n_features
 
-    def sample(self, key: Array, params: PoissonParams, labels: Array) -> Array:
+    def sample_given(self, key: Array, params: PoissonParams, labels: Array) -> Array:
         """One draw per entry of ``labels`` ``(N,)`` from its component: ``(N, D)``."""
         rates = jnp.asarray(params.rates)[labels]
         return jax.random.poisson(key, rates).astype(rates.dtype)

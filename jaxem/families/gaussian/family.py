@@ -181,7 +181,7 @@ class Gaussian:
         squares = self.structure.squares(centred)
         return GaussianData(centre, jnp.concatenate([squares, centred], axis=0))
 
-    def bytes_per_sample(self, n_features: int, n_components: int, itemsize: int) -> int:
+    def bytes_per_sample_for(self, n_features: int, n_components: int, itemsize: int) -> int:
         """The E-step's working memory per sample: the features, the centred row and about
         four ``(K,)`` arrays (log joint, its exponent, responsibilities, weighted ones)."""
         d, k = n_features, n_components
@@ -317,7 +317,7 @@ class Gaussian:
         """Whether a parameter serves every component (a ``shared`` structure: ``"tied"``)."""
         return self.structure.shared
 
-    def m_step(
+    def estimate(
         self,
         stats: GaussianStats,
         counts: Array,
@@ -399,7 +399,7 @@ class Gaussian:
         means = sample("means", dist.ImproperUniform(constraints.real, (), (k, d)))
         return GaussianParams(means, cov)
 
-    def default_prior(self, X: Array, n_components: int) -> GaussianPrior:
+    def default_prior_for(self, X: Array, n_components: int) -> GaussianPrior:
         """mclust's default conjugate prior (Fraley and Raftery 2007, "Bayesian regularization
         for normal mixture estimation and model-based clustering", J. Classification
         24:155-181): ``mean`` = the column means of X, ``kappa`` = 0.01, ``dof`` = D + 2,
@@ -427,7 +427,7 @@ class Gaussian:
             scale=self.structure.default_scale(cov, shrink),
         )
 
-    def check_prior(
+    def check_prior_for(
         self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
     ) -> GaussianPrior:
         """Shapes (always) and ranges (concrete values) of a `GaussianPrior`, cast to
@@ -473,7 +473,7 @@ class Gaussian:
 
     # -- parameters ------------------------------------------------------------------------
 
-    def check_params(
+    def check_params_for(
         self, params: Any, n_components: int, n_features: int, dtype: Any, name: str = "params"
     ) -> GaussianParams:
         """Shapes against ``(K, D)``; with concrete values also finite entries and positive
@@ -502,11 +502,11 @@ class Gaussian:
                 raise ValueError(f"{name}.covariances must be {positive}")
         return GaussianParams(**arrays)
 
-    def n_parameters(self, n_components: int, n_features: int) -> int:
+    def n_parameters_for(self, n_components: int, n_features: int) -> int:
         """K·D means and the covariances' free entries."""
         return n_components * n_features + self.structure.n_parameters(n_components, n_features)
 
-    def sample(self, key: Array, params: GaussianParams, labels: Array) -> Array:
+    def sample_given(self, key: Array, params: GaussianParams, labels: Array) -> Array:
         """One draw per entry of ``labels`` ``(N,)`` from its component: ``(N, D)``."""
         means = jnp.asarray(params.means)
         covariances = jnp.asarray(params.covariances)
