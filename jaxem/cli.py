@@ -500,14 +500,22 @@ def _cmd_select(args: argparse.Namespace) -> int:
         )
     table = read_csv(args.data, args.columns, args.missing, not args.no_header)
     X, names = table.X, table.names
+    with cells_named(table):
+        family = cls.for_data(X, args.missing)
     grid = {"covariance_types": args.covariance_types or list(COVARIANCE_TYPES)}
     if structured:
         grid["missing"] = args.missing
     else:
-        with cells_named(table):
-            grid = {"families": cls.for_data(X, args.missing)}
+        grid = {"families": family}
     n_columns = len(grid.get("covariance_types", [None]))
-    n_rows = int(np.count_nonzero(~np.all(np.isnan(X), axis=1)))
+    # the rows the model counts: those the model's effective weights keep (an observed value)
+    from jaxem.gaussian_mixture import mixture_of
+
+    weights = np.ones(X.shape[0], X.dtype)
+    informative = of_model(mixture_of(family, 1)).effective_weights
+    if informative is not None:
+        weights = np.asarray(informative(X, weights))
+    n_rows = int(np.count_nonzero(weights > 0))
     too_many = [k for k in args.n_components if k > n_rows]
     if too_many:
         raise CommandError(
