@@ -277,7 +277,7 @@ class HiddenMarkovModel:
         X, weights = padded(self, X, weights)
         mixture = Mixture(self.family, self.n_states)
         steps, step_weights = _steps(X), weights.reshape(-1)
-        start = mixture.init(key, steps, step_weights)
+        start = mixture.init_checked(key, steps, step_weights)  # checked above, as sequences
         states = mixture.predict(start, steps).reshape(weights.shape)
         return _chain_from_states(self.n_states, states, weights, start.components)
 

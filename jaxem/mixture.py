@@ -281,8 +281,28 @@ class Mixture:
         chunk_size = check_chunk_size(chunk_size)
         layout = sample_sharding(X)
         X = self.family.check_data(without_padding(X, weights))
+        weights = check_weights(weights, X.shape[0], X.dtype)
+        return self._init_checked(key, X, weights, method, chunk_size, layout)
+
+    def init_checked(
+        self,
+        key: PRNGKey,
+        X: Array,
+        weights: Array,
+        method: str = "kmeans",
+        chunk_size: int | None = None,
+    ) -> Any:
+        """`init` on data whose values and weights the caller has checked already (a hidden
+        Markov model's pooled steps: its own checks are of the sequences), without a second
+        pass over them; what only a mixture checks still happens here (a column never observed,
+        too few samples for K), and rows that carry no information get weight zero here, the
+        one place that decides it (`effective_weights`). ``X`` ``(N, D)``, ``weights``
+        ``(N,)``."""
+        return self._init_checked(key, X, weights, method, chunk_size, sample_sharding(X))
+
+    def _init_checked(self, key, X, weights, method, chunk_size, layout) -> Any:
         self._check_observed_columns(X)
-        weights = self.effective_weights(X, check_weights(weights, X.shape[0], X.dtype))
+        weights = self.effective_weights(X, weights)
         self._check_enough_samples(weights)
         if layout is None:
             X, weights = padded(self, X, weights)
