@@ -1,5 +1,6 @@
 """A covariance structure written outside jaxem, with no edit to jaxem: mclust's EEI, one
-diagonal covariance shared by every component, $\\Sigma_k = \\operatorname{diag}(\\sigma^2)$.
+diagonal covariance shared by every component, $\\Sigma_k = \\operatorname{diag}(\\sigma^2)$,
+registered as ``"own-EEI"`` (jaxem ships its own EEI since; the two must agree).
 
 It is one class on `jaxem.families.gaussian.structure.CovarianceStructure`; once registered its
 name works wherever a covariance type does. Checked against an EM written here in NumPy (MLE,
@@ -21,10 +22,10 @@ from jaxem.families.gaussian.structure import CovarianceStructure, register
 DATA = Path(__file__).parent / "data" / "mclust"
 
 
-class EEI(CovarianceStructure):
+class OwnEEI(CovarianceStructure):
     """One diagonal covariance for all components: variances ``(D,)``."""
 
-    name = "EEI"
+    name = "own-EEI"
     coupled = False
     shared = True
 
@@ -114,7 +115,7 @@ class EEI(CovarianceStructure):
         return ~np.all(covariances >= 2 * floor_at(pooled + covariances), axis=-1)[..., None]
 
 
-register(EEI())
+register(OwnEEI())
 
 
 # -- an independent EM in NumPy ------------------------------------------------------------
@@ -156,14 +157,14 @@ def faithful():
 @pytest.fixture(scope="module")
 def start():
     X = faithful()
-    model = jaxem.GaussianMixture(3, "EEI")
+    model = jaxem.GaussianMixture(3, "own-EEI")
     return X, model, model.init(jax.random.key(0), X)
 
 
 def test_name_and_layout():
-    model = jaxem.GaussianMixture(3, EEI())
-    assert model == jaxem.GaussianMixture(3, "EEI")  # an instance is kept as its name
-    assert model.covariance_type == "EEI"
+    model = jaxem.GaussianMixture(3, OwnEEI())
+    assert model == jaxem.GaussianMixture(3, "own-EEI")  # an instance is kept as its name
+    assert model.covariance_type == "own-EEI"
     assert model.n_parameters(2) == 3 * 2 + 2 + 2  # means, one diagonal, weights (mclust's)
     with pytest.raises(ValueError, match="covariance_type must be one of"):
         jaxem.GaussianMixture(3, "EEJ")
@@ -193,7 +194,7 @@ def test_missing_values_equal_numpy_em(start):
     holes = np.array(X)
     holes[::7, 0] = np.nan
     holes[3::11, 1] = np.nan  # row 14 loses both
-    model = jaxem.GaussianMixture(3, "EEI", missing=True)
+    model = jaxem.GaussianMixture(3, "own-EEI", missing=True)
     result = jaxem.fit(model, holes, params, tol=0.0, max_iter=25)
     weights, means, variances, loglik = numpy_em(holes, *params, n_iter=25)
     np.testing.assert_allclose(result.params.means, means, rtol=1e-10)
@@ -205,8 +206,12 @@ def test_select_matches_mclust():
     """`jaxem.select` over EEI and K = 1..4 on Old Faithful: mclust's BIC, cell by cell."""
     X = faithful()
     reference = np.genfromtxt(DATA / "eei.csv", delimiter=",", names=True)
-    result = jaxem.select(X, range(1, 5), ("EEI",), key=jax.random.key(0), n_init=8, tol=1e-10)
+    result = jaxem.select(
+        X, range(1, 5), ("own-EEI", "EEI"), key=jax.random.key(0), n_init=8, tol=1e-10
+    )
     table = result.table
     for g, bic in zip(reference["G"], reference["bic"], strict=True):
         # mclust's BIC is the negative of jaxem's
-        assert math.isclose(-table["EEI"][int(g)], bic, rel_tol=0, abs_tol=1e-3), (g, bic)
+        assert math.isclose(-table["own-EEI"][int(g)], bic, rel_tol=0, abs_tol=1e-3), (g, bic)
+        # and jaxem's own EEI agrees
+        assert math.isclose(table["EEI"][int(g)], table["own-EEI"][int(g)], rel_tol=1e-10)

@@ -1,6 +1,8 @@
-"""The Gaussian family (`.family`) and one module per covariance type (`.full`, `.diag`,
-`.spherical`, `.tied`)."""
+"""The Gaussian family (`.family`) and one module per covariance structure (`.structure` their
+interface): `.full`, `.diag`, `.spherical`, `.tied` (mclust's VVV, VVI, VII, EEE) and mclust's
+`.eii`, `.eei`, `.evi`, `.eev`, `.evv` (closed-form M-steps)."""
 
+from jaxem.families.gaussian import eei, eev, eii, evi, evv  # noqa: F401 (registers them)
 from jaxem.families.gaussian.family import (
     COVARIANCE_TYPES,
     Gaussian,

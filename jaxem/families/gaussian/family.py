@@ -47,8 +47,9 @@ from jaxem.validation import as_float_array, check_data, is_concrete, worst
 
 Array = jax.Array
 
-# jaxem's own structures, in the order `jaxem.select` tries them; more are registered by name
-# (`jaxem.families.gaussian.structure.register`)
+# the structures `jaxem.select` tries by default, in its order; every registered structure's
+# name works (`jaxem.families.gaussian.structure.names()`: mclust's EII, EEI, EVI, EEV, EVV
+# besides these, and one's own, `jaxem.families.gaussian.structure.register`)
 COVARIANCE_TYPES = tuple(
     s.name for s in (full.Full(), diag.Diagonal(), spherical.Spherical(), tied.Tied())
 )
@@ -408,6 +409,7 @@ class Gaussian:
         column of diag: mclust gives its diagonal models one common scale). ``X`` ``(N, D)``,
         N >= 2. With ``missing``, the moments of the observed values: column means and
         pairwise-complete covariances (their diagonal where those are not positive definite)."""
+        self._check_has_map()
         n, d = X.shape
         if n < 2:
             raise ValueError(
@@ -427,11 +429,19 @@ class Gaussian:
             scale=self.structure.default_scale(cov, shrink),
         )
 
+    def _check_has_map(self) -> None:
+        if not self.structure.has_map:
+            raise ValueError(
+                f"covariance_type={self.covariance_type!r} has no conjugate prior in jaxem yet: "
+                "fit it by maximum likelihood (prior=None)"
+            )
+
     def check_prior_for(
         self, prior: Any, n_components: int, n_features: int, dtype: Any, name: str = "prior"
     ) -> GaussianPrior:
         """Shapes (always) and ranges (concrete values) of a `GaussianPrior`, cast to
         ``dtype``."""
+        self._check_has_map()
         d, cov_type = n_features, self.covariance_type
         arr = {
             f: as_float_array(getattr(prior, f), f"{name}.{f}").astype(dtype) for f in prior._fields

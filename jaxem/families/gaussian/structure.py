@@ -63,12 +63,15 @@ class CovarianceStructure(abc.ABC):
         aliases: other names for it (mclust's three letters for scikit-learn's four words).
         coupled: whether the covariances are matrices (else per-feature variances).
         shared: whether a parameter is common to all components (a tied covariance).
+        has_map: whether it has a conjugate prior (``map_estimate``, ``log_prior``); without
+            one, fits are maximum likelihood only.
     """
 
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
     coupled: ClassVar[bool]
     shared: ClassVar[bool] = False
+    has_map: ClassVar[bool] = True
 
     def __eq__(self, other: Any) -> bool:
         return type(self) is type(other)

@@ -1,0 +1,48 @@
+"""EEV: covariances of equal volume and shape and varying orientation, $\\Sigma_k = \\lambda D_k
+A D_k^\\top$, stored as matrices ``(K, D, D)`` (mclust's EEV), the structure `EEV`.
+
+Maximum likelihood in closed form (Celeux and Govaert 1995): with the eigendecompositions
+$W_k = L_k \\Omega_k L_k^\\top$ (eigenvalues in one order for every component),
+$D_k = L_k$ and $\\lambda A = \\sum_k \\Omega_k / N$, so that
+$\\Sigma_k = L_k (\\sum_j \\Omega_j / N) L_k^\\top$. Maximum likelihood only.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxem.families.gaussian import full
+from jaxem.families.gaussian.full import Full
+from jaxem.families.gaussian.structure import register
+
+Array = jax.Array
+
+
+class EEV(Full):
+    """One volume and shape, an orientation per component, ``(K, D, D)``."""
+
+    name = "EEV"
+    aliases = ()
+    has_map = False
+
+    def n_parameters(self, n_components, n_features):
+        d = n_features
+        return d + n_components * d * (d - 1) // 2
+
+    def maximise(self, within, counts, reg_covar, spread):
+        """$\\Sigma_k = L_k (\\sum_j \\Omega_j / N) L_k^\\top + \\epsilon I$, each pivot at least
+        its floor."""
+        w = 0.5 * (within + jnp.swapaxes(within, -1, -2))
+        values, vectors = jnp.linalg.eigh(w)  # ascending, (K, D) and (K, D, D)
+        shape = jnp.sum(jnp.maximum(values, 0.0), axis=0) / jnp.sum(counts)  # lambda A, (D,)
+        cov = jnp.einsum("kde,e,kfe->kdf", vectors, shape, vectors)
+        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+        cov = cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+        return full.floor_spectrum(cov, full.floors(cov, spread, reg_covar))
+
+    def fill_empty(self, covariances, empty, counts):
+        return covariances  # an empty component's matrix already has the common volume, shape
+
+
+register(EEV())

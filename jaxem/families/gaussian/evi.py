@@ -1,0 +1,46 @@
+"""EVI: diagonal covariances of equal volume and varying shape, $\\Sigma_k = \\lambda B_k$ with
+$B_k$ diagonal and $|B_k| = 1$, stored as the variances ``(K, D)`` (mclust's EVI), the
+structure `EVI`.
+
+Maximum likelihood in closed form (Celeux and Govaert 1995): with $s_k = \\operatorname{diag}
+W_k$ and $g_k = |\\operatorname{diag} W_k|^{1/D}$ (the geometric mean of $s_k$),
+$B_k = s_k / g_k$ and $\\lambda = \\sum_k g_k / N$. Maximum likelihood only (``has_map`` is
+false).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxem.families.gaussian import full
+from jaxem.families.gaussian.diag import Diagonal
+from jaxem.families.gaussian.structure import register
+
+Array = jax.Array
+
+
+class EVI(Diagonal):
+    """Diagonal covariances with one volume and a shape per component, ``(K, D)``."""
+
+    name = "EVI"
+    aliases = ()
+    has_map = False
+
+    def n_parameters(self, n_components, n_features):
+        return 1 + n_components * (n_features - 1)
+
+    def maximise(self, within, counts, reg_covar, spread):
+        """$\\sigma^2_{kd} = \\lambda s_{kd} / g_k + \\epsilon$, each at least its floor; an
+        empty component ($g_k = 0$) gets $\\lambda$ for every feature."""
+        s = jnp.maximum(within, 0.0)
+        log_g = jnp.mean(jnp.log(s), axis=-1)  # -inf for an empty or degenerate component
+        g = jnp.exp(log_g)
+        volume = jnp.sum(g) / jnp.sum(counts)
+        shape = jnp.where(g[:, None] > 0, s / jnp.where(g > 0, g, 1.0)[:, None], 1.0)
+        variance = volume * shape
+        floor = full.floor_at(spread + variance, reg_covar, within.shape[-1])
+        return jnp.maximum(variance + reg_covar, floor)
+
+
+register(EVI())

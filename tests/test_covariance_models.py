@@ -1,0 +1,160 @@
+"""mclust's covariance models against mclust itself, model by model (float64).
+
+From the same starting partition, mclust's ``me()`` (EM that starts with an M-step) after 1,
+10 and 100 iterations and jaxem's public EM step from the M-step of that partition: every
+component's mean and covariance matrix, the weights and the log-likelihood, on Old Faithful,
+iris and a generated data set with D = 5, and ``n_parameters`` equal to ``nMclustParams``
+(reference values made by ``tests/data/mclust/make_me.R``, mclust 6.0.0). ``me()`` with
+``itmax = n`` is the start and n - 1 further EM iterations, and reports the log-likelihood at
+the parameters of its last E-step, which is where jaxem's objective stands after n - 1
+iterations. The same runs check ascent: the objective never decreases.
+"""
+
+import collections
+import csv
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import jaxem
+from jaxem import crosscheck
+
+DATA = Path(__file__).parent / "data" / "mclust"
+MODELS = ("EII", "VII", "EEI", "VVI", "EVI", "EEE", "EEV", "EVV", "VVV")
+DATASETS = ("faithful", "iris", "me5")
+CHECKPOINTS = (1, 10, 100)  # mclust's itmax
+
+
+def _reference() -> dict:
+    rows = collections.defaultdict(list)
+    with open(DATA / "me.csv") as f:
+        for r in csv.DictReader(f):
+            rows[(r["dataset"], r["model"], int(r["iters"]), r["what"])].append(float(r["value"]))
+    return {key: np.asarray(values) for key, values in rows.items()}
+
+
+REFERENCE = _reference()
+
+
+def _data(name: str) -> np.ndarray:
+    return np.loadtxt(DATA / f"{name}.csv", delimiter=",", skiprows=1)
+
+
+def _start(dataset: str, model_name: str):
+    X = _data(dataset)
+    labels = REFERENCE[(dataset, "-", 0, "z")].astype(int)
+    k = labels.max() + 1
+    model = jaxem.GaussianMixture(k, model_name, reg_covar=0.0)  # mclust has no regulariser
+    return X, model, model.m_step(model.stats(X, np.eye(k)[labels]))
+
+
+@pytest.fixture(scope="module", params=[(d, m) for d in DATASETS for m in MODELS], ids=str)
+def run(request):
+    """jaxem's iterates at mclust's checkpoints, and every objective on the way."""
+    dataset, model_name = request.param
+    X, model, start = _start(dataset, model_name)
+    algorithm = jaxem.em_algorithm(model, X, start)
+    step = algorithm.step
+    state = step(algorithm.init(start))  # evaluates the start
+    kept, objectives = {1: (start, float(state.objective))}, [float(state.objective)]
+    while int(state.n_iter) < max(CHECKPOINTS) - 1:
+        state = step(state)
+        objectives.append(float(state.objective))
+        if int(state.n_iter) + 1 in CHECKPOINTS:
+            kept[int(state.n_iter) + 1] = (state.params, float(state.objective))
+    return dataset, model_name, model, kept, np.asarray(objectives)
+
+
+@pytest.mark.parametrize("iters", CHECKPOINTS)
+def test_iterates_equal_mclusts(run, iters):
+    dataset, model_name, model, kept, _ = run
+    params, objective = kept[iters]
+    ref = {w: REFERENCE[(dataset, model_name, iters, w)] for w in ("pro", "mean", "sigma")}
+    k, d = params.means.shape
+    components = model.as_mixture_params(params).components
+    covariances = np.asarray(model.family.component_covariances(components, k))
+    # relative to each array's largest entry (an off-diagonal zero has no relative error)
+    for mine, theirs in (
+        (params.weights, ref["pro"]),
+        (params.means, ref["mean"].reshape(k, d)),
+        (covariances, ref["sigma"].reshape(k, d, d)),
+    ):
+        mine, theirs = np.asarray(mine), np.asarray(theirs)
+        assert np.max(np.abs(mine - theirs)) <= 1e-6 * np.max(np.abs(theirs)), model_name
+    loglik = REFERENCE[(dataset, model_name, iters, "loglik")][0]
+    np.testing.assert_allclose(objective, loglik, rtol=1e-9)
+    n_params = REFERENCE[(dataset, model_name, 1, "n_params")][0]
+    assert model.n_parameters(d) == n_params
+
+
+def test_every_iteration_ascends(run):
+    _, model_name, _, _, objectives = run
+    steps = np.diff(objectives)
+    assert np.all(steps >= -1e-10 * np.abs(objectives[1:])), (model_name, steps.min())
+
+
+NEW = ("EII", "EEI", "EVI", "EEV", "EVV")
+
+
+@pytest.mark.parametrize("model_name", NEW)
+def test_squarem_and_missing_values(model_name):
+    """SQUAREM reaches plain EM's maximum; with values missing the fit's objective is NumPyro's
+    observed-data log-likelihood at its parameters (an independent density) and ascends."""
+    X, model, start = _start("me5", model_name)
+    plain = jaxem.fit(model, X, start, tol=1e-12, max_iter=2000)
+    fast = jaxem.fit(model, X, start, tol=1e-12, max_iter=500, accelerate="squarem")
+    assert fast.converged and fast.n_evals < plain.n_evals
+    np.testing.assert_allclose(fast.objective, plain.objective, rtol=1e-9)
+
+    holes = np.array(X)
+    rng = np.random.default_rng(0)
+    holes[rng.uniform(size=X.shape) < 0.1] = np.nan
+    missing = jaxem.GaussianMixture(model.n_components, model_name, reg_covar=0.0, missing=True)
+    fit = jaxem.fit(missing, holes, start, tol=0.0, max_iter=10)
+    history = np.asarray(fit.history)[: int(fit.n_iter)]
+    assert np.all(np.diff(history) >= -1e-10 * np.abs(history[1:]))
+    at_fit = crosscheck.log_joint(missing, fit.params, holes)
+    np.testing.assert_allclose(fit.objective, at_fit, rtol=1e-10)
+
+
+def test_names_and_maximum_likelihood_only():
+    assert jaxem.GaussianMixture(2, "VVV") == jaxem.GaussianMixture(2, "full")
+    assert jaxem.GaussianMixture(2, "EEE").covariance_type == "tied"
+    X = _data("faithful")
+    with pytest.raises(ValueError, match="'EEV' has no conjugate prior"):
+        jaxem.default_prior(jaxem.GaussianMixture(2, "EEV"), X)
+    # a batch of fits of a new structure (fit_batch's lanes)
+    model = jaxem.GaussianMixture(2, "EVV", reg_covar=0.0)
+    starts = jax.vmap(lambda key: model.init(key, X))(jax.random.split(jax.random.key(0), 3))
+    batch = jaxem.fit_batch(
+        model, jax.random.key(1), np.stack([X] * 3), init_params=starts, tol=1e-10, max_iter=500
+    )
+    for i in range(3):
+        one = jaxem.fit(model, X, jax.tree.map(lambda a, i=i: a[i], starts), tol=1e-10)
+        np.testing.assert_allclose(batch.objective[i], one.objective, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("model_name", ("VII", "EEI", "VVI", "EEE", "VVV"))
+def test_map_step_equals_mclusts(dataset, model_name):
+    """One M-step with mclust's default prior (`jaxem.default_prior`, mclust's
+    ``priorControl()``) from the partition: mclust's ``mstep(..., prior = priorControl())``."""
+    X, model, _ = _start(dataset, model_name)
+    labels = REFERENCE[(dataset, "-", 0, "z")].astype(int)
+    k, d = model.n_components, X.shape[1]
+    prior = jaxem.default_prior(model, X)
+    params = model.m_step(model.stats(X, np.eye(k)[labels]), prior)
+    covariances = model.family.component_covariances(model.as_mixture_params(params).components, k)
+    means = REFERENCE[(dataset, model_name, 0, "mean_map")].reshape(k, d)
+    sigma = REFERENCE[(dataset, model_name, 0, "sigma_map")].reshape(k, d, d)
+    if model_name == "EEI":
+        # mclust's mstepEEI leaves the means unshrunk (the clusters' averages, `means`) while
+        # its variances are the joint posterior mode's; jaxem's means are the mode's
+        counts = np.bincount(labels, minlength=k)[:, None]
+        mode = (counts * means + 0.01 * X.mean(axis=0)) / (counts + 0.01)
+        np.testing.assert_allclose(params.means, mode, rtol=1e-10)
+    else:
+        np.testing.assert_allclose(params.means, means, rtol=1e-10)
+    assert np.max(np.abs(np.asarray(covariances) - sigma)) <= 1e-10 * np.max(np.abs(sigma))
