@@ -22,9 +22,10 @@ import jaxem
 from jaxem import crosscheck
 
 DATA = Path(__file__).parent / "data" / "mclust"
-MODELS = ("EII", "VII", "EEI", "VVI", "EVI", "EEE", "EEV", "EVV", "VVV")
+MODELS = ("EII", "VII", "EEI", "VVI", "EVI", "VEI", "EEE", "VEE", "EEV", "VEV", "EVV", "VVV")
 DATASETS = ("faithful", "iris", "me5")
 CHECKPOINTS = (1, 10, 100)  # mclust's itmax
+ITERATIVE = ("VEI", "VEE", "VEV")
 
 
 def _reference() -> dict:
@@ -84,7 +85,8 @@ def test_iterates_equal_mclusts(run, iters):
         mine, theirs = np.asarray(mine), np.asarray(theirs)
         assert np.max(np.abs(mine - theirs)) <= 1e-6 * np.max(np.abs(theirs)), model_name
     loglik = REFERENCE[(dataset, model_name, iters, "loglik")][0]
-    np.testing.assert_allclose(objective, loglik, rtol=1e-9)
+    # an iterative M-step stops at its inner tolerance, mclust's at its own (1e-11 here)
+    np.testing.assert_allclose(objective, loglik, rtol=1e-8 if model_name in ITERATIVE else 1e-9)
     n_params = REFERENCE[(dataset, model_name, 1, "n_params")][0]
     assert model.n_parameters(d) == n_params
 
@@ -95,7 +97,7 @@ def test_every_iteration_ascends(run):
     assert np.all(steps >= -1e-10 * np.abs(objectives[1:])), (model_name, steps.min())
 
 
-NEW = ("EII", "EEI", "EVI", "EEV", "EVV")
+NEW = ("EII", "EEI", "EVI", "VEI", "VEE", "EEV", "VEV", "EVV")
 
 
 @pytest.mark.parametrize("model_name", NEW)

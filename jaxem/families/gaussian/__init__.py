@@ -1,8 +1,9 @@
 """The Gaussian family (`.family`) and one module per covariance structure (`.structure` their
 interface): `.full`, `.diag`, `.spherical`, `.tied` (mclust's VVV, VVI, VII, EEE) and mclust's
-`.eii`, `.eei`, `.evi`, `.eev`, `.evv` (closed-form M-steps)."""
+`.eii`, `.eei`, `.evi`, `.eev`, `.evv` (closed-form M-steps), `.vei`, `.vee`, `.vev` (iterative,
+`.volumes`)."""
 
-from jaxem.families.gaussian import eei, eev, eii, evi, evv  # noqa: F401 (registers them)
+from jaxem.families.gaussian import eei, eev, eii, evi, evv, vee, vei, vev  # noqa: F401
 from jaxem.families.gaussian.family import (
     COVARIANCE_TYPES,
     Gaussian,

@@ -1,0 +1,43 @@
+"""VEV: covariances of varying volume and orientation and common shape, $\\Sigma_k = \\lambda_k
+D_k A D_k^\\top$, stored as matrices ``(K, D, D)`` (mclust's VEV), the structure `VEV`. The
+orientations are the eigenvectors of the scatters $W_k = L_k \\Omega_k L_k^\\top$; the volumes
+and the shape alternate on their eigenvalues (`jaxem.families.gaussian.volumes`), exact to the
+inner tolerance. Maximum likelihood only.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxem.families.gaussian import full, volumes
+from jaxem.families.gaussian.full import Full
+from jaxem.families.gaussian.structure import register
+
+Array = jax.Array
+
+
+class VEV(Full):
+    """A volume and orientation per component, one shape, ``(K, D, D)``."""
+
+    name = "VEV"
+    aliases = ()
+    has_map = False
+
+    def n_parameters(self, n_components, n_features):
+        d = n_features
+        return n_components + d - 1 + n_components * d * (d - 1) // 2
+
+    def maximise(self, within, counts, reg_covar, spread):
+        """$\\Sigma_k = \\lambda_k L_k A L_k^\\top + \\epsilon I$, each pivot at least its
+        floor."""
+        w = 0.5 * (within + jnp.swapaxes(within, -1, -2))
+        values, vectors = jnp.linalg.eigh(w)  # ascending: one order for every component
+        lam, shape = volumes.common_shape(jnp.maximum(values, 0.0), counts)
+        cov = jnp.einsum("k,kde,e,kfe->kdf", lam, vectors, shape, vectors)
+        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+        cov = cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+        return full.floor_spectrum(cov, full.floors(cov, spread, reg_covar))
+
+
+register(VEV())
