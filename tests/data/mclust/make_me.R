@@ -16,7 +16,7 @@ sets <- list(
   iris = list(X = as.matrix(datasets::iris[, 1:4]), z = as.integer(datasets::iris[, 5])),
   me5 = list(X = gen, z = g)
 )
-models <- c("EII", "VII", "EEI", "VVI", "EVI", "VEI", "EEE", "VEE", "EEV", "VEV", "EVV", "VVV")
+models <- c("EII", "VII", "EEI", "VVI", "EVI", "VEI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV")
 rows <- list()
 add <- function(set, model, iters, what, values) {
   rows[[length(rows) + 1]] <<- data.frame(
