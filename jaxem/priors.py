@@ -88,11 +88,17 @@ def log_inverse_gamma(var: Array, shape: Array, rate: Array) -> Array:
     return jnp.sum(shape * jnp.log(rate) - gammaln(shape) - (shape + 1) * jnp.log(var) - rate / var)
 
 
-def log_normal_given_var(means: Array, mean: Array, var: Array, kappa: Array) -> Array:
+def log_normal_given_var(
+    means: Array, mean: Array, var: Array, kappa: Array, mask: Array | None = None
+) -> Array:
     """$\\sum \\log \\mathcal{N}(\\mu \\mid m, \\sigma^2/\\kappa)$ entrywise (``var``
-    broadcast against ``means``)."""
+    broadcast against ``means`` ``(K, D)``); with ``mask`` ``(K,)`` booleans, over those
+    components only."""
     v = jnp.broadcast_to(var, means.shape) / kappa
-    return jnp.sum(-0.5 * jnp.log(2 * math.pi * v) - 0.5 * (means - mean) ** 2 / v)
+    terms = -0.5 * jnp.log(2 * math.pi * v) - 0.5 * (means - mean) ** 2 / v
+    if mask is not None:
+        terms = jnp.where(mask[:, None], terms, 0.0)
+    return jnp.sum(terms)
 
 
 def log_beta(probs: Array, a: Array, b: Array) -> Array:

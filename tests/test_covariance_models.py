@@ -173,3 +173,26 @@ def test_map_step_equals_mclusts(dataset, model_name):
     else:
         np.testing.assert_allclose(params.means, means, rtol=1e-10)
     assert np.max(np.abs(np.asarray(covariances) - sigma)) <= 1e-10 * np.max(np.abs(sigma))
+
+
+@pytest.mark.parametrize("model_name", ("EII", "EEI"))
+def test_shared_prior_density_is_scipys(model_name):
+    """The log prior of the shared diagonal structures (inverse gamma on the variances, normal
+    means given them), all components and the active ones only, against scipy."""
+    from scipy import stats
+
+    X = _data("faithful")
+    model = jaxem.GaussianMixture(3, model_name)
+    params = model.as_mixture_params(model.init(jax.random.key(0), X)).components
+    prior = model.as_mixture_prior(jaxem.default_prior(model, X)).components
+    cov, means = np.asarray(params.covariances), np.asarray(params.means)
+    var = np.broadcast_to(cov, means.shape) / float(prior.kappa)
+    scale = np.broadcast_to(np.asarray(prior.scale), cov.shape) / 2
+    inv_gamma = stats.invgamma.logpdf(cov, float(prior.dof) / 2, scale=scale).sum()
+    normal = stats.norm.logpdf(means, np.asarray(prior.mean), np.sqrt(var)).sum(axis=1)
+    structure = model.family.structure
+    mine = structure.log_prior(params.means, params.covariances, prior)
+    np.testing.assert_allclose(mine, inv_gamma + normal.sum(), rtol=1e-12)
+    active = np.array([True, True, False])
+    mine = structure.log_prior(params.means, params.covariances, prior, active)
+    np.testing.assert_allclose(mine, inv_gamma + normal[:2].sum(), rtol=1e-12)

@@ -78,10 +78,7 @@ class EEI(Diagonal):
         \\log \\mathcal{N}(\\mu_{kd} \\mid m_d, \\sigma^2_d / \\kappa)$ over the ``active``
         components."""
         rate = jnp.broadcast_to(0.5 * prior.scale, covariances.shape)
-        rows = jnp.ones(means.shape[0], bool) if active is None else active
-        v = covariances / prior.kappa
-        normal = -0.5 * (jnp.log(2 * jnp.pi * v) + (means - prior.mean) ** 2 / v)
-        normal = jnp.sum(jnp.where(rows[:, None], normal, 0.0))
+        normal = priors.log_normal_given_var(means, prior.mean, covariances, prior.kappa, active)
         return priors.log_inverse_gamma(covariances, 0.5 * prior.dof, rate) + normal
 
     def noise(self, key, covariances, labels, n_features):

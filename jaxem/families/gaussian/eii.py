@@ -83,10 +83,7 @@ class EII(Spherical):
     def log_prior(self, means, covariances, prior, active=None):
         """$\\log \\mathrm{InvGamma}(\\lambda \\mid \\nu/2, \\psi/2) + \\sum_k \\log
         \\mathcal{N}(\\mu_k \\mid m, \\lambda I / \\kappa)$ over the ``active`` components."""
-        rows = jnp.ones(means.shape[0], bool) if active is None else active
-        v = covariances / prior.kappa
-        normal = -0.5 * (jnp.log(2 * jnp.pi * v) + (means - prior.mean) ** 2 / v)
-        normal = jnp.sum(jnp.where(rows[:, None], normal, 0.0))
+        normal = priors.log_normal_given_var(means, prior.mean, covariances, prior.kappa, active)
         return priors.log_inverse_gamma(covariances, 0.5 * prior.dof, 0.5 * prior.scale) + normal
 
     def noise(self, key, covariances, labels, n_features):
