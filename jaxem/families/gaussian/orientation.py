@@ -33,9 +33,16 @@ MAX_ITER = 2000
 
 
 def diagonals(scatters: Array, counts: Array, orientation: Array, equal_volume: bool) -> Array:
-    """$\\Lambda_k$ ``(K, D)`` given the orientation $D$ ``(D, D)``."""
+    """$\\Lambda_k$ ``(K, D)`` given the orientation $D$ ``(D, D)``.
+
+    An empty component (a scatter of zeros, such as one `jaxem.grid` switches off) gets
+    spreads of machine epsilon times the data's mean variance: a zero there made its volume
+    zero, which changed the other components' common orientation."""
     spreads = jnp.einsum("de,kdf,fe->ke", orientation, scatters, orientation)
-    spreads = jnp.maximum(spreads, jnp.finfo(scatters.dtype).tiny)
+    dtype = scatters.dtype
+    variance = jnp.trace(jnp.sum(scatters, axis=0)) / (scatters.shape[-1] * jnp.sum(counts))
+    floor = jnp.finfo(dtype).eps * jnp.maximum(variance, jnp.finfo(dtype).tiny)
+    spreads = jnp.maximum(spreads, floor)
     if not equal_volume:
         return spreads / counts[:, None]
     geometric = jnp.exp(jnp.mean(jnp.log(spreads), axis=-1))  # |s_k|^{1/D}
