@@ -28,7 +28,10 @@ Safeguards, as in the reference implementation (R's SQUAREM, ``squarem1``) with 
 
 The stopping rule (`jaxem.algorithm`'s ``converged``) compares accepted extrapolations only:
 after a fallback, the objective has changed by one EM step, and where EM crawls that change can
-be below ``tol`` far from the optimum, where the next extrapolation would still gain much.
+be below ``tol`` far from the optimum, where the next extrapolation would still gain much. An
+extrapolation rejected for a rounding-level decrease counts as accepted there (a tie, `_tie`):
+at the optimum every extrapolation returns to its start, and a fit whose rows were summed over
+several devices, one ulp lower each time, never stopped.
 
 Parameters out of ``constrain`` are valid by construction (softmax weights on the simplex,
 $L L^\\top$ positive definite); one that is numerically broken gives a non-finite objective and
@@ -57,6 +60,7 @@ from jaxem.capabilities import of_model
 METHODS = ("squarem",)
 EVALUATIONS_PER_ITERATION = {None: 1, "squarem": 3}
 STEP_FACTOR = 4.0
+ROUNDING_ULPS = 64  # a tie between objectives (see the safeguards above)
 
 
 class SquaremState(NamedTuple):
@@ -67,8 +71,9 @@ class SquaremState(NamedTuple):
         stats: the E-step's statistics at ``params`` (the next EM step starts from them).
         objective: the objective at ``params``.
         step_max: the current bound $s_{\\max}$ on the step length (a scalar).
-        extrapolated: whether ``params`` is an accepted extrapolation (False at the start and
-            after a fallback to the plain EM point).
+        extrapolated: whether ``params`` is an accepted extrapolation, or one that tied with
+            the last accepted objective up to rounding (`_tie`; ``params`` is then the plain EM
+            point); False at the start and after any other fallback.
     """
 
     params: Params
@@ -136,8 +141,17 @@ def step(
         stats=jax.tree.map(pick, candidate_stats, once_stats),
         objective=pick(candidate_objective, once_objective),
         step_max=step_max,
-        extrapolated=accept,
+        extrapolated=accept | _tie(candidate_objective, state.objective),
     )
+
+
+def _tie(candidate: Array, accepted: Array) -> Array:
+    """Whether an extrapolation's objective equals the last accepted one up to rounding
+    (`ROUNDING_ULPS`): at a fixed point the extrapolation returns to where it started, and
+    its objective may come out an ulp lower (rows summed over several devices in another
+    order). It is not taken, yet it gained nothing, which is what the stopping rule asks."""
+    slack = ROUNDING_ULPS * jnp.finfo(accepted.dtype).eps * jnp.abs(accepted)
+    return jnp.abs(candidate - accepted) <= slack
 
 
 def check_accelerate(accelerate: Any, model: EMModel) -> None:
