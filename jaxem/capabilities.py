@@ -220,6 +220,18 @@ class DescribedInNumPyro(Protocol):
 
 
 @runtime_checkable
+class EstimatesFromIterate(Protocol):
+    """An M-step that starts from the current components ``params``: ``estimate_from(params,
+    stats, counts, prior, active=None)``, for a family whose M-step is itself iterative (a
+    Gaussian whose covariance structure shares an orientation: its inner loop warm-starts where
+    the last M-step ended, as mclust's does). A mixture calls it in place of ``estimate``."""
+
+    def estimate_from(
+        self, params: Params, stats: Any, counts: Array, prior: Prior | None, active: Any = None
+    ) -> Params: ...
+
+
+@runtime_checkable
 class HasCovariances(Protocol):
     """Every component's covariance matrix, ``(K, D, D)`` (for drawing ellipses)."""
 
@@ -230,7 +242,8 @@ class FamilyCapabilities(NamedTuple):
     """What a family provides (see `of_family`): ``missing`` (NaN is a missing value),
     ``mixture_e_step`` when it computes a mixture's E-step itself (``fuses_e_step``),
     ``shares_parameters`` (a parameter common to all components: its ``estimate`` and
-    ``log_prior`` accept ``active=``), ``start_prior``, ``collapsed``, whether it has
+    ``log_prior`` accept ``active=``), ``start_prior``, ``collapsed``, ``estimate_from``
+    (`EstimatesFromIterate`), whether it has
     unconstrained coordinates (``extrapolates``) and its NumPyro description
     (``numpyro_components`` and ``numpyro_params``, or None) and ``component_covariances``
     (Gaussians)."""
@@ -240,6 +253,7 @@ class FamilyCapabilities(NamedTuple):
     shares_parameters: bool
     start_prior: Callable | None
     collapsed: Callable | None
+    estimate_from: Callable | None
     extrapolates: bool
     numpyro_components: Callable | None
     numpyro_params: Callable | None
@@ -267,6 +281,7 @@ def _resolve_family(family: Any) -> FamilyCapabilities:
         shares_parameters=bool(getattr(family, "shares_parameters", False)),
         start_prior=_method(family, StartsFromPrior, "start_prior"),
         collapsed=_method(family, Collapses, "collapsed"),
+        estimate_from=_method(family, EstimatesFromIterate, "estimate_from"),
         extrapolates=isinstance(family, Extrapolates),
         numpyro_components=_method(family, DescribedInNumPyro, "numpyro_components"),
         numpyro_params=_method(family, DescribedInNumPyro, "numpyro_params"),

@@ -99,7 +99,8 @@ class MaskedMixture:
 
     def m_step_from(self, params: MaskedParams, stats: Any, prior: Any) -> MaskedParams:
         """The mixture's M-step with the components of ``params`` that are off kept off."""
-        return MaskedParams(self.mixture.m_step(stats, prior, params.active), params.active)
+        updated = self.mixture.m_step_from(params.params, stats, prior, params.active)
+        return MaskedParams(updated, params.active)
 
     def log_prior(self, params: MaskedParams, prior: Any) -> Array:
         return self.mixture.log_prior(params.params, prior, params.active)

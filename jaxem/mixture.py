@@ -197,16 +197,32 @@ class Mixture:
         ``active`` ``(K,)`` booleans (the first true) switches the other components off: their
         weights are exactly zero, the active ones' as in a mixture of those alone (see
         `jaxem.grid`)."""
+        return self._m_step(None, stats, prior, active)
+
+    def m_step_from(
+        self, params: Any, stats: MixtureStats, prior: Any = None, active: Array | None = None
+    ) -> Any:
+        """`m_step` taken at the iterate ``params``: the same, except for a family whose M-step
+        iterates (`jaxem.capabilities.EstimatesFromIterate`), which starts from ``params``'s
+        components (`jaxem.capabilities.ReadsIterate`: the drivers call this)."""
+        return self._m_step(params, stats, prior, active)
+
+    def _m_step(self, params: Any, stats: MixtureStats, prior: Any, active: Any) -> Any:
         counts = stats.counts
         if prior is None:
             floor = 10 * jnp.finfo(counts.dtype).eps * jnp.sum(counts)
             weights = counts + floor
-            components = self._family_m_step(stats.components, counts, None, active)
         else:
             prior = self.as_mixture_prior(prior)
             alpha = jnp.broadcast_to(prior.alpha, counts.shape)
             weights = counts + alpha - 1
-            components = self._family_m_step(stats.components, counts, prior.components, active)
+        component_prior = None if prior is None else prior.components
+        estimate_from = of_family(self.family).estimate_from
+        if params is not None and estimate_from is not None:
+            components = self.as_mixture_params(params).components
+            components = estimate_from(components, stats.components, counts, component_prior, active)
+        else:
+            components = self._family_m_step(stats.components, counts, component_prior, active)
         if active is not None:
             weights = jnp.where(active, weights, 0.0)
         return self.from_mixture_params(MixtureParams(weights / jnp.sum(weights), components))

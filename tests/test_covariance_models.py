@@ -29,8 +29,9 @@ MODELS = (
 DATASETS = ("faithful", "iris", "me5")
 CHECKPOINTS = (1, 10, 100)  # mclust's itmax
 ITERATIVE = ("VEI", "VEE", "VEV")
-# the majorisation-minimisation of the common orientation converges slowly: mclust's and jaxem's
-# inner loops stop at different points (1e-11 and 1e-12 relative, their own criteria)
+# the majorisation-minimisation of the common orientation converges slowly: jaxem caps it at
+# `orientation.MAX_ITER` passes per M-step (generalized EM steps), mclust runs it to 1e-11 here,
+# so only the fixed point (100 iterations) is compared, to 1e-5 as the issue asks
 MM = ("EVE",)
 
 
@@ -84,7 +85,9 @@ def test_iterates_equal_mclusts(run, iters):
         # iterations, -215.241 after 100); jaxem's reaches at least its likelihood
         assert objective >= loglik - 1e-9 * abs(loglik), (dataset, objective, loglik)
         return
-    tol = {1: 1e-4, 10: 1e-4, 100: 1e-5}[iters] if model_name in MM else 1e-6
+    if model_name in MM and iters < max(CHECKPOINTS):
+        pytest.skip("a capped M-step's iterates are not mclust's; its fixed point is")
+    tol = 1e-5 if model_name in MM else 1e-6
     ref = {w: REFERENCE[(dataset, model_name, iters, w)] for w in ("pro", "mean", "sigma")}
     k, d = params.means.shape
     components = model.as_mixture_params(params).components

@@ -30,8 +30,14 @@ class EVE(Full):
 
     def maximise(self, within, counts, reg_covar, spread):
         """$\\Sigma_k = D \\Lambda_k D^\\top + \\epsilon I$, each pivot at least its floor."""
+        return self.maximise_from(None, within, counts, reg_covar, spread)
+
+    def maximise_from(self, previous, within, counts, reg_covar, spread):
+        """As `maximise`, the orientation's iterations starting from that of the current
+        covariances ``previous`` (or None) where it is the better start."""
         w = 0.5 * (within + jnp.swapaxes(within, -1, -2))
-        rotation, lam = orientation.common_orientation(w, counts, self.equal_volume)
+        start = None if previous is None else orientation.of_covariances(previous)
+        rotation, lam = orientation.common_orientation(w, counts, self.equal_volume, start)
         cov = jnp.einsum("de,ke,fe->kdf", rotation, lam, rotation)
         cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
         cov = cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)

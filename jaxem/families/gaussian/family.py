@@ -329,6 +329,21 @@ class Gaussian:
         weights $N_k$ ``(K,)``, or with a prior the posterior mode (see ``docs/map.md``).
         ``active`` ``(K,)`` booleans: only these components' means have a prior that involves a
         tied covariance (None: all)."""
+        return self._estimate(None, stats, counts, prior, active)
+
+    def estimate_from(
+        self,
+        params: GaussianParams,
+        stats: GaussianStats,
+        counts: Array,
+        prior: GaussianPrior | None = None,
+        active: Array | None = None,
+    ) -> GaussianParams:
+        """`estimate` at the current components ``params``: an iterative structure's M-step
+        starts from their covariances (`CovarianceStructure.maximise_from`)."""
+        return self._estimate(params.covariances, stats, counts, prior, active)
+
+    def _estimate(self, previous, stats, counts, prior, active) -> GaussianParams:
         if prior is not None:
             return self._map(stats, counts, prior, active)
         total = jnp.sum(counts)
@@ -339,7 +354,12 @@ class Gaussian:
         within = self.structure.within(stats.scatter, stats.shifts, 1.0 / counts)
         centre = jnp.sum(stats.sums, axis=0) / total  # the data's weighted mean
         spread = (means - centre) ** 2
-        covariances = self.structure.maximise(within, counts, self.reg_covar, spread)
+        if previous is None:
+            covariances = self.structure.maximise(within, counts, self.reg_covar, spread)
+        else:
+            covariances = self.structure.maximise_from(
+                previous, within, counts, self.reg_covar, spread
+            )
         means = jnp.where(empty[:, None], centre, means)
         return GaussianParams(means, self.structure.fill_empty(covariances, empty, counts))
 

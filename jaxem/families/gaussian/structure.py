@@ -146,6 +146,14 @@ class CovarianceStructure(abc.ABC):
         precision of the data (``spread`` ``(K, D)``: the new means' squared distances from
         the data's centre; `jaxem.families.gaussian.full.floors`)."""
 
+    def maximise_from(
+        self, previous: Array, within: Array, counts: Array, reg_covar: float, spread: Array
+    ) -> Array:
+        """`maximise` starting from the current covariances ``previous`` (this structure's
+        layout): an iterative M-step warm-starts there, and must end no worse than where it
+        starts (a generalized EM step). A closed form ignores ``previous``."""
+        return self.maximise(within, counts, reg_covar, spread)
+
     @abc.abstractmethod
     def fill_empty(self, covariances: Array, empty: Array, counts: Array) -> Array:
         """The covariances with those of the ``empty`` components ``(K,)`` replaced by the
