@@ -378,12 +378,17 @@ def fit_restarts(
     max_iter: int = 100,
     chunk_size: int | None = None,
     accelerate: str | None = None,
+    deterministic_start: bool = True,
 ) -> RestartsResult:
-    """``n_init`` starts (``model.init`` with the keys ``jax.random.split(key, n_init)``) fitted
-    in one vmapped call; returns the start with the largest final objective.
+    """``n_init`` starts (``model.init`` with the keys ``jax.random.split(key, n_init)``) and,
+    with ``deterministic_start``, the model's start that draws nothing where it has one
+    (`jaxem.capabilities.StartsDeterministically`: a mixture's is mclust's hierarchical
+    partition, `jaxem.Mixture.init` with ``method="hierarchical"``), fitted in one vmapped
+    call; returns the start with the largest final objective (``objectives`` ``(n_init,)``, or
+    ``(n_init + 1,)`` with the deterministic start last).
 
     ``X`` ``(N, D)``; the other arguments (``accelerate`` included) as for `jaxem.fit` (the
-    automatic row blocks allow for the ``n_init`` starts' E-steps running side by side).
+    automatic row blocks allow for the starts' E-steps running side by side).
     """
     check_model(model)
     check_fit_options(tol, max_iter)
@@ -393,9 +398,14 @@ def fit_restarts(
     keys = jax.random.split(key, n_init)
     # X and weights are not mapped: model.init sees them concrete and checks their values
     starts = jax.vmap(model.init, (0, None, None))(keys, X, weights)
+    extra = of_model(model).deterministic_start if deterministic_start else None
+    if extra is not None:
+        one = extra(X, weights)
+        starts = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), starts, one)
     X, _, weights, prior = check_inputs(model, X, _take(starts, 0), weights, prior)
     X, weights = padded(model, X, weights)
-    weights, block, layout = plan(model, X, weights, chunk_size, copies=n_init)
+    copies = n_init + (extra is not None)
+    weights, block, layout = plan(model, X, weights, chunk_size, copies=copies)
     tol = jnp.asarray(tol, X.dtype)
     return _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout, accelerate)
 

@@ -99,9 +99,18 @@ class ReadsIterate(Protocol):
     def m_step_from(self, params: Params, stats: Any, prior: Prior | None) -> Params: ...
 
 
+@runtime_checkable
+class StartsDeterministically(Protocol):
+    """A start that draws nothing, ``deterministic_start(X, weights=None) -> params``, which
+    `jaxem.fit_restarts` fits besides its random ones (a mixture's: mclust's hierarchical
+    partition, `jaxem.hierarchical`). Computed on the host from concrete data."""
+
+    def deterministic_start(self, X: Any, weights: Any = None) -> Params: ...
+
+
 class ModelCapabilities(NamedTuple):
     """What a model provides (see `of_model`): each optional method, or None (``m_step_from``:
-    `ReadsIterate`); declared values
+    `ReadsIterate`; ``deterministic_start``: `StartsDeterministically`); declared values
     (``data_ndim`` the dimensions of one data set, ``min_samples`` the fewest samples of
     positive weight a fit needs, ``missing`` whether NaN is a missing value,
     ``ignores_zero_weights`` whether rows of weight zero change nothing, so that data may be
@@ -118,6 +127,7 @@ class ModelCapabilities(NamedTuple):
     check_prior: Callable | None
     check_prior_values: Callable | None
     default_prior: Callable | None
+    deterministic_start: Callable | None
     data_ndim: int
     min_samples: int
     missing: bool
@@ -168,6 +178,7 @@ def _resolve(model: Any) -> ModelCapabilities:
         check_prior=model.check_prior if checks else None,
         check_prior_values=model.check_prior_values if checks else None,
         default_prior=_method(model, HasDefaultPrior, "default_prior"),
+        deterministic_start=_method(model, StartsDeterministically, "deterministic_start"),
         data_ndim=int(getattr(model, "data_ndim", 1)),
         min_samples=int(getattr(model, "min_samples", 1)),
         missing=bool(getattr(model, "missing", False)),

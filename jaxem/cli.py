@@ -5,8 +5,8 @@
     jaxem fit DATA.csv -k 3 [--family gaussian|bernoulli|categorical|poisson]
               [--covariance-type full] [--prior default] [--n-init 4]
               [--seed 0] [--columns a,b] [--out model.npz] [--json summary.json] [--plot fig.png]
-    jaxem select DATA.csv -k 1-6 [--family gaussian] [--covariance-types full,diag]
-                 [--criterion bic] [--out best.npz]
+    jaxem select DATA.csv [-k 1-9] [--family gaussian] [--covariance-types VVV,EEE]
+                 [--criterion bic] [--table mclust] [--plot bic.png] [--out best.npz]
     jaxem predict model.npz DATA.csv [--columns a,b] [--out labels.csv | --out -]
     jaxem demo [--plot demo.png]
 
@@ -34,7 +34,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import numpy as np
@@ -42,9 +42,11 @@ import numpy as np
 from jaxem.capabilities import of_family, of_model
 from jaxem.compiler import with_options
 from jaxem.families import registry
-from jaxem.families.gaussian import COVARIANCE_TYPES
 from jaxem.families.gaussian import structure as structures
 from jaxem.mixture import Mixture
+
+if TYPE_CHECKING:
+    from jaxem.model_selection import SelectResult
 
 
 class CommandError(Exception):
@@ -244,10 +246,14 @@ def _fit_restarts(model, X, prior, args: argparse.Namespace):
     from jaxem.em import fit
 
     keys = jax.random.split(jax.random.key(args.seed), args.n_init)
+    starts = [lambda key=key: model.init(key, X) for key in keys]
+    deterministic = of_model(model).deterministic_start
+    if deterministic is not None:  # mclust's hierarchical start, last as in fit_restarts
+        starts.append(lambda: deterministic(X))
     results = []
-    with _bar(args.n_init, "restarts", args.quiet) as bar:
-        for key in keys:
-            start = model.init(key, X)
+    with _bar(len(starts), "restarts", args.quiet) as bar:
+        for make_start in starts:
+            start = make_start()
             accelerate = getattr(args, "accelerate", None)
             results.append(
                 fit(
@@ -442,6 +448,25 @@ def plot(path: str, X: np.ndarray, names: list[str], panels: list[tuple]) -> Non
         plt.close(fig)
 
 
+def _plot_table(path: str, result: SelectResult) -> None:
+    """The criterion against K per column of ``result``'s table (`SelectResult.plot`)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CommandError("--plot needs matplotlib: pip install 'jaxem[plot]'") from None
+    ax = result.plot()
+    try:
+        ax.figure.savefig(path, dpi=110, bbox_inches="tight")
+    except OSError as e:
+        raise CommandError(f"{path}: cannot write ({e.strerror})") from None
+    finally:
+        plt.close(ax.figure)
+    print(f"figure: {path}")
+
+
 # -- commands --------------------------------------------------------------------------------
 
 
@@ -468,7 +493,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         prior = _prior(model, X, args.prior)
         result = _fit_restarts(model, X, prior, args)
     summary = _summary(model, result, X, names, args.prior)
-    _print_summary(summary, f"{args.data}: best of {args.n_init} starts")
+    hierarchical = of_model(model).deterministic_start is not None
+    extra = " and the hierarchical one" if hierarchical else ""
+    _print_summary(summary, f"{args.data}: best of {args.n_init} starts{extra}")
     if args.out:
         _save(args.out, model, result.params, prior, names)
     if args.json:
@@ -488,9 +515,9 @@ def _plotted(path: str, names: list[str]) -> None:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    from jaxem.model_selection import select
+    from jaxem.model_selection import default_covariance_types, select
 
-    for option in ("out", "json"):
+    for option in ("out", "json", "plot"):
         _output_path(getattr(args, option), f"--{option}")
     cls = registry.by_family_name(args.family)
     structured = "covariance_type" in cls.options  # a grid over K and covariance structures
@@ -502,12 +529,14 @@ def _cmd_select(args: argparse.Namespace) -> int:
     X, names = table.X, table.names
     with cells_named(table):
         family = cls.for_data(X, args.missing)
-    grid = {"covariance_types": args.covariance_types or list(COVARIANCE_TYPES)}
     if structured:
-        grid["missing"] = args.missing
+        # None: select's default, mclust's fourteen (those with a prior under --prior default)
+        grid = {"covariance_types": args.covariance_types, "missing": args.missing}
+        prior = None if args.prior == "none" else "default"
+        n_columns = len(args.covariance_types or default_covariance_types(prior))
     else:
         grid = {"families": family}
-    n_columns = len(grid.get("covariance_types", [None]))
+        n_columns = 1
     # the rows the model counts: those the model's effective weights keep (an observed value)
     from jaxem.gaussian_mixture import mixture_of
 
@@ -535,7 +564,9 @@ def _cmd_select(args: argparse.Namespace) -> int:
             on_cell=lambda *_: bar.update(),
             **grid,
         )
-    print(repr(result))
+    print(result.mclust() if args.table == "mclust" else repr(result))
+    if args.plot:
+        _plot_table(args.plot, result)
     if args.out:
         prior = _prior(result.model, X, args.prior)
         _save(args.out, result.model, result.params, prior, names)
@@ -674,7 +705,11 @@ def _parser() -> argparse.ArgumentParser:
                 "the observed values; default: they are errors)",
             )
         p.add_argument(
-            "--n-init", type=int, default=n_init, help=f"random starts (default {n_init})"
+            "--n-init",
+            type=int,
+            default=n_init,
+            help=f"random starts (default {n_init}); a mixture also starts from mclust's "
+            "hierarchical partition",
         )
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         p.add_argument(
@@ -711,7 +746,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sel = sub.add_parser("select", help="choose K and the covariance type by BIC, AIC or ICL")
     common(sel, n_init=32, tol=1e-6, max_iter=1000)  # jaxem.select's defaults
-    sel.add_argument("-k", "--n-components", type=_parse_ks, default=list(range(1, 7)))
+    sel.add_argument(
+        "-k",
+        "--n-components",
+        type=_parse_ks,
+        default=list(range(1, 10)),
+        help="numbers of components (default 1-9, as mclust)",
+    )
     sel.add_argument(
         "--family",
         choices=registry.names(),
@@ -723,9 +764,17 @@ def _parser() -> argparse.ArgumentParser:
         type=_parse_types,
         default=None,
         metavar="T,T",
-        help=f"Gaussian only (default {','.join(COVARIANCE_TYPES)}; mclust's names too)",
+        help="Gaussian only (default mclust's fourteen models; full,diag,spherical,tied are "
+        "VVV,VVI,VII,EEE)",
     )
     sel.add_argument("--criterion", choices=["bic", "aic", "icl"], default="bic")
+    sel.add_argument(
+        "--table",
+        choices=["jaxem", "mclust"],
+        default="jaxem",
+        help="print the table as jaxem (lower is better) or as R's mclust prints it (its sign)",
+    )
+    sel.add_argument("--plot", help="draw the criterion against K per column (PNG)")
     sel.add_argument("--out", help="save the best model (.npz)")
     sel.add_argument("--json", help="write the table as JSON")
     sel.set_defaults(func=_cmd_select)

@@ -12,7 +12,13 @@ import dataclasses
 from typing import Any, NamedTuple
 
 from jaxem.base import Array
-from jaxem.families.gaussian import COVARIANCE_TYPES, Gaussian, GaussianParams, GaussianPrior
+from jaxem.families.gaussian import (
+    COVARIANCE_TYPES,
+    MCLUST_MODELS,
+    Gaussian,
+    GaussianParams,
+    GaussianPrior,
+)
 from jaxem.mixture import Mixture, MixtureParams, MixturePrior
 
 
@@ -127,6 +133,7 @@ def mixture_of(family: Any, n_components: int) -> Mixture:
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "MCLUST_MODELS",
     "GaussianMixture",
     "GaussianMixtureParams",
     "GaussianMixturePrior",

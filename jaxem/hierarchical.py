@@ -65,11 +65,14 @@ def _det_psd(A: np.ndarray) -> np.ndarray:
     ``det`` pays a LAPACK call per matrix, which dominated the clustering's time."""
     A = A.copy()
     det = np.ones(A.shape[2:])
-    for k in range(A.shape[0]):
-        pivot = A[k, k]
-        det = det * pivot
-        safe = np.where(pivot > 0, pivot, 1.0)
-        A[k + 1 :, k + 1 :] -= A[k + 1 :, k][:, None] * (A[k, k + 1 :] / safe)[None]
+    # the callers also compute, then discard, the determinants of singular scatters (clusters of
+    # at most D rows), whose elimination may overflow: no warning for those
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for k in range(A.shape[0]):
+            pivot = A[k, k]
+            det = det * pivot
+            safe = np.where(pivot > 0, pivot, 1.0)
+            A[k + 1 :, k + 1 :] -= A[k + 1 :, k][:, None] * (A[k, k + 1 :] / safe)[None]
     return det
 
 

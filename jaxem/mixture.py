@@ -33,6 +33,7 @@ from jaxem.buckets import bucket, pad_rows, padded, shares_programs, unpad
 from jaxem.capabilities import check_coordinates, of_family
 from jaxem.chunking import block_rows, block_sum, check_chunk_size, model_bytes_per_sample
 from jaxem.compiler import jit
+from jaxem.hierarchical import partitions
 from jaxem.initialization import kmeans_plusplus, lloyd, nearest, one_hot
 from jaxem.padding import without_padding
 from jaxem.sharding import as_auto, sample_sharding
@@ -47,7 +48,7 @@ from jaxem.validation import (
 )
 
 N_LLOYD_ITER = 10
-INIT_METHODS = ("kmeans", "k-means++", "random_from_data")
+INIT_METHODS = ("kmeans", "k-means++", "random_from_data", "hierarchical")
 
 
 class MixtureParams(NamedTuple):
@@ -220,7 +221,9 @@ class Mixture:
         estimate_from = of_family(self.family).estimate_from
         if params is not None and estimate_from is not None:
             components = self.as_mixture_params(params).components
-            components = estimate_from(components, stats.components, counts, component_prior, active)
+            components = estimate_from(
+                components, stats.components, counts, component_prior, active
+            )
         else:
             components = self._family_m_step(stats.components, counts, component_prior, active)
         if active is not None:
@@ -285,8 +288,12 @@ class Mixture:
         Bernoulli and Poisson; one-hot rows for categorical data). ``method``: ``"kmeans"``
         (default) k-means++ seeding followed by 10 Lloyd iterations; ``"k-means++"`` the seeds
         alone (scikit-learn's ``init_params="k-means++"``); ``"random_from_data"`` K distinct
-        samples drawn with probability proportional to their weights. Works under ``jit`` and
-        ``vmap``. ``X`` ``(N, D)``, ``weights`` ``(N,)`` or None.
+        samples drawn with probability proportional to their weights. These work under ``jit``
+        and ``vmap``. ``"hierarchical"``: mclust's start, no centres but the partition into K
+        clusters of its model-based agglomeration (`jaxem.hierarchical.partitions`, on the
+        ``init_points`` of at most 2000 rows), computed on the host: ``X`` and ``weights`` must
+        be concrete, and ``key`` is not used (`deterministic_start`).
+        ``X`` ``(N, D)``, ``weights`` ``(N,)`` or None.
 
         ``chunk_size``: distances and statistics are summed over row blocks of this many rows,
         as in `jaxem.fit` (None: chosen from N, K, D and the dtype). Data split over
@@ -298,7 +305,17 @@ class Mixture:
         layout = sample_sharding(X)
         X = self.family.check_data(without_padding(X, weights))
         weights = check_weights(weights, X.shape[0], X.dtype)
+        if method == "hierarchical" and not (is_concrete(X) and is_concrete(weights)):
+            raise ValueError(
+                "method='hierarchical' partitions the data on the host: X and weights must be "
+                "concrete arrays (call init outside jit, or pass the start it returns)"
+            )
         return self._init_checked(key, X, weights, method, chunk_size, layout)
+
+    def deterministic_start(self, X: Any, weights: Any = None) -> Any:
+        """`init` with ``method="hierarchical"``: the start `jaxem.fit_restarts` adds to its
+        random ones (`jaxem.capabilities.StartsDeterministically`)."""
+        return self.init(jax.random.key(0), X, weights, method="hierarchical")
 
     def init_checked(
         self,
@@ -325,7 +342,17 @@ class Mixture:
             block = block_rows(X.shape[0], model_bytes_per_sample(self, X), chunk_size)
         else:
             X, block = as_auto(X), None
-        return _init(self, key, X, weights, method, block)
+        labels = None
+        if method == "hierarchical":
+            labels = jnp.asarray(self._hierarchical_labels(X, weights))
+        return _init(self, key, X, weights, method, block, labels)
+
+    def _hierarchical_labels(self, X: Array, weights: Array) -> np.ndarray:
+        """mclust's partition into K clusters ``(N,)``, -1 for rows it leaves out."""
+        if self.missing:  # as `_init`: a row of weight zero is one with nothing observed
+            X = jnp.where((weights > 0)[:, None], X, jnp.nan)
+        points = np.asarray(self.family.init_points(X))
+        return partitions(points, [self.n_components], np.asarray(weights))[0]
 
     def validate(
         self, X: Any, params: Any, weights: Any, prior: Any
@@ -575,13 +602,21 @@ def _impute_draw(model: Mixture, params: MixtureParams, X: Array, key: PRNGKey) 
 
 @partial(jit, static_argnames=("model", "method", "block"))
 def _init(
-    model: Mixture, key: PRNGKey, X: Array, weights: Array, method: str, block: int | None = None
+    model: Mixture,
+    key: PRNGKey,
+    X: Array,
+    weights: Array,
+    method: str,
+    block: int | None = None,
+    labels: Array | None = None,
 ) -> Any:
     family, k = model.family, model.n_components
     if model.missing:  # a row of weight zero is a row with nothing observed: no fill counts it
         X = jnp.where((weights > 0)[:, None], X, jnp.nan)
     points = family.init_points(X)
-    if method == "random_from_data":
+    if method == "hierarchical":  # the rows' clusters ``labels`` (N,), -1 in none
+        centres, rows = None, labels
+    elif method == "random_from_data":
         rows = jax.random.choice(key, X.shape[0], (k,), replace=False, p=weights / jnp.sum(weights))
         centres = points[rows]
     else:
@@ -589,11 +624,17 @@ def _init(
     if method == "kmeans":
         centres = lloyd(points, weights, centres, N_LLOYD_ITER, block)
 
+    if centres is not None:
+        rows = points
+
+    def assign(rows_b):  # the cluster of each row of a block
+        return rows_b if centres is None else nearest(rows_b, centres)
+
     # each row goes to the nearest centre among the points k-means ran on, computed once for
     # all rows: a block's own points (with missing values, filled with that block's means, its
     # rows of weight zero counted as zeros) would assign rows differently from k-means
-    def stats(X_b, w_b, points_b, about=None):
-        wr = one_hot(nearest(points_b, centres), k, w_b)
+    def stats(X_b, w_b, rows_b, about=None):
+        wr = one_hot(assign(rows_b), k, w_b)
         return model._stats(model.prepare(X_b, w_b), wr, about)
 
     # a family may start from a posterior mode: maximum likelihood from a hard partition puts
@@ -608,7 +649,7 @@ def _init(
             mixture = mixture._replace(components=components)
         return model.from_mixture_params(mixture)
 
-    params = start(block_sum(stats, X, weights, block, (points,)))
+    params = start(block_sum(stats, X, weights, block, (rows,)))
     if block is None:
         return params
     # Statistics taken about the responsibility-weighted means (about=None) add up across blocks
@@ -616,5 +657,5 @@ def _init(
     # are right, and a second pass about them gives every statistic
     about = model.as_mixture_params(params).components
     return start(
-        block_sum(lambda X_b, w_b, p_b: stats(X_b, w_b, p_b, about), X, weights, block, (points,))
+        block_sum(lambda X_b, w_b, r_b: stats(X_b, w_b, r_b, about), X, weights, block, (rows,))
     )

@@ -38,7 +38,7 @@ from jaxem.buckets import pad_rows
 from jaxem.compiler import jit
 from jaxem.em import check_inputs, objective, plan, prepare_data
 from jaxem.families.gaussian import structure as structures
-from jaxem.gaussian_mixture import COVARIANCE_TYPES, GaussianMixture
+from jaxem.gaussian_mixture import MCLUST_MODELS, GaussianMixture
 from jaxem.grid import best_starts, first_components, fit_grid
 from jaxem.hierarchical import partitions
 from jaxem.mixture import Mixture
@@ -83,6 +83,9 @@ def icl(model: Mixture, params: Any, X: Any, weights: Any = None):
     return -2.0 * loglik + p * jnp.log(n) + 2.0 * entropy
 
 
+REPR_COLUMNS = 7  # columns of the printed table side by side (95 characters)
+
+
 class SelectResult(NamedTuple):
     """What `select` returns.
 
@@ -108,22 +111,96 @@ class SelectResult(NamedTuple):
     singular: tuple = ()
     column: Any = None
 
+    def mclust(self, width: int = 80) -> str:
+        """The table as R's mclust prints a ``mclustBIC`` object: the criterion with mclust's
+        sign (higher is better), a row per K, as many columns as fit in ``width`` characters,
+        NA for singular cells and for K beyond the data, then the top three cells."""
+        title = {
+            "bic": "Bayesian Information Criterion (BIC): ",
+            "aic": "Akaike Information Criterion (AIC): ",
+            "icl": "Integrated Complete-data Likelihood (ICL) criterion: ",
+        }[self.criterion]
+        ks = sorted({k for column in self.table.values() for k in column})
+        values = {
+            (t, k): math.nan if (t, k) in self.singular else -self.table[t].get(k, math.nan)
+            for t in self.table
+            for k in ks
+        }
+        finite = [v for v in values.values() if not math.isnan(v)]
+        decimals = _significant_decimals(finite)
+        cells = {key: "NA" if math.isnan(v) else f"{v:.{decimals}f}" for key, v in values.items()}
+        label = max(len(str(k)) for k in ks)
+        widths = {t: max(len(str(t)), *(len(cells[t, k]) for k in ks)) for t in self.table}
+        blocks, block = [], []
+        for t in self.table:
+            if block and label + sum(widths[u] + 1 for u in [*block, t]) > width:
+                blocks.append(block)
+                block = []
+            block.append(t)
+        blocks.append(block)
+        lines = [title]
+        for block in blocks:
+            lines.append(" " * label + "".join(f" {t:>{widths[t]}}" for t in block))
+            for k in ks:
+                lines.append(
+                    f"{k:<{label}}" + "".join(f" {cells[t, k]:>{widths[t]}}" for t in block)
+                )
+        top = sorted(((v, key) for key, v in values.items() if not math.isnan(v)), reverse=True)
+        top = [(f"{t},{k}", f"{v:.{_significant_decimals([v])}f}") for v, (t, k) in top[:3]]
+        lines += ["", f"Top 3 models based on the {self.criterion.upper()} criterion: "]
+        lines.append("".join(f"{n:>{max(len(n), len(v))}} " for n, v in top))
+        lines.append("".join(f"{v:>{max(len(n), len(v))}} " for n, v in top))
+        return "\n".join(lines)
+
+    def plot(self, ax: Any = None) -> Any:
+        """The criterion (mclust's sign: higher is better) against K, one line per column of
+        the table, as mclust's ``plot(mclustBIC)`` draws it; singular cells are left out.
+        Needs matplotlib. Returns the axes (a new figure's unless ``ax`` is given)."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 5))
+        markers = "osD^v<>pP*Xhd8"
+        colours = plt.get_cmap("tab20").colors
+        for i, t in enumerate(self.table):
+            ks = sorted(k for k, v in self.table[t].items() if not math.isnan(v))
+            ks = [k for k in ks if (t, k) not in self.singular]
+            ax.plot(
+                ks,
+                [-self.table[t][k] for k in ks],
+                marker=markers[i % len(markers)],
+                color=colours[(2 * i) % len(colours) + (i // 10) % 2],
+                label=str(t),
+                linewidth=1,
+                markersize=5,
+                markerfacecolor="none",
+            )
+        ax.set_xlabel("Number of components")
+        ax.set_ylabel(self.criterion.upper())
+        all_ks = sorted({k for column in self.table.values() for k in column})
+        ax.set_xticks(all_ks)
+        ax.legend(ncol=2, fontsize="small", loc="lower right")
+        return ax
+
     def __repr__(self) -> str:
         types = list(self.table)
         ks = sorted({k for column in self.table.values() for k in column})
         head = f"{self.criterion.upper()} (lower is better"
         head += "; mclust's BIC is the negative)" if self.criterion == "bic" else ")"
-        rows = [head, f"{'K':>4}" + "".join(f"{t:>14}" for t in types)]
-        for k in ks:
-            cells = []
-            for t in types:
-                v = self.table[t].get(k, math.nan)
-                best = t == self.column and k == self.model.n_components
-                if (t, k) in self.singular:
-                    cells.append(f"{'singular':>13} ")
-                else:
-                    cells.append(f"{v:>13.3f}" + ("*" if best else " "))
-            rows.append(f"{k:>4}" + "".join(cells))
+        rows = [head]
+        for first in range(0, len(types), REPR_COLUMNS):  # mclust's fourteen: two blocks
+            block = types[first : first + REPR_COLUMNS]
+            rows.append(f"{'K':>4}" + "".join(f"{t:>13}" for t in block))
+            for k in ks:
+                cells = []
+                for t in block:
+                    v = self.table[t].get(k, math.nan)
+                    best = t == self.column and k == self.model.n_components
+                    if (t, k) in self.singular:
+                        cells.append(f"{'singular':>12} ")
+                    else:
+                        cells.append(f"{v:>12.3f}" + ("*" if best else " "))
+                rows.append(f"{k:>4}" + "".join(cells))
         rows.append(
             f"best: {self.model.describe()}, {self.criterion} = "
             f"{self.table[self.column][self.model.n_components]:.3f}"
@@ -131,10 +208,28 @@ class SelectResult(NamedTuple):
         return "\n".join(rows)
 
 
+def _significant_decimals(values: list) -> int:
+    """The decimals R's ``print`` gives a numeric vector: enough for 7 significant digits of
+    each value, at most 7, trailing zeros common to all dropped."""
+    decimals = 0
+    for v in values:
+        digits = len(str(int(abs(v)))) if abs(v) >= 1 else 1 - math.floor(math.log10(abs(v) or 1))
+        decimals = max(decimals, min(7, max(0, 7 - digits)))
+    while decimals > 0 and all(f"{v:.{decimals}f}".endswith("0") for v in values):
+        decimals -= 1
+    return decimals
+
+
+def default_covariance_types(prior: Any = None) -> tuple[str, ...]:
+    """`select`'s default columns: mclust's fourteen models, or with a ``prior`` (not None)
+    those that have one, as ``Mclust`` with ``priorControl()``."""
+    return tuple(m for m in MCLUST_MODELS if prior is None or structures.of(m).has_map)
+
+
 def select(
     X: Any,
-    n_components: Any = range(1, 7),
-    covariance_types: Any = COVARIANCE_TYPES,
+    n_components: Any = range(1, 10),
+    covariance_types: Any = None,
     *,
     key: PRNGKey,
     criterion: str = "bic",
@@ -159,10 +254,12 @@ def select(
 
     Args:
         X: ``(N, D)``.
-        n_components: the grid's numbers of components.
-        covariance_types: the grid's covariance structures, by name (mclust's names too:
-            ``("VVV", "EEE")``) or as structures; the table names each by its structure's name
-            (``"full"`` for ``"VVV"``).
+        n_components: the grid's numbers of components (default 1 to 9, as ``Mclust``).
+        covariance_types: the grid's covariance structures, by name or as structures; None
+            (default): mclust's fourteen models (`jaxem.gaussian_mixture.MCLUST_MODELS`, as
+            ``Mclust``), or with a ``prior`` those of them that have one (as ``Mclust`` with
+            ``priorControl()``). scikit-learn's ``("full", "diag", "spherical", "tied")`` are
+            mclust's VVV, VVI, VII and EEE. The table names each column as it was given.
         key: a PRNG key.
         criterion: ``"bic"``, ``"aic"`` or ``"icl"``, lower is better.
         prior: None (MLE), ``"default"`` (`jaxem.default_prior` per cell, as mclust's
@@ -200,9 +297,11 @@ def select(
         raise TypeError(f"missing must be True or False; got {missing!r}")
     if families is None:
         X = check_data(X, missing=missing)
+        if covariance_types is None:
+            covariance_types = default_covariance_types(prior)
         columns, make = _gaussian_columns(covariance_types, missing)
     else:
-        if covariance_types is not COVARIANCE_TYPES or missing:
+        if covariance_types is not None or missing:
             raise TypeError(
                 "select takes families or covariance_types (and missing), not both: a family "
                 "carries its own (jaxem.families.Gaussian('diag', missing=True))"
@@ -310,16 +409,22 @@ def select(
 
 
 def _gaussian_columns(covariance_types: Any, missing: bool) -> tuple:
-    """The columns of a Gaussian grid (the structures' names) and ``make(column, K)``."""
-    if isinstance(covariance_types, str):
+    """The columns of a Gaussian grid, named as given (``"VVV"`` or ``"full"``; a structure
+    object by its name), and ``make(column, K)``. Two names of one structure are one column."""
+    if isinstance(covariance_types, (str, structures.CovarianceStructure)):
         covariance_types = (covariance_types,)
-    try:  # names, aliases or structures, as their names
-        names = tuple(dict.fromkeys(structures.of(t).name for t in covariance_types))
-    except ValueError as error:
-        raise ValueError(f"covariance_types: {error}") from None
+    columns: dict = {}
+    for given in covariance_types:
+        try:
+            structure = structures.of(given)
+        except ValueError as error:
+            raise ValueError(f"covariance_types: {error}") from None
+        name = given if isinstance(given, str) else structure.name
+        columns.setdefault(structure.name, name)
+    kinds, names = tuple(columns), tuple(columns.values())
 
     def make(column: int, k: int) -> GaussianMixture:
-        return GaussianMixture(k, names[column], missing=missing)
+        return GaussianMixture(k, kinds[column], missing=missing)
 
     return names, make
 

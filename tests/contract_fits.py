@@ -98,12 +98,20 @@ def record() -> dict:
     gm = jaxem.GaussianMixture(2, "diag")
     batch = np.stack([data["gaussian"][:60], data["gaussian"][60:], data["gaussian"][::2]])
     put("fit_batch", jaxem.fit_batch(gm, jax.random.key(1), batch, tol=1e-8))
-    put("fit_restarts", jaxem.fit_restarts(gm, jax.random.key(2), data["gaussian"], n_init=3))
+    restarts = jaxem.fit_restarts(
+        gm, jax.random.key(2), data["gaussian"], n_init=3, deterministic_start=False
+    )
+    put("fit_restarts", restarts)
     km = jaxem.KMeans(2)
     put("kmeans", jaxem.fit(km, data["gaussian"], km.init(jax.random.key(3), data["gaussian"])))
     for prior in (None, "default"):
         table = jaxem.select(
-            data["gaussian"], range(1, 4), key=jax.random.key(4), prior=prior, n_init=4
+            data["gaussian"],
+            range(1, 4),
+            jaxem.gaussian_mixture.COVARIANCE_TYPES,
+            key=jax.random.key(4),
+            prior=prior,
+            n_init=4,
         )
         name = f"select-{prior or 'none'}"
         out[f"{name}/table"] = np.array(

@@ -120,13 +120,15 @@ def test_fit_restarts_returns_the_best_start(faithful):
     model = jaxem.GaussianMixture(4, "full")
     key = jax.random.key(0)
     result = jaxem.fit_restarts(model, key, faithful, n_init=6, tol=1e-6, max_iter=300)
-    assert result.objectives.shape == (6,)
+    assert result.objectives.shape == (7,)  # and mclust's hierarchical start, last
     assert float(result.objective) == float(jnp.max(result.objectives))
     best = int(result.best)
     keys = jax.random.split(key, 6)
+    starts = [model.init(k, faithful) for k in keys]
+    starts.append(model.init(key, faithful, method="hierarchical"))
     objectives = []
-    for i in range(6):
-        single = jaxem.fit(model, faithful, model.init(keys[i], faithful), tol=1e-6, max_iter=300)
+    for i in range(7):
+        single = jaxem.fit(model, faithful, starts[i], tol=1e-6, max_iter=300)
         objectives.append(float(single.objective))
         if i == best:
             assert int(result.n_iter) == int(single.n_iter)

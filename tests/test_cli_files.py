@@ -249,3 +249,27 @@ def test_a_decimal_comma_is_named(capsys, tmp_path):
     data.write_text("a;b\n1,5;2\n2,5;3\n")
     message = error_line(capsys, "fit", data, "-k", 1)
     assert "line 2, column 'a': '1,5' is not a number (a decimal comma" in message
+
+
+def test_select_prints_mclusts_table_and_plots_it(capsys, blob_files, tmp_path):
+    """``--table mclust``: R's layout with mclust's sign (higher is better), the columns as
+    given; ``--plot``: the criterion against K as a PNG."""
+    folder, _ = blob_files
+    capsys.readouterr()
+    status, out, _ = run(capsys, "select", folder / "blobs.csv", "-k", "1-2",
+                         "--covariance-types", "EEE,VVV", "--table", "mclust", "-q",
+                         "--n-init", 2, "--json", tmp_path / "t.json",
+                         "--plot", tmp_path / "bic.png")  # fmt: skip
+    import json
+
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0] == "Bayesian Information Criterion (BIC): "
+    assert lines[1].split() == ["EEE", "VVV"]
+    table = json.loads((tmp_path / "t.json").read_text())["table"]
+    for row, k in zip(lines[2:4], ("1", "2"), strict=True):
+        cells = row.split()
+        assert cells[0] == k
+        for cell, column in zip(cells[1:], ("EEE", "VVV"), strict=True):
+            assert np.isclose(float(cell), -table[column][k], atol=1e-3)
+    assert (tmp_path / "bic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

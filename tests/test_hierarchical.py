@@ -103,3 +103,60 @@ def test_weights_and_subsets():
     assert np.all(sub[2] == -1)  # more clusters than rows
     with pytest.raises(ValueError, match="n_clusters"):
         agglomerate(X[:5], [6])
+
+
+# -- the hierarchical start of a fit ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("cov_type", ["VVV", "EVE", "VEI"])
+def test_init_hierarchical_is_the_m_step_of_mclusts_partition(cov_type):
+    """``init(method="hierarchical")``: the M-step from mclust's own hc partition (iris, three
+    clusters), whatever the key, for any covariance structure."""
+    import jax
+
+    import jaxem
+
+    X = np.loadtxt(DATA / "iris.csv", delimiter=",", skiprows=1)
+    model = jaxem.GaussianMixture(3, cov_type)
+    labels = mclust_partitions("iris")[2] - 1
+    expected = model.m_step(model.stats(X, np.eye(3)[labels]))
+    for key in (0, 1):
+        start = model.init(jax.random.key(key), X, method="hierarchical")
+        # the same clusters, perhaps in another order: match them by their weights and means
+        order = [int(np.argmin(np.abs(start.means[:, 0] - m))) for m in expected.means[:, 0]]
+        for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(start), strict=True):
+            b = np.asarray(b)
+            b = b[order] if b.shape[:1] == (3,) else b
+            np.testing.assert_allclose(np.asarray(a), b, rtol=1e-10, atol=1e-12)
+
+
+def test_fit_restarts_adds_the_hierarchical_start():
+    """scikit-learn's wine data (178 x 13), two full-covariance components, as a new user fits
+    it: the k-means starts' best ends below the fit from mclust's hierarchical start, which
+    `fit_restarts` now adds (last of its objectives, equal to fitting that start alone)."""
+    import jax
+    from sklearn.datasets import load_wine
+
+    import jaxem
+
+    X = load_wine().data
+    model = jaxem.GaussianMixture(2, "full")
+    key = jax.random.key(0)
+    kmeans_only = jaxem.fit_restarts(model, key, X, n_init=8, deterministic_start=False)
+    both = jaxem.fit_restarts(model, key, X, n_init=8)
+    assert both.objectives.shape == (9,) and kmeans_only.objectives.shape == (8,)
+    alone = jaxem.fit(model, X, model.init(key, X, method="hierarchical"))
+    np.testing.assert_allclose(both.objectives[-1], alone.objective, rtol=1e-9)
+    np.testing.assert_allclose(both.objectives[:8], kmeans_only.objectives, rtol=1e-9)
+    assert int(both.best) == 8 and float(both.objective) > float(kmeans_only.objective) + 4.0
+
+
+def test_init_hierarchical_needs_concrete_data():
+    import jax
+
+    import jaxem
+
+    model = jaxem.GaussianMixture(2, "full")
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    with pytest.raises(ValueError, match="method='hierarchical'.*concrete"):
+        jax.jit(lambda X: model.init(jax.random.key(0), X, method="hierarchical"))(X)

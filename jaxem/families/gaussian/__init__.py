@@ -6,6 +6,7 @@ interface): `.full`, `.diag`, `.spherical`, `.tied` (mclust's VVV, VVI, VII, EEE
 from jaxem.families.gaussian import eei, eev, eii, eve, evi, evv, vee, vei, vev, vve  # noqa: F401
 from jaxem.families.gaussian.family import (
     COVARIANCE_TYPES,
+    MCLUST_MODELS,
     Gaussian,
     GaussianData,
     GaussianParams,
@@ -20,4 +21,5 @@ __all__ = [
     "GaussianParams",
     "GaussianPrior",
     "GaussianStats",
+    "MCLUST_MODELS",
 ]

@@ -47,12 +47,17 @@ from jaxem.validation import as_float_array, check_data, is_concrete, worst
 
 Array = jax.Array
 
-# the structures `jaxem.select` tries by default, in its order; every registered structure's
-# name works (`jaxem.families.gaussian.structure.names()`: mclust's EII, EEI, EVI, EEV, EVV
-# besides these, and one's own, `jaxem.families.gaussian.structure.register`)
+# scikit-learn's four covariance types; every registered structure's name works
+# (`jaxem.families.gaussian.structure.names()`: mclust's fourteen, and one's own,
+# `jaxem.families.gaussian.structure.register`)
 COVARIANCE_TYPES = tuple(
     s.name for s in (full.Full(), diag.Diagonal(), spherical.Spherical(), tied.Tied())
 )
+# mclust's fourteen models in mclust's order, what `jaxem.select` tries by default (as Mclust)
+MCLUST_MODELS = (
+    "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE",
+    "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV",
+)  # fmt: skip
 
 
 class GaussianParams(NamedTuple):
