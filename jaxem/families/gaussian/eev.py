@@ -4,15 +4,20 @@ A D_k^\\top$, stored as matrices ``(K, D, D)`` (mclust's EEV), the structure `EE
 Maximum likelihood in closed form (Celeux and Govaert 1995): with the eigendecompositions
 $W_k = L_k \\Omega_k L_k^\\top$ (eigenvalues in one order for every component),
 $D_k = L_k$ and $\\lambda A = \\sum_k \\Omega_k / N$, so that
-$\\Sigma_k = L_k (\\sum_j \\Omega_j / N) L_k^\\top$. Maximum likelihood only.
+$\\Sigma_k = L_k (\\sum_j \\Omega_j / N) L_k^\\top$. MAP: mclust's M-step with
+``priorControl()``, the same on $\\Psi + W_k$ with $N + \\nu + D + 1$ for $N$: mclust's EEV
+sets the means' shrinkage to zero, so the means' prior is flat here and they are the clusters'
+averages (`jaxem.families.gaussian.decomposition_prior`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
-from jaxem.families.gaussian import full
+from jaxem.families.gaussian import decomposition_prior, full
 from jaxem.families.gaussian.full import Full
 from jaxem.families.gaussian.structure import register
 
@@ -24,7 +29,8 @@ class EEV(Full):
 
     name = "EEV"
     aliases = ()
-    has_map = False
+    shared = True  # the volume and shape
+    shrinks_means = False  # as mclust's mseevp, which sets the prior's shrinkage to zero
 
     def n_parameters(self, n_components, n_features):
         d = n_features
@@ -33,16 +39,43 @@ class EEV(Full):
     def maximise(self, within, counts, reg_covar, spread):
         """$\\Sigma_k = L_k (\\sum_j \\Omega_j / N) L_k^\\top + \\epsilon I$, each pivot at least
         its floor."""
-        w = 0.5 * (within + jnp.swapaxes(within, -1, -2))
-        values, vectors = jnp.linalg.eigh(w)  # ascending, (K, D) and (K, D, D)
-        shape = jnp.sum(jnp.maximum(values, 0.0), axis=0) / jnp.sum(counts)  # lambda A, (D,)
-        cov = jnp.einsum("kde,e,kfe->kdf", vectors, shape, vectors)
-        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+        cov = common_spectrum(within, counts)
         cov = cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
         return full.floor_spectrum(cov, full.floors(cov, spread, reg_covar))
 
+    def map_estimate(self, within, deviations, counts, prior, n_means):
+        prior = flat_means(prior)
+        gamma = decomposition_prior.power(self.name, prior, within.shape[-1], n_means)
+        s = decomposition_prior.scatters(within, deviations, counts, prior)
+        e = decomposition_prior.effective_counts(counts, prior, gamma)
+        return common_spectrum(s, e)
+
+    def log_prior(self, means, covariances, prior, active=None):
+        prior = flat_means(prior)
+        n = means.shape[0] if active is None else jnp.sum(active)
+        gamma = decomposition_prior.power(self.name, prior, means.shape[-1], n)
+        return decomposition_prior.log_density(means, covariances, prior, gamma, active)
+
+    def numpyro_prior(self, sample, dist, prior, n_components):
+        raise NotImplementedError(f"{self!r}: mclust's prior has no NumPyro distribution")
+
     def fill_empty(self, covariances, empty, counts):
         return covariances  # an empty component's matrix already has the common volume, shape
+
+
+def flat_means(prior: Any) -> Any:
+    """``prior`` without its normal on the means (a pseudo-count of zero)."""
+    return prior._replace(kappa=jnp.zeros_like(prior.kappa))
+
+
+def common_spectrum(scatters: Array, counts: Array) -> Array:
+    """$\\Sigma_k = L_k (\\sum_j \\Omega_j / \\sum_j N_j) L_k^\\top$ ``(K, D, D)`` from the
+    scatters $W_k = L_k \\Omega_k L_k^\\top$ ``(K, D, D)`` and counts ``(K,)``."""
+    w = 0.5 * (scatters + jnp.swapaxes(scatters, -1, -2))
+    values, vectors = jnp.linalg.eigh(w)  # ascending, (K, D) and (K, D, D)
+    shape = jnp.sum(jnp.maximum(values, 0.0), axis=0) / jnp.sum(counts)  # lambda A, (D,)
+    cov = jnp.einsum("kde,e,kfe->kdf", vectors, shape, vectors)
+    return 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
 
 
 register(EEV())

@@ -4,8 +4,9 @@ structure `EVI`.
 
 Maximum likelihood in closed form (Celeux and Govaert 1995): with $s_k = \\operatorname{diag}
 W_k$ and $g_k = |\\operatorname{diag} W_k|^{1/D}$ (the geometric mean of $s_k$),
-$B_k = s_k / g_k$ and $\\lambda = \\sum_k g_k / N$. Maximum likelihood only (``has_map`` is
-false).
+$B_k = s_k / g_k$ and $\\lambda = \\sum_k g_k / N$. MAP: mclust's M-step with
+``priorControl()``, the same on the prior's scatters with $N + K + \\nu + 2$ for $N$
+(`jaxem.families.gaussian.decomposition_prior`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxem.families.gaussian import full
+from jaxem.families.gaussian import decomposition_prior, full
 from jaxem.families.gaussian.diag import Diagonal
 from jaxem.families.gaussian.structure import register
 
@@ -25,7 +26,7 @@ class EVI(Diagonal):
 
     name = "EVI"
     aliases = ()
-    has_map = False
+    shared = True  # the volume
 
     def n_parameters(self, n_components, n_features):
         return 1 + n_components * (n_features - 1)
@@ -33,14 +34,33 @@ class EVI(Diagonal):
     def maximise(self, within, counts, reg_covar, spread):
         """$\\sigma^2_{kd} = \\lambda s_{kd} / g_k + \\epsilon$, each at least its floor; an
         empty component ($g_k = 0$) gets $\\lambda$ for every feature."""
-        s = jnp.maximum(within, 0.0)
-        log_g = jnp.mean(jnp.log(s), axis=-1)  # -inf for an empty or degenerate component
-        g = jnp.exp(log_g)
-        volume = jnp.sum(g) / jnp.sum(counts)
-        shape = jnp.where(g[:, None] > 0, s / jnp.where(g > 0, g, 1.0)[:, None], 1.0)
-        variance = volume * shape
+        variance = equal_volume(jnp.maximum(within, 0.0), counts)
         floor = full.floor_at(spread + variance, reg_covar, within.shape[-1])
         return jnp.maximum(variance + reg_covar, floor)
+
+    def map_estimate(self, within, deviations, counts, prior, n_means):
+        gamma = decomposition_prior.power(self.name, prior, within.shape[-1], n_means)
+        s = decomposition_prior.diagonal_scatters(within, deviations, counts, prior)
+        e = decomposition_prior.effective_counts(counts, prior, gamma)
+        return self.fill_empty(equal_volume(s, e), counts <= 0, counts)
+
+    def log_prior(self, means, covariances, prior, active=None):
+        n = means.shape[0] if active is None else jnp.sum(active)
+        gamma = decomposition_prior.power(self.name, prior, means.shape[-1], n)
+        return decomposition_prior.log_density(means, covariances, prior, gamma, active)
+
+    def numpyro_prior(self, sample, dist, prior, n_components):
+        raise NotImplementedError(f"{self!r}: mclust's prior has no NumPyro distribution")
+
+
+def equal_volume(spreads: Array, counts: Array) -> Array:
+    """The variances ``(K, D)``: $\\lambda s_{kd} / g_k$, $\\lambda = \\sum_k g_k / \\sum_k
+    N_k$, from the spreads $s_k \\ge 0$ and counts ``(K,)``; 1 for each shape where $g_k = 0$."""
+    log_g = jnp.mean(jnp.log(spreads), axis=-1)  # -inf for an empty or degenerate component
+    g = jnp.exp(log_g)
+    volume = jnp.sum(g) / jnp.sum(counts)
+    shape = jnp.where(g[:, None] > 0, spreads / jnp.where(g > 0, g, 1.0)[:, None], 1.0)
+    return volume * shape
 
 
 register(EVI())

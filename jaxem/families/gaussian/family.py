@@ -374,7 +374,10 @@ class Gaussian:
         """The exact posterior mode; no ``reg_covar`` (the prior regularises). An empty
         component takes the prior's mode: mean ``prior.mean``, covariance from ``prior.scale``."""
         safe = jnp.where(n > 0, n, 1.0)
-        means = (stats.sums + prior.kappa * prior.mean) / (n + prior.kappa)[:, None]
+        kappa = prior.kappa if self.structure.shrinks_means else jnp.zeros_like(prior.kappa)
+        pseudo = n + kappa  # a flat means' prior: an empty component's mean is the prior's
+        means = (stats.sums + kappa * prior.mean) / jnp.where(pseudo > 0, pseudo, 1.0)[:, None]
+        means = jnp.where((pseudo > 0)[:, None], means, prior.mean)
         inv_counts = jnp.where(n > 0, 1.0 / safe, 0.0)
         within = self.structure.within(stats.scatter, stats.shifts, inv_counts)
         deviations = stats.sums / safe[:, None] - prior.mean

@@ -65,6 +65,9 @@ class CovarianceStructure(abc.ABC):
         shared: whether a parameter is common to all components (a tied covariance).
         has_map: whether it has a conjugate prior (``map_estimate``, ``log_prior``); without
             one, fits are maximum likelihood only.
+        shrinks_means: whether the prior's normal on the means applies; without it the means'
+            prior is flat and the posterior mode's means are the clusters' averages (mclust's
+            EEV prior, whose shrinkage its M-step sets to zero).
     """
 
     name: ClassVar[str]
@@ -72,6 +75,7 @@ class CovarianceStructure(abc.ABC):
     coupled: ClassVar[bool]
     shared: ClassVar[bool] = False
     has_map: ClassVar[bool] = True
+    shrinks_means: ClassVar[bool] = True
 
     def __eq__(self, other: Any) -> bool:
         return type(self) is type(other)

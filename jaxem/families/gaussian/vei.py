@@ -1,7 +1,9 @@
 """VEI: diagonal covariances of varying volume and common shape, $\\Sigma_k = \\lambda_k A$ with
 $A$ diagonal and $|A| = 1$, stored as the variances ``(K, D)`` (mclust's VEI), the structure
 `VEI`. Its M-step is iterative (`jaxem.families.gaussian.volumes`, on the diagonals of the
-scatters) and exact to the inner tolerance. Maximum likelihood only.
+scatters) and exact to the inner tolerance. MAP: mclust's M-step with ``priorControl()``, the same
+on the prior's scatters with $D N_k + \\nu + 3$ for $D N_k$
+(`jaxem.families.gaussian.decomposition_prior`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxem.families.gaussian import full, volumes
+from jaxem.families.gaussian import decomposition_prior, full, volumes
 from jaxem.families.gaussian.diag import Diagonal
 from jaxem.families.gaussian.structure import register
 
@@ -21,7 +23,7 @@ class VEI(Diagonal):
 
     name = "VEI"
     aliases = ()
-    has_map = False
+    shared = True  # the shape
 
     def n_parameters(self, n_components, n_features):
         return n_components + n_features - 1
@@ -32,6 +34,21 @@ class VEI(Diagonal):
         variance = lam[:, None] * shape[None, :]
         floor = full.floor_at(spread + variance, reg_covar, within.shape[-1])
         return jnp.maximum(variance + reg_covar, floor)
+
+    def map_estimate(self, within, deviations, counts, prior, n_means):
+        gamma = decomposition_prior.power(self.name, prior, within.shape[-1], n_means)
+        s = decomposition_prior.diagonal_scatters(within, deviations, counts, prior)
+        e = decomposition_prior.effective_counts(counts, prior, gamma)
+        lam, shape = volumes.common_shape(s, jnp.where(e > 0, e, 1.0))
+        return self.fill_empty(lam[:, None] * shape[None, :], counts <= 0, counts)
+
+    def log_prior(self, means, covariances, prior, active=None):
+        n = means.shape[0] if active is None else jnp.sum(active)
+        gamma = decomposition_prior.power(self.name, prior, means.shape[-1], n)
+        return decomposition_prior.log_density(means, covariances, prior, gamma, active)
+
+    def numpyro_prior(self, sample, dist, prior, n_components):
+        raise NotImplementedError(f"{self!r}: mclust's prior has no NumPyro distribution")
 
 
 register(VEI())

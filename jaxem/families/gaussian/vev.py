@@ -2,7 +2,8 @@
 D_k A D_k^\\top$, stored as matrices ``(K, D, D)`` (mclust's VEV), the structure `VEV`. The
 orientations are the eigenvectors of the scatters $W_k = L_k \\Omega_k L_k^\\top$; the volumes
 and the shape alternate on their eigenvalues (`jaxem.families.gaussian.volumes`), exact to the
-inner tolerance. Maximum likelihood only.
+inner tolerance. MAP: mclust's M-step with ``priorControl()``, the same on the prior's scatters
+(`jaxem.families.gaussian.decomposition_prior`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxem.families.gaussian import full, volumes
+from jaxem.families.gaussian import decomposition_prior, full, volumes
 from jaxem.families.gaussian.full import Full
 from jaxem.families.gaussian.structure import register
 
@@ -22,7 +23,7 @@ class VEV(Full):
 
     name = "VEV"
     aliases = ()
-    has_map = False
+    shared = True  # the shape
 
     def n_parameters(self, n_components, n_features):
         d = n_features
@@ -31,13 +32,34 @@ class VEV(Full):
     def maximise(self, within, counts, reg_covar, spread):
         """$\\Sigma_k = \\lambda_k L_k A L_k^\\top + \\epsilon I$, each pivot at least its
         floor."""
-        w = 0.5 * (within + jnp.swapaxes(within, -1, -2))
-        values, vectors = jnp.linalg.eigh(w)  # ascending: one order for every component
-        lam, shape = volumes.common_shape(jnp.maximum(values, 0.0), counts)
-        cov = jnp.einsum("k,kde,e,kfe->kdf", lam, vectors, shape, vectors)
-        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+        cov = common_shape(within, counts)
         cov = cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
         return full.floor_spectrum(cov, full.floors(cov, spread, reg_covar))
+
+    def map_estimate(self, within, deviations, counts, prior, n_means):
+        gamma = decomposition_prior.power(self.name, prior, within.shape[-1], n_means)
+        s = decomposition_prior.scatters(within, deviations, counts, prior)
+        e = decomposition_prior.effective_counts(counts, prior, gamma)
+        cov = common_shape(s, jnp.where(e > 0, e, 1.0))
+        return self.fill_empty(cov, counts <= 0, counts)
+
+    def log_prior(self, means, covariances, prior, active=None):
+        n = means.shape[0] if active is None else jnp.sum(active)
+        gamma = decomposition_prior.power(self.name, prior, means.shape[-1], n)
+        return decomposition_prior.log_density(means, covariances, prior, gamma, active)
+
+    def numpyro_prior(self, sample, dist, prior, n_components):
+        raise NotImplementedError(f"{self!r}: mclust's prior has no NumPyro distribution")
+
+
+def common_shape(scatters: Array, counts: Array) -> Array:
+    """$\\Sigma_k = \\lambda_k L_k A L_k^\\top$ ``(K, D, D)``: the volumes and shape of
+    `jaxem.families.gaussian.volumes` on the eigenvalues of the scatters ``(K, D, D)``."""
+    w = 0.5 * (scatters + jnp.swapaxes(scatters, -1, -2))
+    values, vectors = jnp.linalg.eigh(w)  # ascending: one order for every component
+    lam, shape = volumes.common_shape(jnp.maximum(values, 0.0), counts)
+    cov = jnp.einsum("k,kde,e,kfe->kdf", lam, vectors, shape, vectors)
+    return 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
 
 
 register(VEV())

@@ -41,11 +41,12 @@ for (set in names(sets)) {
     }
   }
 }
-# one M-step with mclust's default prior (priorControl()) from the same partition
+# one M-step with mclust's default prior (priorControl()) from the same partition (VEI and VEV:
+# their inner loop to mclust's default tolerance, sqrt(eps))
 for (set in names(sets)) {
   X <- sets[[set]]$X
   z <- unmap(sets[[set]]$z)
-  for (model in c("VII", "EEI", "VVI", "EEE", "VVV")) {
+  for (model in c("VII", "EEI", "VVI", "EVI", "VEI", "EEE", "EEV", "VEV", "VVV")) {
     fit <- mstep(X, modelName = model, z = z, prior = priorControl())
     add(set, model, 0, "mean_map", fit$parameters$mean)
     add(set, model, 0, "sigma_map", fit$parameters$variance$sigma)
