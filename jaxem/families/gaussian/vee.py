@@ -55,7 +55,7 @@ class VEE(Full):
 
         def not_done(carry):
             _, lam, previous, i = carry
-            change = jnp.max(jnp.abs(lam - previous) / jnp.maximum(lam, 1e-300))
+            change = volumes.relative_change(lam, previous)
             return (i < volumes.MAX_ITER) & (change > volumes.tolerance(w.dtype))
 
         def update(carry):

@@ -34,6 +34,15 @@ def tolerance(dtype) -> float:
     return max(TOL, 100 * float(jnp.finfo(dtype).eps))
 
 
+def relative_change(volumes: Array, previous: Array) -> Array:
+    """The largest relative change of the volumes ``(K,)``; a volume of zero (a component with
+    no weight) counts only by its absolute change. (Dividing by ``max(volumes, 1e-300)``, which
+    is 0 in float32, made 0/0 = NaN there: every fit with an empty component, each of `jaxem.
+    select`'s masked cells, stopped the loop after one pass.)"""
+    scale = jnp.where(volumes > 0, volumes, 1.0)
+    return jnp.max(jnp.abs(volumes - previous) / scale)
+
+
 def normalised(values: Array) -> Array:
     """``values`` ``(..., D)`` > 0 divided by their geometric mean: determinant one."""
     return values / jnp.exp(jnp.mean(jnp.log(values), axis=-1, keepdims=True))
@@ -61,7 +70,7 @@ def common_shape(spreads: Array, counts: Array, max_iter: int = MAX_ITER) -> tup
 
     def not_done(carry):
         _, volumes, previous, i = carry
-        change = jnp.max(jnp.abs(volumes - previous) / jnp.maximum(volumes, 1e-300))
+        change = relative_change(volumes, previous)
         return (i < max_iter) & (change > tol)
 
     def update(carry):
