@@ -88,3 +88,28 @@ def test_select_over_mclusts_grid_matches_mclust_cell_by_cell(name, prior):
     best = min(v for column in mclust.values() for v in column.values() if not math.isnan(v))
     ours = result.table[result.column][result.model.n_components]
     assert ours <= best + 1e-6
+
+
+def test_degenerate_data_is_flagged_as_mclust_flags_it():
+    """Two clusters and four copies of one point (``make_select.R``), K = 1..5. mclust's one
+    (hierarchical) start per cell puts the copies in a component of their own, which collapses:
+    NA. `select` reports a cell singular (NaN) only when its best start collapsed too, so its
+    singular cells are among mclust's NA ones and are never NaN otherwise; where another start
+    gives a regular fit (K = 3 here: the copies shared with a cluster; and the equal-volume
+    models EVI, EVE, EVV, whose component on the copies keeps the common volume and so a
+    bounded likelihood), it reports that fit. Every cell mclust fits is no worse here by more
+    than 2 BIC units."""
+    X = np.loadtxt(DATA / "degenerate.csv", delimiter=",", skiprows=1)
+    result = jaxem.select(X, range(1, 6), key=jax.random.key(0), n_init=1)
+    mclust = reference("degenerate")
+    singular = set(result.singular)
+    for model, column in mclust.items():
+        for g, theirs in column.items():
+            ours = result.table[model][g]
+            if (model, g) in singular:
+                assert math.isnan(ours) and math.isnan(theirs), (model, g, theirs)
+            else:
+                assert not math.isnan(ours), (model, g)
+                assert math.isnan(theirs) or ours <= theirs + 2.0, (model, g, ours, theirs)
+    flagged = {("VVV", 4), ("VVV", 5), ("VEI", 4), ("VEV", 5), ("VII", 4)}
+    assert flagged <= singular
