@@ -104,3 +104,38 @@ def log_density(
     normal = jnp.where(prior.kappa > 0, normal, 0.0)  # kappa = 0: a flat prior on the means
     terms = -0.5 * trace - 0.5 * gamma * log_det
     return normal + jnp.sum(jnp.where(mask, terms, 0.0))
+
+
+class DecomposedPrior:
+    """The prior of this module for a structure whose ``name`` is one of `MODELS` (listed before
+    the structure's base class, whose ``log_prior`` and ``numpyro_prior`` it replaces); a
+    structure with ``shrinks_means`` false (EEV) has the means' prior flat."""
+
+    name: str
+    shrinks_means: bool
+
+    def prior_of(self, prior: Any) -> Any:
+        """``prior`` as this structure uses it: without the means' normal if it has none."""
+        return prior if self.shrinks_means else prior._replace(kappa=jnp.zeros_like(prior.kappa))
+
+    def scatters_and_counts(
+        self, within: Array, deviations: Array, counts: Array, prior: Any, n_means: Any
+    ) -> tuple[Array, Array]:
+        """$S_k$ (``(K, D)`` diagonals for a diagonal ``within``, else ``(K, D, D)``) and the
+        effective counts $e_k$ ``(K,)``, on which the maximum-likelihood M-step gives the mode."""
+        prior = self.prior_of(prior)
+        gamma = power(self.name, prior, deviations.shape[-1], n_means)
+        diagonal = within.ndim == 2
+        s = (diagonal_scatters if diagonal else scatters)(within, deviations, counts, prior)
+        return s, effective_counts(counts, prior, gamma)
+
+    def log_prior(
+        self, means: Array, covariances: Array, prior: Any, active: Array | None = None
+    ) -> Array:
+        prior = self.prior_of(prior)
+        n = means.shape[0] if active is None else jnp.sum(active)
+        gamma = power(self.name, prior, means.shape[-1], n)
+        return log_density(means, covariances, prior, gamma, active)
+
+    def numpyro_prior(self, sample: Any, dist: Any, prior: Any, n_components: int) -> tuple:
+        raise NotImplementedError(f"{self!r}: mclust's prior has no NumPyro distribution")

@@ -12,8 +12,6 @@ averages (`jaxem.families.gaussian.decomposition_prior`).
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
@@ -24,7 +22,7 @@ from jaxem.families.gaussian.structure import register
 Array = jax.Array
 
 
-class EEV(Full):
+class EEV(decomposition_prior.DecomposedPrior, Full):
     """One volume and shape, an orientation per component, ``(K, D, D)``."""
 
     name = "EEV"
@@ -44,28 +42,11 @@ class EEV(Full):
         return full.floor_spectrum(cov, full.floors(cov, spread, reg_covar))
 
     def map_estimate(self, within, deviations, counts, prior, n_means):
-        prior = flat_means(prior)
-        gamma = decomposition_prior.power(self.name, prior, within.shape[-1], n_means)
-        s = decomposition_prior.scatters(within, deviations, counts, prior)
-        e = decomposition_prior.effective_counts(counts, prior, gamma)
+        s, e = self.scatters_and_counts(within, deviations, counts, prior, n_means)
         return common_spectrum(s, e)
-
-    def log_prior(self, means, covariances, prior, active=None):
-        prior = flat_means(prior)
-        n = means.shape[0] if active is None else jnp.sum(active)
-        gamma = decomposition_prior.power(self.name, prior, means.shape[-1], n)
-        return decomposition_prior.log_density(means, covariances, prior, gamma, active)
-
-    def numpyro_prior(self, sample, dist, prior, n_components):
-        raise NotImplementedError(f"{self!r}: mclust's prior has no NumPyro distribution")
 
     def fill_empty(self, covariances, empty, counts):
         return covariances  # an empty component's matrix already has the common volume, shape
-
-
-def flat_means(prior: Any) -> Any:
-    """``prior`` without its normal on the means (a pseudo-count of zero)."""
-    return prior._replace(kappa=jnp.zeros_like(prior.kappa))
 
 
 def common_spectrum(scatters: Array, counts: Array) -> Array:

@@ -21,7 +21,7 @@ from jaxem.families.gaussian.structure import register
 Array = jax.Array
 
 
-class EVI(Diagonal):
+class EVI(decomposition_prior.DecomposedPrior, Diagonal):
     """Diagonal covariances with one volume and a shape per component, ``(K, D)``."""
 
     name = "EVI"
@@ -39,18 +39,8 @@ class EVI(Diagonal):
         return jnp.maximum(variance + reg_covar, floor)
 
     def map_estimate(self, within, deviations, counts, prior, n_means):
-        gamma = decomposition_prior.power(self.name, prior, within.shape[-1], n_means)
-        s = decomposition_prior.diagonal_scatters(within, deviations, counts, prior)
-        e = decomposition_prior.effective_counts(counts, prior, gamma)
+        s, e = self.scatters_and_counts(within, deviations, counts, prior, n_means)
         return self.fill_empty(equal_volume(s, e), counts <= 0, counts)
-
-    def log_prior(self, means, covariances, prior, active=None):
-        n = means.shape[0] if active is None else jnp.sum(active)
-        gamma = decomposition_prior.power(self.name, prior, means.shape[-1], n)
-        return decomposition_prior.log_density(means, covariances, prior, gamma, active)
-
-    def numpyro_prior(self, sample, dist, prior, n_components):
-        raise NotImplementedError(f"{self!r}: mclust's prior has no NumPyro distribution")
 
 
 def equal_volume(spreads: Array, counts: Array) -> Array:

@@ -18,7 +18,7 @@ from jaxem.families.gaussian.structure import register
 Array = jax.Array
 
 
-class VEV(Full):
+class VEV(decomposition_prior.DecomposedPrior, Full):
     """A volume and orientation per component, one shape, ``(K, D, D)``."""
 
     name = "VEV"
@@ -37,19 +37,9 @@ class VEV(Full):
         return full.floor_spectrum(cov, full.floors(cov, spread, reg_covar))
 
     def map_estimate(self, within, deviations, counts, prior, n_means):
-        gamma = decomposition_prior.power(self.name, prior, within.shape[-1], n_means)
-        s = decomposition_prior.scatters(within, deviations, counts, prior)
-        e = decomposition_prior.effective_counts(counts, prior, gamma)
+        s, e = self.scatters_and_counts(within, deviations, counts, prior, n_means)
         cov = common_shape(s, jnp.where(e > 0, e, 1.0))
         return self.fill_empty(cov, counts <= 0, counts)
-
-    def log_prior(self, means, covariances, prior, active=None):
-        n = means.shape[0] if active is None else jnp.sum(active)
-        gamma = decomposition_prior.power(self.name, prior, means.shape[-1], n)
-        return decomposition_prior.log_density(means, covariances, prior, gamma, active)
-
-    def numpyro_prior(self, sample, dist, prior, n_components):
-        raise NotImplementedError(f"{self!r}: mclust's prior has no NumPyro distribution")
 
 
 def common_shape(scatters: Array, counts: Array) -> Array:
