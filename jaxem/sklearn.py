@@ -83,7 +83,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     Parameters:
         n_components: the number of components K.
-        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+        covariance_type: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``, or any of
+            mclust's fourteen names (``"VEV"``, ``"EVE"``, ...; see
+            ``docs/covariance_models.md``); ``covariances_`` is in the structure's layout
+            (``"VEV"``: ``(K, D, D)``, ``"VEI"``: ``(K, D)``, ``"EEI"``: ``(D,)``, ``"EII"``:
+            ``()``).
         tol: stop when the mean log-likelihood (or log posterior) per sample improves by less.
         reg_covar: added to the covariances' diagonal (maximum likelihood only).
         max_iter: the most EM iterations per start.
