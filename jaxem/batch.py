@@ -385,7 +385,8 @@ def fit_restarts(
     (`jaxem.capabilities.StartsDeterministically`: a mixture's is mclust's hierarchical
     partition, `jaxem.Mixture.init` with ``method="hierarchical"``), fitted in one vmapped
     call; returns the start with the largest final objective (``objectives`` ``(n_init,)``, or
-    ``(n_init + 1,)`` with the deterministic start last).
+    ``(n_init + 1,)`` with the deterministic start last; it needs concrete data, and is left
+    out under ``jit``).
 
     ``X`` ``(N, D)``; the other arguments (``accelerate`` included) as for `jaxem.fit` (the
     automatic row blocks allow for the starts' E-steps running side by side).
@@ -399,6 +400,8 @@ def fit_restarts(
     # X and weights are not mapped: model.init sees them concrete and checks their values
     starts = jax.vmap(model.init, (0, None, None))(keys, X, weights)
     extra = of_model(model).deterministic_start if deterministic_start else None
+    if not (is_concrete(X) and (weights is None or is_concrete(weights))):
+        extra = None  # under jit: the deterministic start is computed on the host
     if extra is not None:
         one = extra(X, weights)
         starts = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), starts, one)

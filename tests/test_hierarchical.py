@@ -160,3 +160,7 @@ def test_init_hierarchical_needs_concrete_data():
     X = np.random.default_rng(0).normal(size=(40, 2))
     with pytest.raises(ValueError, match="method='hierarchical'.*concrete"):
         jax.jit(lambda X: model.init(jax.random.key(0), X, method="hierarchical"))(X)
+    # fit_restarts under jit leaves it out: its random starts alone, as before
+    traced = jax.jit(lambda X: jaxem.fit_restarts(model, jax.random.key(0), X, n_init=2))(X)
+    alone = jaxem.fit_restarts(model, jax.random.key(0), X, n_init=2, deterministic_start=False)
+    np.testing.assert_allclose(traced.objectives, alone.objectives, rtol=1e-10)

@@ -20,10 +20,11 @@ $$
 - \\tfrac12 \\operatorname{tr}(\\Sigma_k^{-1} \\Psi) - \\tfrac{\\gamma}{2} \\log |\\Sigma_k| \\Big],
 $$
 
-whose log-determinant term sets the volumes' count, $e_k = N_k + 1 + \\gamma$: $\\gamma = (\\nu +
-3 - D)/D$ (VEI), $(\\nu + 2)/K$ (EVI), $(\\nu + D + 2 - K)/K$ (EEV), $-1$ (VEV), with $K$ the
-active components (without the means' prior, $\\kappa = 0$, mclust's counts lose the $1$, and
-$\\gamma$ is $(\\nu + 2)/D$, $(\\nu + 2)/K$, $(\\nu + D + 1)/K$, $0$). Shapes and orientations
+whose log-determinant term sets the volumes' count, $e_k = N_k + 1 + \\gamma$ ($N_k + \\gamma$
+without the means' prior, $\\kappa = 0$): each structure gives its $\\gamma$ (``prior_power``:
+$(\\nu + 3 - D)/D$ for VEI, $(\\nu + 2)/K$ for EVI, $(\\nu + D + 1)/K$ for EEV, $-1$ for VEV,
+with $K$ the active components; $(\\nu + 2)/D$ and $0$ for VEI and VEV without the means'
+prior, as mclust's counts then are). Shapes and orientations
 have determinant one, so only the volumes feel $\\gamma$, and the rest of each M-step is the
 maximum-likelihood one on $S_k$. So jaxem's MAP for these four is mclust's M-step, and EM
 ascends on the log-likelihood plus this log prior (`log_density`, without its constant).
@@ -33,6 +34,7 @@ factors.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import jax
@@ -41,23 +43,6 @@ import jax.numpy as jnp
 from jaxem import linalg, priors
 
 Array = jax.Array
-
-MODELS = ("VEI", "EVI", "EEV", "VEV")
-
-
-def power(model: str, prior: Any, n_features: int, n_active: Any) -> Array:
-    """$\\gamma$, the prior's power of $|\\Sigma_k|^{-1/2}$ for ``model`` (one of `MODELS`)."""
-    d, nu = n_features, prior.dof
-    means = prior.kappa > 0
-    if model == "VEI":
-        return jnp.where(means, nu + 3 - d, nu + 2) / d
-    if model == "EVI":
-        return (nu + 2) / n_active
-    if model == "EEV":
-        return jnp.where(means, nu + d + 2 - n_active, nu + d + 1) / n_active
-    if model == "VEV":
-        return jnp.where(means, -1.0, 0.0) * jnp.ones_like(nu)
-    raise ValueError(f"no decomposition prior for {model!r}; choose from {MODELS}")
 
 
 def effective_counts(counts: Array, prior: Any, gamma: Array) -> Array:
@@ -106,13 +91,17 @@ def log_density(
     return normal + jnp.sum(jnp.where(mask, terms, 0.0))
 
 
-class DecomposedPrior:
-    """The prior of this module for a structure whose ``name`` is one of `MODELS` (listed before
-    the structure's base class, whose ``log_prior`` and ``numpyro_prior`` it replaces); a
-    structure with ``shrinks_means`` false (EEV) has the means' prior flat."""
+class DecomposedPrior(abc.ABC):
+    """The prior of this module for a structure (listed before the structure's base class, whose
+    ``log_prior`` and ``numpyro_prior`` it replaces), which gives its power $\\gamma$
+    (``prior_power``); a structure with ``shrinks_means`` false (EEV) has the means' prior
+    flat."""
 
-    name: str
     shrinks_means: bool
+
+    @abc.abstractmethod
+    def prior_power(self, prior: Any, n_features: int, n_active: Any) -> Array:
+        """$\\gamma$, the prior's power of $|\\Sigma_k|^{-1/2}$, for ``n_active`` components."""
 
     def prior_of(self, prior: Any) -> Any:
         """``prior`` as this structure uses it: without the means' normal if it has none."""
@@ -124,7 +113,7 @@ class DecomposedPrior:
         """$S_k$ (``(K, D)`` diagonals for a diagonal ``within``, else ``(K, D, D)``) and the
         effective counts $e_k$ ``(K,)``, on which the maximum-likelihood M-step gives the mode."""
         prior = self.prior_of(prior)
-        gamma = power(self.name, prior, deviations.shape[-1], n_means)
+        gamma = self.prior_power(prior, deviations.shape[-1], n_means)
         diagonal = within.ndim == 2
         s = (diagonal_scatters if diagonal else scatters)(within, deviations, counts, prior)
         return s, effective_counts(counts, prior, gamma)
@@ -134,7 +123,7 @@ class DecomposedPrior:
     ) -> Array:
         prior = self.prior_of(prior)
         n = means.shape[0] if active is None else jnp.sum(active)
-        gamma = power(self.name, prior, means.shape[-1], n)
+        gamma = self.prior_power(prior, means.shape[-1], n)
         return log_density(means, covariances, prior, gamma, active)
 
     def numpyro_prior(self, sample: Any, dist: Any, prior: Any, n_components: int) -> tuple:

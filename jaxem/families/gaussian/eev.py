@@ -41,6 +41,10 @@ class EEV(decomposition_prior.DecomposedPrior, Full):
         cov = cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
         return full.floor_spectrum(cov, full.floors(cov, spread, reg_covar))
 
+    def prior_power(self, prior, n_features, n_active):
+        """$\\gamma = (\\nu + D + 1) / K$: $\\sum_k e_k = N + \\nu + D + 1$ (flat means)."""
+        return (prior.dof + n_features + 1) / n_active
+
     def map_estimate(self, within, deviations, counts, prior, n_means):
         s, e = self.scatters_and_counts(within, deviations, counts, prior, n_means)
         return common_spectrum(s, e)

@@ -38,6 +38,10 @@ class EVI(decomposition_prior.DecomposedPrior, Diagonal):
         floor = full.floor_at(spread + variance, reg_covar, within.shape[-1])
         return jnp.maximum(variance + reg_covar, floor)
 
+    def prior_power(self, prior, n_features, n_active):
+        """$\\gamma = (\\nu + 2) / K$: $\\sum_k e_k = N + K + \\nu + 2$."""
+        return (prior.dof + 2) / n_active
+
     def map_estimate(self, within, deviations, counts, prior, n_means):
         s, e = self.scatters_and_counts(within, deviations, counts, prior, n_means)
         return self.fill_empty(equal_volume(s, e), counts <= 0, counts)

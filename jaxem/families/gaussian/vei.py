@@ -35,6 +35,11 @@ class VEI(decomposition_prior.DecomposedPrior, Diagonal):
         floor = full.floor_at(spread + variance, reg_covar, within.shape[-1])
         return jnp.maximum(variance + reg_covar, floor)
 
+    def prior_power(self, prior, n_features, n_active):
+        """$\\gamma = (\\nu + 3 - D) / D$: $D e_k = D N_k + \\nu + 3$ (without the means' prior
+        $(\\nu + 2) / D$)."""
+        return jnp.where(prior.kappa > 0, prior.dof + 3 - n_features, prior.dof + 2) / n_features
+
     def map_estimate(self, within, deviations, counts, prior, n_means):
         s, e = self.scatters_and_counts(within, deviations, counts, prior, n_means)
         lam, shape = volumes.common_shape(s, jnp.where(e > 0, e, 1.0))

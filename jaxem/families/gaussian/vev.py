@@ -36,6 +36,10 @@ class VEV(decomposition_prior.DecomposedPrior, Full):
         cov = cov + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
         return full.floor_spectrum(cov, full.floors(cov, spread, reg_covar))
 
+    def prior_power(self, prior, n_features, n_active):
+        """$\\gamma = -1$: $e_k = N_k$ (without the means' prior, 0)."""
+        return jnp.where(prior.kappa > 0, -1.0, 0.0) * jnp.ones_like(prior.dof)
+
     def map_estimate(self, within, deviations, counts, prior, n_means):
         s, e = self.scatters_and_counts(within, deviations, counts, prior, n_means)
         cov = common_shape(s, jnp.where(e > 0, e, 1.0))
