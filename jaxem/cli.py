@@ -413,9 +413,8 @@ def _covariance_2d(model, params, k: int) -> np.ndarray:
     return np.asarray(c, dtype=np.float64)[k, :2, :2]
 
 
-def plot(path: str, X: np.ndarray, names: list[str], panels: list[tuple]) -> None:
-    """One panel per ``(title, model, params)``: the data (first two columns) coloured by
-    component, each component's mean and its 1- and 2-sigma ellipses."""
+def _pyplot() -> Any:
+    """matplotlib's pyplot on a file backend, or the CommandError that says how to get it."""
     try:
         import matplotlib
 
@@ -423,6 +422,13 @@ def plot(path: str, X: np.ndarray, names: list[str], panels: list[tuple]) -> Non
         import matplotlib.pyplot as plt
     except ImportError:
         raise CommandError("--plot needs matplotlib: pip install 'jaxem[plot]'") from None
+    return plt
+
+
+def plot(path: str, X: np.ndarray, names: list[str], panels: list[tuple]) -> None:
+    """One panel per ``(title, model, params)``: the data (first two columns) coloured by
+    component, each component's mean and its 1- and 2-sigma ellipses."""
+    plt = _pyplot()
     if X.shape[1] < 2:
         raise CommandError("--plot needs at least two columns")
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
@@ -450,13 +456,7 @@ def plot(path: str, X: np.ndarray, names: list[str], panels: list[tuple]) -> Non
 
 def _plot_table(path: str, result: SelectResult) -> None:
     """The criterion against K per column of ``result``'s table (`SelectResult.plot`)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise CommandError("--plot needs matplotlib: pip install 'jaxem[plot]'") from None
+    plt = _pyplot()
     ax = result.plot()
     try:
         ax.figure.savefig(path, dpi=110, bbox_inches="tight")
@@ -520,6 +520,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
     for option in ("out", "json", "plot"):
         _output_path(getattr(args, option), f"--{option}")
     cls = registry.by_family_name(args.family)
+    select_prior = None if args.prior == "none" else "default"
     structured = "covariance_type" in cls.options  # a grid over K and covariance structures
     if args.covariance_types is not None and not structured:
         raise CommandError(
@@ -532,8 +533,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
     if structured:
         # None: select's default, mclust's fourteen (those with a prior under --prior default)
         grid = {"covariance_types": args.covariance_types, "missing": args.missing}
-        prior = None if args.prior == "none" else "default"
-        n_columns = len(args.covariance_types or default_covariance_types(prior))
+        n_columns = len(args.covariance_types or default_covariance_types(select_prior))
     else:
         grid = {"families": family}
         n_columns = 1
@@ -557,7 +557,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
             args.n_components,
             key=jax.random.key(args.seed),
             criterion=args.criterion,
-            prior=None if args.prior == "none" else "default",
+            prior=select_prior,
             n_init=args.n_init,
             tol=args.tol,
             max_iter=args.max_iter,

@@ -114,18 +114,15 @@ class SelectResult(NamedTuple):
     def mclust(self, width: int = 80) -> str:
         """The table as R's mclust prints a ``mclustBIC`` object: the criterion with mclust's
         sign (higher is better), a row per K, as many columns as fit in ``width`` characters,
-        NA for singular cells and for K beyond the data, then the top three cells."""
+        NA for singular cells and for K beyond the data (NaN in ``table``), then the top three
+        cells."""
         title = {
             "bic": "Bayesian Information Criterion (BIC): ",
             "aic": "Akaike Information Criterion (AIC): ",
             "icl": "Integrated Complete-data Likelihood (ICL) criterion: ",
         }[self.criterion]
         ks = sorted({k for column in self.table.values() for k in column})
-        values = {
-            (t, k): math.nan if (t, k) in self.singular else -self.table[t].get(k, math.nan)
-            for t in self.table
-            for k in ks
-        }
+        values = {(t, k): -self.table[t].get(k, math.nan) for t in self.table for k in ks}
         finite = [v for v in values.values() if not math.isnan(v)]
         decimals = _significant_decimals(finite)
         cells = {key: "NA" if math.isnan(v) else f"{v:.{decimals}f}" for key, v in values.items()}
@@ -163,8 +160,7 @@ class SelectResult(NamedTuple):
         markers = "osD^v<>pP*Xhd8"
         colours = plt.get_cmap("tab20").colors
         for i, t in enumerate(self.table):
-            ks = sorted(k for k, v in self.table[t].items() if not math.isnan(v))
-            ks = [k for k in ks if (t, k) not in self.singular]
+            ks = sorted(k for k, v in self.table[t].items() if not math.isnan(v))  # not singular
             ax.plot(
                 ks,
                 [-self.table[t][k] for k in ks],
