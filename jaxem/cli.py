@@ -709,7 +709,7 @@ def _parser() -> argparse.ArgumentParser:
             type=int,
             default=n_init,
             help=f"random starts (default {n_init}); a mixture also starts from mclust's "
-            "hierarchical partition",
+            "hierarchical partition (select: 0 leaves it alone, as Mclust)",
         )
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         p.add_argument(
@@ -777,7 +777,7 @@ def _parser() -> argparse.ArgumentParser:
     sel.add_argument("--plot", help="draw the criterion against K per column (PNG)")
     sel.add_argument("--out", help="save the best model (.npz)")
     sel.add_argument("--json", help="write the table as JSON")
-    sel.set_defaults(func=_cmd_select)
+    sel.set_defaults(func=_cmd_select, least_n_init=0)  # 0: mclust's hierarchical start alone
 
     pred = sub.add_parser("predict", help="labels and responsibilities from a saved model")
     pred.add_argument("model", help="a model file written by --out or jaxem.save")
@@ -810,10 +810,10 @@ def main(argv: list[str] | None = None) -> int:
             from jaxem.compilation_cache import enable_compilation_cache
 
             enable_compilation_cache()
-        for option in ("n_init", "max_iter"):
-            if getattr(args, option, 1) < 1:
+        for option, least in (("n_init", getattr(args, "least_n_init", 1)), ("max_iter", 1)):
+            if getattr(args, option, least) < least:
                 flag = "--" + option.replace("_", "-")
-                raise CommandError(f"{flag} must be >= 1; got {getattr(args, option)}")
+                raise CommandError(f"{flag} must be >= {least}; got {getattr(args, option)}")
         if getattr(args, "tol", 0.0) < 0 or not math.isfinite(getattr(args, "tol", 0.0)):
             raise CommandError(f"--tol must be a finite number >= 0; got {args.tol}")
         status = args.func(args)

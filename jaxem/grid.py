@@ -174,8 +174,14 @@ def fit_grid(
             raise ValueError("every mixture of fit_grid must have the same number of components")
         args = (X, n_components, labels_shape, extra_starts, weights, prior, tol)
         jobs.append((_fit_cells, args, dict(mixture=mixture, max_iter=max_iter, block=block)))
+    if n_init == 0:  # no k-means starts: only the extra ones
+        jobs = jobs[1:]
     programs = _compiled(jobs)
-    labels = programs[0](*partition_args)
+    if n_init == 0:
+        labels = jnp.zeros(labels_shape.shape, jnp.int32)
+        programs = [None] + programs
+    else:
+        labels = programs[0](*partition_args)
     return tuple(
         program(X, n_components, labels, extra_starts, weights, prior, tol)
         for program, prior in zip(programs[1:], priors, strict=True)

@@ -31,9 +31,9 @@ MODELS = (
 DATASETS = ("faithful", "iris", "me5")
 CHECKPOINTS = (1, 10, 100)  # mclust's itmax
 ITERATIVE = ("VEI", "VEE", "VEV")
-# the majorisation-minimisation of the common orientation converges slowly: jaxem caps it at
-# `orientation.MAX_ITER` passes per M-step (generalized EM steps), mclust runs it to 1e-11 here,
-# so only the fixed point (100 iterations) is compared, to 1e-5 as the issue asks
+# jaxem stops the common orientation's sweeps at mclust's inner tolerance or after
+# `orientation.MAX_ITER` sweeps per M-step (generalized EM steps), mclust runs its loop to 1e-11
+# here, so only the fixed point (100 iterations) is compared, to 1e-5 as the issue asks
 MM = ("EVE",)
 
 

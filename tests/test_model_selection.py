@@ -12,6 +12,7 @@ from conftest import COVARIANCE_TYPES
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 import jaxem
+from jaxem.families import Poisson
 from jaxem.model_selection import aic, bic, icl, select
 
 
@@ -59,6 +60,10 @@ def test_select_bad_input(faithful):
         select(faithful, [2], key=jax.random.key(0), criterion="bicc")
     with pytest.raises(TypeError, match="prior"):
         select(faithful, [2], key=jax.random.key(0), prior=3.0)
+    with pytest.raises(ValueError, match="n_init must be an integer >= 0"):
+        select(faithful, [2], key=jax.random.key(0), n_init=-1)
+    with pytest.raises(ValueError, match="n_init must be >= 1 with families"):
+        select(faithful, [2], key=jax.random.key(0), n_init=0, families=Poisson())
 
 
 def test_a_component_on_tied_points_is_reported_singular():
