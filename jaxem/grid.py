@@ -155,7 +155,8 @@ def fit_grid(
     ``block`` as chosen by `jaxem.em.plan`; ``extra_starts`` None or more starting partitions
     ``(n_K, n_extra, N)`` int32 labels (-1: a row outside every cluster of the start, such as
     a row the hierarchical clustering of `jaxem.hierarchical.partitions` left out), fitted after
-    the ``n_init`` k-means starts. Returns every start's fit, ``n_init + n_extra`` per cell;
+    the ``n_init`` k-means starts (``n_init`` may be 0). Returns every start's fit,
+    ``n_init + n_extra`` per cell;
     `best_starts` picks each cell's.
     """
     mixtures = tuple(mixtures)
@@ -168,23 +169,21 @@ def fit_grid(
     partition_args = (key, X, n_components, weights)
     partition_static = dict(mixture=mixtures[0], n_init=n_init, block=block)
     labels_shape = jax.ShapeDtypeStruct((n_components.shape[0], n_init, X.shape[0]), jnp.int32)
-    jobs = [(_partitions, partition_args, partition_static)]
+    # the k-means partitions are one more program; with n_init = 0 only the extra starts run
+    jobs = [(_partitions, partition_args, partition_static)] if n_init > 0 else []
     for mixture, prior in zip(mixtures, priors, strict=True):
         if mixture.n_components != k_max:
             raise ValueError("every mixture of fit_grid must have the same number of components")
         args = (X, n_components, labels_shape, extra_starts, weights, prior, tol)
         jobs.append((_fit_cells, args, dict(mixture=mixture, max_iter=max_iter, block=block)))
-    if n_init == 0:  # no k-means starts: only the extra ones
-        jobs = jobs[1:]
     programs = _compiled(jobs)
-    if n_init == 0:
-        labels = jnp.zeros(labels_shape.shape, jnp.int32)
-        programs = [None] + programs
+    if n_init > 0:
+        labels, programs = programs[0](*partition_args), programs[1:]
     else:
-        labels = programs[0](*partition_args)
+        labels = jnp.zeros(labels_shape.shape, jnp.int32)
     return tuple(
         program(X, n_components, labels, extra_starts, weights, prior, tol)
-        for program, prior in zip(programs[1:], priors, strict=True)
+        for program, prior in zip(programs, priors, strict=True)
     )
 
 

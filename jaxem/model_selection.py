@@ -290,9 +290,7 @@ def select(
     if not (prior is None or prior == "default" or callable(prior)):
         raise TypeError("prior must be None, 'default' or a function prior(model, X)")
     check_fit_options(tol, max_iter)
-    if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 0:
-        raise ValueError(f"n_init must be an integer >= 0; got {n_init!r}")
-    n_init = int(n_init)
+    n_init = check_positive_int(n_init, "n_init", least=0)
     if not isinstance(missing, bool):
         raise TypeError(f"missing must be True or False; got {missing!r}")
     if families is None:

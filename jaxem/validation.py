@@ -117,10 +117,11 @@ def n_weighted_samples(weights: jax.Array) -> int | None:
     return int(np.count_nonzero(host_values(weights) > 0))
 
 
-def check_positive_int(value: Any, name: str) -> int:
-    """``value`` as an int, or ``ValueError`` unless it is an integer >= 1 (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+def check_positive_int(value: Any, name: str, least: int = 1) -> int:
+    """``value`` as an int, or ``ValueError`` unless it is an integer >= ``least`` (bools
+    refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}; got {value!r}")
     return int(value)
 
 

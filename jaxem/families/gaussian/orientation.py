@@ -98,8 +98,9 @@ def _round_robin(d: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rotated(scatters: Array, orientation: Array, lam: Array, first: Array, second: Array) -> Array:
-    """``orientation`` with each pair of columns ``(first[j], second[j])`` (disjoint pairs)
-    rotated by the angle that minimises $f$ given the diagonals ``lam`` ``(K, D)``."""
+    """``orientation`` ``(D, D)`` with each pair of columns ``(first[j], second[j])`` (``first``
+    and ``second`` ``(n_pairs,)``, the pairs disjoint) rotated by the angle that minimises $f$
+    given the scatters ``(K, D, D)`` and the diagonals ``lam`` ``(K, D)``."""
     p_cols, q_cols = orientation[:, first], orientation[:, second]
     pp = jnp.einsum("dj,kde,ej->kj", p_cols, scatters, p_cols)
     qq = jnp.einsum("dj,kde,ej->kj", q_cols, scatters, q_cols)
@@ -157,7 +158,6 @@ def common_orientation(
         return (i < max_iter) & (jnp.abs(previous - value) > tol * jnp.abs(value))
 
     def rotate(pair, carry):
-        orientation, _ = carry
         orientation = rotated(scatters, *carry, firsts[pair], seconds[pair])
         return orientation, diagonals(scatters, counts, orientation, equal_volume)
 
