@@ -7,11 +7,13 @@ keeps it at zero (`MaskedMixture`, whose parameters carry which components are o
 reads them, `jaxem.capabilities.ReadsIterate`). So the fits for $K = 1, \\dots, K_{\\max}$ and
 their random restarts are one program with one shape, the pairs (K, start) its members: compiled
 once, instead of once per K and start (what `jaxem.select` cost a new user in compile time, and
-a long notebook session in memory: JAX keeps every compiled program). The members run `LANES` at
-a time in the lanes of `jaxem.batch.fit_lanes`, a lane taking the next start when its own has
-converged: on 1,000 x 5 (24 cells, 33 starts each) the slowest start of a cell took 3-6x the
-mean number of iterations, and when all starts iterated side by side under ``jax.vmap`` every
-one of them paid for the slowest (``select``'s second call 6.4 s, with 32 lanes 2.3 s).
+a long notebook session in memory: JAX keeps every compiled program). On an accelerator the
+members run `LANES` at a time in the lanes of `jaxem.batch.fit_lanes`, a lane taking the next
+start when its own has converged: on 1,000 x 5 (24 cells, 33 starts each) the slowest start of
+a cell took 3-6x the mean number of iterations, and when all starts iterated side by side under
+``jax.vmap`` every one of them paid for the slowest (``select``'s second call 6.4 s, with 32
+lanes 2.3 s). On a CPU they run one after another (`jaxem.compiler.starts_side_by_side` says
+why).
 
 The active components of a masked fit go through the arithmetic of the K-component mixture's own
 EM (same statistics, same M-step; the weights renormalised over the active components), so a
@@ -30,7 +32,8 @@ import dataclasses
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -41,7 +44,7 @@ import numpy as np
 from jaxem.base import Array, PRNGKey
 from jaxem.batch import fit_lanes
 from jaxem.capabilities import of_family
-from jaxem.compiler import OPTIONS
+from jaxem.compiler import OPTIONS, starts_side_by_side
 from jaxem.em import run
 from jaxem.initialization import kmeans_plusplus, lloyd, nearest, one_hot, whiten
 from jaxem.mixture import Mixture
@@ -146,8 +149,8 @@ def fit_grid(
 
     Every mixture starts from the same partitions (k-means on whitened data, one per K and
     start), computed once by one program; each mixture's cells are one more program. The
-    programs are compiled side by side in threads (on 2 cores, Old Faithful's grid: 15.8 s
-    against 17.5 s one after another; tracing holds Python's lock), and kept for the next
+    programs are compiled and run in threads, one per core (`_compile_and_call`), and kept
+    for the next
     `CACHE_CALLS` calls only, so that a long session's memory stays bounded (JAX's own caches
     keep every program). Checked inputs: ``X`` ``(N, D)``,
     ``weights`` ``(N,)``, ``tol`` an array; ``priors`` None or one prior per mixture, each with
@@ -171,20 +174,35 @@ def fit_grid(
     labels_shape = jax.ShapeDtypeStruct((n_components.shape[0], n_init, X.shape[0]), jnp.int32)
     # the k-means partitions are one more program; with n_init = 0 only the extra starts run
     jobs = [(_partitions, partition_args, partition_static)] if n_init > 0 else []
+    side_by_side = starts_side_by_side()
     for mixture, prior in zip(mixtures, priors, strict=True):
         if mixture.n_components != k_max:
             raise ValueError("every mixture of fit_grid must have the same number of components")
         args = (X, n_components, labels_shape, extra_starts, weights, prior, tol)
-        jobs.append((_fit_cells, args, dict(mixture=mixture, max_iter=max_iter, block=block)))
-    programs = _compiled(jobs)
-    if n_init > 0:
-        labels, programs = programs[0](*partition_args), programs[1:]
-    else:
-        labels = jnp.zeros(labels_shape.shape, jnp.int32)
-    return tuple(
-        program(X, n_components, labels, extra_starts, weights, prior, tol)
-        for program, prior in zip(programs, priors, strict=True)
-    )
+        static = dict(mixture=mixture, max_iter=max_iter, block=block, side_by_side=side_by_side)
+        jobs.append((_fit_cells, args, static))
+    first_cells = len(jobs) - len(priors)  # jobs[first_cells + j] fits mixtures[j]
+    labels: Future = Future()
+    if n_init == 0:
+        labels.set_result(jnp.zeros(labels_shape.shape, jnp.int32))
+
+    def call(i: int, program: Callable[[], Any]) -> Any:
+        """Run job ``i`` in its worker thread; the cells wait for the k-means partitions."""
+        if i < first_cells:
+            try:
+                partition = jax.block_until_ready(program()(*partition_args))
+            except BaseException as error:
+                labels.set_exception(error)  # the cells' threads must not wait forever
+                raise
+            labels.set_result(partition)
+            return partition
+        compiled = program()  # while the partitions run
+        prior = priors[i - first_cells]
+        cells_args = (X, n_components, labels.result(), extra_starts, weights, prior, tol)
+        return jax.block_until_ready(compiled(*cells_args))
+
+    results = _compile_and_call(jobs, call)
+    return tuple(r.result() for r in results[first_cells:])
 
 
 CACHE_CALLS = 2
@@ -192,11 +210,17 @@ _PROGRAMS: OrderedDict = OrderedDict()  # the programs of each of the last CACHE
 _LOCK = threading.Lock()
 
 
-def _compiled(jobs: list) -> list:
-    """The compiled programs of ``jobs`` ``(function, args, static)``: from the cache, or
-    compiled side by side. The cache keeps the programs of the last `CACHE_CALLS` calls (a
-    notebook going back and forth between two data sets compiles nothing new); older ones are
-    dropped, and with them their memory (each program holds a few hundred memory mappings)."""
+def _compile_and_call(jobs: list, call: Callable[[int, Callable[[], Any]], Any]) -> list[Future]:
+    """``call(i, program)`` for every job ``(function, args, static)``, ``program()`` giving
+    its compiled program, in worker threads, one per core. A job compiles (or takes its program
+    from the cache) and runs in the same thread, so that one job's run overlaps the next one's
+    compilation and, on a CPU, two programs run at once: `_fit_cells`'s programs there use one
+    core each, and JAX's CPU client runs the programs dispatched from one thread in turn. Old
+    Faithful, K = 1..9, float64, a second call: 18.7 s with one thread, 9.8 s with two.
+    Returns the futures of the calls, in order. The cache keeps the programs of the last
+    `CACHE_CALLS` calls (a notebook going back and forth between two data sets compiles
+    nothing new); older ones are dropped, and with them their memory (each program holds a
+    few hundred memory mappings)."""
 
     def signature(function, args, static):
         shapes = jax.tree.map(lambda a: (jnp.shape(a), str(a.dtype)), args)
@@ -205,25 +229,30 @@ def _compiled(jobs: list) -> list:
     keys = tuple(signature(*job) for job in jobs)
     with _LOCK:
         known = {k: p for call in _PROGRAMS.values() for k, p in call.items()}
-    missing = [i for i, k in enumerate(keys) if k not in known]
 
-    def compile_one(i):
-        function, args, static = jobs[i]
-        return jax.jit(partial(function, **static)).lower(*args).compile(OPTIONS)
+    def program(i):
+        if keys[i] not in known:
+            function, args, static = jobs[i]
+            compiled = jax.jit(partial(function, **static)).lower(*args).compile(OPTIONS)
+            with _LOCK:
+                known[keys[i]] = compiled
+        return known[keys[i]]
 
-    if len(missing) > 1:
-        with ThreadPoolExecutor(min(len(missing), os.cpu_count() or 1)) as pool:
-            fresh = list(pool.map(compile_one, missing))
-        known.update(zip((keys[i] for i in missing), fresh, strict=True))
-    else:
-        known.update({keys[i]: compile_one(i) for i in missing})
-    programs = [known[k] for k in keys]
+    def compile_and_call(i):
+        return call(i, partial(program, i))
+
+    with ThreadPoolExecutor(max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        futures = [pool.submit(compile_and_call, i) for i in range(len(jobs))]
+        for future in futures:
+            future.exception()  # wait for every job; errors surface through result()
+    if any(future.exception() is not None for future in futures):
+        return futures  # nothing is cached from a failed call
     with _LOCK:
-        _PROGRAMS[keys] = dict(zip(keys, programs, strict=True))
+        _PROGRAMS[keys] = {k: known[k] for k in keys}
         _PROGRAMS.move_to_end(keys)
         while len(_PROGRAMS) > CACHE_CALLS:
             _PROGRAMS.popitem(last=False)
-    return programs
+    return futures
 
 
 def _partitions(key, X, n_components, weights, *, mixture, n_init, block):
@@ -244,12 +273,17 @@ def _partitions(key, X, n_components, weights, *, mixture, n_init, block):
     return jax.vmap(lambda k: jax.vmap(lambda c: partition(k, c))(seeds))(n_components)
 
 
-def _fit_cells(X, n_components, labels, extra, weights, prior, tol, *, mixture, max_iter, block):
+def _fit_cells(
+    X, n_components, labels, extra, weights, prior, tol, *, mixture, max_iter, block, side_by_side
+):
     """EM from every partition ``labels`` ``(n_K, n_init, N)`` and ``extra`` ``(n_K, n_extra,
-    N)`` of one mixture: the starts of all cells as the members of `jaxem.batch.fit_lanes`
-    (a lane whose start has converged takes the next one, so that the cost is the iterations
-    summed over the starts, not the slowest start's times their number; on 1,000 x 5 the
-    slowest of a cell's starts took 3-6x the mean), or in row blocks side by side."""
+    N)`` of one mixture, every start to convergence. Unless ``side_by_side``
+    (`jaxem.compiler.starts_side_by_side`: not on a CPU) the starts run one after another in
+    ``jax.lax.map``; side by side, as the members
+    of `jaxem.batch.fit_lanes` (a lane whose start has converged takes the next one, so that the
+    cost is the iterations summed over the starts, not the slowest start's times their number;
+    on 1,000 x 5 the slowest of a cell's starts took 3-6x the mean), or in row blocks side by
+    side."""
     labels = jnp.concatenate([labels, extra], axis=1)
     model = MaskedMixture(mixture)
     k_max = mixture.n_components
@@ -259,24 +293,7 @@ def _fit_cells(X, n_components, labels, extra, weights, prior, tol, *, mixture, 
     def start(k, labels_s, cell_prior):
         resp = one_hot(labels_s, k_max, weights)
         on = MaskedParams(None, jnp.arange(k_max) < k)  # the M-step reads only the mask
-        return model.m_step_from(on, mixture.stats(X, resp.T, weights), cell_prior), cell_prior
-
-    def cell(k, labels_k, cell_prior):
-        return jax.vmap(lambda lab: start(k, lab, cell_prior))(labels_k)
-
-    if prior is None:
-        starts, priors = jax.vmap(lambda k, lab: cell(k, lab, None))(n_components, labels)
-    else:
-        starts, priors = jax.vmap(cell)(n_components, labels, prior)
-    flat = partial(jax.tree.map, lambda a: a.reshape((n_k * n_starts,) + a.shape[2:]))
-    starts, priors = flat(starts), flat(priors)
-    if block is None:
-        lanes = min(LANES, n_k * n_starts)
-        fits = fit_lanes(model, X, weights, starts, priors, tol, max_iter, lanes, shared=True)
-    else:
-        fits = jax.vmap(lambda p, m: run(model, X, p, m, weights, tol, max_iter, block))(
-            starts, priors
-        )
+        return model.m_step_from(on, mixture.stats(X, resp.T, weights), cell_prior)
 
     def summary(params, fit_objective, n_iter, converged):
         log_joint = mixture.log_joint(params, X)
@@ -291,7 +308,40 @@ def _fit_cells(X, n_components, labels, extra, weights, prior, tol, *, mixture, 
             converged=converged,
         )
 
-    result = jax.vmap(summary)(fits.params.params, fits.objective, fits.n_iter, fits.converged)
+    # every start's K and prior, starts flattened: member i is cell i // n_starts
+    ks = jnp.repeat(n_components, n_starts)
+    flat_labels = labels.reshape((n_k * n_starts,) + labels.shape[2:])
+    priors = None
+    if prior is not None:
+        priors = jax.tree.map(lambda a: jnp.repeat(a, n_starts, axis=0), prior)
+
+    if not side_by_side:
+
+        def one(member):
+            k, labels_s, member_prior = member
+            fit = run(
+                model,
+                X,
+                start(k, labels_s, member_prior),
+                member_prior,
+                weights,
+                tol,
+                max_iter,
+                block,
+            )
+            return summary(fit.params.params, fit.objective, fit.n_iter, fit.converged)
+
+        result = jax.lax.map(one, (ks, flat_labels, priors))
+    else:
+        starts = jax.vmap(start)(ks, flat_labels, priors)
+        if block is None:
+            lanes = min(LANES, n_k * n_starts)
+            fits = fit_lanes(model, X, weights, starts, priors, tol, max_iter, lanes, shared=True)
+        else:
+            fits = jax.vmap(lambda p, m: run(model, X, p, m, weights, tol, max_iter, block))(
+                starts, priors
+            )
+        result = jax.vmap(summary)(fits.params.params, fits.objective, fits.n_iter, fits.converged)
     return jax.tree.map(lambda a: a.reshape((n_k, n_starts) + a.shape[1:]), result)
 
 

@@ -98,6 +98,35 @@ def test_grid_cells_are_fits_of_their_own_k(faithful):
     np.testing.assert_allclose(result.loglik[0], want, rtol=1e-10)
 
 
+@pytest.mark.parametrize("with_prior", [False, True], ids=["mle", "map"])
+def test_starts_one_after_another_equal_starts_side_by_side(faithful, monkeypatch, with_prior):
+    """On a CPU the grid's starts run one after another (``jax.lax.map``), elsewhere side by
+    side in `jaxem.batch.fit_lanes`: every start's fit is the same EM either way (parameters,
+    log-likelihood, iterations), for a closed-form and a warm-started iterative M-step."""
+    X = jnp.asarray(faithful)
+    mixtures = (jaxem.GaussianMixture(3, "VVV"), jaxem.GaussianMixture(3, "EVE"))
+    ks = jnp.arange(1, 4)
+    priors = None
+    if with_prior:
+        mixtures = mixtures[:1]  # EVE has no conjugate prior
+        prior = jaxem.default_prior(mixtures[0], X)
+        priors = (jax.tree.map(lambda a: jnp.stack([a] * 3), prior),)
+
+    def grid(side_by_side):
+        monkeypatch.setattr(jaxem.grid, "starts_side_by_side", lambda: side_by_side)
+        return fit_grid(
+            mixtures, jax.random.key(1), X, ks, jnp.ones(len(faithful)), priors,
+            n_init=3, tol=jnp.asarray(1e-8), max_iter=300,
+        )  # fmt: skip
+
+    for apart, together in zip(grid(False), grid(True), strict=True):
+        np.testing.assert_array_equal(apart.n_iter, together.n_iter)
+        np.testing.assert_allclose(apart.loglik, together.loglik, rtol=1e-10)
+        np.testing.assert_allclose(apart.objective, together.objective, rtol=1e-10)
+        for a, b in zip(*map(jax.tree.leaves, (apart.params, together.params)), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+
+
 def test_whitened_data_has_identity_covariance(faithful):
     """`whiten`: weighted mean 0 and weighted covariance I, whatever the columns' units."""
     w = np.random.default_rng(0).uniform(0.0, 2.0, len(faithful))
