@@ -1,5 +1,5 @@
-"""Small dense linear algebra in plain XLA operations: Cholesky factors, triangular solves and a
-spectrum floor for batches of ``(D, D)`` matrices.
+"""Small dense linear algebra in plain XLA operations: Cholesky factors, triangular solves, a
+spectrum floor and an accurate eigendecomposition for batches of ``(D, D)`` matrices.
 
 Why not ``jnp.linalg``: on CPU, jaxlib's batched LAPACK kernels (``potrf``, ``trsm``,
 ``syevd``) split their batch over XLA's intra-op thread pool and block until those tasks are
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -103,3 +104,82 @@ def sweep(matrix: Array, n_pivots: int) -> tuple[Array, Array]:
     for k in range(n_pivots):
         state = pivot(k, state)
     return state
+
+
+def round_robin(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs ``(p, q)`` of every round of a Jacobi sweep: ``(n_rounds, d // 2)`` each,
+    every pair of the ``d`` columns once, no column twice in a round (the circle method)."""
+    players = list(range(d + d % 2))  # an odd d gets a dummy player, d, who sits rounds out
+    firsts, seconds = [], []
+    for _ in range(len(players) - 1):
+        half = len(players) // 2
+        pairs = [(players[i], players[-1 - i]) for i in range(half)]
+        pairs = sorted((min(a, b), max(a, b)) for a, b in pairs if max(a, b) < d)
+        firsts.append([p for p, _ in pairs])
+        seconds.append([q for _, q in pairs])
+        players = [players[0], players[-1]] + players[1:-1]
+    return np.asarray(firsts, np.int32), np.asarray(seconds, np.int32)
+
+
+MAX_SWEEPS = 30
+
+
+def graded_eigh(matrices: Array, max_sweeps: int = MAX_SWEEPS) -> tuple[Array, Array]:
+    """Eigenvalues ``(..., D)`` (ascending) and eigenvectors ``(..., D, D)`` (columns) of
+    symmetric positive semi-definite ``matrices`` ``(..., D, D)``, each eigenvalue to about
+    machine precision *relative to itself* when the matrix is graded, $W = S B S$ with $S$
+    diagonal and $B$ well conditioned (features in very different units): one-sided Jacobi on
+    a Cholesky factor (Demmel and Veselic 1992). ``jnp.linalg.eigh`` is backward stable, its
+    errors relative to the largest eigenvalue: on the scatter of five features in units 0.1 to
+    1000 (eigenvalues 24 to 1.3e10) its float32 eigenvalues were off by up to 12 %, these by
+    5e-7, and EEV's and VEV's M-steps built on it lost the objective by thousands.
+
+    With $B = L_B L_B^\\top$ and $M = L_B^\\top S$, $W = M^\\top M$; plane rotations $V$ of
+    $M$'s columns, in rounds of disjoint pairs, make them orthogonal, $M V = U \\Sigma$, so
+    $W = V \\Sigma^2 V^\\top$: the eigenvalues are the columns' squared norms."""
+    w = 0.5 * (matrices + jnp.swapaxes(matrices, -1, -2))
+    d = w.shape[-1]
+    eps = jnp.finfo(w.dtype).eps
+    scale = jnp.sqrt(jnp.maximum(jnp.diagonal(w, axis1=-2, axis2=-1), 0.0))
+    safe = jnp.where(scale > 0, scale, 1.0)
+    balanced = w / (safe[..., :, None] * safe[..., None, :])
+    columns = jnp.swapaxes(cholesky(balanced, eps * eps), -1, -2) * scale[..., None, :]
+    vectors = jnp.broadcast_to(jnp.eye(d, dtype=w.dtype), w.shape)
+    firsts, seconds = map(jnp.asarray, round_robin(d))
+    tol = d * eps
+
+    def rotate(r, carry):
+        m, v, worst = carry
+        p, q = firsts[r], seconds[r]
+        mp, mq = m[..., :, p], m[..., :, q]
+        alpha, beta = jnp.sum(mp * mp, axis=-2), jnp.sum(mq * mq, axis=-2)
+        gamma = jnp.sum(mp * mq, axis=-2)
+        off = jnp.abs(gamma) / jnp.maximum(jnp.sqrt(alpha * beta), jnp.finfo(w.dtype).tiny)
+        turn = off > tol
+        zeta = (beta - alpha) / (2.0 * jnp.where(turn, gamma, 1.0))
+        t = jnp.where(zeta >= 0, 1.0, -1.0) / (jnp.abs(zeta) + jnp.sqrt(1.0 + zeta * zeta))
+        t = jnp.where(turn, t, 0.0)
+        c = 1.0 / jnp.sqrt(1.0 + t * t)
+        s = (c * t)[..., None, :]
+        c = c[..., None, :]
+        m = m.at[..., :, p].set(c * mp - s * mq).at[..., :, q].set(s * mp + c * mq)
+        vp, vq = v[..., :, p], v[..., :, q]
+        v = v.at[..., :, p].set(c * vp - s * vq).at[..., :, q].set(s * vp + c * vq)
+        return m, v, jnp.maximum(worst, jnp.max(off, initial=0.0))
+
+    def not_done(carry):
+        _, _, worst, sweeps = carry
+        return (worst > tol) & (sweeps < max_sweeps)
+
+    def sweep(carry):
+        m, v, _, sweeps = carry
+        m, v, worst = jax.lax.fori_loop(0, len(firsts), rotate, (m, v, jnp.zeros((), w.dtype)))
+        return m, v, worst, sweeps + 1
+
+    start = (columns, vectors, jnp.asarray(jnp.inf, w.dtype), jnp.zeros((), jnp.int32))
+    columns, vectors, _, _ = jax.lax.while_loop(not_done, sweep, start)
+    values = jnp.sum(columns * columns, axis=-2)
+    order = jnp.argsort(values, axis=-1)
+    values = jnp.take_along_axis(values, order, axis=-1)
+    vectors = jnp.take_along_axis(vectors, order[..., None, :], axis=-1)
+    return values, vectors

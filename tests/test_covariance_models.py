@@ -298,6 +298,30 @@ def test_a_switched_off_component_changes_no_volume_in_float32(model_name):
     np.testing.assert_allclose(b.covariances[:k], a.covariances, rtol=2e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("model_name", ("EEV", "VEV"))
+def test_float32_fits_of_features_in_far_apart_units_ascend(model_name):
+    """Five features in units 0.1 to 1000 (first_minute's 1,000 x 5 data set), float32: EEV's
+    and VEV's M-steps, on LAPACK's eigenvalues of the scatters, lost the objective by up to
+    3e4 and ran to max_iter; on `jaxem.linalg.graded_eigh`'s, every iteration ascends (to
+    float32 rounding of the objective) and the fit is float64's from the same start."""
+    rng = np.random.default_rng(0)
+    groups = [(0, 1, 400), (4, 2, 350), (-5, 0.5, 250)]
+    X = np.concatenate([rng.normal(m, s, (n, 5)) for m, s, n in groups])
+    X = X * np.array([1, 10, 100, 0.1, 1000])
+    model = jaxem.GaussianMixture(2, model_name)
+    labels = (X[:, 0] > 2).astype(int)
+    start = model.m_step(model.stats(X, np.eye(2)[labels]))
+    fits = {}
+    for dtype in (np.float32, np.float64):
+        start_d = jax.tree.map(lambda a, dtype=dtype: jnp.asarray(a, dtype), start)
+        fits[dtype] = jaxem.fit(model, X.astype(dtype), start_d, tol=1e-7, max_iter=400)
+    history = np.asarray(fits[np.float32].history, np.float64)
+    history = history[~np.isnan(history)]
+    assert np.all(np.diff(history) > -2e-6 * np.abs(history[1:]))
+    assert bool(fits[np.float32].converged) and bool(fits[np.float64].converged)
+    np.testing.assert_allclose(fits[np.float32].objective, fits[np.float64].objective, rtol=1e-5)
+
+
 # the model classes a rotation of the data maps to themselves (the diagonal ones are tied to
 # the axes); for these the fit of rotated data is the rotated fit
 ROTATION_INVARIANT = tuple(m for m in MODELS if m not in ("EEI", "VEI", "EVI", "VVI"))

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jaxem.families.gaussian import decomposition_prior, full
 from jaxem.families.gaussian.full import Full
 from jaxem.families.gaussian.structure import register
+from jaxem.linalg import graded_eigh
 
 Array = jax.Array
 
@@ -57,7 +58,7 @@ def common_spectrum(scatters: Array, counts: Array) -> Array:
     """$\\Sigma_k = L_k (\\sum_j \\Omega_j / \\sum_j N_j) L_k^\\top$ ``(K, D, D)`` from the
     scatters $W_k = L_k \\Omega_k L_k^\\top$ ``(K, D, D)`` and counts ``(K,)``."""
     w = 0.5 * (scatters + jnp.swapaxes(scatters, -1, -2))
-    values, vectors = jnp.linalg.eigh(w)  # ascending, (K, D) and (K, D, D)
+    values, vectors = graded_eigh(w)  # ascending, (K, D) and (K, D, D)
     shape = jnp.sum(jnp.maximum(values, 0.0), axis=0) / jnp.sum(counts)  # lambda A, (D,)
     cov = jnp.einsum("kde,e,kfe->kdf", vectors, shape, vectors)
     return 0.5 * (cov + jnp.swapaxes(cov, -1, -2))

@@ -54,6 +54,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxem.linalg import round_robin
+
 Array = jax.Array
 
 MAX_ITER = 5  # sweeps per M-step (see above)
@@ -80,21 +82,6 @@ def objective(scatters: Array, counts: Array, orientation: Array, lam: Array) ->
     """$f(D, \\Lambda)$ of the module (to be minimised)."""
     spreads = jnp.einsum("de,kdf,fe->ke", orientation, scatters, orientation)
     return jnp.sum(counts * jnp.sum(jnp.log(lam), axis=-1)) + jnp.sum(spreads / lam)
-
-
-def _round_robin(d: int) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs ``(p, q)`` of every round of a sweep: ``(n_rounds, d // 2)`` each, every pair
-    of columns once, no column twice in a round (the circle method)."""
-    players = list(range(d + d % 2))  # an odd d gets a dummy player, d, who sits rounds out
-    firsts, seconds = [], []
-    for _ in range(len(players) - 1):
-        half = len(players) // 2
-        pairs = [(players[i], players[-1 - i]) for i in range(half)]
-        pairs = sorted((min(a, b), max(a, b)) for a, b in pairs if max(a, b) < d)
-        firsts.append([p for p, _ in pairs])
-        seconds.append([q for _, q in pairs])
-        players = [players[0], players[-1]] + players[1:-1]
-    return np.asarray(firsts, np.int32), np.asarray(seconds, np.int32)
 
 
 def rotated(scatters: Array, orientation: Array, lam: Array, first: Array, second: Array) -> Array:
@@ -138,7 +125,7 @@ def common_orientation(
     as mclust, which carries the orientation from one M-step to the next, a fit's later
     M-steps then take a few iterations instead of hundreds, and none ends above its start."""
     tol = float(np.sqrt(np.finfo(scatters.dtype).eps))
-    firsts, seconds = map(jnp.asarray, _round_robin(scatters.shape[-1]))
+    firsts, seconds = map(jnp.asarray, round_robin(scatters.shape[-1]))
     _, pooled = jnp.linalg.eigh(jnp.sum(scatters, axis=0))
     lam = diagonals(scatters, counts, pooled, equal_volume)
     value = objective(scatters, counts, pooled, lam)

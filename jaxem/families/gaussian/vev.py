@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jaxem.families.gaussian import decomposition_prior, full, volumes
 from jaxem.families.gaussian.full import Full
 from jaxem.families.gaussian.structure import register
+from jaxem.linalg import graded_eigh
 
 Array = jax.Array
 
@@ -50,7 +51,7 @@ def common_shape(scatters: Array, counts: Array) -> Array:
     """$\\Sigma_k = \\lambda_k L_k A L_k^\\top$ ``(K, D, D)``: the volumes and shape of
     `jaxem.families.gaussian.volumes` on the eigenvalues of the scatters ``(K, D, D)``."""
     w = 0.5 * (scatters + jnp.swapaxes(scatters, -1, -2))
-    values, vectors = jnp.linalg.eigh(w)  # ascending: one order for every component
+    values, vectors = graded_eigh(w)  # ascending: one order for every component
     lam, shape = volumes.common_shape(jnp.maximum(values, 0.0), counts)
     cov = jnp.einsum("k,kde,e,kfe->kdf", lam, vectors, shape, vectors)
     return 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
