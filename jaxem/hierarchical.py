@@ -98,11 +98,6 @@ def agglomerate(Z: Any, n_clusters: Any, weights: Any = None) -> dict[int, np.nd
     alpha = np.sum(count[:, None] * (Z - centre) ** 2) / (np.sum(count) * p)
     alpha = max(alpha, np.finfo(np.float64).eps)
 
-    def term(n, rows, scatter, trace):
-        # volume only once the scatter can be regular; its determinant is 0 below that
-        volume = np.where(rows > p, _det_psd(scatter / n), 0.0)
-        return n * np.log(np.maximum(volume, 0.0) + (trace + alpha) / n)
-
     rows = np.ones(m)
     mean = Z.copy()
     scatter = np.zeros((p, p, m))  # the cluster index last: see _det_psd
@@ -165,10 +160,16 @@ def agglomerate(Z: Any, n_clusters: Any, weights: Any = None) -> dict[int, np.nd
         diff = (mean[:size] - mean[i]).T
         n = count[:size] + count[i]
         factor = count[:size] * count[i] / n
-        new_scatter = scatter[:, :, :size] + scatter[:, :, i, None]
-        new_scatter += factor * (diff[:, None] * diff[None, :])
         new_trace = trace[:size] + trace[i] + factor * np.sum(diff * diff, axis=0)
-        merged = term(n, rows[:size] + rows[i], new_scatter, new_trace)
+        # the volume only of merges whose scatter can be regular (more rows than dimensions),
+        # 0 below that: with D = 42 (anes96's answers) most merges never need the D x D scatter
+        volume = np.zeros(size)
+        regular = np.flatnonzero(rows[:size] + rows[i] > p)
+        if regular.size:
+            new_scatter = scatter[:, :, regular] + scatter[:, :, i, None]
+            new_scatter += factor[regular] * (diff[:, None, regular] * diff[None, :, regular])
+            volume[regular] = _det_psd(new_scatter / n[regular])
+        merged = n * np.log(np.maximum(volume, 0.0) + (new_trace + alpha) / n)
         row = np.where(others, merged - own[:size] - own[i], np.inf)
         cost[i, :size], cost[:size, i] = row, row
 
