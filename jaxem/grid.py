@@ -150,9 +150,8 @@ def fit_grid(
     Every mixture starts from the same partitions (k-means on whitened data, one per K and
     start), computed once by one program; each mixture's cells are one more program. The
     programs are compiled and run in threads, one per core (`_compile_and_call`), and kept
-    for the next
-    `CACHE_CALLS` calls only, so that a long session's memory stays bounded (JAX's own caches
-    keep every program). Checked inputs: ``X`` ``(N, D)``,
+    for the next `CACHE_CALLS` calls only, so that a long session's memory stays bounded (JAX's
+    own caches keep every program). Checked inputs: ``X`` ``(N, D)``,
     ``weights`` ``(N,)``, ``tol`` an array; ``priors`` None or one prior per mixture, each with
     a leading axis ``n_K`` on every leaf (the prior of cell K, ``alpha`` ``(K_max,)``);
     ``block`` as chosen by `jaxem.em.plan`; ``extra_starts`` None or more starting partitions
@@ -243,8 +242,7 @@ def _compile_and_call(jobs: list, call: Callable[[int, Callable[[], Any]], Any])
 
     with ThreadPoolExecutor(max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
         futures = [pool.submit(compile_and_call, i) for i in range(len(jobs))]
-        for future in futures:
-            future.exception()  # wait for every job; errors surface through result()
+    # the pool has waited for every job; errors surface through the futures' result()
     if any(future.exception() is not None for future in futures):
         return futures  # nothing is cached from a failed call
     with _LOCK:

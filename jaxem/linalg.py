@@ -171,13 +171,13 @@ def graded_eigh(matrices: Array, max_sweeps: int = MAX_SWEEPS) -> tuple[Array, A
         _, _, worst, sweeps = carry
         return (worst > tol) & (sweeps < max_sweeps)
 
-    def sweep(carry):
+    def one_sweep(carry):
         m, v, _, sweeps = carry
         m, v, worst = jax.lax.fori_loop(0, len(firsts), rotate, (m, v, jnp.zeros((), w.dtype)))
         return m, v, worst, sweeps + 1
 
     start = (columns, vectors, jnp.asarray(jnp.inf, w.dtype), jnp.zeros((), jnp.int32))
-    columns, vectors, _, _ = jax.lax.while_loop(not_done, sweep, start)
+    columns, vectors, _, _ = jax.lax.while_loop(not_done, one_sweep, start)
     values = jnp.sum(columns * columns, axis=-2)
     order = jnp.argsort(values, axis=-1)
     values = jnp.take_along_axis(values, order, axis=-1)

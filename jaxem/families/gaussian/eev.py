@@ -57,8 +57,7 @@ class EEV(decomposition_prior.DecomposedPrior, Full):
 def common_spectrum(scatters: Array, counts: Array) -> Array:
     """$\\Sigma_k = L_k (\\sum_j \\Omega_j / \\sum_j N_j) L_k^\\top$ ``(K, D, D)`` from the
     scatters $W_k = L_k \\Omega_k L_k^\\top$ ``(K, D, D)`` and counts ``(K,)``."""
-    w = 0.5 * (scatters + jnp.swapaxes(scatters, -1, -2))
-    values, vectors = graded_eigh(w)  # ascending, (K, D) and (K, D, D)
+    values, vectors = graded_eigh(scatters)  # symmetrised, ascending, (K, D) and (K, D, D)
     shape = jnp.sum(jnp.maximum(values, 0.0), axis=0) / jnp.sum(counts)  # lambda A, (D,)
     cov = jnp.einsum("kde,e,kfe->kdf", vectors, shape, vectors)
     return 0.5 * (cov + jnp.swapaxes(cov, -1, -2))

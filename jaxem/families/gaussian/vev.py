@@ -50,8 +50,7 @@ class VEV(decomposition_prior.DecomposedPrior, Full):
 def common_shape(scatters: Array, counts: Array) -> Array:
     """$\\Sigma_k = \\lambda_k L_k A L_k^\\top$ ``(K, D, D)``: the volumes and shape of
     `jaxem.families.gaussian.volumes` on the eigenvalues of the scatters ``(K, D, D)``."""
-    w = 0.5 * (scatters + jnp.swapaxes(scatters, -1, -2))
-    values, vectors = graded_eigh(w)  # ascending: one order for every component
+    values, vectors = graded_eigh(scatters)  # symmetrised, ascending: one order for every component
     lam, shape = volumes.common_shape(jnp.maximum(values, 0.0), counts)
     cov = jnp.einsum("k,kde,e,kfe->kdf", lam, vectors, shape, vectors)
     return 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
