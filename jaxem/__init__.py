@@ -53,6 +53,7 @@ from jaxem.model_selection import SelectResult, aic, bic, icl, select
 from jaxem.padding import pad
 from jaxem.priors import default_prior
 from jaxem.sharding import shard
+from jaxem.uncertainty import StandardErrors, standard_errors
 
 __version__ = "0.1.0"
 
@@ -105,4 +106,6 @@ __all__ = [
     "RestartsResult",
     "load_anes96",
     "load_faithful",
+    "StandardErrors",
+    "standard_errors",
 ]

@@ -110,7 +110,8 @@ class StartsDeterministically(Protocol):
 
 class ModelCapabilities(NamedTuple):
     """What a model provides (see `of_model`): each optional method, or None (``m_step_from``:
-    `ReadsIterate`; ``deterministic_start``: `StartsDeterministically`); declared values
+    `ReadsIterate`; ``deterministic_start``: `StartsDeterministically`; ``chart``: `HasChart`);
+    declared values
     (``data_ndim`` the dimensions of one data set, ``min_samples`` the fewest samples of
     positive weight a fit needs, ``missing`` whether NaN is a missing value,
     ``ignores_zero_weights`` whether rows of weight zero change nothing, so that data may be
@@ -128,6 +129,7 @@ class ModelCapabilities(NamedTuple):
     check_prior_values: Callable | None
     default_prior: Callable | None
     deterministic_start: Callable | None
+    chart: Callable | None
     data_ndim: int
     min_samples: int
     missing: bool
@@ -179,6 +181,7 @@ def _resolve(model: Any) -> ModelCapabilities:
         check_prior_values=model.check_prior_values if checks else None,
         default_prior=_method(model, HasDefaultPrior, "default_prior"),
         deterministic_start=_method(model, StartsDeterministically, "deterministic_start"),
+        chart=_method(model, HasChart, "chart"),
         data_ndim=int(getattr(model, "data_ndim", 1)),
         min_samples=int(getattr(model, "min_samples", 1)),
         missing=bool(getattr(model, "missing", False)),
@@ -249,6 +252,16 @@ class HasCovariances(Protocol):
     def component_covariances(self, params: Params, n_components: int) -> Array: ...
 
 
+@runtime_checkable
+class HasChart(Protocol):
+    """Minimal local coordinates (`jaxem.charts`): ``chart(at, coordinates) -> params``,
+    ``at`` at 0, ``coordinates`` ``(n_parameters,)``: what standard errors are computed in (a
+    model's, of its ``n_parameters(D)`` coordinates; a family's, of ``n_parameters_for(K,
+    D)``)."""
+
+    def chart(self, at: Params, coordinates: Array) -> Params: ...
+
+
 class FamilyCapabilities(NamedTuple):
     """What a family provides (see `of_family`): ``missing`` (NaN is a missing value),
     ``mixture_e_step`` when it computes a mixture's E-step itself (``fuses_e_step``),
@@ -256,8 +269,8 @@ class FamilyCapabilities(NamedTuple):
     ``log_prior`` accept ``active=``), ``start_prior``, ``collapsed``, ``estimate_from``
     (`EstimatesFromIterate`), whether it has
     unconstrained coordinates (``extrapolates``) and its NumPyro description
-    (``numpyro_components`` and ``numpyro_params``, or None) and ``component_covariances``
-    (Gaussians)."""
+    (``numpyro_components`` and ``numpyro_params``, or None), ``component_covariances``
+    (Gaussians) and ``chart`` (`HasChart`)."""
 
     missing: bool
     mixture_e_step: Callable | None
@@ -269,6 +282,7 @@ class FamilyCapabilities(NamedTuple):
     numpyro_components: Callable | None
     numpyro_params: Callable | None
     component_covariances: Callable | None
+    chart: Callable | None
 
 
 def of_family(family: Any) -> FamilyCapabilities:
@@ -297,6 +311,7 @@ def _resolve_family(family: Any) -> FamilyCapabilities:
         numpyro_components=_method(family, DescribedInNumPyro, "numpyro_components"),
         numpyro_params=_method(family, DescribedInNumPyro, "numpyro_params"),
         component_covariances=_method(family, HasCovariances, "component_covariances"),
+        chart=_method(family, HasChart, "chart"),
     )
 
 

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, xlogy
 
+from jaxem import charts
 from jaxem.base import Array, Family, PRNGKey
 from jaxem.buckets import padded, unpad
 from jaxem.capabilities import check_coordinates, of_family
@@ -245,6 +246,21 @@ class HiddenMarkovModel:
             _log_dirichlet_on_support(params.initial, initial)
             + _log_dirichlet_on_support(params.transitions, transitions)
             + self.family.log_prior(params.emissions, prior.emissions)
+        )
+
+    def chart(self, at: HMMParams, coordinates: Array) -> HMMParams:
+        """Parameters near ``at`` from ``n_parameters(D)`` coordinates ``(P,)``, ``at`` at 0
+        (`jaxem.charts`): K - 1 move $\\pi$, K(K - 1) the rows of $A$ (a structural zero
+        stays zero: its coordinates change nothing), the rest the emissions (the family's
+        ``chart``)."""
+        at = HMMParams(*at)
+        k = self.n_states
+        sizes = [k - 1, k * (k - 1), coordinates.shape[-1] - k * k + 1]
+        initial, transitions, emissions = charts.split(coordinates, sizes)
+        return HMMParams(
+            charts.simplex(at.initial, initial),
+            charts.simplex(at.transitions, transitions.reshape(k, k - 1)),
+            self.family.chart(at.emissions, emissions),
         )
 
     def default_prior(self, X: Any) -> HMMPrior:

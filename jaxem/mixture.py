@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxem import priors
+from jaxem import charts, priors
 from jaxem.base import Array, Family, PRNGKey
 from jaxem.buckets import bucket, pad_rows, padded, shares_programs, unpad
 from jaxem.capabilities import check_coordinates, of_family
@@ -489,6 +489,44 @@ class Mixture:
         weights = jax.nn.softmax(coordinates.weights)
         components = self.family.constrain(coordinates.components)
         return self.from_mixture_params(MixtureParams(weights, components))
+
+    def complete_log_likelihoods(self, params: Any, data: Any) -> Array:
+        """$\\log \\pi_k + \\log p(x_n \\mid \\theta_k)$, the complete-data log-likelihood of
+        every sample with $z_n = k$, ``(K, N)``; ``data`` as `prepare` makes it (a pure
+        function, unlike `log_joint`: no checks, no padding)."""
+        if not isinstance(data, MixtureData):
+            data = self.prepare(data, jnp.ones(data.shape[:1], data.dtype))
+        return self._log_joint_kn(self.as_mixture_params(params), data)
+
+    def expected_complete_log_likelihood(
+        self, params: Any, posterior_at: Any, data: Any, weights: Array
+    ) -> Array:
+        """$Q(\\theta \\mid \\theta_0) = \\sum_n w_n \\sum_k r_{nk}(\\theta_0) [\\log \\pi_k +
+        \\log p(x_n \\mid \\theta_k)]$ for ``params`` $\\theta$ and ``posterior_at`` $\\theta_0$;
+        ``data`` as `prepare` makes it, ``weights`` ``(N,)``. With missing values the latent
+        variables are the components alone (the missing entries are integrated out exactly)."""
+        if not isinstance(data, MixtureData):
+            data = self.prepare(data, weights)
+        if data.observed is not None:
+            weights = jnp.where(data.observed, weights, 0.0)
+        resp = jax.nn.softmax(self.complete_log_likelihoods(posterior_at, data), axis=0)
+        joint = self.complete_log_likelihoods(params, data)
+        return jnp.sum(jnp.where(weights > 0, weights * jnp.sum(resp * joint, axis=0), 0.0))
+
+    def chart(self, at: Any, coordinates: Array) -> Any:
+        """Parameters near ``at`` from ``n_parameters(D)`` coordinates ``(P,)``, ``at`` itself
+        at 0 (a chart, `jaxem.charts`): K - 1 move the weights (`jaxem.charts.simplex`), the
+        rest the components (the family's ``chart``). Standard errors are computed in them
+        (`jaxem.information`)."""
+        chart = of_family(self.family).chart
+        if chart is None:
+            raise TypeError(f"{self.family.describe()} has no chart (local coordinates)")
+        at = self.as_mixture_params(at)
+        k = self.n_components
+        weights, components = charts.split(coordinates, [k - 1, coordinates.shape[-1] - k + 1])
+        return self.from_mixture_params(
+            MixtureParams(charts.simplex(at.weights, weights), chart(at.components, components))
+        )
 
     def permute(self, params: Any, order: Any) -> Any:
         """``params`` with the components reordered by ``order`` ``(K,)``."""

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxem import priors
+from jaxem import charts, priors
 from jaxem.families.statistics import (
     Observed,
     check_discrete,
@@ -244,6 +244,13 @@ class Bernoulli:
     def constrain(self, coordinates: BernoulliParams) -> BernoulliParams:
         """The probabilities of logits (the inverse of `unconstrain`)."""
         return BernoulliParams(jax.nn.sigmoid(coordinates.probs))
+
+    def chart(self, at: BernoulliParams, coordinates: Array) -> BernoulliParams:
+        """Probabilities near ``at`` from K·D coordinates (`jaxem.charts`): as they are, except
+        those on the boundary, 0 or 1 (`jaxem.charts.on_boundary`), held fixed."""
+        probs = at.probs
+        fixed = charts.on_boundary(jnp.minimum(probs, 1 - probs))
+        return BernoulliParams(charts.hold(probs, coordinates.reshape(probs.shape), fixed))
 
     def permute(self, params: BernoulliParams, order: Any) -> BernoulliParams:
         """``params`` with the components in ``order`` ``(K,)``."""

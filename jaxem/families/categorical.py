@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxem import priors
+from jaxem import charts, priors
 from jaxem.families.statistics import (
     check_discrete,
     check_missing_flag,
@@ -345,6 +345,16 @@ class Categorical:
         valid = self.valid(logits.shape[-2])
         probs = jax.nn.softmax(jnp.where(valid, logits, -jnp.inf), axis=-1)
         return CategoricalParams(jnp.where(valid, probs, 0.0))
+
+    def chart(self, at: CategoricalParams, coordinates: Array) -> CategoricalParams:
+        """Probabilities near ``at`` ``(K, D, C)`` from $K \\sum_d (C_d - 1)$ coordinates
+        (`jaxem.charts.simplex` per component and column: all categories of a column but its
+        most probable one move)."""
+        k, d, c = at.probs.shape
+        slots = np.arange(c - 1) < (self.categories(d) - 1)[:, None]  # (D, C - 1)
+        rows, cols = np.nonzero(np.broadcast_to(slots, (k, d, c - 1)).reshape(k * d, c - 1))
+        steps = jnp.zeros((k * d, c - 1), coordinates.dtype).at[rows, cols].set(coordinates)
+        return CategoricalParams(charts.simplex(at.probs, steps.reshape(k, d, c - 1)))
 
     def permute(self, params: CategoricalParams, order: Any) -> CategoricalParams:
         """``params`` with the components in ``order`` ``(K,)``."""

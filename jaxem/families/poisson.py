@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
-from jaxem import priors
+from jaxem import charts, priors
 from jaxem.families.statistics import (
     check_discrete,
     check_missing_flag,
@@ -272,6 +272,14 @@ class Poisson:
     def constrain(self, coordinates: PoissonParams) -> PoissonParams:
         """The rates of log rates (the inverse of `unconstrain`)."""
         return PoissonParams(jnp.exp(coordinates.rates))
+
+    def chart(self, at: PoissonParams, coordinates: Array) -> PoissonParams:
+        """Rates near ``at`` from K·D coordinates (`jaxem.charts`): the rates as they are,
+        except those on the boundary, 0 (`jaxem.charts.on_boundary`, relative to the column's
+        largest rate), held fixed."""
+        rates = at.rates
+        fixed = charts.on_boundary(rates, jnp.max(rates, axis=0, keepdims=True))
+        return PoissonParams(charts.hold(rates, coordinates.reshape(rates.shape), fixed))
 
     def permute(self, params: PoissonParams, order: Any) -> PoissonParams:
         """``params`` with the components in ``order`` ``(K,)``."""

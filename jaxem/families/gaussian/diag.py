@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import priors
-from jaxem.families.gaussian import full
+from jaxem.families.gaussian import covariance_charts, full
 from jaxem.families.gaussian.structure import CovarianceStructure, register
 from jaxem.validation import worst
 
@@ -129,6 +129,10 @@ class Diagonal(CovarianceStructure):
     def noise(self, key, covariances, labels, n_features):
         z = jax.random.normal(key, (labels.shape[0], n_features), covariances.dtype)
         return z * jnp.sqrt(covariances[labels])
+
+    def chart(self, at, coordinates, n_components, n_features):
+        """`covariance_charts.variances` by the structure's letters."""
+        return covariance_charts.variances(at, coordinates, self.letters)
 
     def unconstrain(self, covariances):
         """The variances' logarithms."""

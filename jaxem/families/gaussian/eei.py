@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import priors
-from jaxem.families.gaussian import full
+from jaxem.families.gaussian import covariance_charts, full
 from jaxem.families.gaussian.diag import Diagonal, scatter_features
 from jaxem.families.gaussian.structure import register
 
@@ -32,6 +32,10 @@ class EEI(Diagonal):
 
     def shape(self, n_components, n_features):
         return (n_features,)
+
+    def chart(self, at, coordinates, n_components, n_features):
+        """The shared variances' chart (`covariance_charts.variances`, EEI)."""
+        return covariance_charts.variances(at[None], coordinates, "EEI")[0]
 
     def n_parameters(self, n_components, n_features):
         return n_features

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import priors
-from jaxem.families.gaussian import full
+from jaxem.families.gaussian import covariance_charts, full
 from jaxem.families.gaussian.spherical import Spherical
 from jaxem.families.gaussian.structure import register
 
@@ -30,6 +30,10 @@ class EII(Spherical):
 
     def shape(self, n_components, n_features):
         return ()
+
+    def chart(self, at, coordinates, n_components, n_features):
+        """The one variance's chart (`covariance_charts.variances`, EII)."""
+        return covariance_charts.variances(jnp.reshape(at, (1, 1)), coordinates, "EII")[0, 0]
 
     def n_parameters(self, n_components, n_features):
         return 1

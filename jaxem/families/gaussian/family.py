@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxem import charts
 from jaxem.families.gaussian import diag, full, missing, spherical, tied
 from jaxem.families.gaussian import structure as structures
 from jaxem.families.gaussian.structure import CovarianceStructure
@@ -560,6 +561,14 @@ class Gaussian:
     def constrain(self, coordinates: GaussianParams) -> GaussianParams:
         """The parameters of unconstrained ``coordinates`` (the inverse of `unconstrain`)."""
         return GaussianParams(coordinates.means, self.structure.constrain(coordinates.covariances))
+
+    def chart(self, at: GaussianParams, coordinates: Array) -> GaussianParams:
+        """Parameters near ``at`` from ``n_parameters_for(K, D)`` coordinates, ``at`` at 0
+        (`jaxem.charts`): the means as they are, then the covariance structure's chart."""
+        k, d = at.means.shape
+        means, cov = charts.split(coordinates, [k * d, self.structure.n_parameters(k, d)])
+        covariances = self.structure.chart(at.covariances, cov, k, d)
+        return GaussianParams(at.means + means.reshape(k, d), covariances)
 
     def permute(self, params: GaussianParams, order: Any) -> GaussianParams:
         """``params`` with components in ``order`` (a shared covariance stays)."""

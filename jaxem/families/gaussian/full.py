@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import linalg, priors
+from jaxem.families.gaussian import covariance_charts
 from jaxem.families.gaussian.structure import CovarianceStructure, register
 
 Array = jax.Array
@@ -270,6 +271,10 @@ class Full(CovarianceStructure):
         z = jax.random.normal(key, (labels.shape[0], n_features), covariances.dtype)
         chol = jnp.linalg.cholesky(covariances)
         return jnp.einsum("nde,ne->nd", chol[labels], z)
+
+    def chart(self, at, coordinates, n_components, n_features):
+        """`covariance_charts.matrices` by the structure's letters."""
+        return covariance_charts.matrices(at, coordinates, self.letters)
 
     def unconstrain(self, covariances):
         return cholesky_coordinates(covariances)

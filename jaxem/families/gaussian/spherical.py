@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import priors
-from jaxem.families.gaussian import diag, full
+from jaxem.families.gaussian import covariance_charts, diag, full
 from jaxem.families.gaussian.structure import CovarianceStructure, register
 from jaxem.validation import worst
 
@@ -119,6 +119,10 @@ class Spherical(CovarianceStructure):
     def noise(self, key, covariances, labels, n_features):
         z = jax.random.normal(key, (labels.shape[0], n_features), covariances.dtype)
         return z * jnp.sqrt(covariances[labels])[:, None]
+
+    def chart(self, at, coordinates, n_components, n_features):
+        """`covariance_charts.variances` of one variance per component (VII)."""
+        return covariance_charts.variances(at[:, None], coordinates, "VII")[:, 0]
 
     def unconstrain(self, covariances):
         """The variances' logarithms."""

@@ -19,8 +19,8 @@ construction and never compares names again. A structure fixes
 - the prior's layout and ranges (``scale_shape``, ``dof_minimum``, ``check_scale``) and mclust's
   default scale (``default_scale``);
 - draws (``noise``), unconstrained coordinates for extrapolation (``unconstrain``,
-  ``constrain``), checks of concrete values (``is_valid``) and the collapse test of model
-  selection (``collapsed``).
+  ``constrain``), minimal local coordinates for standard errors (``chart``), checks of
+  concrete values (``is_valid``) and the collapse test of model selection (``collapsed``).
 
 **Coupled and independent features.** A *coupled* structure's covariances are matrices; its
 missing-value E-step conditions the missing coordinates on the observed ones through
@@ -224,6 +224,21 @@ class CovarianceStructure(abc.ABC):
         means' squared distances from the data's centre, ``weights`` ``(..., K, 1)`` the
         mixture's, ``floor_at(scale)`` the floor of a feature of squared scale ``scale``.
         Returns booleans ``(..., K)``, or ``(..., 1)`` for a shared covariance."""
+
+    @property
+    def letters(self) -> str | None:
+        """mclust's name of the structure (volume, shape, orientation: E, V or I), or None."""
+        for name in (self.name, *self.aliases):
+            if len(name) == 3 and set(name) <= set("EVI"):
+                return name
+        return None
+
+    def chart(self, at: Array, coordinates: Array, n_components: int, n_features: int) -> Array:
+        """Covariances near ``at`` (this layout) from ``n_parameters(K, D)`` ``coordinates``,
+        ``at`` itself at 0 (a chart, `jaxem.charts`; the structure's are in
+        `jaxem.families.gaussian.covariance_charts`): what standard errors are computed in.
+        Optional."""
+        raise NotImplementedError(f"{self!r} has no chart (local coordinates)")
 
     def numpyro_prior(self, sample: Any, dist: Any, prior: Any, n_components: int) -> tuple:
         """``(means, covariances)`` drawn as NumPyro sites ``"covariances"`` and ``"means"``

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import linalg, priors
-from jaxem.families.gaussian import full
+from jaxem.families.gaussian import covariance_charts, full
 from jaxem.families.gaussian.structure import CovarianceStructure, register
 
 Array = jax.Array
@@ -102,6 +102,10 @@ class Tied(CovarianceStructure):
     def noise(self, key, covariances, labels, n_features):
         z = jax.random.normal(key, (labels.shape[0], n_features), covariances.dtype)
         return z @ jnp.linalg.cholesky(covariances).T
+
+    def chart(self, at, coordinates, n_components, n_features):
+        """The shared covariance's chart (`covariance_charts.matrices`, EEE)."""
+        return covariance_charts.matrices(at[None], coordinates, "EEE")[0]
 
     def unconstrain(self, covariances):
         return full.cholesky_coordinates(covariances)

@@ -1,0 +1,524 @@
+"""Standard errors (`jaxem.standard_errors`) against references computed in the test: central
+finite differences of log-likelihoods written here in NumPy/SciPy, in coordinates chosen here
+(natural entries, or for EVE and EEV angles and log shapes), mapped to the parameters' covariance
+by the delta method. That covariance does not depend on the chart at a maximum, so jaxem's and
+the test's must agree. Then the other estimators (Louis, Oakes, SEM, the sandwich) against the
+observed information, the charts of the fourteen covariance structures, and bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.special import logsumexp
+
+import jaxem
+from jaxem.families import Bernoulli, Categorical, Gaussian, GaussianParams, Poisson
+from jaxem.families.gaussian import structure
+
+FD_RTOL = 1e-5
+
+
+def fd_hessian(f, theta, steps):
+    """Central second differences of ``f`` at ``theta`` ``(P,)``."""
+    p = theta.size
+    h = np.zeros((p, p))
+    for i in range(p):
+        for j in range(i, p):
+            ei, ej = np.eye(p)[i] * steps[i], np.eye(p)[j] * steps[j]
+            value = (
+                f(theta + ei + ej) - f(theta + ei - ej) - f(theta - ei + ej) + f(theta - ei - ej)
+            ) / (4 * steps[i] * steps[j])
+            h[i, j] = h[j, i] = value
+    return h
+
+
+def fd_jacobian(g, theta, steps):
+    cols = [
+        (g(theta + s * e) - g(theta - s * e)) / (2 * s)
+        for s, e in zip(steps, np.eye(theta.size), strict=True)
+    ]
+    return np.stack(cols, axis=1)
+
+
+def reference_covariance(loglik, to_params, theta):
+    """``J (-H)^{-1} J^T`` in the test's coordinates ``theta`` (``to_params(theta)`` the flat
+    parameters in jaxem's order)."""
+    steps = 1e-4 * np.maximum(np.abs(theta), 0.1)
+    hessian = fd_hessian(lambda t: loglik(to_params(t)), theta, steps)
+    jac = fd_jacobian(to_params, theta, steps)
+    return jac @ np.linalg.inv(-hessian) @ jac.T
+
+
+def assert_covariance_close(actual, expected, rtol=FD_RTOL):
+    scale = np.max(np.abs(expected))
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * scale)
+    # and entry by entry where it is not tiny
+    np.testing.assert_allclose(np.diag(actual), np.diag(expected), rtol=10 * rtol)
+
+
+def converged_fit(model, X, key=0, **kwargs):
+    start = model.init(
+        jax.random.key(key), X, **({"weights": kwargs["weights"]} if "weights" in kwargs else {})
+    )
+    result = jaxem.fit(model, X, start, tol=1e-13, max_iter=5000, **kwargs)
+    assert bool(result.converged)
+    return result
+
+
+def flat(params):
+    return np.asarray(jax.flatten_util.ravel_pytree(params)[0])
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    rng = np.random.default_rng(1)
+    a = rng.multivariate_normal([0, 0], [[1.0, 0.5], [0.5, 1.5]], 90)
+    b = rng.multivariate_normal([3, 1], [[0.6, -0.2], [-0.2, 0.4]], 60)
+    return np.concatenate([a, b])
+
+
+def gaussian_mixture_loglik(weights, means, covs, X):
+    comps = [
+        np.log(w) + stats.multivariate_normal(m, c).logpdf(X)
+        for w, m, c in zip(weights, means, covs, strict=True)
+    ]
+    return float(np.sum(logsumexp(np.stack(comps), axis=0)))
+
+
+def vvv_from(theta, k, d):
+    """Weights (first K - 1), means, then each covariance's upper triangle: the natural entries."""
+    w = np.append(theta[: k - 1], 1 - np.sum(theta[: k - 1]))
+    means = theta[k - 1 : k - 1 + k * d].reshape(k, d)
+    tri = theta[k - 1 + k * d :].reshape(k, -1)
+    rows, cols = np.triu_indices(d)
+    covs = np.zeros((k, d, d))
+    covs[:, rows, cols] = tri
+    covs[:, cols, rows] = tri
+    return w, means, covs
+
+
+def test_gaussian_full_matches_finite_differences_of_scipys_density(blobs):
+    k, d = 2, 2
+    model = jaxem.Mixture(Gaussian("VVV"), k)
+    result = converged_fit(model, blobs)
+    se = jaxem.standard_errors(model, result, blobs)
+    p = result.params
+    rows, cols = np.triu_indices(d)
+    theta = np.concatenate(
+        [
+            np.asarray(p.weights[:-1]),
+            np.ravel(p.components.means),
+            np.asarray(p.components.covariances)[:, rows, cols].ravel(),
+        ]
+    )
+
+    def to_params(t):
+        w, m, c = vvv_from(t, k, d)
+        return np.concatenate([w, m.ravel(), c.ravel()])
+
+    def loglik(flat_params):
+        w = flat_params[:k]
+        m = flat_params[k : k + k * d].reshape(k, d)
+        c = flat_params[k + k * d :].reshape(k, d, d)
+        return gaussian_mixture_loglik(w, m, c, blobs)
+
+    assert_covariance_close(se.covariance, reference_covariance(loglik, to_params, theta))
+    assert se.names[0] == "weights[0]" and se.names[-1] == "components.covariances[1, 1, 1]"
+    # standard errors shaped like the parameters; a weight's from the covariance's diagonal
+    assert se.standard_errors.components.covariances.shape == (k, d, d)
+    np.testing.assert_allclose(se.standard_errors.weights[0], np.sqrt(se.covariance[0, 0]))
+
+
+def angle_chart_from(theta, k, equal_orientation):
+    """EVE (one angle, a log shape per component) or EEV (one log shape, an angle per
+    component) at D = 2, with one log volume: weights, means, covariances."""
+    w = np.append(theta[: k - 1], 1 - np.sum(theta[: k - 1]))
+    means = theta[k - 1 : 3 * k - 1].reshape(k, 2)
+    rest = theta[3 * k - 1 :]
+    log_volume = rest[0]
+    if equal_orientation:
+        angles = np.full(k, rest[1])
+        shapes = rest[2:]
+    else:
+        shapes = np.full(k, rest[1])
+        angles = rest[2:]
+    covs = []
+    for a, s in zip(angles, shapes, strict=True):
+        r = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        covs.append(np.exp(log_volume) * r @ np.diag([np.exp(s), np.exp(-s)]) @ r.T)
+    return w, means, np.array(covs)
+
+
+@pytest.mark.parametrize("name", ["EVE", "EEV"])
+def test_structures_with_an_orientation_match_finite_differences(blobs, name):
+    k = 2
+    model = jaxem.Mixture(Gaussian(name), k)
+    result = converged_fit(model, blobs)
+    se = jaxem.standard_errors(model, result, blobs)
+    p = result.params
+    covs = np.asarray(p.components.covariances)
+    values, vectors = np.linalg.eigh(covs)
+    log_volume = np.mean(np.log(values))
+    angles = np.arctan2(vectors[:, 1, 1], vectors[:, 0, 1])  # of the larger eigenvector
+    equal = name == "EVE"
+    if equal:  # one orientation: each shape along the first component's axes
+        r1 = np.array([np.cos(angles[0]), np.sin(angles[0])])
+        r2 = np.array([-r1[1], r1[0]])
+        along = np.einsum("d,kde,e->k", r1, covs, r1), np.einsum("d,kde,e->k", r2, covs, r2)
+        shapes = 0.5 * (np.log(along[0]) - np.log(along[1]))
+        geometry = [log_volume, angles[0], *shapes]
+    else:
+        shapes = 0.5 * (np.log(values[:, 1]) - np.log(values[:, 0]))
+        geometry = [log_volume, shapes[0], *angles]
+    theta = np.concatenate([np.asarray(p.weights[:-1]), np.ravel(p.components.means), geometry])
+    w, m, c = angle_chart_from(theta, k, equal)
+    np.testing.assert_allclose(c, covs, atol=1e-8)  # the test's chart passes through the fit
+
+    def to_params(t):
+        w, m, c = angle_chart_from(t, k, equal)
+        return np.concatenate([w, m.ravel(), c.ravel()])
+
+    def loglik(fp):
+        return gaussian_mixture_loglik(
+            fp[:k], fp[k : 3 * k].reshape(k, 2), fp[3 * k :].reshape(k, 2, 2), blobs
+        )
+
+    assert_covariance_close(se.covariance, reference_covariance(loglik, to_params, theta))
+
+
+def simple_to_params(theta, k, shape):
+    """Weights (first K - 1) then entries as they are."""
+    return np.concatenate([theta[: k - 1], [1 - np.sum(theta[: k - 1])], theta[k - 1 :]])
+
+
+@pytest.fixture(scope="module")
+def counts():
+    rng = np.random.default_rng(2)
+    return np.concatenate(
+        [rng.poisson([2.0, 7.0], (80, 2)), rng.poisson([6.0, 1.5], (70, 2))]
+    ).astype(float)
+
+
+def test_poisson_matches_finite_differences(counts):
+    k = 2
+    model = jaxem.Mixture(Poisson(), k)
+    result = converged_fit(model, counts)
+    se = jaxem.standard_errors(model, result, counts)
+    p = result.params
+    theta = np.concatenate([np.asarray(p.weights[:-1]), np.ravel(p.components.rates)])
+
+    def loglik(fp):
+        rates = fp[k:].reshape(k, -1)
+        comps = [np.log(fp[j]) + stats.poisson(rates[j]).logpmf(counts).sum(1) for j in range(k)]
+        return float(np.sum(logsumexp(np.stack(comps), axis=0)))
+
+    reference = reference_covariance(loglik, lambda t: simple_to_params(t, k, None), theta)
+    assert_covariance_close(se.covariance, reference)
+
+
+def test_bernoulli_matches_finite_differences():
+    rng = np.random.default_rng(3)
+    X = np.concatenate(
+        [rng.random((120, 4)) < [0.8, 0.7, 0.2, 0.3], rng.random((100, 4)) < [0.2, 0.3, 0.7, 0.9]]
+    ).astype(float)
+    k = 2
+    model = jaxem.Mixture(Bernoulli(), k)
+    result = converged_fit(model, X)
+    se = jaxem.standard_errors(model, result, X)
+    p = result.params
+    theta = np.concatenate([np.asarray(p.weights[:-1]), np.ravel(p.components.probs)])
+
+    def loglik(fp):
+        probs = fp[k:].reshape(k, -1)
+        comps = [
+            np.log(fp[j]) + (X * np.log(probs[j]) + (1 - X) * np.log1p(-probs[j])).sum(1)
+            for j in range(k)
+        ]
+        return float(np.sum(logsumexp(np.stack(comps), axis=0)))
+
+    reference = reference_covariance(loglik, lambda t: simple_to_params(t, k, None), theta)
+    assert_covariance_close(se.covariance, reference)
+
+
+def test_categorical_matches_finite_differences():
+    rng = np.random.default_rng(4)
+    a = np.stack(
+        [rng.choice(3, 150, p=q) for q in ([0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1])], 1
+    )
+    b = np.stack(
+        [rng.choice(3, 120, p=q) for q in ([0.1, 0.2, 0.7], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6])], 1
+    )
+    X = np.concatenate([a, b]).astype(float)
+    k, d, c = 2, 3, 3  # two columns would not identify two classes
+    model = jaxem.Mixture(Categorical(3), k)
+    result = converged_fit(model, X)
+    se = jaxem.standard_errors(model, result, X)
+    probs = np.asarray(result.params.components.probs)
+    theta = np.concatenate([np.asarray(result.params.weights[:-1]), probs[..., :-1].ravel()])
+
+    def to_params(t):
+        q = t[k - 1 :].reshape(k, d, c - 1)
+        full = np.concatenate([q, 1 - q.sum(-1, keepdims=True)], -1)
+        return np.concatenate([t[: k - 1], [1 - np.sum(t[: k - 1])], full.ravel()])
+
+    def loglik(fp):
+        pr = fp[k:].reshape(k, d, c)
+        cols = np.arange(d)
+        comps = [np.log(fp[j]) + np.log(pr[j][cols, X.astype(int)]).sum(1) for j in range(k)]
+        return float(np.sum(logsumexp(np.stack(comps), axis=0)))
+
+    assert_covariance_close(se.covariance, reference_covariance(loglik, to_params, theta))
+
+
+def test_missing_values_match_finite_differences_of_the_observed_marginals(blobs):
+    rng = np.random.default_rng(5)
+    X = np.concatenate([blobs, rng.normal(size=(150, 1)) + blobs[:, :1]], axis=1)
+    X[rng.random(X.shape) < 0.15] = np.nan
+    X = X[~np.all(np.isnan(X), axis=1)]
+    k, d = 2, 3
+    model = jaxem.Mixture(Gaussian("VVV", missing=True), k)
+    result = converged_fit(model, X)
+    se = jaxem.standard_errors(model, result, X)
+    p = result.params
+    rows, cols = np.triu_indices(d)
+    theta = np.concatenate(
+        [
+            np.asarray(p.weights[:-1]),
+            np.ravel(p.components.means),
+            np.asarray(p.components.covariances)[:, rows, cols].ravel(),
+        ]
+    )
+
+    def to_params(t):
+        w, m, c = vvv_from(t, k, d)
+        return np.concatenate([w, m.ravel(), c.ravel()])
+
+    patterns = {}
+    for row in X:
+        patterns.setdefault(tuple(~np.isnan(row)), []).append(row)
+
+    def loglik(fp):  # the mixture's density of the observed entries, row pattern by pattern
+        w, m, c = fp[:k], fp[k : k + k * d].reshape(k, d), fp[k + k * d :].reshape(k, d, d)
+        total = 0.0
+        for pattern, rows in patterns.items():
+            o = np.array(pattern)
+            x = np.array(rows)[:, o]
+            comps = [
+                np.log(w[j]) + stats.multivariate_normal(m[j][o], c[j][np.ix_(o, o)]).logpdf(x)
+                for j in range(k)
+            ]
+            total += np.sum(logsumexp(np.reshape(comps, (k, -1)), axis=0))
+        return total
+
+    assert_covariance_close(se.covariance, reference_covariance(loglik, to_params, theta))
+
+
+def test_gaussian_hmm_matches_finite_differences_of_the_forward_algorithm():
+    rng = np.random.default_rng(6)
+    states = [0]
+    for _ in range(299):
+        states.append(states[-1] if rng.random() < 0.9 else 1 - states[-1])
+    states = np.array(states)
+    X = (np.where(states == 0, -1.0, 1.5) + rng.normal(size=300) * np.where(states == 0, 0.7, 1.0))[
+        :, None
+    ]
+    model = jaxem.HiddenMarkovModel(Gaussian("spherical"), 2)
+    start = model.init(jax.random.key(0), X)
+    result = jaxem.fit(model, X[None], start, tol=1e-13, max_iter=5000)
+    se = jaxem.standard_errors(model, result, X[None])
+    p = result.params
+    initial = np.asarray(p.initial)  # one sequence: its first state is certain, held fixed
+    theta = np.concatenate(
+        [
+            np.asarray(p.transitions[:, 0]),
+            np.ravel(p.emissions.means),
+            np.asarray(p.emissions.covariances),
+        ]
+    )
+
+    def to_params(t):
+        trans = np.stack([[t[0], 1 - t[0]], [t[1], 1 - t[1]]])
+        return np.concatenate([initial, trans.ravel(), t[2:4], t[4:6]])
+
+    def loglik(fp):
+        initial, trans = fp[:2], fp[2:6].reshape(2, 2)
+        means, var = fp[6:8], fp[8:10]
+        log_b = stats.norm(means, np.sqrt(var)).logpdf(X)  # (T, 2)
+        alpha = np.log(initial) + log_b[0]
+        for t in range(1, len(X)):
+            alpha = logsumexp(alpha[:, None] + np.log(trans), axis=0) + log_b[t]
+        return float(logsumexp(alpha))
+
+    assert_covariance_close(se.covariance, reference_covariance(loglik, to_params, theta))
+
+
+# -- the other estimators against the observed information ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def faithful_vvv(faithful):
+    model = jaxem.Mixture(Gaussian("VVV"), 2)
+    return model, converged_fit(model, faithful)
+
+
+def test_louis_and_oakes_equal_the_observed_information(faithful, faithful_vvv):
+    model, result = faithful_vvv
+    observed = jaxem.standard_errors(model, result, faithful)
+    for method in ("louis", "oakes"):
+        other = jaxem.standard_errors(model, result, faithful, method=method)
+        np.testing.assert_allclose(
+            other.information,
+            observed.information,
+            rtol=1e-8,
+            atol=1e-8 * np.abs(observed.information).max(),
+        )
+
+
+def test_sem_equals_the_observed_information_and_reports_em_s_rate(faithful, faithful_vvv):
+    model, result = faithful_vvv
+    observed = jaxem.standard_errors(model, result, faithful)
+    sem = jaxem.standard_errors(model, result, faithful, method="sem")
+    np.testing.assert_allclose(flat(sem.standard_errors), flat(observed.standard_errors), rtol=1e-4)
+    # the rate is the largest eigenvalue of I_c^{-1} I_m, the fraction of missing information
+    complete = np.asarray(
+        jaxem.information.complete(
+            model,
+            result.params,
+            model.prepare(jnp.asarray(faithful), jnp.ones(len(faithful))),
+            jnp.ones(len(faithful)),
+            None,
+            observed.information.shape[0],
+        )
+    )
+    fraction = np.linalg.eigvals(np.linalg.solve(complete, complete - observed.information))
+    np.testing.assert_allclose(sem.em_rate, np.max(np.abs(fraction)), rtol=1e-4)
+
+
+def test_map_information_is_the_log_posteriors(faithful):
+    model = jaxem.Mixture(Gaussian("VVV"), 2)
+    prior = jaxem.default_prior(model, faithful)
+    result = converged_fit(model, faithful, prior=prior)
+    observed = jaxem.standard_errors(model, result, faithful, prior=prior)
+    with pytest.warns(UserWarning, match="not a maximum"):  # of the likelihood alone
+        likelihood_only = jaxem.standard_errors(model, result.params, faithful)
+    oakes = jaxem.standard_errors(model, result, faithful, prior=prior, method="oakes")
+    np.testing.assert_allclose(
+        oakes.information,
+        observed.information,
+        rtol=1e-8,
+        atol=1e-8 * np.abs(observed.information).max(),
+    )
+    assert not np.allclose(observed.information, likelihood_only.information)
+
+
+# -- charts ----------------------------------------------------------------------------------
+
+
+MCLUST_NAMES = ["EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE"]
+MCLUST_NAMES += ["VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV"]
+
+
+@pytest.mark.parametrize("name", MCLUST_NAMES)
+def test_every_structure_s_chart_is_minimal_and_stays_in_the_model(name):
+    k, d = 3, 3
+    rng = np.random.default_rng(7)
+    s = structure.of(name)
+    model = jaxem.Mixture(Gaussian(name), k)
+    counts = jnp.asarray([40.0, 40.0, 40.0])
+
+    def from_scatters(per_component, start):  # the M-step, (K, D, D) or (K, D) scatters
+        return s.maximise_from(start, s.reduce(per_component), counts, 0.0, jnp.zeros((k, d)))
+
+    def maximise(covariances, start):  # the M-step given these covariances as the scatters
+        if s.coupled:
+            per = jnp.broadcast_to(s.matrices(covariances, d), (k, d, d)) * counts[:, None, None]
+        else:
+            per = s.variances(covariances, k, d) * counts[:, None]
+        return from_scatters(per, start)
+
+    # a member of the model: the M-step from random scatters
+    a = rng.normal(size=(k, d, d))
+    scatters = (
+        jnp.asarray(np.einsum("kij,klj->kil", a, a) + 0.5 * np.eye(d)) * counts[:, None, None]
+    )
+    if not s.coupled:
+        scatters = jnp.diagonal(scatters, axis1=1, axis2=2)
+    means = jnp.asarray(rng.normal(size=(k, d)))
+    at = jaxem.MixtureParams(
+        jnp.asarray([0.2, 0.3, 0.5]), GaussianParams(means, from_scatters(scatters, None))
+    )
+    p = model.n_parameters(d)
+    zero = jnp.zeros((p,))
+    np.testing.assert_allclose(flat(model.chart(at, zero)), flat(at), atol=1e-12)
+    jac = jax.jacfwd(lambda c: jax.flatten_util.ravel_pytree(model.chart(at, c))[0])(zero)
+    jac = np.asarray(jac)
+    assert np.linalg.matrix_rank(jac, tol=1e-8 * np.abs(jac).max()) == p
+    # a point of the chart is a member of the model: the structure's maximum-likelihood
+    # M-step, given that point's covariances as the scatters, gives them back (an iterative
+    # one started there)
+    moved = model.chart(at, jnp.asarray(1e-3 * rng.normal(size=p))).components.covariances
+    back = maximise(moved, moved)
+    # (exact to third order in the step: off the model by 1e-12, where a second-order slip
+    # would be 1e-6)
+    np.testing.assert_allclose(np.asarray(back), np.asarray(moved), rtol=1e-8, atol=1e-10)
+
+
+# -- what the estimates cannot say, and bad input -------------------------------------------
+
+
+def test_a_structural_zero_is_held_fixed_and_the_rest_is_finite():
+    rng = np.random.default_rng(8)
+    X = np.concatenate([rng.normal(-2, 1, 100), rng.normal(2, 1, 100), rng.normal(6, 1, 100)])[
+        :, None
+    ]
+    model = jaxem.HiddenMarkovModel(Gaussian("spherical"), 3)
+    start = jaxem.HMMParams(
+        jnp.array([1.0, 0.0, 0.0]),
+        jnp.array([[0.99, 0.01, 0.0], [0.0, 0.99, 0.01], [0.0, 0.0, 1.0]]),
+        model.init(jax.random.key(0), X).emissions._replace(
+            means=jnp.array([[-2.0], [2.0], [6.0]])
+        ),
+    )
+    result = jaxem.fit(model, X[None], start, tol=1e-12, max_iter=2000)
+    se = jaxem.standard_errors(model, result, X[None])
+    transitions = se.standard_errors.transitions
+    assert np.all(transitions[np.asarray(result.params.transitions) == 0] == 0)
+    assert np.all(np.isfinite(flat(se.standard_errors)))
+    assert np.all(flat(se.standard_errors.emissions) > 0)
+
+
+def test_a_fit_that_has_not_converged_warns(faithful):
+    model = jaxem.Mixture(Gaussian("VVV"), 2)
+    result = jaxem.fit(model, faithful, model.init(jax.random.key(0), faithful), max_iter=2)
+    with pytest.warns(UserWarning, match="not converged"):
+        jaxem.standard_errors(model, result, faithful)
+    with pytest.warns(UserWarning, match="not a maximum"):
+        jaxem.standard_errors(model, result.params, faithful)
+
+
+def test_bad_input_names_the_argument(faithful, faithful_vvv):
+    model, result = faithful_vvv
+    with pytest.raises(ValueError, match="method must be one of"):
+        jaxem.standard_errors(model, result, faithful, method="hessian")
+    with pytest.raises(ValueError, match="level"):
+        jaxem.standard_errors(model, result, faithful).interval(1.5)
+    with pytest.raises(TypeError, match="chart"):
+        jaxem.standard_errors(jaxem.KMeans(2), result.params, faithful)
+
+
+def test_summary_lists_each_distinct_entry_once(faithful, faithful_vvv):
+    model, result = faithful_vvv
+    se = jaxem.standard_errors(model, result, faithful)
+    text = se.summary()
+    assert (
+        "components.covariances[0, 0, 1]" in text and "components.covariances[0, 1, 0]" not in text
+    )
+    lower, upper = se.interval(0.95)
+    np.testing.assert_allclose(
+        upper.components.means - lower.components.means,
+        2 * stats.norm.ppf(0.975) * se.standard_errors.components.means,
+    )
