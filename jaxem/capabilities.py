@@ -108,10 +108,38 @@ class StartsDeterministically(Protocol):
     def deterministic_start(self, X: Any, weights: Any = None) -> Params: ...
 
 
+@runtime_checkable
+class CountsParameters(Protocol):
+    """The model's free parameters for data of ``n_features`` columns (BIC's count; the
+    dimension of its chart)."""
+
+    def n_parameters(self, n_features: int) -> int: ...
+
+
+@runtime_checkable
+class HasCompleteData(Protocol):
+    """$Q(\\theta \\mid \\theta_0)$, the expected complete-data log-likelihood of ``params``
+    under the posterior at ``posterior_at``: ``expected_complete_log_likelihood(params,
+    posterior_at, data, weights)`` (Oakes's and SEM's information, `jaxem.information`)."""
+
+    def expected_complete_log_likelihood(
+        self, params: Params, posterior_at: Params, data: Any, weights: Array
+    ) -> Array: ...
+
+
+@runtime_checkable
+class EnumeratesLatents(Protocol):
+    """One discrete latent value per sample: ``complete_log_likelihoods(params, data)``
+    ``(K, N)``, $\\log p(x_n, z_n = k \\mid \\theta)$ (Louis's information)."""
+
+    def complete_log_likelihoods(self, params: Params, data: Any) -> Array: ...
+
+
 class ModelCapabilities(NamedTuple):
     """What a model provides (see `of_model`): each optional method, or None (``m_step_from``:
-    `ReadsIterate`; ``deterministic_start``: `StartsDeterministically`; ``chart``: `HasChart`);
-    declared values
+    `ReadsIterate`; ``deterministic_start``: `StartsDeterministically`; ``chart``: `HasChart`;
+    ``n_parameters``: `CountsParameters`; ``expected_complete_log_likelihood``:
+    `HasCompleteData`; ``complete_log_likelihoods``: `EnumeratesLatents`); declared values
     (``data_ndim`` the dimensions of one data set, ``min_samples`` the fewest samples of
     positive weight a fit needs, ``missing`` whether NaN is a missing value,
     ``ignores_zero_weights`` whether rows of weight zero change nothing, so that data may be
@@ -130,6 +158,9 @@ class ModelCapabilities(NamedTuple):
     default_prior: Callable | None
     deterministic_start: Callable | None
     chart: Callable | None
+    n_parameters: Callable | None
+    expected_complete_log_likelihood: Callable | None
+    complete_log_likelihoods: Callable | None
     data_ndim: int
     min_samples: int
     missing: bool
@@ -182,6 +213,11 @@ def _resolve(model: Any) -> ModelCapabilities:
         default_prior=_method(model, HasDefaultPrior, "default_prior"),
         deterministic_start=_method(model, StartsDeterministically, "deterministic_start"),
         chart=_method(model, HasChart, "chart"),
+        n_parameters=_method(model, CountsParameters, "n_parameters"),
+        expected_complete_log_likelihood=_method(
+            model, HasCompleteData, "expected_complete_log_likelihood"
+        ),
+        complete_log_likelihoods=_method(model, EnumeratesLatents, "complete_log_likelihoods"),
         data_ndim=int(getattr(model, "data_ndim", 1)),
         min_samples=int(getattr(model, "min_samples", 1)),
         missing=bool(getattr(model, "missing", False)),

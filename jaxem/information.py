@@ -46,7 +46,7 @@ ESTIMATORS = ("observed", "louis", "oakes", "sem")
 
 def n_coordinates(model: EMModel, n_features: int) -> int:
     """The chart's coordinates: the model's free parameters, ``n_parameters(n_features)``."""
-    return int(model.n_parameters(n_features))
+    return int(of_model(model).n_parameters(n_features))
 
 
 def objective_in_chart(
@@ -116,7 +116,7 @@ def _expected(model: EMModel, data: Any, weights: Array, prior: Prior | None) ->
     can = of_model(model)
 
     def q(params: Params, posterior_at: Params) -> Array:
-        value = model.expected_complete_log_likelihood(params, posterior_at, data, weights)
+        value = can.expected_complete_log_likelihood(params, posterior_at, data, weights)
         if prior is not None:
             value = value + can.log_prior(params, prior)
         return value
@@ -154,9 +154,9 @@ def louis(model: EMModel, at: Params, data: Any, weights: Array, prior: Prior | 
     $\\log p(x_n, z_n = k \\mid \\theta)$."""
     can = of_model(model)
     zero = jnp.zeros((p,), weights.dtype)
-    joint = model.complete_log_likelihoods(at, data)  # (K, N)
-    resp = jax.nn.softmax(joint, axis=0)
-    gradients = jax.jacfwd(lambda c: model.complete_log_likelihoods(can.chart(at, c), data))(zero)
+    complete_data = can.complete_log_likelihoods
+    resp = jax.nn.softmax(complete_data(at, data), axis=0)  # (K, N)
+    gradients = jax.jacfwd(lambda c: complete_data(can.chart(at, c), data))(zero)
     mean = jnp.einsum("kn,knp->np", resp, gradients)
     centred = gradients - mean[None]
     missing = jnp.einsum("n,kn,knp,knq->pq", weights, resp, centred, centred)

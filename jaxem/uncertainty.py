@@ -163,16 +163,14 @@ def standard_errors(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     can = of_model(model)
-    if can.chart is None or not callable(getattr(model, "n_parameters", None)):
+    if can.chart is None or can.n_parameters is None:
         raise TypeError(
             f"{type(model).__name__} has no chart (local coordinates, see jaxem.charts) and "
             "n_parameters: standard errors need both"
         )
-    if method in ("louis", "oakes", "sem") and not callable(
-        getattr(model, "expected_complete_log_likelihood", None)
-    ):
+    if method in ("louis", "oakes", "sem") and can.expected_complete_log_likelihood is None:
         raise TypeError(f"method={method!r} needs the model's expected_complete_log_likelihood")
-    if method == "louis" and not callable(getattr(model, "complete_log_likelihoods", None)):
+    if method == "louis" and can.complete_log_likelihoods is None:
         raise TypeError(
             "method='louis' needs one discrete latent value per sample (a mixture's "
             "complete_log_likelihoods); use 'oakes', which agrees with it"
