@@ -248,6 +248,30 @@ class HiddenMarkovModel:
             + self.family.log_prior(params.emissions, prior.emissions)
         )
 
+    def expected_complete_log_likelihood(
+        self, params: HMMParams, posterior_at: HMMParams, data: Any, weights: Array
+    ) -> Array:
+        """$Q(\\theta \\mid \\theta_0) = \\sum_s w_s \\big[\\sum_k \\gamma_{s1k} \\log \\pi_k +
+        \\sum_{t,i,j} \\xi_{stij} \\log A_{ij} + \\sum_{t,k} \\gamma_{stk} \\log p(x_{st}
+        \\mid \\theta_k)\\big]$ with the posterior marginals $\\gamma, \\xi$ at ``posterior_at``
+        $\\theta_0$; ``data`` as `prepare` makes it (or ``X``), ``weights`` ``(S, T)``. Zero
+        entries of $\\pi$ and $A$ carry no posterior mass and add nothing."""
+        params, posterior_at = HMMParams(*params), HMMParams(*posterior_at)
+        data = data if isinstance(data, HMMData) else self.prepare(data, weights)
+        posterior = self._posterior(posterior_at, data, weights)
+        sequence = weights[:, 0]
+
+        def log(p):
+            return jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)
+
+        initial = jnp.einsum("s,sk,k->", sequence, posterior.marginals[:, 0], log(params.initial))
+        moves = jnp.einsum(
+            "s,sij,ij->", sequence, posterior.transition_counts, log(params.transitions)
+        )
+        wr = posterior.marginals * weights[..., None]  # (S, T, K)
+        emissions = jnp.sum(wr * self._log_likelihoods(params, data, weights))
+        return initial + moves + emissions
+
     def chart(self, at: HMMParams, coordinates: Array) -> HMMParams:
         """Parameters near ``at`` from ``n_parameters(D)`` coordinates ``(P,)``, ``at`` at 0
         (`jaxem.charts`): K - 1 move $\\pi$, K(K - 1) the rows of $A$ (a structural zero

@@ -522,3 +522,18 @@ def test_summary_lists_each_distinct_entry_once(faithful, faithful_vvv):
         upper.components.means - lower.components.means,
         2 * stats.norm.ppf(0.975) * se.standard_errors.components.means,
     )
+
+
+def test_oakes_and_sem_of_a_hidden_markov_model_equal_the_observed_information():
+    rng = np.random.default_rng(9)
+    states = np.repeat([0, 1, 0, 1, 1, 0], 40)
+    X = (np.where(states == 0, -1.0, 1.5) + rng.normal(size=states.size))[None, :, None]
+    model = jaxem.HiddenMarkovModel(Gaussian("spherical"), 2)
+    start = model.init(jax.random.key(0), X[0])
+    result = jaxem.fit(model, X, start, tol=1e-13, max_iter=5000)
+    observed = jaxem.standard_errors(model, result, X)
+    oakes = jaxem.standard_errors(model, result, X, method="oakes")
+    scale = np.abs(observed.information).max()
+    np.testing.assert_allclose(oakes.information, observed.information, atol=1e-8 * scale)
+    sem = jaxem.standard_errors(model, result, X, method="sem")
+    np.testing.assert_allclose(flat(sem.standard_errors), flat(observed.standard_errors), rtol=1e-4)
