@@ -41,6 +41,7 @@ from jaxem import families
 from jaxem.algorithm import EMAlgorithm, EMState
 from jaxem.base import EMModel, Family, FitResult
 from jaxem.batch import RestartsResult, best_start, fit_batch, fit_restarts
+from jaxem.bootstrap import BootstrapResult, LikelihoodRatioTest, bootstrap, bootstrap_lrt
 from jaxem.compilation_cache import enable_compilation_cache
 from jaxem.datasets import load_anes96, load_faithful
 from jaxem.em import em_algorithm, em_step, fit
@@ -108,4 +109,8 @@ __all__ = [
     "load_faithful",
     "StandardErrors",
     "standard_errors",
+    "bootstrap",
+    "bootstrap_lrt",
+    "BootstrapResult",
+    "LikelihoodRatioTest",
 ]

@@ -135,13 +135,23 @@ class EnumeratesLatents(Protocol):
     def complete_log_likelihoods(self, params: Params, data: Any) -> Array: ...
 
 
+@runtime_checkable
+class Samples(Protocol):
+    """Draws from the model: ``sample(key, params, n_samples) -> (X, latent)`` (the parametric
+    bootstrap, `jaxem.bootstrap`)."""
+
+    def sample(self, key: Array, params: Params, n_samples: int) -> Any: ...
+
+
 class ModelCapabilities(NamedTuple):
     """What a model provides (see `of_model`): each optional method, or None (``m_step_from``:
     `ReadsIterate`; ``deterministic_start``: `StartsDeterministically`; ``chart``: `HasChart`;
     ``n_parameters``: `CountsParameters`; ``expected_complete_log_likelihood``:
-    `HasCompleteData`; ``complete_log_likelihoods``: `EnumeratesLatents`); declared values
+    `HasCompleteData`; ``complete_log_likelihoods``: `EnumeratesLatents`; ``sample``:
+    `Samples`); declared values
     (``data_ndim`` the dimensions of one data set, ``min_samples`` the fewest samples of
     positive weight a fit needs, ``missing`` whether NaN is a missing value,
+    ``n_components`` a mixture's K or a hidden Markov model's states (None for others),
     ``ignores_zero_weights`` whether rows of weight zero change nothing, so that data may be
     padded with them: `jaxem.buckets`), or their defaults."""
 
@@ -161,8 +171,10 @@ class ModelCapabilities(NamedTuple):
     n_parameters: Callable | None
     expected_complete_log_likelihood: Callable | None
     complete_log_likelihoods: Callable | None
+    sample: Callable | None
     data_ndim: int
     min_samples: int
+    n_components: int | None
     missing: bool
     ignores_zero_weights: bool
 
@@ -218,8 +230,10 @@ def _resolve(model: Any) -> ModelCapabilities:
             model, HasCompleteData, "expected_complete_log_likelihood"
         ),
         complete_log_likelihoods=_method(model, EnumeratesLatents, "complete_log_likelihoods"),
+        sample=_method(model, Samples, "sample"),
         data_ndim=int(getattr(model, "data_ndim", 1)),
         min_samples=int(getattr(model, "min_samples", 1)),
+        n_components=getattr(model, "n_components", getattr(model, "n_states", None)),
         missing=bool(getattr(model, "missing", False)),
         ignores_zero_weights=bool(getattr(model, "ignores_zero_weights", False)),
     )

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxem import uncertainty
 from jaxem.capabilities import of_family, of_model
 from jaxem.compiler import with_options
 from jaxem.families import registry
@@ -496,6 +497,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     hierarchical = of_model(model).deterministic_start is not None
     extra = " and the hierarchical one" if hierarchical else ""
     _print_summary(summary, f"{args.data}: best of {args.n_init} starts{extra}")
+    if args.se:
+        with cells_named(table):
+            errors = uncertainty.standard_errors(model, result, X, prior=prior, method=args.se)
+        print()
+        print(_with_columns(errors.summary(), names))
+        summary["standard_errors"] = {
+            n: float(v)
+            for n, v in zip(errors.names, np.sqrt(np.diag(errors.covariance)), strict=True)
+        }
     if args.out:
         _save(args.out, model, result.params, prior, names)
     if args.json:
@@ -505,6 +515,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         plot(args.plot, X, names, [(title, model, result.params)])
         _plotted(args.plot, names)
     return 0
+
+
+def _with_columns(text: str, names: list[str]) -> str:
+    """``text`` with a legend of the columns' indices in the parameters' names."""
+    legend = ", ".join(f"{i} = {name}" for i, name in enumerate(names))
+    return f"{text}\n(columns: {legend})"
 
 
 def _plotted(path: str, names: list[str]) -> None:
@@ -738,6 +754,14 @@ def _parser() -> argparse.ArgumentParser:
         choices=["squarem"],
         help="extrapolate along EM's steps (SQUAREM, monotone): far fewer passes over the data "
         "where EM crawls; --max-iter then counts its iterations, three passes each",
+    )
+    fit.add_argument(
+        "--se",
+        nargs="?",
+        const="observed",
+        choices=list(uncertainty.METHODS),
+        help="print standard errors and 95%% Wald intervals (default method: the observed "
+        "information; see jaxem.standard_errors); fit to a small --tol for them",
     )
     fit.add_argument("--out", help="save the model (.npz, see jaxem.load)")
     fit.add_argument("--json", help="write the summary as JSON")

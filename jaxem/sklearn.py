@@ -44,6 +44,7 @@ from jaxem.compiler import jit
 from jaxem.em import fit as em_fit
 from jaxem.gaussian_mixture import GaussianMixturePrior
 from jaxem.priors import default_prior
+from jaxem.uncertainty import StandardErrors, standard_errors
 
 
 def _precision(dtype: Any):
@@ -396,6 +397,23 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         with _precision(self.means_.dtype):
             X, labels = self._model().sample(jax.random.key(seed), self._params(), n_samples)
             return np.asarray(X), np.asarray(labels)
+
+    def standard_errors(self, X: Any, method: str = "observed") -> StandardErrors:
+        """Standard errors of the fitted ``weights_``, ``means_`` and ``covariances_`` from the
+        data ``X`` ``(n_samples, n_features)`` they were fitted to (with the fit's prior):
+        `jaxem.standard_errors` (``method`` one of its methods). Returns its
+        `jaxem.StandardErrors`: ``standard_errors.means`` is shaped like ``means_``, and so on;
+        ``print`` it for a table. Fit with a small ``tol`` (the default 1e-3 stops short of
+        the maximum, and this warns)."""
+        check_is_fitted(self)
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=self._finite()
+        )
+        with _precision(self.means_.dtype):
+            Xj = jax.device_put(np.asarray(X, self.means_.dtype))
+            model = self._model()
+            prior = default_prior(model, Xj) if self.prior == "default" else self.prior
+            return standard_errors(model, self._params(), Xj, prior=prior, method=method)
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on ``X`` (lower is better), as `jaxem.bic`."""

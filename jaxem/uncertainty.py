@@ -84,15 +84,15 @@ class StandardErrors:
         se = np.sqrt(np.maximum(np.diag(self.covariance), 0.0))
         se = np.where(np.isnan(np.diag(self.covariance)), np.nan, se)
         z = _z(level)
-        rows, seen = [], set()
+        rows, seen = [], {}
+        scale = np.max(np.abs(self.jacobian), initial=0.0)
         for i, name in enumerate(self.names):
-            key = (estimate[i].tobytes(), np.round(self.jacobian[i], 12).tobytes())
-            if key in seen:  # the other triangle of a symmetric matrix
-                continue
-            seen.add(key)
-            rows.append(
-                (name, estimate[i], se[i], estimate[i] - z * se[i], estimate[i] + z * se[i])
-            )
+            twins = seen.setdefault(estimate[i].tobytes(), [])
+            if any(np.allclose(self.jacobian[i], j, rtol=1e-4, atol=1e-6 * scale) for j in twins):
+                continue  # the other triangle of a symmetric matrix
+            twins.append(self.jacobian[i])
+            low, high = estimate[i] - z * se[i], estimate[i] + z * se[i]
+            rows.append((name, estimate[i], se[i], low, high))
         return rows
 
     def summary(self, level: float = 0.95) -> str:

@@ -43,7 +43,18 @@ def test_fit_then_predict_round_trip(faithful, tmp_path):
     np.savetxt(data, faithful, delimiter=",", header="eruptions,waiting", comments="")
     model_file, summary_file = tmp_path / "m.npz", tmp_path / "s.json"
     out = jaxem_cli(
-        "fit", data, "-k", 2, "--n-init", 2, "--out", model_file, "--json", summary_file, "-q"
+        "fit",
+        data,
+        "-k",
+        2,
+        "--n-init",
+        2,
+        "--out",
+        model_file,
+        "--json",
+        summary_file,
+        "-q",
+        "--se",
     ).stdout
     summary = json.loads(summary_file.read_text())
     assert summary["n_samples"] == 272 and summary["columns"] == ["eruptions", "waiting"]
@@ -53,6 +64,11 @@ def test_fit_then_predict_round_trip(faithful, tmp_path):
     np.testing.assert_allclose(params.weights, summary["weights"], rtol=1e-6)
     bic = float(jaxem.bic(model, params, faithful.astype(np.float32)))
     np.testing.assert_allclose(summary["bic"], bic, rtol=1e-5)
+    # --se: the table, and the standard errors of jaxem.standard_errors in the JSON summary
+    assert "Standard errors (observed information)" in out and "0 = eruptions" in out
+    errors = jaxem.standard_errors(model, params, faithful)
+    reported = [summary["standard_errors"][name] for name in errors.names]
+    np.testing.assert_allclose(reported, np.sqrt(np.diag(errors.covariance)), rtol=2e-2)
 
     labels_file = tmp_path / "labels.csv"
     jaxem_cli("predict", model_file, data, "--out", labels_file)

@@ -119,6 +119,12 @@ def test_prior_default_is_the_map_fit(faithful):
         ours = np.argsort(fitted.means_[:, 0])
         np.testing.assert_allclose(fitted.means_[ours], ref.means[theirs], rtol=1e-6)
         np.testing.assert_allclose(fitted.covariances_[ours], ref.covariances[theirs], rtol=1e-5)
+    # standard errors of the fitted attributes, of the log posterior (the prior's included)
+    errors = gm.standard_errors(faithful)
+    assert errors.standard_errors.means.shape == gm.means_.shape
+    fitted = jaxem.GaussianMixtureParams(gm.weights_, gm.means_, gm.covariances_)
+    reference = jaxem.standard_errors(model, fitted, faithful, prior=prior)
+    np.testing.assert_allclose(errors.covariance, reference.covariance, rtol=1e-10)
 
 
 def test_bad_parameters_raise_at_fit(blobs):

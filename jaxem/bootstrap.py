@@ -1,0 +1,302 @@
+"""The bootstrap: a fit's sampling distribution by refitting, every refit in one compiled call.
+
+Each replicate refits the model from the estimate (as mclust's ``MclustBootstrap`` does, so
+that components keep their labels), all of them in one `jaxem.fit_batch` call:
+
+- ``"nonparametric"``: the units (samples; sequences of a hidden Markov model) drawn with
+  replacement, as multinomial counts that multiply the weights;
+- ``"bayesian"``: the weighted-likelihood bootstrap (Newton and Raftery 1994), weights drawn
+  from a flat Dirichlet, scaled to the number of units;
+- ``"parametric"``: data sets drawn from the fitted model (its ``sample``), refitted;
+- ``"jackknife"``: one refit per unit, without it.
+
+`bootstrap_lrt` is the parametric bootstrap of the likelihood-ratio statistic of G against
+G + 1 components (McLachlan 1987; mclust's ``mclustBootstrapLRT``).
+
+Replicates whose refit gives a non-finite objective are left out (mclust draws again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem.base import EMModel, FitResult, Params, Prior, PRNGKey
+from jaxem.batch import fit_batch, fit_restarts
+from jaxem.capabilities import check_model, of_model
+from jaxem.em import check_inputs
+from jaxem.validation import check_positive_int
+
+KINDS = ("nonparametric", "bayesian", "parametric", "jackknife")
+
+
+@dataclasses.dataclass(frozen=True)
+class BootstrapResult:
+    """What `bootstrap` returns.
+
+    Attributes:
+        kind: one of `KINDS`.
+        estimate: the fit's parameters.
+        replicates: the refits' parameters, every leaf with a leading axis B (NumPy), those
+            whose refit failed left out.
+        objectives: ``(B,)`` the refits' objectives.
+        converged: ``(B,)`` whether each refit converged.
+    """
+
+    kind: str
+    estimate: Any
+    replicates: Any
+    objectives: np.ndarray
+    converged: np.ndarray
+
+    @property
+    def n_replicates(self) -> int:
+        return int(self.objectives.shape[0])
+
+    def standard_errors(self) -> Any:
+        """The replicates' standard deviation, shaped like the parameters; for the jackknife
+        $\\sqrt{(n - 1)/n \\sum_i (\\hat\\theta_{(i)} - \\bar\\theta)^2}$."""
+        n = self.n_replicates
+
+        def spread(values: np.ndarray) -> np.ndarray:
+            sd = np.std(values, axis=0, ddof=1)
+            return sd * (n - 1) / np.sqrt(n) if self.kind == "jackknife" else sd
+
+        return jax.tree.map(spread, self.replicates)
+
+    def interval(self, level: float = 0.95) -> tuple[Any, Any]:
+        """Percentile intervals ``(lower, upper)`` shaped like the parameters; for the
+        jackknife, the estimate plus or minus the normal quantile times its standard error."""
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1); got {level!r}")
+        if self.kind == "jackknife":
+            from scipy import stats
+
+            z = stats.norm.ppf(0.5 + level / 2)
+            se = self.standard_errors()
+            lower = jax.tree.map(lambda e, s: np.asarray(e) - z * s, self.estimate, se)
+            upper = jax.tree.map(lambda e, s: np.asarray(e) + z * s, self.estimate, se)
+            return lower, upper
+        tails = (0.5 - level / 2, 0.5 + level / 2)
+        lower = jax.tree.map(lambda v: np.quantile(v, tails[0], axis=0), self.replicates)
+        upper = jax.tree.map(lambda v: np.quantile(v, tails[1], axis=0), self.replicates)
+        return lower, upper
+
+
+def bootstrap(
+    model: EMModel,
+    fit: FitResult | Params,
+    X: Any,
+    *,
+    key: PRNGKey,
+    n_boot: int = 999,
+    kind: str = "nonparametric",
+    weights: Any = None,
+    prior: Prior | None = None,
+    tol: float = 1e-8,
+    max_iter: int = 1000,
+    lanes: int | None = None,
+) -> BootstrapResult:
+    """Bootstrap replicates of a fit, refitted from it in one `jaxem.fit_batch` call.
+
+    Args:
+        model: the model fitted.
+        fit: its `jaxem.FitResult`, or the parameters.
+        X: the data fitted, ``(N, D)`` (``(S, T, D)`` for a hidden Markov model, whose units
+            are its sequences).
+        key: a PRNG key for the draws.
+        n_boot: the replicates (the jackknife makes one per unit and ignores it).
+        kind: ``"nonparametric"``, ``"bayesian"``, ``"parametric"`` (models whose ``sample``
+            draws rows) or ``"jackknife"``; see the module.
+        weights, prior: those of the fit (a MAP fit's refits are MAP too).
+        tol, max_iter, lanes: as for `jaxem.fit_batch`.
+
+    Returns:
+        `BootstrapResult`, with ``standard_errors()`` and ``interval(level)``. The data is
+        repeated once per replicate in memory (B x N x D).
+    """
+    check_model(model)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    n_boot = check_positive_int(n_boot, "n_boot")
+    params = fit.params if isinstance(fit, FitResult) else fit
+    X, params, weights, prior = check_inputs(model, X, params, weights, prior)
+    units = weights.shape[0]
+    if kind == "parametric":
+        sample = of_model(model).sample
+        if sample is None:
+            raise TypeError(f"kind='parametric' needs the model's sample; {type(model).__name__}")
+        data = _draws(sample, params, key, n_boot, X.shape[0])
+        if data.shape[1:] != X.shape:
+            raise TypeError(
+                f"kind='parametric' needs draws shaped like the data {X.shape}; "
+                f"{type(model).__name__}.sample gives {data.shape[1:]}"
+            )
+        replicate_weights = jnp.ones((n_boot,) + weights.shape, weights.dtype)
+    else:
+        replicate_weights = _reweigh(key, kind, weights, units, n_boot)
+        n_boot = replicate_weights.shape[0]
+        data = jnp.broadcast_to(X, (n_boot,) + X.shape)
+    starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_boot,) + a.shape), params)
+    result = fit_batch(
+        model,
+        key,
+        data,
+        weights=replicate_weights,
+        prior=prior,
+        init_params=starts,
+        tol=tol,
+        max_iter=max_iter,
+        lanes=lanes,
+    )
+    objectives = np.asarray(result.objective)
+    ok = np.isfinite(objectives)
+    return BootstrapResult(
+        kind=kind,
+        estimate=jax.tree.map(np.asarray, params),
+        replicates=jax.tree.map(lambda a: np.asarray(a)[ok], result.params),
+        objectives=objectives[ok],
+        converged=np.asarray(result.converged)[ok],
+    )
+
+
+def _draws(sample: Any, params: Params, key: PRNGKey, n_boot: int, n_rows: int) -> jax.Array:
+    """``n_boot`` data sets of ``n_rows`` drawn by ``sample`` from ``params``, stacked."""
+    keys = jax.random.split(key, n_boot)
+    return jax.vmap(lambda k: sample(k, params, n_rows)[0])(keys)
+
+
+def _reweigh(key: PRNGKey, kind: str, weights: jax.Array, units: int, n_boot: int) -> jax.Array:
+    """The replicates' weights ``(B,) + weights.shape``: each unit's (row's) weights times a
+    draw per unit."""
+    dtype = weights.dtype
+    if kind == "nonparametric":
+        draws = jax.random.randint(key, (n_boot, units), 0, units)
+        factors = jax.vmap(lambda d: jnp.bincount(d, length=units))(draws).astype(dtype)
+    elif kind == "bayesian":
+        gamma = jax.random.gamma(key, jnp.ones((n_boot, units), dtype))
+        factors = units * gamma / jnp.sum(gamma, axis=1, keepdims=True)
+    else:  # jackknife
+        factors = 1.0 - jnp.eye(units, dtype=dtype)
+    return factors.reshape(factors.shape + (1,) * (weights.ndim - 1)) * weights
+
+
+@dataclasses.dataclass(frozen=True)
+class LikelihoodRatioTest:
+    """What `bootstrap_lrt` returns: for each G of ``n_components`` (but the last), the
+    statistic $2(\\ell_{G+1} - \\ell_G)$ of the data (``statistics``), its ``replicates``
+    ``(B, len(statistics))`` under the G-component fit, and the bootstrap p-values
+    $(1 + \\#\\{b: T_b \\ge T\\}) / (B + 1)$."""
+
+    n_components: list[int]
+    statistics: np.ndarray
+    replicates: np.ndarray
+    p_values: np.ndarray
+    log_likelihoods: np.ndarray
+
+    def summary(self) -> str:
+        """As mclust prints a ``mclustBootstrapLRT``."""
+        lines = [
+            "Bootstrap sequential LRT for the number of mixture components",
+            f"Replications = {self.replicates.shape[0]}",
+            f"{'':8}  {'LRTS':>10}  {'bootstrap p-value':>17}",
+        ]
+        for g, stat, p in zip(self.n_components, self.statistics, self.p_values, strict=False):
+            lines.append(f"{f'{g} vs {g + 1}':8}  {stat:>10.4f}  {p:>17.4g}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def bootstrap_lrt(
+    models: Sequence[EMModel],
+    X: Any,
+    *,
+    key: PRNGKey,
+    fits: Sequence[FitResult | Params] | None = None,
+    n_boot: int = 999,
+    n_init: int = 8,
+    tol: float = 1e-8,
+    max_iter: int = 1000,
+) -> LikelihoodRatioTest:
+    """The bootstrap likelihood-ratio test of each model against the next (mixtures of G and
+    G + 1 components: ``[jaxem.GaussianMixture(g, "VVV") for g in (1, 2, 3, 4)]``).
+
+    For each pair, B data sets are drawn from the smaller model's fit, and both models are
+    refitted to each from their fits to the data (one `jaxem.fit_batch` call per model); the
+    p-value is the share of replicate statistics at least the data's.
+
+    Args:
+        models: two or more models, each nested in the next.
+        X: the data ``(N, D)``.
+        key: a PRNG key.
+        fits: the models' fits to ``X`` (`jaxem.FitResult` or parameters); default:
+            `jaxem.fit_restarts` with ``n_init`` random starts and the deterministic one.
+        n_boot: B.
+        tol, max_iter: for every fit and refit.
+
+    Returns:
+        `LikelihoodRatioTest`.
+    """
+    if len(models) < 2:
+        raise ValueError(f"models must hold at least two nested models; got {len(models)}")
+    for model in models:
+        check_model(model)
+        if of_model(model).sample is None:
+            raise TypeError(
+                f"bootstrap_lrt draws from the models: {type(model).__name__} has no sample"
+            )
+    n_boot = check_positive_int(n_boot, "n_boot")
+    if fits is not None and len(fits) != len(models):
+        raise ValueError(f"fits must hold one fit per model ({len(models)}); got {len(fits)}")
+    fit_key, draw_key = jax.random.split(key)
+    params = []
+    for i, model in enumerate(models):
+        if fits is None:
+            found = fit_restarts(
+                model, jax.random.fold_in(fit_key, i), X, n_init=n_init, tol=tol, max_iter=max_iter
+            )
+            params.append(found.params)
+        else:
+            fit = fits[i]
+            params.append(fit.params if isinstance(fit, FitResult) else fit)
+    X = check_inputs(models[0], X, params[0], None, None)[0]
+    loglik = np.array(
+        [
+            float(model.e_step(p, X, jnp.ones(X.shape[0], X.dtype))[1])
+            for model, p in zip(models, params, strict=True)
+        ]
+    )
+    statistics = 2 * (loglik[1:] - loglik[:-1])
+    replicates = np.full((n_boot, len(statistics)), np.nan)
+    for g in range(len(statistics)):
+        sample = of_model(models[g]).sample
+        data = _draws(sample, params[g], jax.random.fold_in(draw_key, g), n_boot, X.shape[0])
+        objective = []
+        for model, p in ((models[g], params[g]), (models[g + 1], params[g + 1])):
+            starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_boot,) + jnp.shape(a)), p)
+            refit = fit_batch(model, draw_key, data, init_params=starts, tol=tol, max_iter=max_iter)
+            objective.append(np.asarray(refit.objective))
+        replicates[:, g] = 2 * (objective[1] - objective[0])
+    p_values = np.array(
+        [
+            (1 + np.sum(r[np.isfinite(r)] >= s)) / (1 + np.sum(np.isfinite(r)))
+            for r, s in zip(replicates.T, statistics, strict=True)
+        ]
+    )
+    return LikelihoodRatioTest(
+        n_components=[of_model(m).n_components or i + 1 for i, m in enumerate(models[:-1])],
+        statistics=statistics,
+        replicates=replicates,
+        p_values=p_values,
+        log_likelihoods=loglik,
+    )
+
+
+__all__ = ["KINDS", "BootstrapResult", "LikelihoodRatioTest", "bootstrap", "bootstrap_lrt"]
