@@ -41,7 +41,6 @@ from jaxem import families
 from jaxem.algorithm import EMAlgorithm, EMState
 from jaxem.base import EMModel, Family, FitResult
 from jaxem.batch import RestartsResult, best_start, fit_batch, fit_restarts
-from jaxem.bootstrap import BootstrapResult, LikelihoodRatioTest, bootstrap, bootstrap_lrt
 from jaxem.compilation_cache import enable_compilation_cache
 from jaxem.datasets import load_anes96, load_faithful
 from jaxem.em import em_algorithm, em_step, fit
@@ -53,6 +52,7 @@ from jaxem.mixture import Mixture, MixtureParams, MixturePrior, MixtureStats
 from jaxem.model_selection import SelectResult, aic, bic, icl, select
 from jaxem.padding import pad
 from jaxem.priors import default_prior
+from jaxem.resampling import BootstrapResult, LikelihoodRatioTest, bootstrap, bootstrap_lrt
 from jaxem.sharding import shard
 from jaxem.uncertainty import StandardErrors, standard_errors
 

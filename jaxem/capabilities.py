@@ -138,7 +138,7 @@ class EnumeratesLatents(Protocol):
 @runtime_checkable
 class Samples(Protocol):
     """Draws from the model: ``sample(key, params, n_samples) -> (X, latent)`` (the parametric
-    bootstrap, `jaxem.bootstrap`)."""
+    bootstrap, `jaxem.resampling`)."""
 
     def sample(self, key: Array, params: Params, n_samples: int) -> Any: ...
 

@@ -1,4 +1,4 @@
-"""The bootstrap (`jaxem.bootstrap`) and the bootstrap likelihood-ratio test
+"""The bootstrap (`jaxem.bootstrap`, `jaxem.resampling`) and the bootstrap likelihood-ratio test
 (`jaxem.bootstrap_lrt`) against mclust's MclustBootstrap and mclustBootstrapLRT on Old Faithful
 (tests/data/mclust/make_bootstrap.R and its output): jaxem's refits start from mclust's own fit,
 the standard errors agree within Monte Carlo error (10 %; the jackknife, which draws nothing,

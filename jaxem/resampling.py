@@ -1,4 +1,4 @@
-"""The bootstrap: a fit's sampling distribution by refitting, every refit in one compiled call.
+"""Resampling: a fit's sampling distribution by refitting, every refit in one compiled call.
 
 Each replicate refits the model from the estimate (as mclust's ``MclustBootstrap`` does, so
 that components keep their labels), all of them in one `jaxem.fit_batch` call:
