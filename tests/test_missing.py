@@ -433,11 +433,11 @@ def test_hmm_emissions_with_missing_values(faithful):
         np.testing.assert_array_equal(imputed[t, o], X[t, o])
     # multiple imputation: state paths from their posterior, values from the conditionals;
     # their mean is the conditional mean above
-    draws = np.asarray(m.impute(p, X, key=jax.random.PRNGKey(1), n=4000))
-    assert draws.shape == (4000,) + X.shape
+    draws = np.asarray(m.impute(p, X, key=jax.random.PRNGKey(1), n=1000))
+    assert draws.shape == (1000,) + X.shape
     gaps = np.isnan(X)
-    np.testing.assert_array_equal(draws[:, ~gaps], np.broadcast_to(X[~gaps], (4000, (~gaps).sum())))
-    spread = draws[:, gaps].std(axis=0) / np.sqrt(4000)
+    np.testing.assert_array_equal(draws[:, ~gaps], np.broadcast_to(X[~gaps], (1000, (~gaps).sum())))
+    spread = draws[:, gaps].std(axis=0) / np.sqrt(1000)
     assert np.all(np.abs(draws[:, gaps].mean(axis=0) - imputed[gaps]) <= 4.5 * spread + 1e-9)
 
 
