@@ -276,10 +276,10 @@ def test_categorical_matches_finite_differences():
 
 def test_missing_values_match_finite_differences_of_the_observed_marginals(blobs):
     rng = np.random.default_rng(5)
-    X = np.concatenate([blobs, rng.normal(size=(150, 1)) + blobs[:, :1]], axis=1)
+    X = blobs.copy()
     X[rng.random(X.shape) < 0.15] = np.nan
     X = X[~np.all(np.isnan(X), axis=1)]
-    k, d = 2, 3
+    k, d = 2, 2
     model = jaxem.Mixture(Gaussian("VVV", missing=True), k)
     result = converged_fit(model, X)
     se = jaxem.standard_errors(model, result, X)
