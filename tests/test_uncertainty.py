@@ -537,3 +537,72 @@ def test_oakes_and_sem_of_a_hidden_markov_model_equal_the_observed_information()
     np.testing.assert_allclose(oakes.information, observed.information, atol=1e-8 * scale)
     sem = jaxem.standard_errors(model, result, X, method="sem")
     np.testing.assert_allclose(flat(sem.standard_errors), flat(observed.standard_errors), rtol=1e-4)
+
+
+# -- coverage by simulation -----------------------------------------------------------------
+
+
+def _coverage(model, truth, X):
+    """Fits of the B data sets ``X`` from the truth (labels stay put), in one fit_batch call;
+    their observed-information and sandwich standard errors (the information functions under
+    vmap). Returns the Wald intervals' coverage of the truth per entry, the mean standard
+    errors of both, and the estimates' standard deviation."""
+    from jaxem import information
+
+    b, n = X.shape[:2]
+    p = model.n_parameters(X.shape[-1])
+    starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (b,) + a.shape), truth)
+    fits = jaxem.fit_batch(
+        model, jax.random.key(0), X, init_params=starts, tol=1e-10, max_iter=2000, lanes=1
+    )
+    assert np.all(np.asarray(fits.converged))
+
+    def per_data_set(params, x, w):
+        data = model.prepare(x, w)
+        return (
+            information.observed(model, params, data, w, None, p),
+            information.chart_jacobian(model, params, p),
+            information.scores(model, params, data, w, p),
+        )
+
+    weights = jnp.ones((b, n))
+    info, jac, scores = map(
+        np.asarray, jax.vmap(per_data_set)(fits.params, jnp.asarray(X), weights)
+    )
+    inverse = np.linalg.inv(info)
+    observed = np.einsum("bmp,bpq,bmq->bm", jac, inverse, jac)
+    middle = np.einsum("bup,buq->bpq", scores, scores)
+    sandwich = np.einsum("bmp,bpq,bqr,brs,bms->bm", jac, inverse, middle, inverse, jac)
+    estimates = np.asarray(jax.vmap(lambda q: jax.flatten_util.ravel_pytree(q)[0])(fits.params))
+    covered = np.abs(estimates - flat(truth)) <= stats.norm.ppf(0.975) * np.sqrt(observed)
+    return covered.mean(0), np.sqrt(observed).mean(0), np.sqrt(sandwich).mean(0), estimates.std(0)
+
+
+@pytest.mark.parametrize("family", ["gaussian", "poisson"])
+def test_wald_intervals_cover_the_truth(family):
+    """1,000 data sets of 400 draws from a known two-component mixture: the 95 % intervals of
+    the weights and the means (rates) cover the truth 93-97 % of the time (measured: Gaussian
+    95.2 % for the weights, 95.6 and 94.6 % for the means; Poisson 94.6 %, 93.6 and 94.9 %);
+    on this well-specified data the sandwich's standard errors equal the observed
+    information's within Monte Carlo error, and both the estimates' spread."""
+    rng = np.random.default_rng(0)
+    b, n = 1000, 400
+    if family == "gaussian":
+        z = rng.random((b, n)) < 0.3
+        X = np.where(z, rng.normal(-1.0, 1.0, (b, n)), rng.normal(2.0, np.sqrt(0.5), (b, n)))
+        model = jaxem.Mixture(Gaussian("VVV"), 2)
+        components = GaussianParams(jnp.array([[-1.0], [2.0]]), jnp.array([[[1.0]], [[0.5]]]))
+        truth = jaxem.MixtureParams(jnp.array([0.3, 0.7]), components)
+        located = slice(0, 4)  # the weights and the means
+    else:
+        z = rng.random((b, n)) < 0.4
+        X = np.where(z, rng.poisson(2.0, (b, n)), rng.poisson(8.0, (b, n))).astype(float)
+        model = jaxem.Mixture(Poisson(), 2)
+        truth = jaxem.MixtureParams(
+            jnp.array([0.4, 0.6]), jaxem.families.PoissonParams(jnp.array([[2.0], [8.0]]))
+        )
+        located = slice(0, 4)  # the weights and the rates
+    coverage, observed, sandwich, spread = _coverage(model, truth, X[..., None])
+    assert np.all((coverage[located] >= 0.93) & (coverage[located] <= 0.97)), coverage
+    np.testing.assert_allclose(sandwich, observed, rtol=0.03)
+    np.testing.assert_allclose(observed, spread, rtol=0.06)
