@@ -86,6 +86,8 @@ def chart_jacobian(model: EMModel, at: Params, p: int) -> Array:
 
 def _columns(column: Callable[[Array], Array], p: int, dtype, batch_size: int | None) -> Array:
     """``column(e_i)`` for the P unit vectors, stacked ``(P, ...)``, ``batch_size`` at a time."""
+    if batch_size is not None and batch_size >= p:
+        batch_size = None
     return jax.lax.map(column, jnp.eye(p, dtype=dtype), batch_size=batch_size)
 
 
@@ -104,7 +106,7 @@ def observed(
     batch_size: int | None = None,
 ) -> Array:
     """$-\\nabla^2 \\ell$ at ``at`` in its chart, ``(P, P)``; ``data`` as the E-step reads
-    it; ``batch_size`` Hessian-vector products at once (None: all)."""
+    it; ``batch_size`` Hessian-vector products at once (None: all P)."""
     gradient = jax.grad(objective_in_chart(model, at, data, weights, prior))
     zero = jnp.zeros((p,), weights.dtype)
     hessian = _columns(lambda v: jax.jvp(gradient, (zero,), (v,))[1], p, zero.dtype, batch_size)

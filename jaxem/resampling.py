@@ -99,7 +99,7 @@ def bootstrap(
     kind: str = "nonparametric",
     weights: Any = None,
     prior: Prior | None = None,
-    tol: float = 1e-6,
+    tol: float | None = None,
     max_iter: int = 1000,
     lanes: int | None = None,
 ) -> BootstrapResult:
@@ -115,10 +115,10 @@ def bootstrap(
         kind: ``"nonparametric"``, ``"bayesian"``, ``"parametric"`` (models whose ``sample``
             draws rows) or ``"jackknife"``; see the module.
         weights, prior: those of the fit (a MAP fit's refits are MAP too).
-        tol, max_iter: as for `jaxem.fit_batch` (the default runs refits close to their
-            maximum: mclust's bootstrap stops its refits at a relative change of 1e-5, about
-            4e-5 here, which leaves slowly converging components near the fit and understates
-            their spread).
+        tol, max_iter: as for `jaxem.fit_batch`; default `tolerance` (1e-6 in float64: refits
+            run close to their maximum; mclust stops its refits at a relative change of
+            1e-5, which leaves slowly converging components near the fit and understates their
+            spread).
         lanes: as for `jaxem.fit_batch`; default: on a CPU one refit after another (1), on an
             accelerator side by side (see `jaxem.compiler.starts_side_by_side`).
 
@@ -133,6 +133,7 @@ def bootstrap(
     params = fit.params if isinstance(fit, FitResult) else fit
     X, params, weights, prior = check_inputs(model, X, params, weights, prior)
     units = weights.shape[0]
+    tol = tolerance(X.dtype, 1e-6) if tol is None else tol
     if kind == "parametric":
         sample = of_model(model).sample
         if sample is None:
@@ -171,6 +172,13 @@ def bootstrap(
         objectives=objectives[ok],
         converged=np.asarray(result.converged)[ok],
     )
+
+
+def tolerance(dtype: Any, float64: float) -> float:
+    """The refits' default tolerance per unit of weight: ``float64`` in double precision; in
+    single precision 1e-5, about what its rounding of a log-likelihood per row allows (a
+    smaller one is never met, and every refit would run to ``max_iter``)."""
+    return float64 if jnp.finfo(dtype).bits >= 64 else max(float64, 1e-5)
 
 
 def _draws(sample: Any, params: Params, key: PRNGKey, n_boot: int, n_rows: int) -> jax.Array:
@@ -230,7 +238,7 @@ def bootstrap_lrt(
     fits: Sequence[FitResult | Params] | None = None,
     n_boot: int = 999,
     n_init: int = 8,
-    tol: float = 1e-8,
+    tol: float | None = None,
     max_iter: int = 1000,
     lanes: int | None = None,
 ) -> LikelihoodRatioTest:
@@ -249,7 +257,7 @@ def bootstrap_lrt(
             `jaxem.fit_restarts` with ``n_init`` random starts and the deterministic one.
         n_boot: B.
         n_init: random starts of the default fits.
-        tol, max_iter: for every fit and refit.
+        tol, max_iter: for every fit and refit; default `tolerance` (1e-8 in float64).
         lanes: as for `bootstrap`.
 
     Returns:
@@ -268,6 +276,7 @@ def bootstrap_lrt(
         raise ValueError(f"fits must hold one fit per model ({len(models)}); got {len(fits)}")
     if lanes is None and not starts_side_by_side():
         lanes = 1
+    tol = tolerance(jnp.asarray(X).dtype, 1e-8) if tol is None else tol
     fit_key, draw_key = jax.random.split(key)
     params = []
     for i, model in enumerate(models):
@@ -314,4 +323,11 @@ def bootstrap_lrt(
     )
 
 
-__all__ = ["KINDS", "BootstrapResult", "LikelihoodRatioTest", "bootstrap", "bootstrap_lrt"]
+__all__ = [
+    "KINDS",
+    "BootstrapResult",
+    "LikelihoodRatioTest",
+    "bootstrap",
+    "bootstrap_lrt",
+    "tolerance",
+]

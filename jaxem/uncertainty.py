@@ -34,6 +34,7 @@ from jaxem.base import EMModel, FitResult, Params, Prior
 from jaxem.capabilities import check_model, of_model
 from jaxem.chunking import zero_unweighted
 from jaxem.em import check_inputs, prepare_data
+from jaxem.validation import check_positive_int
 
 METHODS = (*information.ESTIMATORS, "sandwich")
 # a Newton step longer than this many standard errors means the estimate is not a maximum
@@ -139,7 +140,7 @@ def standard_errors(
     weights: Any = None,
     prior: Prior | None = None,
     method: str = "observed",
-    batch_size: int | None = None,
+    batch_size: int = 64,
 ) -> StandardErrors:
     """Standard errors and the covariance of fitted parameters.
 
@@ -152,14 +153,17 @@ def standard_errors(
         prior: the prior of a MAP fit: the information is then the log posterior's.
         method: ``"observed"`` (the Hessian by autodiff), ``"louis"`` (mixtures), ``"oakes"``,
             ``"sem"`` (without missing values) or ``"sandwich"`` (see `jaxem.information`).
-        batch_size: Hessian-vector products computed at once (None: all; a smaller number
-            bounds the memory of a large model).
+        batch_size: Hessian-vector products computed at once (each holds the E-step's
+            working memory a few times over: lower it for a large model on much data). The
+            observed information of 100,000 x 16 rows, 16 full components (2,447 free
+            parameters) takes 112 s in float32, 202 s in float64 on a 2-core CPU.
 
     Returns:
         `StandardErrors`: ``standard_errors`` shaped like the parameters, ``covariance`` with
         ``names``, ``interval(level)`` and a printed ``summary()``.
     """
     check_model(model)
+    batch_size = check_positive_int(batch_size, "batch_size")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     can = of_model(model)
