@@ -101,24 +101,31 @@ def vvv_from(theta, k, d):
     return w, means, covs
 
 
+def vvv_theta(params, d):
+    """The test's coordinates of a VVV mixture's parameters (see `vvv_from`)."""
+    rows, cols = np.triu_indices(d)
+    covariances = np.asarray(params.components.covariances)[:, rows, cols]
+    return np.concatenate(
+        [np.asarray(params.weights[:-1]), np.ravel(params.components.means), covariances.ravel()]
+    )
+
+
+def vvv_flat(theta, k, d):
+    """The parameters of the test's coordinates, flat in jaxem's order."""
+    w, m, c = vvv_from(theta, k, d)
+    return np.concatenate([w, m.ravel(), c.ravel()])
+
+
 def test_gaussian_full_matches_finite_differences_of_scipys_density(blobs):
     k, d = 2, 2
     model = jaxem.Mixture(Gaussian("VVV"), k)
     result = converged_fit(model, blobs)
     se = jaxem.standard_errors(model, result, blobs)
     p = result.params
-    rows, cols = np.triu_indices(d)
-    theta = np.concatenate(
-        [
-            np.asarray(p.weights[:-1]),
-            np.ravel(p.components.means),
-            np.asarray(p.components.covariances)[:, rows, cols].ravel(),
-        ]
-    )
+    theta = vvv_theta(p, d)
 
     def to_params(t):
-        w, m, c = vvv_from(t, k, d)
-        return np.concatenate([w, m.ravel(), c.ravel()])
+        return vvv_flat(t, k, d)
 
     def loglik(flat_params):
         w = flat_params[:k]
@@ -284,18 +291,10 @@ def test_missing_values_match_finite_differences_of_the_observed_marginals(blobs
     result = converged_fit(model, X)
     se = jaxem.standard_errors(model, result, X)
     p = result.params
-    rows, cols = np.triu_indices(d)
-    theta = np.concatenate(
-        [
-            np.asarray(p.weights[:-1]),
-            np.ravel(p.components.means),
-            np.asarray(p.components.covariances)[:, rows, cols].ravel(),
-        ]
-    )
+    theta = vvv_theta(p, d)
 
     def to_params(t):
-        w, m, c = vvv_from(t, k, d)
-        return np.concatenate([w, m.ravel(), c.ravel()])
+        return vvv_flat(t, k, d)
 
     patterns = {}
     for row in X:
