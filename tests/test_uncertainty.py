@@ -490,6 +490,28 @@ def test_a_structural_zero_is_held_fixed_and_the_rest_is_finite():
     assert np.all(flat(se.standard_errors.emissions) > 0)
 
 
+def test_an_empty_component_is_nan_and_the_rest_is_finite():
+    """Two clusters fitted with three components, one started far away: its weight falls to
+    EM's floor (held fixed: standard error 0), its mean and covariance are NaN (the data say
+    nothing of them), the other components' standard errors are finite and positive."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+    model = jaxem.GaussianMixture(3, "VVV")
+    start = jaxem.GaussianMixtureParams(
+        jnp.array([0.45, 0.45, 0.1]),
+        jnp.array([[-3.0, -3.0], [3.0, 3.0], [50.0, 50.0]]),
+        jnp.stack([jnp.eye(2)] * 3),
+    )
+    result = jaxem.fit(model, X, start, tol=1e-12, max_iter=500)
+    assert float(result.params.weights[2]) < 1e-12
+    se = jaxem.standard_errors(model, result, X).standard_errors
+    assert (
+        se.weights[2] == 0 and np.all(np.isnan(se.means[2])) and np.all(np.isnan(se.covariances[2]))
+    )
+    for part in (se.weights[:2], se.means[:2], se.covariances[:2]):
+        assert np.all(np.isfinite(part)) and np.all(part > 0)
+
+
 def test_a_fit_that_has_not_converged_warns(faithful):
     model = jaxem.Mixture(Gaussian("VVV"), 2)
     result = jaxem.fit(model, faithful, model.init(jax.random.key(0), faithful), max_iter=2)
