@@ -136,19 +136,19 @@ class EnumeratesLatents(Protocol):
 
 
 @runtime_checkable
-class Samples(Protocol):
-    """Draws from the model: ``sample(key, params, n_samples) -> (X, latent)`` (the parametric
-    bootstrap, `jaxem.resampling`)."""
+class Simulates(Protocol):
+    """A data set drawn from the model shaped like the data: ``simulate(key, params,
+    data_shape) -> X`` (the parametric bootstrap, `jaxem.resampling`)."""
 
-    def sample(self, key: Array, params: Params, n_samples: int) -> Any: ...
+    def simulate(self, key: Array, params: Params, data_shape: tuple[int, ...]) -> Array: ...
 
 
 class ModelCapabilities(NamedTuple):
     """What a model provides (see `of_model`): each optional method, or None (``m_step_from``:
     `ReadsIterate`; ``deterministic_start``: `StartsDeterministically`; ``chart``: `HasChart`;
     ``n_parameters``: `CountsParameters`; ``expected_complete_log_likelihood``:
-    `HasCompleteData`; ``complete_log_likelihoods``: `EnumeratesLatents`; ``sample``:
-    `Samples`); declared values
+    `HasCompleteData`; ``complete_log_likelihoods``: `EnumeratesLatents`; ``simulate``:
+    `Simulates`); declared values
     (``data_ndim`` the dimensions of one data set, ``min_samples`` the fewest samples of
     positive weight a fit needs, ``missing`` whether NaN is a missing value,
     ``n_components`` a mixture's K or a hidden Markov model's states (None for others),
@@ -171,7 +171,7 @@ class ModelCapabilities(NamedTuple):
     n_parameters: Callable | None
     expected_complete_log_likelihood: Callable | None
     complete_log_likelihoods: Callable | None
-    sample: Callable | None
+    simulate: Callable | None
     data_ndim: int
     min_samples: int
     n_components: int | None
@@ -230,7 +230,7 @@ def _resolve(model: Any) -> ModelCapabilities:
             model, HasCompleteData, "expected_complete_log_likelihood"
         ),
         complete_log_likelihoods=_method(model, EnumeratesLatents, "complete_log_likelihoods"),
-        sample=_method(model, Samples, "sample"),
+        simulate=_method(model, Simulates, "simulate"),
         data_ndim=int(getattr(model, "data_ndim", 1)),
         min_samples=int(getattr(model, "min_samples", 1)),
         n_components=getattr(model, "n_components", getattr(model, "n_states", None)),

@@ -540,6 +540,11 @@ class HiddenMarkovModel:
         X, states = _sample(self, key, HMMParams(*params), n_steps, n_sequences)
         return (X[0], states[0]) if single else (X, states)
 
+    def simulate(self, key: PRNGKey, params: Any, data_shape: tuple[int, ...]) -> Array:
+        """Sequences drawn from the model shaped like the data ``(S, T, D)``, every one ``T``
+        steps long (where the data's are shorter, their weights keep the extra steps out)."""
+        return _sample(self, key, HMMParams(*params), data_shape[1], data_shape[0])[0]
+
     # -- helpers ---------------------------------------------------------------------------
 
     def _log_likelihoods(self, params: HMMParams, data: HMMData, weights: Array) -> Array:

@@ -471,6 +471,10 @@ class Mixture:
         labels = jax.random.categorical(k_label, log_w, shape=(n_samples,))
         return self.family.sample_given(k_draw, params.components, labels), labels
 
+    def simulate(self, key: PRNGKey, params: Any, data_shape: tuple[int, ...]) -> Array:
+        """A data set of ``data_shape`` ``(N, D)`` drawn from the mixture (`sample`'s rows)."""
+        return self.sample(key, params, data_shape[0])[0]
+
     def n_parameters(self, n_features: int) -> int:
         """Free parameters: K - 1 weights and the family's."""
         k = self.n_components

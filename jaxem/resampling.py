@@ -7,7 +7,8 @@ that components keep their labels), all of them in one `jaxem.fit_batch` call:
   replacement, as multinomial counts that multiply the weights;
 - ``"bayesian"``: the weighted-likelihood bootstrap (Newton and Raftery 1994), weights drawn
   from a flat Dirichlet, scaled to the number of units;
-- ``"parametric"``: data sets drawn from the fitted model (its ``sample``), refitted;
+- ``"parametric"``: data sets drawn from the fitted model (its ``simulate``), shaped like the
+  data and with its weights, refitted;
 - ``"jackknife"``: one refit per unit, without it.
 
 `bootstrap_lrt` is the parametric bootstrap of the likelihood-ratio statistic of G against
@@ -112,8 +113,8 @@ def bootstrap(
             are its sequences).
         key: a PRNG key for the draws.
         n_boot: the replicates (the jackknife makes one per unit and ignores it).
-        kind: ``"nonparametric"``, ``"bayesian"``, ``"parametric"`` (models whose ``sample``
-            draws rows) or ``"jackknife"``; see the module.
+        kind: ``"nonparametric"``, ``"bayesian"``, ``"parametric"`` (models that
+            ``simulate``: mixtures, hidden Markov models) or ``"jackknife"``; see the module.
         weights, prior: those of the fit (a MAP fit's refits are MAP too).
         tol, max_iter: as for `jaxem.fit_batch`; default `tolerance` (1e-6 in float64: refits
             run close to their maximum; mclust stops its refits at a relative change of
@@ -135,16 +136,13 @@ def bootstrap(
     units = weights.shape[0]
     tol = tolerance(X.dtype, 1e-6) if tol is None else tol
     if kind == "parametric":
-        sample = of_model(model).sample
-        if sample is None:
-            raise TypeError(f"kind='parametric' needs the model's sample; {type(model).__name__}")
-        data = _draws(sample, params, key, n_boot, X.shape[0])
-        if data.shape[1:] != X.shape:
-            raise TypeError(
-                f"kind='parametric' needs draws shaped like the data {X.shape}; "
-                f"{type(model).__name__}.sample gives {data.shape[1:]}"
-            )
-        replicate_weights = jnp.ones((n_boot,) + weights.shape, weights.dtype)
+        simulate = of_model(model).simulate
+        if simulate is None:
+            name = type(model).__name__
+            raise TypeError(f"kind='parametric' needs the model's simulate; {name} has none")
+        data = _draws(simulate, params, key, n_boot, X.shape)
+        # the data's weights (a sequence's padding stays out)
+        replicate_weights = jnp.broadcast_to(weights, (n_boot,) + weights.shape)
     else:
         replicate_weights = _reweigh(key, kind, weights, units, n_boot)
         n_boot = replicate_weights.shape[0]
@@ -181,10 +179,10 @@ def tolerance(dtype: Any, float64: float) -> float:
     return float64 if jnp.finfo(dtype).bits >= 64 else max(float64, 1e-5)
 
 
-def _draws(sample: Any, params: Params, key: PRNGKey, n_boot: int, n_rows: int) -> jax.Array:
-    """``n_boot`` data sets of ``n_rows`` drawn by ``sample`` from ``params``, stacked."""
+def _draws(simulate: Any, params: Params, key: PRNGKey, n_boot: int, shape: tuple) -> jax.Array:
+    """``n_boot`` data sets shaped ``shape`` drawn by ``simulate`` from ``params``, stacked."""
     keys = jax.random.split(key, n_boot)
-    return jax.vmap(lambda k: sample(k, params, n_rows)[0])(keys)
+    return jax.vmap(lambda k: simulate(k, params, shape))(keys)
 
 
 def _reweigh(key: PRNGKey, kind: str, weights: jax.Array, units: int, n_boot: int) -> jax.Array:
@@ -267,9 +265,9 @@ def bootstrap_lrt(
         raise ValueError(f"models must hold at least two nested models; got {len(models)}")
     for model in models:
         check_model(model)
-        if of_model(model).sample is None:
+        if of_model(model).simulate is None:
             raise TypeError(
-                f"bootstrap_lrt draws from the models: {type(model).__name__} has no sample"
+                f"bootstrap_lrt draws from the models: {type(model).__name__} has no simulate"
             )
     n_boot = check_positive_int(n_boot, "n_boot")
     if fits is not None and len(fits) != len(models):
@@ -288,23 +286,28 @@ def bootstrap_lrt(
         else:
             fit = fits[i]
             params.append(fit.params if isinstance(fit, FitResult) else fit)
-    X = check_inputs(models[0], X, params[0], None, None)[0]
+    X, _, weights, _ = check_inputs(models[0], X, params[0], None, None)
     loglik = np.array(
-        [
-            float(model.e_step(p, X, jnp.ones(X.shape[0], X.dtype))[1])
-            for model, p in zip(models, params, strict=True)
-        ]
+        [float(m.e_step(p, X, weights)[1]) for m, p in zip(models, params, strict=True)]
     )
     statistics = 2 * (loglik[1:] - loglik[:-1])
     replicates = np.full((n_boot, len(statistics)), np.nan)
     for g in range(len(statistics)):
-        sample = of_model(models[g]).sample
-        data = _draws(sample, params[g], jax.random.fold_in(draw_key, g), n_boot, X.shape[0])
+        simulate = of_model(models[g]).simulate
+        data = _draws(simulate, params[g], jax.random.fold_in(draw_key, g), n_boot, X.shape)
+        replicate_weights = jnp.broadcast_to(weights, (n_boot,) + weights.shape)
         objective = []
         for model, p in ((models[g], params[g]), (models[g + 1], params[g + 1])):
             starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_boot,) + jnp.shape(a)), p)
             refit = fit_batch(
-                model, draw_key, data, init_params=starts, tol=tol, max_iter=max_iter, lanes=lanes
+                model,
+                draw_key,
+                data,
+                weights=replicate_weights,
+                init_params=starts,
+                tol=tol,
+                max_iter=max_iter,
+                lanes=lanes,
             )
             objective.append(np.asarray(refit.objective))
         replicates[:, g] = 2 * (objective[1] - objective[0])
