@@ -490,6 +490,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         )
     if args.plot and of_family(model.family).component_covariances is None:
         raise CommandError("--plot draws Gaussian mixtures only")
+    if args.se == "sem" and args.missing:
+        raise CommandError("--se sem needs data without missing values; use observed or oakes")
     with cells_named(table):
         prior = _prior(model, X, args.prior)
         result = _fit_restarts(model, X, prior, args)

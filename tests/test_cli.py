@@ -111,6 +111,8 @@ BAD_INPUTS = [
     ("a,b\n1,2\n3,4\n5,6\n", ["--columns", "a,c"], r"no column 'c' \(the header has: a, b\)"),
     ("a,b\n1,2\n3,4\n5,6\n", ["--covariance-type", "round"], r"invalid choice: 'round'"),
     ("a,b\n1,2\n3,4\n5,6\n", ["--n-init", "0"], r"--n-init must be >= 1"),
+    ("a,b\n1,2\n3,\n5,6\n", ["--missing", "--se", "sem"], r"--se sem needs data without"),
+    ("a,b\n1,2\n3,4\n5,6\n", ["--se", "hessian"], r"invalid choice: 'hessian'"),
 ]
 
 
