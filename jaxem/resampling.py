@@ -115,11 +115,12 @@ def bootstrap(
         n_boot: the replicates (the jackknife makes one per unit and ignores it).
         kind: ``"nonparametric"``, ``"bayesian"``, ``"parametric"`` (models that
             ``simulate``: mixtures, hidden Markov models) or ``"jackknife"``; see the module.
-        weights, prior: those of the fit (a MAP fit's refits are MAP too).
-        tol, max_iter: as for `jaxem.fit_batch`; default `tolerance` (1e-6 in float64: refits
-            run close to their maximum; mclust stops its refits at a relative change of
-            1e-5, which leaves slowly converging components near the fit and understates their
-            spread).
+        weights: the fit's sample weights.
+        prior: the fit's prior (a MAP fit's refits are MAP too).
+        tol: as for `jaxem.fit_batch`; default `tolerance` (1e-6 in float64: refits run close
+            to their maximum; mclust stops its refits at a relative change of 1e-5, which
+            leaves slowly converging components near the fit and understates their spread).
+        max_iter: as for `jaxem.fit_batch`.
         lanes: as for `jaxem.fit_batch`; default: on a CPU one refit after another (1), on an
             accelerator side by side (see `jaxem.compiler.starts_side_by_side`).
 
@@ -255,7 +256,8 @@ def bootstrap_lrt(
             `jaxem.fit_restarts` with ``n_init`` random starts and the deterministic one.
         n_boot: B.
         n_init: random starts of the default fits.
-        tol, max_iter: for every fit and refit; default `tolerance` (1e-8 in float64).
+        tol: for every fit and refit; default `tolerance` (1e-8 in float64).
+        max_iter: for every fit and refit.
         lanes: as for `bootstrap`.
 
     Returns:
