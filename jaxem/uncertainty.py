@@ -98,7 +98,8 @@ class StandardErrors:
 
     def summary(self, level: float = 0.95) -> str:
         """A printed table: estimate, standard error and the Wald interval of every distinct
-        entry."""
+        entry ("(fixed)" for one held fixed: a structural zero, a parameter on its
+        boundary)."""
         rows = self.table(level)
         width = max(len("parameter"), *(len(r[0]) for r in rows))
         pct = f"{100 * level:g} %"
@@ -108,6 +109,9 @@ class StandardErrors:
         )
         lines = [f"Standard errors ({_DESCRIPTIONS[self.method]})", head, "-" * len(head)]
         for name, est, se, lo, hi in rows:
+            if se == 0:  # held fixed: a structural zero, a parameter on its boundary
+                lines.append(f"{name:<{width}}  {est:>12.6g}  {'(fixed)':>11}")
+                continue
             lines.append(f"{name:<{width}}  {est:>12.6g}  {se:>11.4g}  {lo:>12.6g}  {hi:>12.6g}")
         if self.em_rate is not None:
             lines.append(f"EM's rate of convergence at the estimate: {self.em_rate:.4g}")
