@@ -202,49 +202,49 @@ def simple_to_params(theta, k, shape):
     return np.concatenate([theta[: k - 1], [1 - np.sum(theta[: k - 1])], theta[k - 1 :]])
 
 
-@pytest.fixture(scope="module")
-def counts():
+def count_data():
     rng = np.random.default_rng(2)
-    return np.concatenate(
-        [rng.poisson([2.0, 7.0], (80, 2)), rng.poisson([6.0, 1.5], (70, 2))]
-    ).astype(float)
+    parts = [rng.poisson([2.0, 7.0], (80, 2)), rng.poisson([6.0, 1.5], (70, 2))]
+    return np.concatenate(parts).astype(float)
 
 
-def test_poisson_matches_finite_differences(counts):
-    k = 2
-    model = jaxem.Mixture(Poisson(), k)
-    result = converged_fit(model, counts)
-    se = jaxem.standard_errors(model, result, counts)
-    p = result.params
-    theta = np.concatenate([np.asarray(p.weights[:-1]), np.ravel(p.components.rates)])
-
-    def loglik(fp):
-        rates = fp[k:].reshape(k, -1)
-        comps = [np.log(fp[j]) + stats.poisson(rates[j]).logpmf(counts).sum(1) for j in range(k)]
-        return float(np.sum(logsumexp(np.stack(comps), axis=0)))
-
-    reference = reference_covariance(loglik, lambda t: simple_to_params(t, k, None), theta)
-    assert_covariance_close(se.covariance, reference)
-
-
-def test_bernoulli_matches_finite_differences():
+def binary_data():
     rng = np.random.default_rng(3)
-    X = np.concatenate(
-        [rng.random((120, 4)) < [0.8, 0.7, 0.2, 0.3], rng.random((100, 4)) < [0.2, 0.3, 0.7, 0.9]]
-    ).astype(float)
-    k = 2
-    model = jaxem.Mixture(Bernoulli(), k)
+    parts = [
+        rng.random((120, 4)) < [0.8, 0.7, 0.2, 0.3],
+        rng.random((100, 4)) < [0.2, 0.3, 0.7, 0.9],
+    ]
+    return np.concatenate(parts).astype(float)
+
+
+def poisson_log_pmf(rates, X):
+    return stats.poisson(rates).logpmf(X).sum(1)
+
+
+def bernoulli_log_pmf(probs, X):
+    return (X * np.log(probs) + (1 - X) * np.log1p(-probs)).sum(1)
+
+
+@pytest.mark.parametrize(
+    "family, field, data, log_pmf",
+    [
+        (Poisson(), "rates", count_data, poisson_log_pmf),
+        (Bernoulli(), "probs", binary_data, bernoulli_log_pmf),
+    ],
+)
+def test_entrywise_families_match_finite_differences(family, field, data, log_pmf):
+    """Families whose parameters are free entries (rates, probabilities), with SciPy's or the
+    textbook's log mass function."""
+    X, k = data(), 2
+    model = jaxem.Mixture(family, k)
     result = converged_fit(model, X)
     se = jaxem.standard_errors(model, result, X)
-    p = result.params
-    theta = np.concatenate([np.asarray(p.weights[:-1]), np.ravel(p.components.probs)])
+    entries = np.asarray(getattr(result.params.components, field))
+    theta = np.concatenate([np.asarray(result.params.weights[:-1]), entries.ravel()])
 
     def loglik(fp):
-        probs = fp[k:].reshape(k, -1)
-        comps = [
-            np.log(fp[j]) + (X * np.log(probs[j]) + (1 - X) * np.log1p(-probs[j])).sum(1)
-            for j in range(k)
-        ]
+        values = fp[k:].reshape(k, -1)
+        comps = [np.log(fp[j]) + log_pmf(values[j], X) for j in range(k)]
         return float(np.sum(logsumexp(np.stack(comps), axis=0)))
 
     reference = reference_covariance(loglik, lambda t: simple_to_params(t, k, None), theta)
