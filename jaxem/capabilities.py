@@ -233,7 +233,7 @@ def _resolve(model: Any) -> ModelCapabilities:
         simulate=_method(model, Simulates, "simulate"),
         data_ndim=int(getattr(model, "data_ndim", 1)),
         min_samples=int(getattr(model, "min_samples", 1)),
-        n_components=getattr(model, "n_components", getattr(model, "n_states", None)),
+        n_components=getattr(model, "n_components", None),
         missing=bool(getattr(model, "missing", False)),
         ignores_zero_weights=bool(getattr(model, "ignores_zero_weights", False)),
     )

@@ -36,9 +36,8 @@ def simplex(at: Array, coordinates: Array) -> Array:
     slots = jnp.arange(c - 1)
     moved = slots + (slots >= largest)  # (..., C - 1): which entry each coordinate moves
     hits = jax.nn.one_hot(moved, c, dtype=at.dtype)  # (..., C - 1, C)
-    free = jnp.where(on_boundary(at, jnp.max(at, axis=-1, keepdims=True)), 0.0, 1.0)
-    free = free.astype(at.dtype)
-    step = jnp.einsum("...j,...jc->...c", coordinates, hits) * free
+    fixed = on_boundary(at, jnp.max(at, axis=-1, keepdims=True))
+    step = jnp.where(fixed, 0.0, jnp.einsum("...j,...jc->...c", coordinates, hits))
     step = step - jax.nn.one_hot(largest[..., 0], c, dtype=at.dtype) * jnp.sum(step, -1)[..., None]
     return at + step
 

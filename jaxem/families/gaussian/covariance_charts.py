@@ -50,15 +50,6 @@ def log_scale_steps(coordinates: Array, volume: str, shape: str, k: int, d: int)
     return _steps(vol, volume, k, 1) + _steps(shp, shape, k, d - 1) @ basis.T
 
 
-def n_coordinates(letters: str, k: int, d: int) -> int:
-    """The chart's coordinates: the structure's free parameters."""
-    volume, shape, orientation = letters
-    n = _sizes(volume, k, 1) + _sizes(shape, k, d - 1) + _sizes(orientation, k, d * (d - 1) // 2)
-    if shape == orientation and shape != "I":
-        n = _sizes(volume, k, 1) + _sizes(shape, k, d * (d + 1) // 2 - 1)
-    return n
-
-
 def variances(at: Array, coordinates: Array, letters: str) -> Array:
     """The no-orientation chart: variances ``(K, D)`` near ``at`` ``(K, D)``."""
     k, d = at.shape
@@ -69,7 +60,6 @@ def matrices(at: Array, coordinates: Array, letters: str) -> Array:
     """The chart of a structure with an orientation: covariances ``(K, D, D)`` near ``at``
     ``(K, D, D)`` (a shared covariance repeated K times)."""
     volume, shape, orientation = letters
-    k, d, _ = at.shape
     if shape == orientation:
         return _cholesky_chart(at, coordinates, volume, shape)
     return _eigen_chart(at, coordinates, volume, shape, orientation)

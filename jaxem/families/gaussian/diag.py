@@ -130,7 +130,7 @@ class Diagonal(CovarianceStructure):
         z = jax.random.normal(key, (labels.shape[0], n_features), covariances.dtype)
         return z * jnp.sqrt(covariances[labels])
 
-    def chart(self, at, coordinates, n_components, n_features):
+    def chart(self, at, coordinates):
         """`covariance_charts.variances` by the structure's letters."""
         return covariance_charts.variances(at, coordinates, self.letters)
 

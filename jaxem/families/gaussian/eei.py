@@ -33,9 +33,9 @@ class EEI(Diagonal):
     def shape(self, n_components, n_features):
         return (n_features,)
 
-    def chart(self, at, coordinates, n_components, n_features):
+    def chart(self, at, coordinates):
         """The shared variances' chart (`covariance_charts.variances`, EEI)."""
-        return covariance_charts.variances(at[None], coordinates, "EEI")[0]
+        return covariance_charts.variances(at[None], coordinates, self.letters)[0]
 
     def n_parameters(self, n_components, n_features):
         return n_features

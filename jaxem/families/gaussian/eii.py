@@ -31,9 +31,9 @@ class EII(Spherical):
     def shape(self, n_components, n_features):
         return ()
 
-    def chart(self, at, coordinates, n_components, n_features):
+    def chart(self, at, coordinates):
         """The one variance's chart (`covariance_charts.variances`, EII)."""
-        return covariance_charts.variances(jnp.reshape(at, (1, 1)), coordinates, "EII")[0, 0]
+        return covariance_charts.variances(jnp.reshape(at, (1, 1)), coordinates, self.letters)[0, 0]
 
     def n_parameters(self, n_components, n_features):
         return 1

@@ -567,7 +567,7 @@ class Gaussian:
         (`jaxem.charts`): the means as they are, then the covariance structure's chart."""
         k, d = at.means.shape
         means, cov = charts.split(coordinates, [k * d, self.structure.n_parameters(k, d)])
-        covariances = self.structure.chart(at.covariances, cov, k, d)
+        covariances = self.structure.chart(at.covariances, cov)
         return GaussianParams(at.means + means.reshape(k, d), covariances)
 
     def permute(self, params: GaussianParams, order: Any) -> GaussianParams:

@@ -272,7 +272,7 @@ class Full(CovarianceStructure):
         chol = jnp.linalg.cholesky(covariances)
         return jnp.einsum("nde,ne->nd", chol[labels], z)
 
-    def chart(self, at, coordinates, n_components, n_features):
+    def chart(self, at, coordinates):
         """`covariance_charts.matrices` by the structure's letters."""
         return covariance_charts.matrices(at, coordinates, self.letters)
 

@@ -120,9 +120,9 @@ class Spherical(CovarianceStructure):
         z = jax.random.normal(key, (labels.shape[0], n_features), covariances.dtype)
         return z * jnp.sqrt(covariances[labels])[:, None]
 
-    def chart(self, at, coordinates, n_components, n_features):
+    def chart(self, at, coordinates):
         """`covariance_charts.variances` of one variance per component (VII)."""
-        return covariance_charts.variances(at[:, None], coordinates, "VII")[:, 0]
+        return covariance_charts.variances(at[:, None], coordinates, self.letters)[:, 0]
 
     def unconstrain(self, covariances):
         """The variances' logarithms."""

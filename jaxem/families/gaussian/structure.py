@@ -233,7 +233,7 @@ class CovarianceStructure(abc.ABC):
                 return name
         return None
 
-    def chart(self, at: Array, coordinates: Array, n_components: int, n_features: int) -> Array:
+    def chart(self, at: Array, coordinates: Array) -> Array:
         """Covariances near ``at`` (this layout) from ``n_parameters(K, D)`` ``coordinates``,
         ``at`` itself at 0 (a chart, `jaxem.charts`; the structure's are in
         `jaxem.families.gaussian.covariance_charts`): what standard errors are computed in.

@@ -103,9 +103,9 @@ class Tied(CovarianceStructure):
         z = jax.random.normal(key, (labels.shape[0], n_features), covariances.dtype)
         return z @ jnp.linalg.cholesky(covariances).T
 
-    def chart(self, at, coordinates, n_components, n_features):
+    def chart(self, at, coordinates):
         """The shared covariance's chart (`covariance_charts.matrices`, EEE)."""
-        return covariance_charts.matrices(at[None], coordinates, "EEE")[0]
+        return covariance_charts.matrices(at[None], coordinates, self.letters)[0]
 
     def unconstrain(self, covariances):
         return full.cholesky_coordinates(covariances)
