@@ -80,8 +80,13 @@ def chart_jacobian(model: EMModel, at: Params, p: int) -> Array:
     """The chart's Jacobian at ``at``: ``(M, P)``, M the entries of the parameters (in the
     order of ``jax.flatten_util.ravel_pytree``)."""
     chart = of_model(model).chart
-    zero = jnp.zeros((p,), jax.flatten_util.ravel_pytree(at)[0].dtype)
-    return jax.jacfwd(lambda c: jax.flatten_util.ravel_pytree(chart(at, c))[0])(zero)
+    zero = jnp.zeros((p,), _flat(at).dtype)
+    return jax.jacfwd(lambda c: _flat(chart(at, c)))(zero)
+
+
+def _flat(params: Params) -> Array:
+    """Every entry of ``params`` in one vector (``jax.flatten_util.ravel_pytree``'s order)."""
+    return jax.flatten_util.ravel_pytree(params)[0]
 
 
 def _columns(column: Callable[[Array], Array], p: int, dtype, batch_size: int | None) -> Array:
@@ -173,18 +178,14 @@ def em_jacobian(
     new coordinates): the M-step's output is mapped back to coordinates by the pseudo-inverse of
     the chart's Jacobian, exact for changes within the model."""
     can = of_model(model)
-    zero = jnp.zeros((p,), weights.dtype)
-
-    def flat(params: Params) -> Array:
-        return jax.flatten_util.ravel_pytree(params)[0]
 
     def em_map(c: Array) -> Array:
         params = can.chart(at, c)
         stats, _ = model.e_step(params, data, weights)
-        return flat(m_step(model, params, stats, prior))
+        return _flat(m_step(model, params, stats, prior))
 
-    chart_jacobian = jax.jacfwd(lambda c: flat(can.chart(at, c)))(zero)
-    return jnp.linalg.pinv(chart_jacobian) @ jax.jacfwd(em_map)(zero)
+    zero = jnp.zeros((p,), weights.dtype)
+    return jnp.linalg.pinv(chart_jacobian(model, at, p)) @ jax.jacfwd(em_map)(zero)
 
 
 def sem(model: EMModel, at: Params, data: Any, weights: Array, prior: Prior | None, p: int):

@@ -82,8 +82,7 @@ class StandardErrors:
         """Rows ``(name, estimate, standard error, lower, upper)``, one per distinct entry (of
         a symmetric matrix, the upper triangle)."""
         estimate = np.asarray(jax.flatten_util.ravel_pytree(self.params)[0], np.float64)
-        se = np.sqrt(np.maximum(np.diag(self.covariance), 0.0))
-        se = np.where(np.isnan(np.diag(self.covariance)), np.nan, se)
+        se = _deviations(self.covariance)
         z = _z(level)
         rows, seen = [], {}
         scale = np.max(np.abs(self.jacobian), initial=0.0)
@@ -212,17 +211,19 @@ def standard_errors(
         info, dm = information.sem(model, params, data, weights, prior, p)
         rate = float(information.em_rate(dm))
     info = np.asarray(info, np.float64)
-    chart_cov, unknown = invert(info)
+    inverse, unknown = invert(info)
+    if not warned:
+        _warn_unless_stationary(model, params, data, weights, prior, p, inverse)
+    chart_cov = inverse
     if method == "sandwich":
         scores = np.asarray(information.scores(model, params, data, weights, p), np.float64)
         unit_weights = np.asarray(weights, np.float64).reshape(scores.shape[0], -1)[:, 0]
         middle = np.einsum("u,up,uq->pq", unit_weights, scores, scores)
-        chart_cov = chart_cov @ middle @ chart_cov
+        known = np.nan_to_num(inverse)
+        chart_cov = known @ middle @ known
         chart_cov[unknown] = np.nan
         chart_cov[:, unknown] = np.nan
 
-    if not warned:
-        _warn_unless_stationary(model, params, data, weights, prior, p, info, unknown)
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     jacobian = np.asarray(information.chart_jacobian(model, params, p), np.float64)
     known = np.where(unknown[None, :], 0.0, jacobian)
@@ -230,12 +231,10 @@ def standard_errors(
     touched = np.any((jacobian != 0) & unknown[None, :], axis=1)
     covariance[touched] = np.nan
     covariance[:, touched] = np.nan
-    variances = np.diag(covariance)
-    se = np.where(np.isnan(variances), np.nan, np.sqrt(np.maximum(variances, 0.0)))
-    dtype = flat.dtype
+    se = _deviations(covariance)
     return StandardErrors(
         params=params,
-        standard_errors=jax.tree.map(np.asarray, unravel(jnp.asarray(se, dtype))),
+        standard_errors=jax.tree.map(np.asarray, unravel(jnp.asarray(se, flat.dtype))),
         covariance=covariance,
         names=_names(params),
         information=info,
@@ -276,15 +275,21 @@ def invert(info: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return covariance, unknown
 
 
-def _warn_unless_stationary(model, params, data, weights, prior, p, info, unknown) -> None:
+def _deviations(covariance: np.ndarray) -> np.ndarray:
+    """Standard deviations from a covariance's diagonal (NaN stays NaN)."""
+    return np.sqrt(np.maximum(np.diag(covariance), 0.0))
+
+
+def _warn_unless_stationary(model, params, data, weights, prior, p, inverse) -> None:
+    """Warn when a Newton step, ``inverse`` times the gradient, moves a coordinate by more than
+    `STATIONARY` of its standard error (coordinates held fixed or unknown left out)."""
     gradient = np.asarray(information.gradient(model, params, data, weights, prior, p), np.float64)
-    keep = ~unknown & ~np.all(info == 0, axis=1)
+    se = _deviations(inverse)
+    keep = se > 0  # false for NaN (unknown) and 0 (held fixed)
     if not keep.any():
         return
-    sub = info[np.ix_(keep, keep)]
-    step = np.linalg.solve(sub, gradient[keep])
-    se = np.sqrt(np.maximum(np.diag(np.linalg.inv(sub)), 0.0))
-    worst = float(np.max(np.abs(step) / np.where(se > 0, se, np.inf)))
+    step = inverse[np.ix_(keep, keep)] @ gradient[keep]
+    worst = float(np.max(np.abs(step) / se[keep]))
     if worst > STATIONARY:
         warnings.warn(
             f"the estimate is not a maximum of the objective: a Newton step would move it by "
@@ -294,10 +299,11 @@ def _warn_unless_stationary(model, params, data, weights, prior, p, info, unknow
 
 
 def _names(params: Params) -> list[str]:
-    """Names of every entry of ``params`` in the order of ``ravel_pytree``."""
+    """Names of every entry of ``params`` in the order of ``ravel_pytree``:
+    ``"components.means[1, 0]"``."""
     names = []
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        base = ".".join(_key(k) for k in path)
+        base = jax.tree_util.keystr(path, simple=True, separator=".")
         shape = np.shape(leaf)
         if not shape:
             names.append(base)
@@ -305,13 +311,6 @@ def _names(params: Params) -> list[str]:
         for index in np.ndindex(*shape):
             names.append(f"{base}[{', '.join(str(i) for i in index)}]")
     return names
-
-
-def _key(key: Any) -> str:
-    for attribute in ("name", "key", "idx"):
-        if hasattr(key, attribute):
-            return str(getattr(key, attribute))
-    return str(key)
 
 
 __all__ = ["METHODS", "StandardErrors", "invert", "standard_errors"]
