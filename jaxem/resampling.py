@@ -32,6 +32,7 @@ from jaxem.batch import fit_batch, fit_restarts
 from jaxem.capabilities import check_model, of_model
 from jaxem.compiler import starts_side_by_side
 from jaxem.em import check_inputs
+from jaxem.uncertainty import wald_interval
 from jaxem.validation import check_positive_int
 
 KINDS = ("nonparametric", "bayesian", "parametric", "jackknife")
@@ -74,16 +75,10 @@ class BootstrapResult:
     def interval(self, level: float = 0.95) -> tuple[Any, Any]:
         """Percentile intervals ``(lower, upper)`` shaped like the parameters; for the
         jackknife, the estimate plus or minus the normal quantile times its standard error."""
+        if self.kind == "jackknife":
+            return wald_interval(self.estimate, self.standard_errors(), level)
         if not 0 < level < 1:
             raise ValueError(f"level must be in (0, 1); got {level!r}")
-        if self.kind == "jackknife":
-            from scipy import stats
-
-            z = stats.norm.ppf(0.5 + level / 2)
-            se = self.standard_errors()
-            lower = jax.tree.map(lambda e, s: np.asarray(e) - z * s, self.estimate, se)
-            upper = jax.tree.map(lambda e, s: np.asarray(e) + z * s, self.estimate, se)
-            return lower, upper
         tails = (0.5 - level / 2, 0.5 + level / 2)
         lower = jax.tree.map(lambda v: np.quantile(v, tails[0], axis=0), self.replicates)
         upper = jax.tree.map(lambda v: np.quantile(v, tails[1], axis=0), self.replicates)
@@ -148,20 +143,7 @@ def bootstrap(
         replicate_weights = _reweigh(key, kind, weights, units, n_boot)
         n_boot = replicate_weights.shape[0]
         data = jnp.broadcast_to(X, (n_boot,) + X.shape)
-    starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_boot,) + a.shape), params)
-    if lanes is None and not starts_side_by_side():
-        lanes = 1
-    result = fit_batch(
-        model,
-        key,
-        data,
-        weights=replicate_weights,
-        prior=prior,
-        init_params=starts,
-        tol=tol,
-        max_iter=max_iter,
-        lanes=lanes,
-    )
+    result = _refit(model, key, data, replicate_weights, params, prior, tol, max_iter, lanes)
     objectives = np.asarray(result.objective)
     ok = np.isfinite(objectives)
     return BootstrapResult(
@@ -170,6 +152,27 @@ def bootstrap(
         replicates=jax.tree.map(lambda a: np.asarray(a)[ok], result.params),
         objectives=objectives[ok],
         converged=np.asarray(result.converged)[ok],
+    )
+
+
+def _refit(model, key, data, weights, params, prior, tol, max_iter, lanes) -> FitResult:
+    """`jaxem.fit_batch` of the data sets ``data`` (with ``weights``, both with a leading axis
+    B), every member started from ``params``; on a CPU one member after another unless
+    ``lanes`` says otherwise (`jaxem.compiler.starts_side_by_side`)."""
+    n = data.shape[0]
+    starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + jnp.shape(a)), params)
+    if lanes is None and not starts_side_by_side():
+        lanes = 1
+    return fit_batch(
+        model,
+        key,
+        data,
+        weights=weights,
+        prior=prior,
+        init_params=starts,
+        tol=tol,
+        max_iter=max_iter,
+        lanes=lanes,
     )
 
 
@@ -274,8 +277,6 @@ def bootstrap_lrt(
     n_boot = check_positive_int(n_boot, "n_boot")
     if fits is not None and len(fits) != len(models):
         raise ValueError(f"fits must hold one fit per model ({len(models)}); got {len(fits)}")
-    if lanes is None and not starts_side_by_side():
-        lanes = 1
     tol = tolerance(jnp.asarray(X).dtype, 1e-8) if tol is None else tol
     fit_key, draw_key = jax.random.split(key)
     params = []
@@ -298,21 +299,15 @@ def bootstrap_lrt(
         simulate = of_model(models[g]).simulate
         data = _draws(simulate, params[g], jax.random.fold_in(draw_key, g), n_boot, X.shape)
         replicate_weights = jnp.broadcast_to(weights, (n_boot,) + weights.shape)
-        objective = []
-        for model, p in ((models[g], params[g]), (models[g + 1], params[g + 1])):
-            starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_boot,) + jnp.shape(a)), p)
-            refit = fit_batch(
-                model,
-                draw_key,
-                data,
-                weights=replicate_weights,
-                init_params=starts,
-                tol=tol,
-                max_iter=max_iter,
-                lanes=lanes,
+        smaller, larger = (
+            np.asarray(
+                _refit(
+                    m, draw_key, data, replicate_weights, p, None, tol, max_iter, lanes
+                ).objective
             )
-            objective.append(np.asarray(refit.objective))
-        replicates[:, g] = 2 * (objective[1] - objective[0])
+            for m, p in ((models[g], params[g]), (models[g + 1], params[g + 1]))
+        )
+        replicates[:, g] = 2 * (larger - smaller)
     p_values = np.array(
         [
             (1 + np.sum(r[np.isfinite(r)] >= s)) / (1 + np.sum(np.isfinite(r)))

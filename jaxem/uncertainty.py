@@ -73,10 +73,7 @@ class StandardErrors:
     def interval(self, level: float = 0.95) -> tuple[Any, Any]:
         """Wald intervals $\\hat\\theta \\pm z_{(1 + \\mathrm{level})/2}\\, \\mathrm{se}$:
         ``(lower, upper)``, pytrees like ``params``."""
-        z = _z(level)
-        lower = jax.tree.map(lambda e, s: np.asarray(e) - z * s, self.params, self.standard_errors)
-        upper = jax.tree.map(lambda e, s: np.asarray(e) + z * s, self.params, self.standard_errors)
-        return lower, upper
+        return wald_interval(self.params, self.standard_errors, level)
 
     def table(self, level: float = 0.95) -> list[tuple[str, float, float, float, float]]:
         """Rows ``(name, estimate, standard error, lower, upper)``, one per distinct entry (of
@@ -127,6 +124,16 @@ _DESCRIPTIONS = {
     "sem": "observed information by SEM",
     "sandwich": "sandwich (robust) covariance",
 }
+
+
+def wald_interval(estimate: Any, standard_errors: Any, level: float = 0.95) -> tuple[Any, Any]:
+    """$\\hat\\theta \\pm z_{(1 + \\mathrm{level})/2}\\, \\mathrm{se}$: ``(lower, upper)``, pytrees
+    like ``estimate`` (``standard_errors`` shaped alike). ``ValueError`` unless ``level`` is in
+    (0, 1)."""
+    z = _z(level)
+    lower = jax.tree.map(lambda e, s: np.asarray(e) - z * s, estimate, standard_errors)
+    upper = jax.tree.map(lambda e, s: np.asarray(e) + z * s, estimate, standard_errors)
+    return lower, upper
 
 
 def _z(level: float) -> float:
@@ -313,4 +320,4 @@ def _names(params: Params) -> list[str]:
     return names
 
 
-__all__ = ["METHODS", "StandardErrors", "invert", "standard_errors"]
+__all__ = ["METHODS", "StandardErrors", "invert", "standard_errors", "wald_interval"]
