@@ -212,10 +212,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _fit(self, X: np.ndarray) -> GaussianMixture:
         model = self._model()
         Xj = jax.device_put(X)  # no copy compiled per shape, as jnp.asarray would
-        if self.prior == "default":
-            prior = default_prior(model, Xj)
-        else:
-            prior = self.prior
+        prior = self._prior_for(model, Xj)
         random_state = check_random_state(self.random_state)
         seeded = X
         if self.missing:  # the starts: every missing value at its column's observed mean
@@ -405,15 +402,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         `jaxem.StandardErrors`: ``standard_errors.means`` is shaped like ``means_``, and so on;
         ``print`` it for a table. Fit with a small ``tol`` (the default 1e-3 stops short of
         the maximum, and this warns)."""
-        check_is_fitted(self)
-        X = validate_data(
-            self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=self._finite()
+        return self._with_fitted(
+            X,
+            lambda model, params, Xj: standard_errors(
+                model, params, Xj, prior=self._prior_for(model, Xj), method=method
+            ),
         )
-        with _precision(self.means_.dtype):
-            Xj = jax.device_put(np.asarray(X, self.means_.dtype))
-            model = self._model()
-            prior = default_prior(model, Xj) if self.prior == "default" else self.prior
-            return standard_errors(model, self._params(), Xj, prior=prior, method=method)
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on ``X`` (lower is better), as `jaxem.bic`."""
@@ -447,6 +441,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         )
 
     def _on_fitted(self, X: Any, fn) -> np.ndarray:
+        """`_with_fitted` as a NumPy array."""
+        return np.asarray(self._with_fitted(X, fn))
+
+    def _with_fitted(self, X: Any, fn) -> Any:
         """``fn(model, params, X)`` on validated ``X``, in the fitted attributes' precision."""
         check_is_fitted(self)
         X = validate_data(
@@ -454,7 +452,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         )
         with _precision(self.means_.dtype):
             Xj = jax.device_put(np.asarray(X, self.means_.dtype))
-            return np.asarray(fn(self._model(), self._params(), Xj))
+            return fn(self._model(), self._params(), Xj)
+
+    def _prior_for(self, model: gaussian_mixture.GaussianMixture, X: Any) -> Any:
+        """The fit's prior: ``prior="default"`` made from ``X``, else the one given."""
+        return default_prior(model, X) if self.prior == "default" else self.prior
 
     def _store(self, params: gaussian_mixture.GaussianMixtureParams) -> None:
         self.weights_ = np.asarray(params.weights)
