@@ -116,24 +116,28 @@ def vvv_flat(theta, k, d):
     return np.concatenate([w, m.ravel(), c.ravel()])
 
 
+def vvv_covariances(X, missing, log_density):
+    """jaxem's covariance of a fitted VVV mixture's entries (two components), and the reference
+    from ``log_density(weights, means, covariances)``, the test's log-likelihood of ``X``."""
+    k, d = 2, X.shape[1]
+    model = jaxem.Mixture(Gaussian("VVV", missing=missing), k)
+    result = converged_fit(model, X)
+    se = jaxem.standard_errors(model, result, X)
+
+    def loglik(fp):
+        w, m = fp[:k], fp[k : k + k * d].reshape(k, d)
+        return log_density(w, m, fp[k + k * d :].reshape(k, d, d))
+
+    theta = vvv_theta(result.params, d)
+    return se, reference_covariance(loglik, lambda t: vvv_flat(t, k, d), theta)
+
+
 def test_gaussian_full_matches_finite_differences_of_scipys_density(blobs):
     k, d = 2, 2
-    model = jaxem.Mixture(Gaussian("VVV"), k)
-    result = converged_fit(model, blobs)
-    se = jaxem.standard_errors(model, result, blobs)
-    p = result.params
-    theta = vvv_theta(p, d)
-
-    def to_params(t):
-        return vvv_flat(t, k, d)
-
-    def loglik(flat_params):
-        w = flat_params[:k]
-        m = flat_params[k : k + k * d].reshape(k, d)
-        c = flat_params[k + k * d :].reshape(k, d, d)
-        return gaussian_mixture_loglik(w, m, c, blobs)
-
-    assert_covariance_close(se.covariance, reference_covariance(loglik, to_params, theta))
+    se, reference = vvv_covariances(
+        blobs, False, lambda w, m, c: gaussian_mixture_loglik(w, m, c, blobs)
+    )
+    assert_covariance_close(se.covariance, reference)
     assert se.names[0] == "weights[0]" and se.names[-1] == "components.covariances[1, 1, 1]"
     # standard errors shaped like the parameters; a weight's from the covariance's diagonal
     assert se.standard_errors.components.covariances.shape == (k, d, d)
@@ -286,34 +290,24 @@ def test_missing_values_match_finite_differences_of_the_observed_marginals(blobs
     X = blobs.copy()
     X[rng.random(X.shape) < 0.15] = np.nan
     X = X[~np.all(np.isnan(X), axis=1)]
-    k, d = 2, 2
-    model = jaxem.Mixture(Gaussian("VVV", missing=True), k)
-    result = converged_fit(model, X)
-    se = jaxem.standard_errors(model, result, X)
-    p = result.params
-    theta = vvv_theta(p, d)
-
-    def to_params(t):
-        return vvv_flat(t, k, d)
-
     patterns = {}
     for row in X:
         patterns.setdefault(tuple(~np.isnan(row)), []).append(row)
 
-    def loglik(fp):  # the mixture's density of the observed entries, row pattern by pattern
-        w, m, c = fp[:k], fp[k : k + k * d].reshape(k, d), fp[k + k * d :].reshape(k, d, d)
+    def observed_loglik(w, m, c):  # the density of the observed entries, pattern by pattern
         total = 0.0
         for pattern, rows in patterns.items():
             o = np.array(pattern)
             x = np.array(rows)[:, o]
             comps = [
                 np.log(w[j]) + stats.multivariate_normal(m[j][o], c[j][np.ix_(o, o)]).logpdf(x)
-                for j in range(k)
+                for j in range(len(w))
             ]
-            total += np.sum(logsumexp(np.reshape(comps, (k, -1)), axis=0))
+            total += np.sum(logsumexp(np.reshape(comps, (len(w), -1)), axis=0))
         return total
 
-    assert_covariance_close(se.covariance, reference_covariance(loglik, to_params, theta))
+    se, reference = vvv_covariances(X, True, observed_loglik)
+    assert_covariance_close(se.covariance, reference)
 
 
 def test_gaussian_hmm_matches_finite_differences_of_the_forward_algorithm():
