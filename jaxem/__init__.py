@@ -60,10 +60,15 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
+    # NumPyro (and funsor) load only when asked for: `import jaxem` stays light
     if name == "crosscheck":
         import importlib
 
         return importlib.import_module("jaxem.crosscheck")
+    if name == "NumPyroModel":
+        from jaxem.numpyro_model import NumPyroModel
+
+        return NumPyroModel
     raise AttributeError(f"module 'jaxem' has no attribute {name!r}")
 
 
@@ -75,6 +80,7 @@ __all__ = [
     "MixtureParams",
     "MixturePrior",
     "MixtureStats",
+    "NumPyroModel",
     "best_start",
     "em_algorithm",
     "em_step",

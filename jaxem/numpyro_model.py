@@ -1,0 +1,1049 @@
+"""EM for a model written in NumPyro: the E- and M-steps derived from the model function.
+
+A user writes the model as NumPyro code: parameters are ``numpyro.param`` sites (maximum
+likelihood) or ``numpyro.sample`` sites outside the rows with a prior (their posterior mode),
+discrete latent sites are enumerated (``infer={"enumerate": "parallel"}``; unmarked discrete
+latent sites are enumerated too), observed sites carry ``obs``, and every latent and observed
+site lies in a plate over the rows of the data, which are independent given the parameters::
+
+    def model(X):
+        weights = numpyro.param("weights", jnp.ones(3) / 3, constraint=constraints.simplex)
+        locs = numpyro.param("locs", jnp.array([[-1.0], [0.0], [1.0]]))
+        scales = numpyro.param("scales", jnp.ones((3, 1)), constraint=constraints.positive)
+        with numpyro.plate("rows", X.shape[0]):
+            z = numpyro.sample("z", dist.Categorical(weights))
+            numpyro.sample("x", dist.Normal(locs[z], scales[z]).to_event(1), obs=X)
+
+    model = jaxem.NumPyroModel(model)
+    result = jaxem.fit(model, X, model.init(key, X))
+
+E-step. With every discrete site enumerated, NumPyro's enumeration (funsor) gives
+$\\log p(x_n \\mid \\theta) = \\log \\sum_z \\exp \\sum_s f_s(z, x_n; \\theta)$, a
+sum over the sites' log-probability tensors $f_s$. Its derivative with respect to $f_s$ is
+the exact posterior marginal of the site's configuration, $m_s = p(z_s \\mid x_n, \\theta)$
+(forward-backward for a chain, the responsibilities for a mixture), which the E-step
+obtains by differentiating the log marginal in an added zero tensor per site. The expected
+complete-data log joint is then $Q(\\theta' \\mid \\theta) = \\sum_s \\langle m_s,
+f_s(\\theta') \\rangle$, plus the log prior of the sample-site parameters.
+
+M-step, parameter by parameter (conditional maximisation, each step increasing $Q$):
+
+- *closed form* where a parameter enters exactly one site, as a selection of its entries (a
+  parameter indexed by latent values or data, ``locs[z]``, broadcast, or as it is) of a
+  Categorical's ``probs`` (simplex), a Bernoulli's ``probs`` (unit interval), a Poisson's
+  ``rate`` (positive), a Normal's ``loc`` (real) or ``scale`` (positive), a
+  MultivariateNormal's ``loc`` or ``covariance_matrix`` (positive definite); with a
+  conjugate prior (Dirichlet, Beta, Gamma, Normal on a location) its posterior mode. These
+  are the weighted maximum-likelihood estimates from expected sufficient statistics (counts,
+  sums, scatter matrices), which the E-step sums over rows;
+- *gradient* otherwise (or where forced): optax's L-BFGS on $Q$ (plus the log prior) in
+  unconstrained coordinates (the parameters' constraints through NumPyro's ``biject_to``),
+  started at the current value, the result kept only where it increases the objective
+  (generalised EM: the objective never decreases).
+
+`NumPyroModel.describe` says which path each parameter takes. With a gradient-path parameter
+the M-step reads the rows' posterior marginals and the data, so such a model is fitted with its
+data in one block on one device (its statistics are not sums over rows).
+
+The driver and the built-in models never import NumPyro; this module does (see
+``docs/numpyro_models.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import optax
+from numpyro.contrib.funsor import config_enumerate, enum
+from numpyro.contrib.funsor import log_density as enumerated_log_density
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
+from numpyro.handlers import seed, substitute, trace
+from numpyro.primitives import Messenger
+
+from jaxem.base import Array, Params, PRNGKey
+from jaxem.validation import check_weights
+
+Trace = dict
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class ModelPriors:
+    """The ``prior`` of a `NumPyroModel` with sample-site parameters: the priors written in
+    the model, for rows of ``row_shape`` and ``dtype`` (no arrays: `NumPyroModel.validate`
+    puts it in place of ``None``, so that the drivers add the log prior to the objective)."""
+
+    row_shape: tuple
+    dtype: Any
+
+
+# -- running the model ---------------------------------------------------------------------
+
+
+class _Shifted(dist.Distribution):
+    """``base`` whose log density has ``shift`` added: the E-step differentiates the log
+    marginal in ``shift`` (zero) to get the site's posterior marginal."""
+
+    def __init__(self, base: dist.Distribution, shift: Array):
+        self.base, self.shift = base, shift
+        super().__init__(base.batch_shape, base.event_shape)
+
+    def log_prob(self, value: Array) -> Array:
+        return self.base.log_prob(value) + self.shift
+
+
+class _perturb(Messenger):
+    """Adds ``shifts[name]`` to the log density of the named sample sites, and drops (log
+    density zero) the sites named in ``dropped`` (the priors, when a row's likelihood is
+    wanted)."""
+
+    def __init__(self, fn: Callable, shifts: dict, dropped: frozenset = frozenset()):
+        self.shifts, self.dropped = shifts, dropped
+        super().__init__(fn)
+
+    def process_message(self, msg: dict) -> None:
+        if msg["type"] != "sample":
+            return
+        if msg["name"] in self.dropped:
+            msg["fn"] = msg["fn"].mask(False)
+        elif msg["name"] in self.shifts:
+            msg["fn"] = _Shifted(msg["fn"], self.shifts[msg["name"]])
+
+
+def _enumerated(model_fn: Callable, first_dim: int) -> Callable:
+    return enum(config_enumerate(model_fn), first_available_dim=first_dim)
+
+
+def _site_log_prob(site: dict) -> Array:
+    value = site["fn"].log_prob(site["value"])
+    if site.get("scale") is not None:
+        value = site["scale"] * value
+    return value
+
+
+# -- distributions unwrapped to their parameters ------------------------------------------
+
+
+class _Base(NamedTuple):
+    """A site's distribution without its wrappers (mask, expand, to_event)."""
+
+    dist: Any
+    mask: Any  # None or a boolean array broadcasting to the log density's shape
+    event_ndim: int  # dims of the value reinterpreted as one event (elementwise families)
+
+
+def _unwrap(fn: Any) -> _Base:
+    mask, event_ndim = None, 0
+    while True:
+        if isinstance(fn, dist.MaskedDistribution):
+            own = fn._mask
+            if own is not True:
+                mask = own if mask is None else mask & own
+            fn = fn.base_dist
+        elif isinstance(fn, dist.ExpandedDistribution):
+            fn = fn.base_dist
+        elif isinstance(fn, dist.Independent):
+            event_ndim += fn.reinterpreted_batch_ndims
+            fn = fn.base_dist
+        else:
+            return _Base(fn, mask, event_ndim)
+
+
+# role -> (distribution class, what the parameter's constraint must be, row size)
+_ELEMENTWISE_ROLES = {
+    (dist.Normal, "loc"): "real",
+    (dist.Normal, "scale"): "positive",
+    (dist.BernoulliProbs, "probs"): "unit",
+    (dist.Poisson, "rate"): "positive",
+}
+_ROW_ROLES = {
+    (dist.CategoricalProbs, "probs"): "simplex",
+    (dist.MultivariateNormal, "loc"): "real",
+    (dist.MultivariateNormal, "covariance_matrix"): "positive_definite",
+}
+
+
+def _roles(base: Any) -> tuple[str, ...]:
+    return tuple(role for (cls, role) in {**_ELEMENTWISE_ROLES, **_ROW_ROLES} if type(base) is cls)
+
+
+def _constraint_kind(c: Any) -> str | None:
+    while isinstance(c, constraints.independent):
+        c = c.base_constraint
+    if c is constraints.real:
+        return "real"
+    if isinstance(c, type(constraints.simplex)):
+        return "simplex"
+    if isinstance(c, type(constraints.unit_interval)):
+        return "unit"
+    if isinstance(c, type(constraints.positive)) and float(c.lower_bound) == 0.0:
+        return "positive"
+    if isinstance(c, type(constraints.positive_definite)):
+        return "positive_definite"
+    return None
+
+
+# -- the static plan: sites, parameters and the path of each -----------------------------
+
+
+class _Site(NamedTuple):
+    name: str
+    latent: bool
+    row_shape: tuple[int, ...]  # its log density's shape on one row
+    plate_dim: int  # the rows' dim in that shape (negative)
+
+
+class _Closed(NamedTuple):
+    """A closed-form update: parameter ``param`` is the selection ``role`` of ``site``'s
+    distribution (of class ``family``); ``prior`` the conjugate prior's kind or None;
+    ``partner`` for a Normal/MultivariateNormal scale (covariance): the closed-form location
+    parameter of the same site, updated first, or None."""
+
+    param: str
+    site: str
+    family: str
+    role: str
+    row_size: int
+    prior: str | None
+    partner: str | None
+
+
+class _Plan(NamedTuple):
+    params: tuple[str, ...]  # every parameter, in the model's order
+    priors: tuple[str, ...]  # the sample-site parameters
+    constraints: tuple  # (name, constraint) pairs
+    sites: tuple[_Site, ...]
+    closed: tuple[_Closed, ...]
+    gradient: tuple[str, ...]
+    first_dim: int  # the first dim free for enumeration
+    data_plate: str
+    shapes: tuple  # (name, shape) pairs of the parameters
+
+
+_FAMILY_NAMES = {
+    dist.Normal: "normal",
+    dist.MultivariateNormal: "mvn",
+    dist.CategoricalProbs: "categorical",
+    dist.BernoulliProbs: "bernoulli",
+    dist.Poisson: "poisson",
+}
+_CONJUGATE = {
+    ("categorical", "probs"): dist.Dirichlet,
+    ("bernoulli", "probs"): dist.Beta,
+    ("poisson", "rate"): dist.Gamma,
+    ("normal", "loc"): dist.Normal,
+    ("mvn", "loc"): dist.Normal,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class NumPyroModel:
+    """A model for `jaxem.fit` written as a NumPyro model function ``model_fn(X)``, which
+    receives a block of rows ``(n_rows, ...)`` (see the module's introduction for what the
+    function may contain).
+
+    Args:
+        model_fn: the NumPyro model; called with the data's rows as its one argument.
+        gradient: parameter names forced onto the gradient path (or True: all of them).
+        data_ndim: the dimensions of one dataset ``X`` (2 for ``(n_rows, n_features)``).
+        gradient_steps: L-BFGS iterations per M-step on the gradient path.
+
+    Parameters are a dict from site name to value (constrained, as the model sees them).
+    """
+
+    model_fn: Callable
+    gradient: tuple[str, ...] | bool = ()
+    data_ndim: int = 2
+    gradient_steps: int = 30
+
+    def __post_init__(self):
+        if not callable(self.model_fn):
+            raise TypeError(f"model_fn must be a NumPyro model function; got {self.model_fn!r}")
+        if not isinstance(self.gradient, bool):
+            names = (self.gradient,) if isinstance(self.gradient, str) else tuple(self.gradient)
+            if not all(isinstance(n, str) for n in names):
+                raise TypeError(f"gradient must be True or parameter names; got {self.gradient!r}")
+            object.__setattr__(self, "gradient", names)
+        if not isinstance(self.data_ndim, int) or self.data_ndim < 1:
+            raise ValueError(f"data_ndim must be a positive int; got {self.data_ndim!r}")
+        if not isinstance(self.gradient_steps, int) or self.gradient_steps < 1:
+            raise ValueError(f"gradient_steps must be a positive int; got {self.gradient_steps!r}")
+
+    # -- analysis ----------------------------------------------------------------------
+
+    def plan(self, row_shape: tuple[int, ...], dtype: Any) -> _Plan:
+        """The static plan for rows of shape ``row_shape``: sites, parameters, the M-step path
+        of each (computed once, from the model run on rows of zeros)."""
+        return _analyse(self, tuple(row_shape), jnp.dtype(dtype))
+
+    def describe(self, X: Any) -> str:
+        """Which parameter takes which M-step path, for data like ``X``, as text."""
+        X = jnp.asarray(X)
+        plan = self.plan(X.shape[1:], _float_dtype(X))
+        lines = []
+        for c in plan.closed:
+            prior = f", {c.prior} prior" if c.prior else ""
+            lines.append(f"{c.param}: closed form ({c.family} {c.role} of '{c.site}'{prior})")
+        for name in plan.gradient:
+            lines.append(f"{name}: gradient (L-BFGS on Q, kept where the objective rises)")
+        return "\n".join(lines)
+
+    # -- the contract ------------------------------------------------------------------
+
+    def init(self, key: PRNGKey, X: Array, weights: Array | None = None) -> Params:
+        """Starting parameters: the param sites' initial values (a callable one called with a
+        key derived from ``key``) and a draw from the prior of every sample-site parameter."""
+        X = jnp.asarray(X)
+        plan = self.plan(X.shape[1:], _float_dtype(X))
+        tr = trace(seed(self.model_fn, key)).get_trace(X)
+        return {name: jnp.asarray(tr[name]["value"], _float_dtype(X)) for name in plan.params}
+
+    def validate(self, X: Any, params: Any, weights: Any, prior: Any) -> tuple:
+        X = _check_data(X, self.data_ndim)
+        dtype = _float_dtype(X)
+        plan = self.plan(X.shape[1:], dtype)
+        params = _check_params(self, plan, params, X, dtype)
+        if prior is not None and not isinstance(prior, ModelPriors):
+            raise TypeError(
+                "prior: a NumPyroModel's priors are its sample sites; fit it with prior=None"
+            )
+        prior = ModelPriors(tuple(X.shape[1:]), jnp.dtype(dtype)) if plan.priors else None
+        weights = check_weights(weights, X.shape[:1], dtype)
+        return X, params, weights, prior
+
+    def e_step(self, params: Params, X: Array, weights: Array) -> tuple[Any, Array]:
+        """``(stats, loglik)``: the closed-form parameters' expected sufficient statistics
+        (sums over rows), and for gradient-path parameters the rows' posterior marginals and
+        the data; ``loglik`` $\\sum_n w_n \\log p(x_n \\mid \\theta)$."""
+        plan = self.plan(X.shape[1:], X.dtype)
+        loglik, marginals = _marginals(self, plan, params, X, weights)
+        stats = {c.param: _closed_stats(c, plan, self, params, X, marginals) for c in plan.closed}
+        frozen = (marginals, X) if plan.gradient else None
+        key = _DataKey((tuple(X.shape[1:]), jnp.dtype(X.dtype)))
+        return {"closed": stats, "frozen": frozen, "data": key}, loglik
+
+    def m_step(self, stats: Any, prior: Any = None) -> Params:
+        raise TypeError("NumPyroModel's M-step starts from the iterate: use m_step_from")
+
+    def m_step_from(self, params: Params, stats: Any, prior: Any = None) -> Params:
+        """The M-step at ``params``: closed-form parameters from ``stats`` (locations before
+        the scales that use them), then the gradient-path parameters by L-BFGS on $Q$, kept
+        only where $Q$ (plus the log prior) rises."""
+        plan = self.plan(*stats["data"].key)
+        new = dict(params)
+        for c in sorted(plan.closed, key=lambda c: c.partner is not None):
+            hyper = _hyperparameters(self, c, new, *stats["data"].key) if c.prior else None
+            new[c.param] = _closed_update(c, stats["closed"][c.param], new, hyper)
+        if plan.gradient:
+            new = _gradient_update(self, plan, new, *stats["frozen"])
+        return new
+
+    def log_prior(self, params: Params, prior: ModelPriors) -> Array:
+        """$\\log p(\\theta)$: the sample-site parameters' prior log densities."""
+        return _log_prior(self, params, prior.row_shape, prior.dtype)
+
+    def unconstrain(self, params: Params) -> dict:
+        cons = dict(self._plan_for_params(params).constraints)
+        return {k: biject_to(cons[k]).inv(v) for k, v in params.items()}
+
+    def constrain(self, coordinates: dict) -> Params:
+        cons = dict(self._plan_for_params(coordinates).constraints)
+        return {k: biject_to(cons[k])(v) for k, v in coordinates.items()}
+
+    def n_parameters_of(self, params: Params) -> int:
+        """The free parameters (unconstrained coordinates) of ``params``."""
+        cons = dict(self._plan_for_params(params).constraints)
+        return sum(
+            int(np.prod(biject_to(cons[k]).inverse_shape(jnp.shape(v)))) for k, v in params.items()
+        )
+
+    def _plan_for_params(self, params: Params) -> _Plan:
+        key = (self, _shapes_of(params))
+        if key not in _PLAN_OF_PARAMS:
+            raise ValueError(
+                "params do not match the parameters of any data this model has seen: call "
+                "model.init(key, X) or validate first"
+            )
+        return _PLAN_OF_PARAMS[key]
+
+
+# the plan that made parameters of these shapes (their constraints and priors)
+_PLAN_OF_PARAMS: dict = {}
+
+
+def _shapes_of(params: Any) -> tuple:
+    return tuple(sorted((k, tuple(jnp.shape(v))) for k, v in params.items()))
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class _DataKey:
+    """The rows' shape and dtype, carried in the statistics (no arrays) so that the M-step
+    finds the plan the E-step used."""
+
+    key: tuple
+
+
+def _float_dtype(X: Array) -> Any:
+    return X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.result_type(float)
+
+
+def _check_data(X: Any, data_ndim: int) -> Array:
+    try:
+        X = jnp.asarray(X)
+    except TypeError as err:
+        raise TypeError(f"X must be an array of rows; got {type(X).__name__}") from err
+    if X.ndim != data_ndim:
+        raise ValueError(
+            f"X must have {data_ndim} dimensions (data_ndim of the NumPyroModel); got shape "
+            f"{X.shape}"
+        )
+    if X.shape[0] < 1:
+        raise ValueError("X has no rows")
+    if not jnp.issubdtype(X.dtype, jnp.floating):
+        X = X.astype(jnp.result_type(float))
+    return X
+
+
+def _check_params(model, plan: _Plan, params: Any, X: Array, dtype: Any) -> dict:
+    if not isinstance(params, dict):
+        raise TypeError(
+            f"params must be a dict from parameter name to value, as model.init returns; got "
+            f"{type(params).__name__}"
+        )
+    missing = [n for n in plan.params if n not in params]
+    extra = [n for n in params if n not in plan.params]
+    if missing or extra:
+        raise ValueError(
+            f"params must have exactly the model's parameters {list(plan.params)}; "
+            f"missing {missing}, unknown {extra}"
+        )
+    shapes = dict(plan.shapes)
+    out = {}
+    for name in plan.params:
+        value = jnp.asarray(params[name], dtype)
+        if value.shape != tuple(shapes[name]):
+            raise ValueError(
+                f"params['{name}'] must have shape {tuple(shapes[name])}; got {value.shape}"
+            )
+        out[name] = value
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _analyse(model: NumPyroModel, row_shape: tuple[int, ...], dtype: Any) -> _Plan:
+    plan, shapes = _analysis(model, row_shape, dtype)
+    _PLAN_OF_PARAMS[(model, tuple(sorted(shapes)))] = plan
+    return plan
+
+
+def _plain_trace(model_fn: Callable, X: Array, params: dict | None = None) -> Trace:
+    fn = seed(model_fn, jax.random.PRNGKey(0))
+    if params:
+        fn = substitute(fn, data=params)
+    return trace(fn).get_trace(X)
+
+
+def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any) -> tuple[_Plan, tuple]:
+    name = "model_fn"
+    one, two = (jnp.zeros((n,) + row_shape, dtype) for n in (1, 2))
+    try:
+        tr1 = _abstract(lambda X: _plain_trace(model.model_fn, X), one)
+        tr2 = _abstract(lambda X: _plain_trace(model.model_fn, X), two)
+    except Exception as err:  # the user's code: say where it failed
+        raise ValueError(f"{name} failed on rows of shape {row_shape}: {err}") from err
+    params, priors, sites = [], [], []
+    for site in tr2.values():
+        if site["type"] == "param":
+            params.append(site["name"])
+        elif site["type"] == "sample":
+            fn = site["fn"]
+            if site["is_observed"]:
+                sites.append(site["name"])
+            elif site["infer"].get("enumerate") == "parallel" or fn.has_enumerate_support:
+                if not fn.has_enumerate_support:
+                    raise ValueError(
+                        f"site '{site['name']}' is marked for enumeration but its distribution "
+                        f"({type(fn).__name__}) has no finite support"
+                    )
+                sites.append(site["name"])
+            elif jnp.shape(site["value"]) == jnp.shape(tr1[site["name"]]["value"]):
+                params.append(site["name"])
+                priors.append(site["name"])
+            else:
+                raise ValueError(
+                    f"site '{site['name']}' is a continuous latent variable (one per row, "
+                    f"{type(fn).__name__}) that is neither observed nor a parameter: EM needs "
+                    "latent sites discrete (enumerated) and parameters outside the rows; if it "
+                    "is data, give it obs=..."
+                )
+    if not sites:
+        raise ValueError(f"{name} has no observed site (numpyro.sample(..., obs=X))")
+    if not params:
+        raise ValueError(f"{name} has no parameters (numpyro.param or sample sites with priors)")
+    if not isinstance(model.gradient, bool):
+        unknown = [g for g in model.gradient if g not in params]
+        if unknown:
+            raise ValueError(f"gradient names {unknown}, not parameters of the model {params}")
+    initial = jax.jit(lambda X: {n: _plain_trace(model.model_fn, X)[n]["value"] for n in params})
+    values = {n: jnp.asarray(v, dtype) for n, v in initial(two).items()}
+    shapes = tuple((n, tuple(values[n].shape)) for n in params)
+    cons = tuple(
+        (
+            n,
+            tr2[n]["fn"].support
+            if n in priors
+            else tr2[n]["kwargs"].get("constraint", constraints.real),
+        )
+        for n in params
+    )
+    nesting = max(len(tr2[s]["cond_indep_stack"]) for s in sites)
+    first_dim = -(nesting + 1)
+    enumerated = _enumerated(model.model_fn, first_dim)
+    etr1 = _abstract(lambda X: enumerated_log_density(enumerated, (X,), {}, values)[1], one)
+    etr2 = _abstract(lambda X: enumerated_log_density(enumerated, (X,), {}, values)[1], two)
+    data_plate = _data_plate(etr1, etr2, sites)
+    site_plan = []
+    for s in sites:
+        lp1 = etr1[s]["lp_shape"]
+        dims = [f.dim for f in etr2[s]["cond_indep_stack"] if f.name == data_plate]
+        lp1 = (1,) * max(0, -dims[0] - len(lp1)) + lp1
+        site_plan.append(_Site(s, not etr1[s]["is_observed"], lp1, dims[0]))
+    closed = _closed_plan(model, values, priors, dict(cons), etr2, sites, enumerated, two)
+    gradient = tuple(n for n in params if n not in {c.param for c in closed})
+    plan = _Plan(
+        tuple(params),
+        tuple(priors),
+        cons,
+        tuple(site_plan),
+        closed,
+        gradient,
+        first_dim,
+        data_plate,
+        shapes,
+    )
+    return plan, shapes
+
+
+def _abstract(run: Callable, X: Array) -> Trace:
+    """``run(X)``'s trace, run on abstract values (``jax.eval_shape``): only its static
+    content (sites, distributions' classes, shapes, plates) may be read, not its values."""
+    found = {}
+
+    def keep(X):
+        tr = run(X)
+        for site in tr.values():
+            if site["type"] == "sample":
+                site["lp_shape"] = tuple(_site_log_prob(site).shape)
+        found["trace"] = tr
+        return 0
+
+    jax.eval_shape(keep, X)
+    return found["trace"]
+
+
+def _data_plate(tr1: Trace, tr2: Trace, sites: list[str]) -> str:
+    candidates = None
+    for s in sites:
+        sizes1 = {f.name: f.size for f in tr1[s]["cond_indep_stack"]}
+        sizes2 = {f.name: f.size for f in tr2[s]["cond_indep_stack"]}
+        here = {n for n in sizes2 if sizes1.get(n) == 1 and sizes2[n] == 2}
+        if not here:
+            raise ValueError(
+                f"site '{s}' is not inside a plate over the rows of X: write "
+                "`with numpyro.plate('rows', X.shape[0]):` around the latent and observed sites "
+                "(the rows must be independent given the parameters)"
+            )
+        candidates = here if candidates is None else candidates & here
+    if not candidates or len(candidates) > 1:
+        raise ValueError(
+            f"the latent and observed sites must share one plate over the rows; got {candidates}"
+        )
+    return next(iter(candidates))
+
+
+def _selection(value, probe, out, probed, found) -> np.ndarray | None:
+    """Where an argument ``out`` (with tangents ``probed`` for ``probe`` and ``found`` for the
+    entries' indices) is a selection of the parameter ``value``'s entries: the flat index of
+    the entry each element equals, or None (NumPy: concrete values, no compiling)."""
+    value, probe, out, probed, found = (np.asarray(a) for a in (value, probe, out, probed, found))
+    index = np.round(found)
+    if not np.all(np.isfinite(found)) or not np.all(np.abs(found - index) < 1e-3):
+        return None
+    index = index.astype(np.int64)
+    if not np.all((index >= 0) & (index < value.size)):
+        return None
+    tol = 1e-6 if value.dtype == np.float64 else 1e-3
+    if not np.allclose(probed, probe.ravel()[index], atol=tol, rtol=tol):
+        return None
+    if not np.allclose(out, value.ravel()[index], atol=tol, rtol=tol):
+        return None
+    return index
+
+
+def _rows_ok(index: np.ndarray, row: tuple[int, ...]) -> bool:
+    """Whether a selection's index picks whole rows (``row`` trailing dims) in order."""
+    size = int(np.prod(row))
+    flat = index.reshape(index.shape[: index.ndim - len(row)] + (size,))
+    return bool(np.all(flat == flat[..., :1] + np.arange(size))) and bool(
+        np.all(flat[..., 0] % size == 0)
+    )
+
+
+def _closed_plan(model, values, priors, cons, etr, sites, enumerated, X) -> tuple[_Closed, ...]:
+    """The parameters with a closed-form update: each enters one site's log density, through
+    one role of its distribution, as a selection of its entries (two JVPs per parameter, of
+    every site's log density and role argument at once)."""
+    if model.gradient is True:
+        return ()
+    forced = set(model.gradient)
+    bases = {s: _unwrap(etr[s]["fn"]) for s in sites}
+    lp_shapes = {s: etr[s]["lp_shape"] for s in sites}
+
+    def everything(params):
+        _, tr = enumerated_log_density(enumerated, (X,), {}, params)
+        out = {}
+        for s in sites:
+            base = _unwrap(tr[s]["fn"])
+            roles = {r: _aligned(base, r, lp_shapes[s]) for r in _roles(base.dist)}
+            out[s] = (_site_log_prob(tr[s]), roles)
+        return out
+
+    probes = {
+        p: jax.random.normal(jax.random.PRNGKey(2), v.shape, v.dtype) for p, v in values.items()
+    }
+
+    @jax.jit
+    def tangents(values):
+        """Per parameter: does each site's log density move with it, and each role's argument
+        with its tangent for a random probe and for the entries' indices."""
+        out = {}
+        for p, value in values.items():
+            index = jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
+
+            def of_p(v, p=p):
+                return everything({**values, p: v})
+
+            primal, moved = jax.jvp(of_p, (value,), (probes[p],))
+            _, indexed = jax.jvp(of_p, (value,), (index,))
+            out[p] = {
+                s: (
+                    jnp.any(moved[s][0] != 0),
+                    {r: (primal[s][1][r], moved[s][1][r], indexed[s][1][r]) for r in primal[s][1]},
+                )
+                for s in sites
+            }
+        return out
+
+    found = jax.device_get(tangents(values))
+    candidates = {}
+    for p, value in values.items():
+        if p in forced:
+            continue
+        using = [s for s in sites if found[p][s][0]]
+        if len(using) != 1:
+            continue
+        s = using[0]
+        roles = [r for r, (_, t, _) in found[p][s][1].items() if np.any(t != 0)]
+        family = _FAMILY_NAMES.get(type(bases[s].dist))
+        if family is None or len(roles) != 1:
+            continue
+        role = roles[0]
+        key = (type(bases[s].dist), role)
+        if _constraint_kind(cons[p]) != {**_ELEMENTWISE_ROLES, **_ROW_ROLES}[key]:
+            continue
+        index = _selection(value, probes[p], *found[p][s][1][role])
+        if index is None:
+            continue
+        row = ()
+        if key in _ROW_ROLES:
+            row = value.shape[-1:] if role != "covariance_matrix" else value.shape[-2:]
+            if not _rows_ok(index, row):
+                continue
+        prior = None
+        if p in priors:
+            prior = _conjugate_kind(family, role, etr[p]["fn"], values, p, enumerated, X)
+            if prior is None:
+                continue
+        candidates[p] = (s, family, role, int(np.prod(row)) if row else 1, prior)
+    closed = []
+    for p, (s, family, role, row_size, prior) in candidates.items():
+        partner = None
+        if role in ("scale", "covariance_matrix"):
+            locs = [q for q, c in candidates.items() if c[0] == s and c[2] == "loc"]
+            if locs:
+                partner = locs[0]
+        closed.append(_Closed(p, s, family, role, row_size, prior, partner))
+    return tuple(closed)
+
+
+def _conjugate_kind(family, role, fn, values, p, enumerated, X) -> str | None:
+    """The conjugate prior's name when ``fn`` (the prior of ``p``) is the one its role has, and
+    its hyperparameters depend on no parameter; else None."""
+    wanted = _CONJUGATE.get((family, role))
+    base = _unwrap(fn)
+    if wanted is None or type(base.dist) is not wanted or base.mask is not None:
+        return None
+    others = {q: v for q, v in values.items() if q != p}
+
+    def prior_log_density(others_):
+        _, tr = enumerated_log_density(enumerated, (X,), {}, {**values, **others_})
+        return tr[p]["fn"].log_prob(values[p])
+
+    probes = {q: jnp.ones_like(v) for q, v in others.items()}
+    if others:
+        _, moved = jax.jit(lambda o, t: jax.jvp(prior_log_density, (o,), (t,)))(others, probes)
+        if np.any(np.asarray(moved) != 0):
+            return None
+    return wanted.__name__.lower()
+
+
+# -- the E-step ----------------------------------------------------------------------------
+
+
+def _full_trace(model: NumPyroModel, plan: _Plan, params: Params, X: Array) -> Trace:
+    """The enumerated model's trace on the rows ``X`` at ``params``."""
+    fn = _enumerated(model.model_fn, plan.first_dim)
+    return enumerated_log_density(fn, (X,), {}, params)[1]
+
+
+def _marginals(model: NumPyroModel, plan: _Plan, params: Params, X: Array, weights: Array):
+    """``(loglik, marginals)``: $\\sum_n w_n \\log p(x_n \\mid \\theta)$ (row by row, the
+    priors left out) and, per site, $w_n$ times the posterior marginal of its configurations,
+    shaped as the site's log density on all rows."""
+    fn = _perturb(_enumerated(model.model_fn, plan.first_dim), {}, frozenset(plan.priors))
+
+    def row_log_lik(row, shifts):
+        fn.shifts = shifts
+        return enumerated_log_density(fn, (row[None],), {}, params)[0]
+
+    def total(shifts):
+        per_row = jax.vmap(row_log_lik)(X, shifts)
+        return jnp.sum(jnp.where(weights > 0, weights * per_row, jnp.zeros((), X.dtype)))
+
+    zeros = {s.name: jnp.zeros((X.shape[0],) + s.row_shape, X.dtype) for s in plan.sites}
+    loglik, grads = jax.value_and_grad(total)(zeros)
+    return loglik, {s.name: _rows_into_plate(grads[s.name], s) for s in plan.sites}
+
+
+def _rows_into_plate(per_row: Array, site: _Site) -> Array:
+    """``(N, *row_shape)`` with the rows' dim of size 1 -> ``row_shape`` with N there."""
+    at = len(site.row_shape) + site.plate_dim
+    return jnp.moveaxis(jnp.squeeze(per_row, axis=1 + at), 0, at)
+
+
+_LETTERS = "abcdefghijklmnop"
+
+
+def _sum_to(index_shape: tuple, operands: list, out_extra: str = "") -> Array:
+    """The product of ``operands`` summed over the dims where ``index_shape`` is 1, broadcast
+    to ``index_shape`` (+ the extra dims named by ``out_extra``). Each operand is ``(array,
+    extra)``: an array whose leading dims broadcast against ``index_shape`` and whose trailing
+    ``len(extra)`` dims are named by ``extra`` (from ``"qrstuvwxyz"``). The full broadcast
+    shape is never formed (``jnp.einsum`` contracts)."""
+    rank = len(index_shape)
+    subscripts, arrays, present = [], [], set()
+    for array, extra in operands:
+        lead = array.ndim - len(extra)
+        array = array.reshape((1,) * (rank - lead) + array.shape)
+        keep = [i for i in range(rank) if array.shape[i] != 1]
+        array = array.reshape(tuple(array.shape[i] for i in keep) + array.shape[rank:])
+        subscripts.append("".join(_LETTERS[i] for i in keep) + extra)
+        arrays.append(array)
+        present.update(keep)
+    out_dims = [i for i in range(rank) if index_shape[i] != 1 and i in present]
+    out = jnp.einsum(
+        ",".join(subscripts) + "->" + "".join(_LETTERS[i] for i in out_dims) + out_extra, *arrays
+    )
+    shape = tuple(index_shape[i] if i in out_dims else 1 for i in range(rank))
+    out = out.reshape(shape + out.shape[len(out_dims) :])
+    return jnp.broadcast_to(out, tuple(index_shape) + out.shape[rank:])
+
+
+def _grouped(index: Array, n_groups: int, operands: list, out_extra: str = "") -> Array:
+    """$S_g = \\sum_{e:\\ \\mathrm{index}_e = g} \\prod$ ``operands``$_e$, ``(n_groups,
+    *extra)``."""
+    summed = _sum_to(index.shape, operands, out_extra)
+    flat = summed.reshape((-1,) + summed.shape[index.ndim :])
+    return jax.ops.segment_sum(flat, index.reshape(-1), n_groups)
+
+
+class _SiteView(NamedTuple):
+    """A closed-form rule's view of its site on all rows: weights ``m`` (marginals, masked),
+    the value, the unwrapped distribution and the parameter's selection ``index`` (for a row
+    role, the row's index), aligned to the site's elements (log density's dims + event's)."""
+
+    m: Array
+    value: Array
+    base: _Base
+    index: Array
+
+
+def _view(c: _Closed, plan: _Plan, model, params, X, marginals) -> _SiteView:
+    m = marginals[c.site]
+    lp_shape = m.shape
+
+    def role(v):
+        tr = _full_trace(model, plan, {**params, c.param: v}, X)
+        return _aligned(_unwrap(tr[c.site]["fn"]), c.role, lp_shape)
+
+    value = params[c.param]
+    tangent = jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
+    _, found = jax.jvp(role, (value,), (tangent,))
+    index = jnp.round(found).astype(jnp.int32)
+    site = _full_trace(model, plan, params, X)[c.site]
+    base = _unwrap(site["fn"])
+    event_ndim = base.event_ndim
+    if c.family in ("categorical", "mvn"):
+        lead = len(lp_shape) + event_ndim
+        index = index.reshape(index.shape[:lead] + (-1,))[..., 0] // c.row_size
+    if base.mask is not None:
+        m = m * jnp.asarray(base.mask, m.dtype)
+    m = m.reshape(m.shape + (1,) * event_ndim)
+    return _SiteView(m, site["value"], base, index)
+
+
+def _aligned(base: _Base, role: str, lp_shape: tuple) -> Array:
+    """The role's argument with its own (not broadcast) shape, left-padded to the rank of the
+    site's elements (log density's dims + the event's) plus the row's dims."""
+    value = getattr(base.dist, role)
+    rank = len(lp_shape) + base.event_ndim
+    if (type(base.dist), role) in _ROW_ROLES:
+        rank += 2 if role == "covariance_matrix" else 1
+    return value.reshape((1,) * (rank - value.ndim) + value.shape)
+
+
+def _closed_stats(c: _Closed, plan: _Plan, model, params, X, marginals) -> dict:
+    v = _view(c, plan, model, params, X, marginals)
+    size = params[c.param].size // c.row_size
+    index, m, base = v.index, v.m, v.base
+    if c.family == "categorical":
+        x = jnp.asarray(v.value).astype(jnp.int32)
+        onehot = jax.nn.one_hot(x, c.row_size, dtype=m.dtype)
+        return {"counts": _grouped(index, size, [(m, ""), (onehot, "y")], "y")}
+    x = jnp.asarray(v.value, m.dtype)
+    if c.family in ("bernoulli", "poisson"):
+        return {
+            "n": _grouped(index, size, [(m, "")]),
+            "sum": _grouped(index, size, [(m, ""), (x, "")]),
+        }
+    if c.family == "normal":
+        if c.role == "loc":
+            precision = 1.0 / jnp.square(base.dist.scale)
+            return {
+                "precision": _grouped(index, size, [(m, ""), (precision, "")]),
+                "weighted": _grouped(index, size, [(m, ""), (precision, ""), (x, "")]),
+            }
+        if c.partner is None:
+            sq = jnp.square(x - base.dist.loc)
+            return {
+                "n": _grouped(index, size, [(m, "")]),
+                "sq": _grouped(index, size, [(m, ""), (sq, "")]),
+            }
+        return _partnered_stats(c, plan, model, params, X, marginals, v, x, size, False)
+    if c.role == "loc":  # multivariate normal
+        precision = base.dist.precision_matrix
+        return {
+            "precision": _grouped(index, size, [(m, ""), (precision, "yz")], "yz"),
+            "weighted": _grouped(index, size, [(m, ""), (precision, "yz"), (x, "z")], "y"),
+        }
+    if c.partner is None:
+        d = x - base.dist.loc
+        return {
+            "n": _grouped(index, size, [(m, "")]),
+            "sq": _grouped(index, size, [(m, ""), (d, "y"), (d, "z")], "yz"),
+        }
+    return _partnered_stats(c, plan, model, params, X, marginals, v, x, size, True)
+
+
+def _partnered_stats(c, plan, model, params, X, marginals, v, x, size, rows: bool) -> dict:
+    """A scale's statistics grouped by its location's groups (so that the scale is taken at
+    the new location): weights, sums and sums of squares (outer products) per location group,
+    and how many elements each (location group, scale group) pair has (additive, unlike an
+    index), from which the M-step finds each location group's scale group."""
+    loc_rule = next(r for r in plan.closed if r.param == c.partner)
+    loc_view = _view(loc_rule, plan, model, params, X, marginals)
+    groups = params[c.partner].size // loc_rule.row_size
+    lidx, m = loc_view.index, v.m
+    if rows:
+        stats = {
+            "n": _grouped(lidx, groups, [(m, "")]),
+            "sum": _grouped(lidx, groups, [(m, ""), (x, "y")], "y"),
+            "sq": _grouped(lidx, groups, [(m, ""), (x, "y"), (x, "z")], "yz"),
+        }
+    else:
+        stats = {
+            "n": _grouped(lidx, groups, [(m, "")]),
+            "sum": _grouped(lidx, groups, [(m, ""), (x, "")]),
+            "sq": _grouped(lidx, groups, [(m, ""), (jnp.square(x), "")]),
+        }
+    shape = jnp.broadcast_shapes(lidx.shape, v.index.shape)
+    pairs = jnp.broadcast_to(lidx, shape) * size + jnp.broadcast_to(v.index, shape)
+    ones = jnp.ones(pairs.size, m.dtype)
+    member = jax.ops.segment_sum(ones, pairs.reshape(-1), groups * size)
+    stats["member"] = member.reshape(groups, size)
+    return stats
+
+
+# -- the M-step ----------------------------------------------------------------------------
+
+
+def _prior_trace(model: NumPyroModel, params: Params, row_shape: tuple, dtype: Any) -> Trace:
+    """The model run on one row of zeros at ``params``: the prior sites' distributions (the
+    priors may not depend on the data)."""
+    return _plain_trace(model.model_fn, jnp.zeros((1,) + tuple(row_shape), dtype), params)
+
+
+def _log_prior(model: NumPyroModel, params: Params, row_shape: tuple, dtype: Any) -> Array:
+    plan = model.plan(row_shape, dtype)
+    tr = _prior_trace(model, params, row_shape, dtype)
+    total = jnp.zeros((), dtype)
+    for name in plan.priors:
+        total = total + jnp.sum(tr[name]["fn"].log_prob(params[name]))
+    return total
+
+
+def _hyperparameters(model: NumPyroModel, c: _Closed, params: Params, row_shape, dtype) -> tuple:
+    prior = _unwrap(_prior_trace(model, params, row_shape, dtype)[c.param]["fn"]).dist
+    shape = params[c.param].shape
+    names = {
+        "dirichlet": ("concentration",),
+        "beta": ("concentration1", "concentration0"),
+        "gamma": ("concentration", "rate"),
+        "normal": ("loc", "scale"),
+    }[c.prior]
+    return tuple(jnp.broadcast_to(getattr(prior, n), shape) for n in names)
+
+
+def _keep_where_empty(new: Array, old: Array, n: Array) -> Array:
+    """Entries of groups with no weight keep their value (an empty component, an unvisited
+    state: no data says anything about them), never NaN."""
+    return jnp.where(n > 0, new, old)
+
+
+def _safe(n: Array) -> Array:
+    return jnp.where(n > 0, n, jnp.ones((), n.dtype))
+
+
+def _closed_update(c: _Closed, stats: dict, params: Params, hyper: tuple | None) -> Array:
+    """The parameter's conditional maximiser given ``params`` (with this M-step's new
+    locations, where a scale has one)."""
+    old = params[c.param]
+    shape = old.shape
+    if c.family == "categorical":
+        counts = stats["counts"].reshape(shape)
+        if hyper is not None:
+            counts = counts + hyper[0] - 1.0
+        total = jnp.sum(counts, axis=-1, keepdims=True)
+        return _keep_where_empty(counts / _safe(total), old, total)
+    if c.family in ("bernoulli", "poisson"):
+        n, total = stats["n"].reshape(shape), stats["sum"].reshape(shape)
+        if hyper is not None and c.family == "bernoulli":
+            a, b = hyper
+            n, total = n + a + b - 2.0, total + a - 1.0
+        elif hyper is not None:
+            a, b = hyper
+            n, total = n + b, total + a - 1.0
+        estimate = total / _safe(n)
+        if c.family == "bernoulli":
+            estimate = jnp.clip(estimate, 0.0, 1.0)
+        return _keep_where_empty(estimate, old, n)
+    if c.role == "loc":
+        return _location(c, stats, old, hyper)
+    if c.family == "normal":
+        if c.partner is None:
+            n, sq = stats["n"].reshape(shape), stats["sq"].reshape(shape)
+        else:
+            loc = params[c.partner].reshape(-1)
+            per_loc = stats["sq"] - 2 * loc * stats["sum"] + jnp.square(loc) * stats["n"]
+            owner = jnp.argmax(stats["member"], axis=1)
+            n = jax.ops.segment_sum(stats["n"], owner, old.size).reshape(shape)
+            sq = jax.ops.segment_sum(per_loc, owner, old.size).reshape(shape)
+        return _keep_where_empty(jnp.sqrt(sq / _safe(n)), old, n)
+    dim = shape[-1]
+    groups = old.size // (dim * dim)
+    if c.partner is None:
+        n, sq = stats["n"], stats["sq"]
+    else:
+        loc = params[c.partner].reshape(-1, dim)
+        outer = jnp.einsum("gy,gz->gyz", loc, stats["sum"])
+        centred = stats["n"][:, None, None] * jnp.einsum("gy,gz->gyz", loc, loc)
+        per_loc = stats["sq"] - outer - jnp.swapaxes(outer, -1, -2) + centred
+        owner = jnp.argmax(stats["member"], axis=1)
+        n = jax.ops.segment_sum(stats["n"], owner, groups)
+        sq = jax.ops.segment_sum(per_loc, owner, groups)
+    covariance = (sq / _safe(n)[:, None, None]).reshape(shape)
+    return _keep_where_empty(covariance, old, n.reshape(shape[:-2] + (1, 1)))
+
+
+def _location(c: _Closed, stats: dict, old: Array, hyper: tuple | None) -> Array:
+    """A location given the current scales: precision-weighted mean (with a Normal prior,
+    the posterior mode)."""
+    shape = old.shape
+    if c.family == "normal":
+        precision, weighted = stats["precision"].reshape(shape), stats["weighted"].reshape(shape)
+        if hyper is not None:
+            loc0, scale0 = hyper
+            precision = precision + 1.0 / jnp.square(scale0)
+            weighted = weighted + loc0 / jnp.square(scale0)
+        return _keep_where_empty(weighted / _safe(precision), old, precision)
+    dim = shape[-1]
+    eye = jnp.eye(dim, dtype=old.dtype)
+    precision = stats["precision"].reshape(shape[:-1] + (dim, dim))
+    weighted = stats["weighted"].reshape(shape)
+    if hyper is not None:
+        loc0, scale0 = hyper
+        prior_precision = 1.0 / jnp.square(scale0)
+        precision = precision + prior_precision[..., None] * eye
+        weighted = weighted + loc0 * prior_precision
+    n = jnp.trace(precision, axis1=-2, axis2=-1)[..., None]
+    safe = jnp.where(n[..., None] > 0, precision, eye)
+    return _keep_where_empty(jnp.linalg.solve(safe, weighted[..., None])[..., 0], old, n)
+
+
+def _gradient_update(
+    model: NumPyroModel, plan: _Plan, params: Params, marginals: dict, X: Array
+) -> Params:
+    """The gradient-path parameters: L-BFGS on $-Q$ (minus the log prior) in unconstrained
+    coordinates from their current values, kept only where the objective rises."""
+    cons = dict(plan.constraints)
+    names = plan.gradient
+    row_shape, dtype = tuple(X.shape[1:]), X.dtype
+
+    def loss(coordinates):
+        theta = {**params, **{k: biject_to(cons[k])(coordinates[k]) for k in names}}
+        tr = _full_trace(model, plan, theta, X)
+        q = jnp.zeros((), dtype)
+        for s in plan.sites:
+            m = marginals[s.name]
+            lp = _site_log_prob(tr[s.name])
+            q = q + jnp.sum(jnp.where(m > 0, m * lp, jnp.zeros((), dtype)))
+        if plan.priors:
+            q = q + _log_prior(model, theta, row_shape, dtype)
+        return -q
+
+    start = {k: biject_to(cons[k]).inv(params[k]) for k in names}
+    solver = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    def step(_, carry):
+        coordinates, state = carry
+        value, grad = value_and_grad(coordinates, state=state)
+        updates, state = solver.update(
+            grad, state, coordinates, value=value, grad=grad, value_fn=loss
+        )
+        return optax.apply_updates(coordinates, updates), state
+
+    found, _ = jax.lax.fori_loop(0, model.gradient_steps, step, (start, solver.init(start)))
+    before, after = loss(start), loss(found)
+    better = jnp.isfinite(after) & (after < before)
+    kept = jax.tree.map(lambda new, old: jnp.where(better, new, old), found, start)
+    return {**params, **{k: biject_to(cons[k])(kept[k]) for k in names}}

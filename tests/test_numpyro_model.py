@@ -1,0 +1,212 @@
+"""Models written in NumPyro, fitted by EM (`jaxem.NumPyroModel`), against jaxem's hand-written
+models of the same distributions: the closed-form path step for step (after 1 and 10
+iterations, and the objective's history), the gradient path to the same fixed point."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.distributions import constraints
+
+import jaxem
+from jaxem.families import Categorical, CategoricalParams, GammaPrior, Poisson, PoissonParams
+
+K = 3
+
+
+def uniform(k=K):
+    return jnp.ones(k) / k
+
+
+def gaussian_mixture(locs, covariance_type):
+    """The Gaussian mixture in NumPyro: diagonal (Normal scales) or full (covariance
+    matrices), started at ``locs`` with unit variances."""
+    n_features = locs.shape[1]
+
+    def model(X):
+        weights = numpyro.param("weights", uniform(), constraint=constraints.simplex)
+        means = numpyro.param("means", locs)
+        with numpyro.plate("rows", X.shape[0]):
+            z = numpyro.sample("z", dist.Categorical(weights))
+            if covariance_type == "diag":
+                scales = numpyro.param(
+                    "scales", jnp.ones((K, n_features)), constraint=constraints.positive
+                )
+                numpyro.sample("x", dist.Normal(means[z], scales[z]).to_event(1), obs=X)
+            else:
+                covariances = numpyro.param(
+                    "covariances",
+                    jnp.broadcast_to(jnp.eye(n_features), (K, n_features, n_features)),
+                    constraint=constraints.positive_definite,
+                )
+                numpyro.sample("x", dist.MultivariateNormal(means[z], covariances[z]), obs=X)
+
+    return model
+
+
+def as_gaussian_mixture_params(params, covariance_type):
+    covariances = (
+        jnp.square(params["scales"]) if covariance_type == "diag" else params["covariances"]
+    )
+    return jaxem.GaussianMixtureParams(params["weights"], params["means"], covariances)
+
+
+def assert_close(actual, expected, rtol):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    scale = np.maximum(np.abs(expected), 1e-3)
+    assert np.max(np.abs(actual - expected) / scale) < rtol
+
+
+@pytest.fixture(scope="module", params=["diag", "full"])
+def gaussian_case(request, blobs):
+    covariance_type = request.param
+    locs = jnp.asarray(blobs[[0, 200, 350]])
+    model = jaxem.NumPyroModel(gaussian_mixture(locs, covariance_type))
+    return covariance_type, model, blobs
+
+
+def test_gaussian_mixture_in_numpyro_is_the_hand_written_one(gaussian_case):
+    covariance_type, model, X = gaussian_case
+    described = model.describe(X)
+    assert "weights: closed form (categorical probs of 'z')" in described
+    assert "means: closed form" in described
+    assert "gradient" not in described
+    params = model.init(jax.random.PRNGKey(0), X)
+    reference = jaxem.GaussianMixture(K, covariance_type, reg_covar=0.0)
+    start = as_gaussian_mixture_params(params, covariance_type)
+    for n_iter in (1, 10):
+        ours = jaxem.fit(model, X, params, tol=0.0, max_iter=n_iter)
+        theirs = jaxem.fit(reference, X, start, tol=0.0, max_iter=n_iter)
+        fitted = as_gaussian_mixture_params(ours.params, covariance_type)
+        for a, b in zip(fitted, theirs.params, strict=True):
+            assert_close(a, b, 1e-8)
+        assert_close(ours.history, theirs.history, 1e-10)
+
+
+def test_forced_gradient_path_reaches_the_same_fixed_point(blobs):
+    locs = jnp.asarray(blobs[[0, 200, 350]])
+    fn = gaussian_mixture(locs, "diag")
+    closed = jaxem.NumPyroModel(fn)
+    params = closed.init(jax.random.PRNGKey(0), blobs)
+    exact = jaxem.fit(closed, blobs, params, tol=1e-12, max_iter=2000)
+    assert exact.converged
+    for gradient in (True, ("scales",)):
+        model = jaxem.NumPyroModel(fn, gradient=gradient)
+        described = model.describe(blobs)
+        assert "scales: gradient" in described
+        found = jaxem.fit(model, blobs, params, tol=1e-12, max_iter=2000)
+        assert found.converged
+        history = np.asarray(found.history[: int(found.n_iter)])
+        assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
+        for name in params:
+            assert_close(found.params[name], exact.params[name], 1e-6)
+
+
+def poisson_mixture(rates, prior=False):
+    def model(X):
+        if prior:
+            weights = numpyro.sample("weights", dist.Dirichlet(2.0 * jnp.ones(K)))
+            lam = numpyro.sample("rates", dist.Gamma(2.0, 0.5).expand(rates.shape).to_event(2))
+        else:
+            weights = numpyro.param("weights", uniform(), constraint=constraints.simplex)
+            lam = numpyro.param("rates", rates, constraint=constraints.positive)
+        with numpyro.plate("rows", X.shape[0]):
+            z = numpyro.sample("z", dist.Categorical(weights))
+            numpyro.sample("x", dist.Poisson(lam[z]).to_event(1), obs=X)
+
+    return model
+
+
+@pytest.fixture(scope="module")
+def counts():
+    rng = np.random.default_rng(3)
+    rates = np.array([[1.0, 8.0], [5.0, 2.0], [12.0, 12.0]])
+    labels = rng.integers(0, K, 300)
+    return rng.poisson(rates[labels]).astype(float)
+
+
+def test_poisson_mixture_mle_and_map(counts):
+    rates = jnp.asarray(counts[[0, 1, 2]] + 0.5)
+    reference = jaxem.Mixture(Poisson(), K)
+    for prior in (False, True):
+        model = jaxem.NumPyroModel(poisson_mixture(rates, prior))
+        assert "gradient" not in model.describe(counts)
+        params = {"weights": uniform(), "rates": rates}
+        start = jaxem.MixtureParams(uniform(), PoissonParams(rates))
+        their_prior = jaxem.MixturePrior(2.0 * jnp.ones(K), GammaPrior(2.0, 0.5)) if prior else None
+        for n_iter in (1, 10):
+            ours = jaxem.fit(model, counts, params, tol=0.0, max_iter=n_iter)
+            theirs = jaxem.fit(
+                reference, counts, start, prior=their_prior, tol=0.0, max_iter=n_iter
+            )
+            assert_close(ours.params["weights"], theirs.params.weights, 1e-8)
+            assert_close(ours.params["rates"], theirs.params.components.rates, 1e-8)
+            assert_close(ours.history, theirs.history, 1e-10)
+
+
+def test_latent_class_model(anes_like):
+    X, n_categories = anes_like
+    n_features = X.shape[1]
+    rng = np.random.default_rng(0)
+    probs0 = jnp.asarray(rng.dirichlet(np.ones(n_categories), (K, n_features)))
+
+    def model(X):
+        weights = numpyro.param("weights", uniform(), constraint=constraints.simplex)
+        probs = numpyro.param("probs", probs0, constraint=constraints.simplex)
+        with numpyro.plate("rows", X.shape[0]):
+            z = numpyro.sample("z", dist.Categorical(weights))
+            numpyro.sample("x", dist.Categorical(probs[z]).to_event(1), obs=X.astype(jnp.int32))
+
+    ours_model = jaxem.NumPyroModel(model)
+    assert "probs: closed form (categorical probs of 'x')" in ours_model.describe(X)
+    reference = jaxem.Mixture(Categorical(n_categories), K)
+    params = {"weights": uniform(), "probs": probs0}
+    start = jaxem.MixtureParams(uniform(), CategoricalParams(probs0))
+    for n_iter in (1, 10):
+        ours = jaxem.fit(ours_model, X, params, tol=0.0, max_iter=n_iter)
+        theirs = jaxem.fit(reference, X, start, tol=0.0, max_iter=n_iter)
+        assert_close(ours.params["weights"], theirs.params.weights, 1e-8)
+        assert_close(ours.params["probs"], theirs.params.components.probs, 1e-8)
+        assert_close(ours.history, theirs.history, 1e-10)
+
+
+@pytest.fixture(scope="module")
+def anes_like():
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.ones(3), (K, 4))
+    labels = rng.integers(0, K, 400)
+    u = rng.random((400, 4, 1))
+    X = (u > np.cumsum(probs[labels], axis=-1)).sum(-1)
+    return X.astype(float), 3
+
+
+def continuous_latent(X):
+    loc = numpyro.param("loc", 0.0)
+    with numpyro.plate("rows", X.shape[0]):
+        u = numpyro.sample("u", dist.Normal(loc, 1.0))
+        numpyro.sample("x", dist.Normal(u, 1.0), obs=X[:, 0])
+
+
+def unobserved_data(X):
+    loc = numpyro.param("loc", 0.0)
+    numpyro.sample("x", dist.Normal(loc, 1.0).expand([X.shape[0]]).to_event(1))
+
+
+def no_row_plate(X):
+    loc = numpyro.param("loc", 0.0)
+    numpyro.sample("x", dist.Normal(loc, 1.0).expand([X.shape[0], 2]).to_event(2), obs=X)
+
+
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (continuous_latent, "site 'u' is a continuous latent variable"),
+        (unobserved_data, "if it is data, give it obs="),
+        (no_row_plate, "not inside a plate over the rows"),
+    ],
+)
+def test_models_em_cannot_fit_are_refused_before_compiling(fn, message):
+    with pytest.raises(ValueError, match=message):
+        jaxem.NumPyroModel(fn).describe(np.zeros((5, 2)))
