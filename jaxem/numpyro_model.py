@@ -100,10 +100,25 @@ class _Shifted(dist.Distribution):
         return self.base.log_prob(value) + self.shift
 
 
+class _SummedOutWhereMasked(dist.Distribution):
+    """An enumerated site under a mask: where masked, a uniform distribution over its values
+    (log density $-\\log C$), so that a masked latent variable (the padded steps of a short
+    sequence) is summed out with total weight one instead of adding $\\log C$ per element."""
+
+    def __init__(self, masked: dist.MaskedDistribution):
+        self.base, self.where = masked.base_dist, masked._mask
+        super().__init__(masked.batch_shape, masked.event_shape)
+
+    def log_prob(self, value: Array) -> Array:
+        n_values = self.base.enumerate_support(expand=False).shape[0]
+        inside = self.base.log_prob(value)
+        return jnp.where(self.where, inside, -jnp.log(jnp.asarray(n_values, inside.dtype)))
+
+
 class _perturb(Messenger):
-    """Adds ``shifts[name]`` to the log density of the named sample sites, and drops (log
-    density zero) the sites named in ``dropped`` (the priors, when a row's likelihood is
-    wanted)."""
+    """Adds ``shifts[name]`` to the log density of the named sample sites, sums masked latent
+    values out (`_SummedOutWhereMasked`), and drops (log density zero) the sites named in
+    ``dropped`` (the priors, when a row's likelihood is wanted)."""
 
     def __init__(self, fn: Callable, shifts: dict, dropped: frozenset = frozenset()):
         self.shifts, self.dropped = shifts, dropped
@@ -114,7 +129,11 @@ class _perturb(Messenger):
             return
         if msg["name"] in self.dropped:
             msg["fn"] = msg["fn"].mask(False)
-        elif msg["name"] in self.shifts:
+            return
+        masked = isinstance(msg["fn"], dist.MaskedDistribution) and msg["fn"]._mask is not True
+        if masked and not msg["is_observed"]:
+            msg["fn"] = _SummedOutWhereMasked(msg["fn"])
+        if msg["name"] in self.shifts:
             msg["fn"] = _Shifted(msg["fn"], self.shifts[msg["name"]])
 
 
@@ -202,13 +221,14 @@ class _Site(NamedTuple):
 
 
 class _Closed(NamedTuple):
-    """A closed-form update: parameter ``param`` is the selection ``role`` of ``site``'s
-    distribution (of class ``family``); ``prior`` the conjugate prior's kind or None;
-    ``partner`` for a Normal/MultivariateNormal scale (covariance): the closed-form location
-    parameter of the same site, updated first, or None."""
+    """A closed-form update: parameter ``param`` is the selection ``role`` of the distribution
+    (of class ``family``) of every one of ``sites`` (their statistics add up); ``prior`` the
+    conjugate prior's kind or None; ``partner`` for a Normal/MultivariateNormal scale
+    (covariance): the closed-form location parameter of the same sites, updated first, or
+    None."""
 
     param: str
-    site: str
+    sites: tuple[str, ...]
     family: str
     role: str
     row_size: int
@@ -291,7 +311,8 @@ class NumPyroModel:
         lines = []
         for c in plan.closed:
             prior = f", {c.prior} prior" if c.prior else ""
-            lines.append(f"{c.param}: closed form ({c.family} {c.role} of '{c.site}'{prior})")
+            where = ", ".join(_site_label(site) for site in c.sites)
+            lines.append(f"{c.param}: closed form ({c.family} {c.role} of {where}{prior})")
         for name in plan.gradient:
             lines.append(f"{name}: gradient (L-BFGS on Q, kept where the objective rises)")
         return "\n".join(lines)
@@ -390,6 +411,13 @@ class _DataKey:
     finds the plan the E-step used."""
 
     key: tuple
+
+
+def _site_label(name: str) -> str:
+    """A site's name for people: NumPyro's scan names its first step ``_PREV_<name>``."""
+    if name.startswith("_PREV_"):
+        return f"'{name.removeprefix('_PREV_')}' (first step)"
+    return f"'{name}'"
 
 
 def _float_dtype(X: Array) -> Any:
@@ -510,6 +538,10 @@ def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any) -> tuple[_Plan,
     enumerated = _enumerated(model.model_fn, first_dim)
     etr1 = _abstract(lambda X: enumerated_log_density(enumerated, (X,), {}, values)[1], one)
     etr2 = _abstract(lambda X: enumerated_log_density(enumerated, (X,), {}, values)[1], two)
+    # the enumerated trace's sites (a scan's first step is a site of its own there)
+    sites = [
+        n for n, site in etr2.items() if site["type"] == "sample" and n not in priors and n in etr1
+    ]
     data_plate = _data_plate(etr1, etr2, sites)
     site_plan = []
     for s in sites:
@@ -649,31 +681,16 @@ def _closed_plan(model, values, priors, cons, etr, sites, enumerated, X) -> tupl
         if p in forced:
             continue
         using = [s for s in sites if found[p][s][0]]
-        if len(using) != 1:
+        rules = {_site_rule(found[p][s][1], bases[s], cons[p], value, probes[p]) for s in using}
+        if not using or len(rules) != 1 or None in rules:
             continue
-        s = using[0]
-        roles = [r for r, (_, t, _) in found[p][s][1].items() if np.any(t != 0)]
-        family = _FAMILY_NAMES.get(type(bases[s].dist))
-        if family is None or len(roles) != 1:
-            continue
-        role = roles[0]
-        key = (type(bases[s].dist), role)
-        if _constraint_kind(cons[p]) != {**_ELEMENTWISE_ROLES, **_ROW_ROLES}[key]:
-            continue
-        index = _selection(value, probes[p], *found[p][s][1][role])
-        if index is None:
-            continue
-        row = ()
-        if key in _ROW_ROLES:
-            row = value.shape[-1:] if role != "covariance_matrix" else value.shape[-2:]
-            if not _rows_ok(index, row):
-                continue
+        family, role, row = rules.pop()
         prior = None
         if p in priors:
             prior = _conjugate_kind(family, role, etr[p]["fn"], values, p, enumerated, X)
             if prior is None:
                 continue
-        candidates[p] = (s, family, role, int(np.prod(row)) if row else 1, prior)
+        candidates[p] = (tuple(using), family, role, int(np.prod(row)) if row else 1, prior)
     closed = []
     for p, (s, family, role, row_size, prior) in candidates.items():
         partner = None
@@ -683,6 +700,29 @@ def _closed_plan(model, values, priors, cons, etr, sites, enumerated, X) -> tupl
                 partner = locs[0]
         closed.append(_Closed(p, s, family, role, row_size, prior, partner))
     return tuple(closed)
+
+
+def _site_rule(found: dict, base: _Base, constraint: Any, value, probe) -> tuple | None:
+    """``(family, role, row)`` when the parameter enters this site's distribution through one
+    role, as a selection of its entries (whole rows for a row role), with the constraint the
+    role needs; else None."""
+    roles = [r for r, (_, t, _) in found.items() if np.any(t != 0)]
+    family = _FAMILY_NAMES.get(type(base.dist))
+    if family is None or len(roles) != 1:
+        return None
+    role = roles[0]
+    key = (type(base.dist), role)
+    if _constraint_kind(constraint) != {**_ELEMENTWISE_ROLES, **_ROW_ROLES}[key]:
+        return None
+    index = _selection(value, probe, *found[role])
+    if index is None:
+        return None
+    row = ()
+    if key in _ROW_ROLES:
+        row = value.shape[-1:] if role != "covariance_matrix" else value.shape[-2:]
+        if not _rows_ok(index, row):
+            return None
+    return family, role, tuple(row)
 
 
 def _conjugate_kind(family, role, fn, values, p, enumerated, X) -> str | None:
@@ -787,19 +827,19 @@ class _SiteView(NamedTuple):
     index: Array
 
 
-def _view(c: _Closed, plan: _Plan, model, params, X, marginals) -> _SiteView:
-    m = marginals[c.site]
+def _view(c: _Closed, site_name: str, plan: _Plan, model, params, X, marginals) -> _SiteView:
+    m = marginals[site_name]
     lp_shape = m.shape
 
     def role(v):
         tr = _full_trace(model, plan, {**params, c.param: v}, X)
-        return _aligned(_unwrap(tr[c.site]["fn"]), c.role, lp_shape)
+        return _aligned(_unwrap(tr[site_name]["fn"]), c.role, lp_shape)
 
     value = params[c.param]
     tangent = jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
     _, found = jax.jvp(role, (value,), (tangent,))
     index = jnp.round(found).astype(jnp.int32)
-    site = _full_trace(model, plan, params, X)[c.site]
+    site = _full_trace(model, plan, params, X)[site_name]
     base = _unwrap(site["fn"])
     event_ndim = base.event_ndim
     if c.family in ("categorical", "mvn"):
@@ -822,7 +862,13 @@ def _aligned(base: _Base, role: str, lp_shape: tuple) -> Array:
 
 
 def _closed_stats(c: _Closed, plan: _Plan, model, params, X, marginals) -> dict:
-    v = _view(c, plan, model, params, X, marginals)
+    """The rule's statistics, summed over its sites."""
+    per_site = [_site_stats(c, s, plan, model, params, X, marginals) for s in c.sites]
+    return jax.tree.map(lambda *a: sum(a[1:], a[0]), *per_site)
+
+
+def _site_stats(c: _Closed, site: str, plan: _Plan, model, params, X, marginals) -> dict:
+    v = _view(c, site, plan, model, params, X, marginals)
     size = params[c.param].size // c.row_size
     index, m, base = v.index, v.m, v.base
     if c.family == "categorical":
@@ -848,7 +894,7 @@ def _closed_stats(c: _Closed, plan: _Plan, model, params, X, marginals) -> dict:
                 "n": _grouped(index, size, [(m, "")]),
                 "sq": _grouped(index, size, [(m, ""), (sq, "")]),
             }
-        return _partnered_stats(c, plan, model, params, X, marginals, v, x, size, False)
+        return _partnered_stats(c, site, plan, model, params, X, marginals, v, x, size, False)
     if c.role == "loc":  # multivariate normal
         precision = base.dist.precision_matrix
         return {
@@ -861,16 +907,16 @@ def _closed_stats(c: _Closed, plan: _Plan, model, params, X, marginals) -> dict:
             "n": _grouped(index, size, [(m, "")]),
             "sq": _grouped(index, size, [(m, ""), (d, "y"), (d, "z")], "yz"),
         }
-    return _partnered_stats(c, plan, model, params, X, marginals, v, x, size, True)
+    return _partnered_stats(c, site, plan, model, params, X, marginals, v, x, size, True)
 
 
-def _partnered_stats(c, plan, model, params, X, marginals, v, x, size, rows: bool) -> dict:
+def _partnered_stats(c, site, plan, model, params, X, marginals, v, x, size, rows: bool) -> dict:
     """A scale's statistics grouped by its location's groups (so that the scale is taken at
     the new location): weights, sums and sums of squares (outer products) per location group,
     and how many elements each (location group, scale group) pair has (additive, unlike an
     index), from which the M-step finds each location group's scale group."""
     loc_rule = next(r for r in plan.closed if r.param == c.partner)
-    loc_view = _view(loc_rule, plan, model, params, X, marginals)
+    loc_view = _view(loc_rule, site, plan, model, params, X, marginals)
     groups = params[c.partner].size // loc_rule.row_size
     lidx, m = loc_view.index, v.m
     if rows:

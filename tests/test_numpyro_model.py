@@ -8,6 +8,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from numpyro.contrib.control_flow import scan
 from numpyro.distributions import constraints
 
 import jaxem
@@ -210,3 +211,57 @@ def no_row_plate(X):
 def test_models_em_cannot_fit_are_refused_before_compiling(fn, message):
     with pytest.raises(ValueError, match=message):
         jaxem.NumPyroModel(fn).describe(np.zeros((5, 2)))
+
+
+def gaussian_hmm(means0, transitions0):
+    """A hidden Markov model with diagonal Gaussian emissions over sequences ``(S, T, D)``
+    padded with NaN: NumPyro's scan over time, the padded steps masked."""
+    n_states, n_features = means0.shape
+
+    def model(X):
+        n_sequences, n_steps, _ = X.shape
+        initial = numpyro.param("initial", uniform(n_states), constraint=constraints.simplex)
+        transitions = numpyro.param("transitions", transitions0, constraint=constraints.simplex)
+        means = numpyro.param("means", means0)
+        scales = numpyro.param(
+            "scales", jnp.ones((n_states, n_features)), constraint=constraints.positive
+        )
+        seen = ~jnp.isnan(X[..., 0])
+        steps = (jnp.swapaxes(jnp.nan_to_num(X), 0, 1), seen.T, jnp.arange(n_steps))
+
+        def step(previous, inputs):
+            x, seen_now, t = inputs
+            with numpyro.plate("sequences", n_sequences), numpyro.handlers.mask(mask=seen_now):
+                probs = jnp.where(t == 0, initial, transitions[previous])
+                z = numpyro.sample("z", dist.Categorical(probs))
+                numpyro.sample("x", dist.Normal(means[z], scales[z]).to_event(1), obs=x)
+            return z, None
+
+        scan(step, jnp.zeros(n_sequences, int), steps)
+
+    return model
+
+
+def test_hidden_markov_model_over_sequences_of_different_lengths():
+    rng = np.random.default_rng(7)
+    lengths = (40, 25, 33)
+    sequences = [rng.normal(size=(n, 2)) + (np.arange(n) % 10 > 4)[:, None] * 3 for n in lengths]
+    X, weights = jaxem.pad(sequences)
+    means0 = jnp.asarray([[0.0, 0.0], [2.0, 2.0]])
+    transitions0 = jnp.asarray([[0.8, 0.2], [0.3, 0.7]])
+    model = jaxem.NumPyroModel(gaussian_hmm(means0, transitions0), data_ndim=3)
+    described = model.describe(X)
+    assert "gradient" not in described
+    params = model.init(jax.random.PRNGKey(0), X)
+    reference = jaxem.HiddenMarkovModel(jaxem.families.Gaussian("diag", reg_covar=0.0), 2)
+    start = jaxem.HMMParams(
+        uniform(2), transitions0, jaxem.families.GaussianParams(means0, jnp.ones((2, 2)))
+    )
+    for n_iter in (1, 10):
+        ours = jaxem.fit(model, X, params, tol=0.0, max_iter=n_iter)
+        theirs = jaxem.fit(reference, X, start, weights=weights, tol=0.0, max_iter=n_iter)
+        assert_close(ours.params["initial"], theirs.params.initial, 1e-8)
+        assert_close(ours.params["transitions"], theirs.params.transitions, 1e-8)
+        assert_close(ours.params["means"], theirs.params.emissions.means, 1e-8)
+        assert_close(jnp.square(ours.params["scales"]), theirs.params.emissions.covariances, 1e-8)
+        assert_close(ours.history, theirs.history, 1e-10)
