@@ -180,6 +180,9 @@ def _check_batch(model, X, weights, prior):
                 f"every member needs at least {k} samples with positive weight (the model's "
                 f"min_samples); member {b} has {int(positive[b])}"
             )
+    if prior is None and can.own_prior is not None:
+        prior = can.own_prior(X.shape[1:], X.dtype)  # shared by every member
+        return X, weights, prior, False
     if prior is None:
         return X, weights, None, False
     check = can.check_prior

@@ -143,12 +143,29 @@ class Simulates(Protocol):
     def simulate(self, key: Array, params: Params, data_shape: tuple[int, ...]) -> Array: ...
 
 
+@runtime_checkable
+class HasOwnPrior(Protocol):
+    """A prior that is part of the model (a NumPyro model's sample-site priors): the ``prior``
+    the drivers use for data shaped ``data_shape`` when they are given None (None: MLE)."""
+
+    def own_prior(self, data_shape: tuple[int, ...], dtype: Any) -> Any: ...
+
+
+@runtime_checkable
+class SumsRows(Protocol):
+    """Whether the statistics of data shaped ``data_shape`` (of ``dtype``) are sums over rows,
+    which row blocks and devices add up; a model without it: always (`jaxem.base`)."""
+
+    def statistics_add_up(self, data_shape: tuple[int, ...], dtype: Any) -> bool: ...
+
+
 class ModelCapabilities(NamedTuple):
     """What a model provides (see `of_model`): each optional method, or None (``m_step_from``:
     `ReadsIterate`; ``deterministic_start``: `StartsDeterministically`; ``chart``: `HasChart`;
     ``n_parameters``: `CountsParameters`; ``expected_complete_log_likelihood``:
     `HasCompleteData`; ``complete_log_likelihoods``: `EnumeratesLatents`; ``simulate``:
-    `Simulates`); declared values
+    `Simulates`; ``statistics_add_up``: `SumsRows`; ``own_prior``: `HasOwnPrior`); declared
+    values
     (``data_ndim`` the dimensions of one data set, ``min_samples`` the fewest samples of
     positive weight a fit needs, ``missing`` whether NaN is a missing value,
     ``n_components`` a mixture's K or a hidden Markov model's states (None for others),
@@ -172,6 +189,8 @@ class ModelCapabilities(NamedTuple):
     expected_complete_log_likelihood: Callable | None
     complete_log_likelihoods: Callable | None
     simulate: Callable | None
+    statistics_add_up: Callable | None
+    own_prior: Callable | None
     data_ndim: int
     min_samples: int
     n_components: int | None
@@ -231,6 +250,8 @@ def _resolve(model: Any) -> ModelCapabilities:
         ),
         complete_log_likelihoods=_method(model, EnumeratesLatents, "complete_log_likelihoods"),
         simulate=_method(model, Simulates, "simulate"),
+        statistics_add_up=_method(model, SumsRows, "statistics_add_up"),
+        own_prior=_method(model, HasOwnPrior, "own_prior"),
         data_ndim=int(getattr(model, "data_ndim", 1)),
         min_samples=int(getattr(model, "min_samples", 1)),
         n_components=getattr(model, "n_components", None),

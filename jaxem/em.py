@@ -142,6 +142,8 @@ def check_inputs(
         weights = check_weights(weights, weights_shape(model, X.shape), dtype)
         if can.effective_weights is not None:
             weights = can.effective_weights(X, weights)
+    if prior is None and can.own_prior is not None:
+        prior = can.own_prior(jnp.shape(X), jnp.result_type(X))
     if prior is not None and can.log_prior is None:
         raise TypeError(
             f"{type(model).__name__} has no log_prior: it cannot be fitted with a prior"
@@ -164,6 +166,14 @@ def plan(
     ``X`` is, the rows per block (per device; for ``copies`` E-steps side by side) and the
     split over devices (see `jaxem.chunking`, `jaxem.sharding`)."""
     layout = sample_sharding(X)
+    add_up = of_model(model).statistics_add_up
+    if (chunk_size is not None or layout is not None) and add_up is not None:
+        if not add_up(X.shape, X.dtype):
+            raise ValueError(
+                "chunk_size / X split over devices: this model's statistics are not sums over "
+                "rows (its M-step reads the rows themselves), so it is fitted in one block on "
+                "one device; leave chunk_size=None and give X on one device"
+            )
     n_local = X.shape[0]
     if layout is not None:
         n_local //= layout.n_shards

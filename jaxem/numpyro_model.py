@@ -336,7 +336,7 @@ class NumPyroModel:
             raise TypeError(
                 "prior: a NumPyroModel's priors are its sample sites; fit it with prior=None"
             )
-        prior = ModelPriors(tuple(X.shape[1:]), jnp.dtype(dtype)) if plan.priors else None
+        prior = self.own_prior(X.shape, dtype)
         weights = check_weights(weights, X.shape[:1], dtype)
         return X, params, weights, prior
 
@@ -350,6 +350,22 @@ class NumPyroModel:
         frozen = (marginals, X) if plan.gradient else None
         key = _DataKey((tuple(X.shape[1:]), jnp.dtype(X.dtype)))
         return {"closed": stats, "frozen": frozen, "data": key}, loglik
+
+    #: rows of weight zero change nothing (data may be padded with them: `jaxem.buckets`)
+    ignores_zero_weights = True
+
+    def own_prior(self, data_shape: tuple[int, ...], dtype: Any) -> ModelPriors | None:
+        """The priors of the model's sample-site parameters (None without any: MLE), used in
+        place of ``prior=None``."""
+        dtype = _float_dtype(jnp.zeros((), dtype))
+        row_shape = tuple(data_shape[1:])
+        return (
+            ModelPriors(row_shape, jnp.dtype(dtype)) if self.plan(row_shape, dtype).priors else None
+        )
+
+    def statistics_add_up(self, data_shape: tuple[int, ...], dtype: Any) -> bool:
+        """True unless a parameter takes the gradient path (whose M-step reads the rows)."""
+        return not self.plan(tuple(data_shape[1:]), _float_dtype(jnp.zeros((), dtype))).gradient
 
     def m_step(self, stats: Any, prior: Any = None) -> Params:
         raise TypeError("NumPyroModel's M-step starts from the iterate: use m_step_from")
@@ -387,7 +403,7 @@ class NumPyroModel:
         )
 
     def _plan_for_params(self, params: Params) -> _Plan:
-        key = (self, _shapes_of(params))
+        key = (self, frozenset(params))
         if key not in _PLAN_OF_PARAMS:
             raise ValueError(
                 "params do not match the parameters of any data this model has seen: call "
@@ -396,12 +412,8 @@ class NumPyroModel:
         return _PLAN_OF_PARAMS[key]
 
 
-# the plan that made parameters of these shapes (their constraints and priors)
+# the plan that named these parameters (their constraints), per model
 _PLAN_OF_PARAMS: dict = {}
-
-
-def _shapes_of(params: Any) -> tuple:
-    return tuple(sorted((k, tuple(jnp.shape(v))) for k, v in params.items()))
 
 
 @jax.tree_util.register_static
@@ -469,7 +481,7 @@ def _check_params(model, plan: _Plan, params: Any, X: Array, dtype: Any) -> dict
 @functools.lru_cache(maxsize=64)
 def _analyse(model: NumPyroModel, row_shape: tuple[int, ...], dtype: Any) -> _Plan:
     plan, shapes = _analysis(model, row_shape, dtype)
-    _PLAN_OF_PARAMS[(model, tuple(sorted(shapes)))] = plan
+    _PLAN_OF_PARAMS[(model, frozenset(plan.params))] = plan
     return plan
 
 

@@ -265,3 +265,31 @@ def test_hidden_markov_model_over_sequences_of_different_lengths():
         assert_close(ours.params["means"], theirs.params.emissions.means, 1e-8)
         assert_close(jnp.square(ours.params["scales"]), theirs.params.emissions.covariances, 1e-8)
         assert_close(ours.history, theirs.history, 1e-10)
+
+
+def test_an_ordinary_model_on_the_driver(counts):
+    """Row blocks, a batch of data sets, SQUAREM, padding to shared sizes: as for every model."""
+    rates = jnp.asarray(counts[[0, 1, 2]] + 0.5)
+    model = jaxem.NumPyroModel(poisson_mixture(rates))
+    params = {"weights": uniform(), "rates": rates}
+    whole = jaxem.fit(model, counts, params, tol=0.0, max_iter=10)
+    blocks = jaxem.fit(model, counts, params, tol=0.0, max_iter=10, chunk_size=64)
+    for name in params:
+        assert_close(blocks.params[name], whole.params[name], 1e-10)
+    batch = np.stack([counts[:200], counts[100:], counts[::-1][:200]])
+    starts = jax.tree.map(lambda a: jnp.stack([a] * 3), params)
+    fitted = jaxem.fit_batch(
+        model, jax.random.PRNGKey(0), batch, init_params=starts, tol=0.0, max_iter=10
+    )
+    for b in range(3):
+        alone = jaxem.fit(model, batch[b], params, tol=0.0, max_iter=10)
+        for name in params:
+            assert_close(fitted.params[name][b], alone.params[name], 1e-10)
+    plain = jaxem.fit(model, counts, params, tol=1e-12, max_iter=3000)
+    fast = jaxem.fit(model, counts, params, tol=1e-12, max_iter=3000, accelerate="squarem")
+    assert plain.converged and fast.converged and fast.n_evals < plain.n_evals
+    for name in params:
+        assert_close(fast.params[name], plain.params[name], 1e-6)
+    gradient = jaxem.NumPyroModel(poisson_mixture(rates), gradient=("rates",))
+    with pytest.raises(ValueError, match="not sums over rows"):
+        jaxem.fit(gradient, counts, params, chunk_size=64)
