@@ -52,7 +52,6 @@ The driver and the built-in models never import NumPyro; this module does (see
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -299,15 +298,18 @@ class NumPyroModel:
 
     # -- analysis ----------------------------------------------------------------------
 
-    def plan(self, row_shape: tuple[int, ...], dtype: Any) -> _Plan:
+    def plan(self, row_shape: tuple[int, ...], dtype: Any, example: Any = None) -> _Plan:
         """The static plan for rows of shape ``row_shape``: sites, parameters, the M-step path
-        of each (computed once, from the model run on rows of zeros)."""
-        return _analyse(self, tuple(row_shape), jnp.dtype(dtype))
+        of each. Computed once per shape, from the model run on random rows and, when given,
+        on the first rows of ``example`` (concrete data: `validate`, `init` and `describe`
+        pass theirs); a parameter takes the closed form only where both show it a
+        selection (rows of zeros could show ``b0 + b1 * x`` as one)."""
+        return _analyse(self, tuple(row_shape), jnp.dtype(dtype), example)
 
     def describe(self, X: Any) -> str:
         """Which parameter takes which M-step path, for data like ``X``, as text."""
         X = jnp.asarray(X)
-        plan = self.plan(X.shape[1:], _float_dtype(X))
+        plan = self.plan(X.shape[1:], _float_dtype(X), X)
         lines = []
         for c in plan.closed:
             prior = f", {c.prior} prior" if c.prior else ""
@@ -323,14 +325,14 @@ class NumPyroModel:
         """Starting parameters: the param sites' initial values (a callable one called with a
         key derived from ``key``) and a draw from the prior of every sample-site parameter."""
         X = jnp.asarray(X)
-        plan = self.plan(X.shape[1:], _float_dtype(X))
+        plan = self.plan(X.shape[1:], _float_dtype(X), X)
         tr = trace(seed(self.model_fn, key)).get_trace(X)
         return {name: jnp.asarray(tr[name]["value"], _float_dtype(X)) for name in plan.params}
 
     def validate(self, X: Any, params: Any, weights: Any, prior: Any) -> tuple:
         X = _check_data(X, self.data_ndim)
         dtype = _float_dtype(X)
-        plan = self.plan(X.shape[1:], dtype)
+        plan = self.plan(X.shape[1:], dtype, X)
         params = _check_params(self, plan, params, X, dtype)
         if prior is not None and not isinstance(prior, ModelPriors):
             raise TypeError(
@@ -478,11 +480,30 @@ def _check_params(model, plan: _Plan, params: Any, X: Array, dtype: Any) -> dict
     return out
 
 
-@functools.lru_cache(maxsize=64)
-def _analyse(model: NumPyroModel, row_shape: tuple[int, ...], dtype: Any) -> _Plan:
-    plan, shapes = _analysis(model, row_shape, dtype)
+_PLANS: dict = {}  # (model, row shape, dtype) -> (plan, whether data was seen)
+PROBE_ROWS = 16  # rows the analysis runs the model on
+
+
+def _analyse(model: NumPyroModel, row_shape: tuple, dtype: Any, example: Any) -> _Plan:
+    key = (model, row_shape, dtype)
+    example = _probe_rows(example, row_shape, dtype)
+    cached = _PLANS.get(key)
+    if cached is not None and (cached[1] or example is None):
+        return cached[0]
+    plan, _ = _analysis(model, row_shape, dtype, example)
+    _PLANS[key] = (plan, example is not None)
     _PLAN_OF_PARAMS[(model, frozenset(plan.params))] = plan
     return plan
+
+
+def _probe_rows(example: Any, row_shape: tuple, dtype: Any) -> Array | None:
+    """``PROBE_ROWS`` rows of concrete data (repeated when it has fewer), or None."""
+    if example is None or isinstance(example, jax.core.Tracer):
+        return None
+    example = np.asarray(example, dtype)
+    if example.ndim != 1 + len(row_shape) or example.shape[1:] != row_shape or not len(example):
+        return None
+    return jnp.asarray(example[np.arange(PROBE_ROWS) % len(example)])
 
 
 def _plain_trace(model_fn: Callable, X: Array, params: dict | None = None) -> Trace:
@@ -492,7 +513,7 @@ def _plain_trace(model_fn: Callable, X: Array, params: dict | None = None) -> Tr
     return trace(fn).get_trace(X)
 
 
-def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any) -> tuple[_Plan, tuple]:
+def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any, example) -> tuple[_Plan, tuple]:
     name = "model_fn"
     one, two = (jnp.zeros((n,) + row_shape, dtype) for n in (1, 2))
     try:
@@ -561,7 +582,12 @@ def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any) -> tuple[_Plan,
         dims = [f.dim for f in etr2[s]["cond_indep_stack"] if f.name == data_plate]
         lp1 = (1,) * max(0, -dims[0] - len(lp1)) + lp1
         site_plan.append(_Site(s, not etr1[s]["is_observed"], lp1, dims[0]))
-    closed = _closed_plan(model, values, priors, dict(cons), etr2, sites, enumerated, two)
+    # random 0s and 1s: in the support of counts, categories and binary data alike, and
+    # varied enough that b0 + b1 * x is no selection of (b0, b1)
+    random_rows = jax.random.bernoulli(jax.random.PRNGKey(3), 0.5, (PROBE_ROWS,) + row_shape)
+    random_rows = random_rows.astype(dtype)
+    probes = [random_rows] if example is None else [random_rows, example]
+    closed = _closed_plan(model, values, priors, dict(cons), etr2, sites, enumerated, probes)
     gradient = tuple(n for n in params if n not in {c.param for c in closed})
     plan = _Plan(
         tuple(params),
@@ -642,17 +668,18 @@ def _rows_ok(index: np.ndarray, row: tuple[int, ...]) -> bool:
     )
 
 
-def _closed_plan(model, values, priors, cons, etr, sites, enumerated, X) -> tuple[_Closed, ...]:
+def _closed_plan(model, values, priors, cons, etr, sites, enumerated, data) -> tuple:
     """The parameters with a closed-form update: each enters one site's log density, through
-    one role of its distribution, as a selection of its entries (two JVPs per parameter, of
-    every site's log density and role argument at once)."""
+    one role of its distribution, as a selection of its entries, on every array of rows in
+    ``data`` (two JVPs per parameter, of every site's log density and role argument at
+    once)."""
     if model.gradient is True:
         return ()
     forced = set(model.gradient)
     bases = {s: _unwrap(etr[s]["fn"]) for s in sites}
     lp_shapes = {s: etr[s]["lp_shape"] for s in sites}
 
-    def everything(params):
+    def everything(params, X):
         _, tr = enumerated_log_density(enumerated, (X,), {}, params)
         out = {}
         for s in sites:
@@ -666,7 +693,7 @@ def _closed_plan(model, values, priors, cons, etr, sites, enumerated, X) -> tupl
     }
 
     @jax.jit
-    def tangents(values):
+    def tangents(values, X):
         """Per parameter: does each site's log density move with it, and each role's argument
         with its tangent for a random probe and for the entries' indices."""
         out = {}
@@ -674,7 +701,7 @@ def _closed_plan(model, values, priors, cons, etr, sites, enumerated, X) -> tupl
             index = jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
 
             def of_p(v, p=p):
-                return everything({**values, p: v})
+                return everything({**values, p: v}, X)
 
             primal, moved = jax.jvp(of_p, (value,), (probes[p],))
             _, indexed = jax.jvp(of_p, (value,), (index,))
@@ -687,19 +714,24 @@ def _closed_plan(model, values, priors, cons, etr, sites, enumerated, X) -> tupl
             }
         return out
 
-    found = jax.device_get(tangents(values))
+    runs = [jax.device_get(tangents(values, X)) for X in data]
     candidates = {}
     for p, value in values.items():
         if p in forced:
             continue
-        using = [s for s in sites if found[p][s][0]]
-        rules = {_site_rule(found[p][s][1], bases[s], cons[p], value, probes[p]) for s in using}
+        # the sites that use p: seen on the data when given
+        using = tuple(s for s in sites if runs[-1][p][s][0])
+        rules = {
+            _site_rule(found[p][s][1], bases[s], cons[p], value, probes[p])
+            for s in using
+            for found in runs
+        }
         if not using or len(rules) != 1 or None in rules:
             continue
         family, role, row = rules.pop()
         prior = None
         if p in priors:
-            prior = _conjugate_kind(family, role, etr[p]["fn"], values, p, enumerated, X)
+            prior = _conjugate_kind(family, role, etr[p]["fn"], values, p, enumerated, data[0])
             if prior is None:
                 continue
         candidates[p] = (tuple(using), family, role, int(np.prod(row)) if row else 1, prior)

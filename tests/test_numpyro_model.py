@@ -2,6 +2,8 @@
 models of the same distributions: the closed-form path step for step (after 1 and 10
 iterations, and the objective's history), the gradient path to the same fixed point."""
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -293,3 +295,80 @@ def test_an_ordinary_model_on_the_driver(counts):
     gradient = jaxem.NumPyroModel(poisson_mixture(rates), gradient=("rates",))
     with pytest.raises(ValueError, match="not sums over rows"):
         jaxem.fit(gradient, counts, params, chunk_size=64)
+
+
+REFERENCES = Path(__file__).parent / "data" / "flexmix"
+
+
+def read_csv(name):
+    """A CSV written by R as a dict of columns."""
+    table = np.genfromtxt(REFERENCES / name, delimiter=",", names=True, dtype=float)
+    return {key: table[key] for key in table.dtype.names}
+
+
+def columns(table, *names):
+    return np.stack([table[n] for n in names], axis=-1)
+
+
+def regression_mixture(start):
+    """Two linear regressions, ``y = b0_k + b1_k x + e``; X's columns are x and y."""
+
+    def model(X):
+        weights = numpyro.param("weights", start["weights"], constraint=constraints.simplex)
+        coef = numpyro.param("coef", start["coef"])
+        sigma = numpyro.param("sigma", start["sigma"], constraint=constraints.positive)
+        with numpyro.plate("rows", X.shape[0]):
+            z = numpyro.sample("z", dist.Categorical(weights))
+            loc = coef[z, 0] + coef[z, 1] * X[:, 0]
+            numpyro.sample("y", dist.Normal(loc, sigma[z]), obs=X[:, 1])
+
+    return model
+
+
+def test_mixture_of_regressions_is_mixtools_regmixem():
+    data = columns(read_csv("regression.csv"), "x", "y")
+    ref = read_csv("regression_fit.csv")
+    start = {
+        "weights": jnp.asarray(ref["start_weight"]),
+        "coef": jnp.asarray(columns(ref, "start_intercept", "start_slope")),
+        "sigma": jnp.asarray(ref["start_sigma"]),
+    }
+    model = jaxem.NumPyroModel(regression_mixture(start))
+    described = model.describe(data)
+    assert "coef: gradient" in described and "sigma: closed form" in described
+    result = jaxem.fit(model, data, start, tol=1e-13, max_iter=5000)
+    assert result.converged
+    assert_close(result.params["weights"], ref["weight"], 1e-5)
+    assert_close(result.params["coef"], columns(ref, "intercept", "slope"), 1e-5)
+    assert_close(result.params["sigma"], ref["sigma"], 1e-5)
+    assert result.objective == pytest.approx(ref["loglik"][0], rel=1e-9)
+
+
+def concomitant_mixture(gate0, rates0):
+    """Two Poisson components whose weights depend on a covariate w through a logistic gate
+    (flexmix's FLXPmultinom, first component the reference); X's columns are w and y."""
+
+    def model(X):
+        gate = numpyro.param("gate", gate0)
+        rates = numpyro.param("rates", rates0, constraint=constraints.positive)
+        with numpyro.plate("rows", X.shape[0]):
+            logits = jnp.stack([jnp.zeros_like(X[:, 0]), gate[0] + gate[1] * X[:, 0]], -1)
+            z = numpyro.sample("z", dist.Categorical(logits=logits))
+            numpyro.sample("y", dist.Poisson(rates[z]), obs=X[:, 1])
+
+    return model
+
+
+def test_weights_that_depend_on_a_covariate_are_flexmixs_concomitant_model():
+    data = columns(read_csv("concomitant.csv"), "w", "y")
+    ref = read_csv("concomitant_fit.csv")
+    model = jaxem.NumPyroModel(concomitant_mixture(jnp.zeros(2), jnp.asarray([1.0, 5.0])))
+    described = model.describe(data)
+    assert "gate: gradient" in described and "rates: closed form" in described
+    params = model.init(jax.random.PRNGKey(0), data)
+    result = jaxem.fit(model, data, params, tol=1e-13, max_iter=5000)
+    assert result.converged
+    assert_close(result.params["rates"], ref["rate"], 1e-5)
+    gate = [ref["gate_intercept"][1], ref["gate_slope"][1]]
+    assert_close(result.params["gate"], gate, 1e-5)
+    assert result.objective == pytest.approx(ref["loglik"][0], rel=1e-9)
