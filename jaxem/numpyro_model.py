@@ -286,6 +286,8 @@ class NumPyroModel:
     def __post_init__(self):
         if not callable(self.model_fn):
             raise TypeError(f"model_fn must be a NumPyro model function; got {self.model_fn!r}")
+        if self.gradient is False:
+            object.__setattr__(self, "gradient", ())
         if not isinstance(self.gradient, bool):
             names = (self.gradient,) if isinstance(self.gradient, str) else tuple(self.gradient)
             if not all(isinstance(n, str) for n in names):

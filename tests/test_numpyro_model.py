@@ -10,6 +10,9 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+import scipy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpyro.contrib.control_flow import scan
 from numpyro.distributions import constraints
 
@@ -372,3 +375,91 @@ def test_weights_that_depend_on_a_covariate_are_flexmixs_concomitant_model():
     gate = [ref["gate_intercept"][1], ref["gate_slope"][1]]
     assert_close(result.params["gate"], gate, 1e-5)
     assert result.objective == pytest.approx(ref["loglik"][0], rel=1e-9)
+
+
+def zero_inflated_poisson(X):
+    """Counts y that are a structural zero with probability logistic(g0 + g1 x), else
+    Poisson(exp(b0 + b1 x)); the indicator is the enumerated latent site."""
+    gate = numpyro.param("gate", jnp.zeros(2))
+    coef = numpyro.param("coef", jnp.zeros(2))
+    x, y = X[:, 0], X[:, 1]
+    with numpyro.plate("rows", X.shape[0]):
+        zero = numpyro.sample("zero", dist.Bernoulli(logits=gate[0] + gate[1] * x))
+        rate = jnp.exp(coef[0] + coef[1] * x)
+        numpyro.sample("y", dist.Poisson(jnp.where(zero == 1, 0.0, rate)), obs=y)
+
+
+def test_zero_inflated_poisson_regression_is_the_direct_maximum():
+    rng = np.random.default_rng(11)
+    x = rng.uniform(-1, 1, 500)
+    structural = rng.random(500) < 1 / (1 + np.exp(-(-0.5 + 1.2 * x)))
+    y = np.where(structural, 0, rng.poisson(np.exp(1.0 + 0.8 * x)))
+    data = np.stack([x, y.astype(float)], -1)
+
+    def negative_log_likelihood(theta):
+        g0, g1, b0, b1 = theta
+        pi = scipy.special.expit(g0 + g1 * x)
+        rate = np.exp(b0 + b1 * x)
+        poisson = scipy.stats.poisson.logpmf(y, rate)
+        zero = np.logaddexp(np.log(pi), np.log1p(-pi) + poisson)
+        return -np.sum(np.where(y == 0, zero, np.log1p(-pi) + poisson))
+
+    direct = scipy.optimize.minimize(
+        negative_log_likelihood, np.zeros(4), method="BFGS", options={"gtol": 1e-10}
+    )
+    model = jaxem.NumPyroModel(zero_inflated_poisson)
+    params = model.init(jax.random.PRNGKey(0), data)
+    result = jaxem.fit(model, data, params, tol=1e-13, max_iter=5000)
+    assert result.converged
+    assert_close(result.params["gate"], direct.x[:2], 1e-5)
+    assert_close(result.params["coef"], direct.x[2:], 1e-5)
+    assert result.objective == pytest.approx(-direct.fun, rel=1e-10)
+
+
+def seeded_regression_mixture(X):
+    """A mixture of two Poisson regressions, started from values drawn with the seed in X's
+    last column (so that hypothesis varies the start with the data)."""
+    key = jax.random.PRNGKey(X[0, -1].astype(jnp.int32))
+    k1, k2 = jax.random.split(key)
+    weights = numpyro.param("weights", jnp.ones(2) / 2, constraint=constraints.simplex)
+    coef = numpyro.param("coef", lambda key: jax.random.normal(k1, (2, 2)))
+    with numpyro.plate("rows", X.shape[0]):
+        z = numpyro.sample("z", dist.Categorical(weights))
+        numpyro.sample("y", dist.Poisson(jnp.exp(coef[z, 0] + coef[z, 1] * X[:, 0])), obs=X[:, 1])
+    del k2
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**31 - 1), gradient=st.booleans())
+def test_the_objective_never_decreases(seed, gradient):
+    """Random data and starts, on the closed-form path (a Gaussian mixture) and on the gradient
+    path (the same mixture forced onto it, and a mixture of Poisson regressions)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(rng.normal(0, 2, (3, 2))[rng.integers(0, 3, 60)], rng.uniform(0.3, 2))
+    locs = jnp.asarray(X[rng.choice(60, 3, replace=False)])
+    model = jaxem.NumPyroModel(gaussian_mixture_at_zero, gradient=gradient)
+    params = {
+        "weights": jnp.asarray(rng.dirichlet(np.ones(3))),
+        "means": locs,
+        "scales": jnp.asarray(rng.uniform(0.5, 2.0, (3, 2))),
+    }
+    histories = [jaxem.fit(model, X, params, tol=0.0, max_iter=15).history]
+    x = rng.uniform(-1, 1, 80)
+    counts = rng.poisson(np.exp(np.where(rng.random(80) < 0.5, 1 + x, 2 - x)))
+    data = np.stack([x, counts, np.full(80, seed % 1000)], -1)
+    regression = jaxem.NumPyroModel(seeded_regression_mixture)
+    start = regression.init(jax.random.PRNGKey(seed), data)
+    histories.append(jaxem.fit(regression, data, start, tol=0.0, max_iter=15).history)
+    for history in histories:
+        history = np.asarray(history)
+        assert np.all(np.isfinite(history))
+        assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
+
+
+def gaussian_mixture_at_zero(X):
+    weights = numpyro.param("weights", uniform(), constraint=constraints.simplex)
+    means = numpyro.param("means", jnp.zeros((K, 2)))
+    scales = numpyro.param("scales", jnp.ones((K, 2)), constraint=constraints.positive)
+    with numpyro.plate("rows", X.shape[0]):
+        z = numpyro.sample("z", dist.Categorical(weights))
+        numpyro.sample("x", dist.Normal(means[z], scales[z]).to_event(1), obs=X)
