@@ -399,11 +399,39 @@ class NumPyroModel:
         cons = dict(self._plan_for_params(coordinates).constraints)
         return {k: biject_to(cons[k])(v) for k, v in coordinates.items()}
 
-    def n_parameters_of(self, params: Params) -> int:
-        """The free parameters (unconstrained coordinates) of ``params``."""
-        cons = dict(self._plan_for_params(params).constraints)
+    def n_parameters(self, n_features: int) -> int:
+        """The free parameters (the unconstrained coordinates of NumPyro's ``biject_to``: a
+        simplex of K entries has K - 1) of the model fitted to rows of ``n_features`` last
+        entries (the plan made for such data)."""
+        plan = self._plan_for_features(n_features)
+        cons = dict(plan.constraints)
         return sum(
-            int(np.prod(biject_to(cons[k]).inverse_shape(jnp.shape(v)))) for k, v in params.items()
+            int(np.prod(biject_to(cons[name]).inverse_shape(shape))) for name, shape in plan.shapes
+        )
+
+    def chart(self, at: Params, coordinates: Array) -> Params:
+        """Parameters near ``at`` from ``n_parameters`` coordinates ``(P,)``, ``at`` itself at
+        0: the unconstrained coordinates of ``at`` (parameter by parameter, in the model's
+        order) moved by ``coordinates`` (`jaxem.charts`; standard errors are computed in
+        them, `jaxem.information`)."""
+        plan = self._plan_for_params(at)
+        cons = dict(plan.constraints)
+        moved, start = {}, 0
+        for name in plan.params:
+            free = biject_to(cons[name]).inv(at[name])
+            size = free.size
+            step = coordinates[..., start : start + size].reshape(free.shape)
+            moved[name] = biject_to(cons[name])(free + step)
+            start += size
+        return moved
+
+    def _plan_for_features(self, n_features: int) -> _Plan:
+        for (model, row_shape, _), (plan, _) in reversed(list(_PLANS.items())):
+            if model == self and tuple(row_shape[-1:]) == (n_features,):
+                return plan
+        raise ValueError(
+            f"the model has not seen data with {n_features} features: call model.init(key, X) "
+            "or fit first"
         )
 
     def _plan_for_params(self, params: Params) -> _Plan:

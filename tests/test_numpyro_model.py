@@ -463,3 +463,27 @@ def gaussian_mixture_at_zero(X):
     with numpyro.plate("rows", X.shape[0]):
         z = numpyro.sample("z", dist.Categorical(weights))
         numpyro.sample("x", dist.Normal(means[z], scales[z]).to_event(1), obs=X)
+
+
+def test_standard_errors_and_bootstrap_are_the_hand_written_models(blobs):
+    """The information in NumPyro's unconstrained coordinates (simplex: K - 1 of them), mapped
+    to the parameters, equals the hand-written mixture's; the bootstrap's refits too."""
+    locs = jnp.asarray(blobs[[0, 200, 350]])
+    model = jaxem.NumPyroModel(gaussian_mixture(locs, "diag"))
+    params = model.init(jax.random.PRNGKey(0), blobs)
+    assert model.n_parameters(3) == 2 + 9 + 9
+    ours = jaxem.fit(model, blobs, params, tol=1e-12, max_iter=2000)
+    reference = jaxem.GaussianMixture(K, "diag", reg_covar=0.0)
+    start = as_gaussian_mixture_params(params, "diag")
+    theirs = jaxem.fit(reference, blobs, start, tol=1e-12, max_iter=2000)
+    se = jaxem.standard_errors(model, ours, blobs).standard_errors
+    se_ref = jaxem.standard_errors(reference, theirs, blobs).standard_errors
+    assert_close(se["weights"], se_ref.weights, 1e-6)
+    assert_close(se["means"], se_ref.means, 1e-6)
+    # the delta method: se(sigma^2) = 2 sigma se(sigma)
+    assert_close(2 * ours.params["scales"] * se["scales"], se_ref.covariances, 1e-6)
+    key = jax.random.PRNGKey(4)
+    boot = jaxem.bootstrap(model, ours, blobs, key=key, n_boot=8, tol=1e-10)
+    boot_ref = jaxem.bootstrap(reference, theirs, blobs, key=key, n_boot=8, tol=1e-10)
+    assert_close(boot.replicates["means"], boot_ref.replicates.means, 1e-6)
+    assert_close(boot.objectives, boot_ref.objectives, 1e-9)
