@@ -487,3 +487,15 @@ def test_standard_errors_and_bootstrap_are_the_hand_written_models(blobs):
     boot_ref = jaxem.bootstrap(reference, theirs, blobs, key=key, n_boot=8, tol=1e-10)
     assert_close(boot.replicates["means"], boot_ref.replicates.means, 1e-6)
     assert_close(boot.objectives, boot_ref.objectives, 1e-9)
+
+
+def enumerated_continuous(X):
+    loc = numpyro.param("loc", 0.0)
+    with numpyro.plate("rows", X.shape[0]):
+        u = numpyro.sample("u", dist.Normal(loc, 1.0), infer={"enumerate": "parallel"})
+        numpyro.sample("x", dist.Normal(u, 1.0), obs=X[:, 0])
+
+
+def test_an_enumerated_site_needs_finite_support():
+    with pytest.raises(ValueError, match="site 'u' is marked for enumeration but its"):
+        jaxem.NumPyroModel(enumerated_continuous).describe(np.zeros((5, 2)))
