@@ -150,6 +150,13 @@ def test_poisson_mixture_mle_and_map(counts):
             assert_close(ours.params["weights"], theirs.params.weights, 1e-8)
             assert_close(ours.params["rates"], theirs.params.components.rates, 1e-8)
             assert_close(ours.history, theirs.history, 1e-10)
+    # the MAP fixed point on the gradient path, priors included
+    forced = jaxem.NumPyroModel(poisson_mixture(rates, True), gradient=True)
+    exact = jaxem.NumPyroModel(poisson_mixture(rates, True))
+    ends = [jaxem.fit(m, counts, params, tol=1e-12, max_iter=2000) for m in (exact, forced)]
+    assert all(bool(end.converged) for end in ends)
+    for name in params:
+        assert_close(ends[1].params[name], ends[0].params[name], 1e-6)
 
 
 def test_latent_class_model(anes_like):
