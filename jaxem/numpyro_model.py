@@ -52,6 +52,7 @@ The driver and the built-in models never import NumPyro; this module does (see
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -68,7 +69,7 @@ from numpyro.handlers import seed, substitute, trace
 from numpyro.primitives import Messenger
 
 from jaxem.base import Array, Params, PRNGKey
-from jaxem.compiler import OPTIONS, at_top_level
+from jaxem.compiler import OPTIONS, at_top_level, jit
 from jaxem.validation import check_weights
 
 Trace = dict
@@ -331,6 +332,9 @@ class NumPyroModel:
         gradient: parameter names forced onto the gradient path (or True: all of them).
         data_ndim: the dimensions of one dataset ``X`` (2 for ``(n_rows, n_features)``).
         gradient_steps: L-BFGS iterations per M-step on the gradient path.
+        init_fn: ``init_fn(key, X) -> params`` (a dict of every parameter), the start `init`
+            returns (and `jaxem.fit_restarts` draws from) instead of the model's own initial
+            values.
 
     Parameters are a dict from site name to value (constrained, as the model sees them).
     """
@@ -339,6 +343,7 @@ class NumPyroModel:
     gradient: tuple[str, ...] | bool = ()
     data_ndim: int = 2
     gradient_steps: int = 30
+    init_fn: Callable | None = None
 
     def __post_init__(self):
         if not callable(self.model_fn):
@@ -381,12 +386,23 @@ class NumPyroModel:
     # -- the contract ------------------------------------------------------------------
 
     def init(self, key: PRNGKey, X: Array, weights: Array | None = None) -> Params:
-        """Starting parameters: the param sites' initial values (a callable one called with a
-        key derived from ``key``) and a draw from the prior of every sample-site parameter."""
+        """Starting parameters: ``init_fn(key, X)`` when the model has one; else the param
+        sites' initial values (a callable one called with a key derived from ``key``, which is
+        how random restarts differ) and a draw from the prior of every sample-site
+        parameter."""
         X = jnp.asarray(X)
-        plan = self.plan(X.shape[1:], _float_dtype(X), X)
-        tr = trace(seed(self.model_fn, key)).get_trace(X)
-        return {name: jnp.asarray(tr[name]["value"], _float_dtype(X)) for name in plan.params}
+        dtype = _float_dtype(X)
+        plan = self.plan(X.shape[1:], dtype, X)
+        if self.init_fn is not None:
+            params = self.init_fn(key, X)
+            if not isinstance(params, dict) or set(params) != set(plan.params):
+                raise ValueError(
+                    f"init_fn must return a dict of the model's parameters {list(plan.params)}; "
+                    f"got {params if not isinstance(params, dict) else sorted(params)}"
+                )
+        else:
+            params = _initial_values(self, key, X)
+        return {name: jnp.asarray(params[name], dtype) for name in plan.params}
 
     def validate(self, X: Any, params: Any, weights: Any, prior: Any) -> tuple:
         X = _check_data(X, self.data_ndim)
@@ -517,6 +533,15 @@ class _DataKey:
     finds the plan the E-step used."""
 
     key: tuple
+
+
+@functools.partial(jit, static_argnames="model")
+def _initial_values(model: NumPyroModel, key: PRNGKey, X: Array) -> dict:
+    """The param sites' initial values and a draw of every prior, one compiled program (the
+    model run sampling every latent site: eagerly it would be an XLA program per operation)."""
+    plan = model.plan(X.shape[1:], _float_dtype(X))
+    tr = trace(seed(model.model_fn, key)).get_trace(X)
+    return {name: tr[name]["value"] for name in plan.params}
 
 
 def _site_label(name: str) -> str:

@@ -506,3 +506,24 @@ def enumerated_continuous(X):
 def test_an_enumerated_site_needs_finite_support():
     with pytest.raises(ValueError, match="site 'u' is marked for enumeration but its"):
         jaxem.NumPyroModel(enumerated_continuous).describe(np.zeros((5, 2)))
+
+
+def test_restarts_from_a_users_start_function(counts):
+    """``init_fn`` gives the starts (here random rates around the data's mean); fit_restarts
+    draws from it and keeps the best, which is the best of the same fits made one by one."""
+    rates = jnp.asarray(counts[[0, 1, 2]] + 0.5)
+
+    def init_fn(key, X):
+        spread = jax.random.uniform(key, (K, X.shape[1]), minval=0.2, maxval=2.0)
+        return {"weights": uniform(), "rates": jnp.mean(X, axis=0) * spread}
+
+    model = jaxem.NumPyroModel(poisson_mixture(rates), init_fn=init_fn)
+    key = jax.random.PRNGKey(2)
+    start = model.init(key, counts)
+    assert float(jnp.min(start["rates"])) > 0 and start["rates"].shape == (K, 2)
+    best = jaxem.fit_restarts(model, key, counts, n_init=4, tol=1e-8, max_iter=500)
+    alone = [
+        jaxem.fit(model, counts, model.init(k, counts), tol=1e-8, max_iter=500).objective
+        for k in jax.random.split(key, 4)
+    ]
+    assert float(best.objective) == pytest.approx(max(map(float, alone)), rel=1e-9)
