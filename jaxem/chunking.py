@@ -53,11 +53,13 @@ def block_rows(
 
 
 def model_bytes_per_sample(model: Any, X: Array) -> int | None:
-    """``model.bytes_per_sample(n_features, itemsize)`` when the model provides it."""
+    """``model.bytes_per_sample(n_features, itemsize)`` when the model provides it (and
+    returns a number: a model whose statistics are not sums over rows returns None)."""
     estimate = of_model(model).bytes_per_sample
     if estimate is None or X.ndim != 2:
         return None
-    return int(estimate(X.shape[1], jnp.dtype(X.dtype).itemsize))
+    found = estimate(X.shape[1], jnp.dtype(X.dtype).itemsize)
+    return None if found is None else int(found)  # None: the model cannot be blocked
 
 
 def block_sum(

@@ -303,6 +303,9 @@ class _Plan(NamedTuple):
     first_dim: int  # the first dim free for enumeration
     data_plate: str
     shapes: tuple  # (name, shape) pairs of the parameters
+    # other plates' dims to sum per site when the rows' latent values are few enough to sum
+    # out jointly (no chain, no latent site in a plate inside the rows), else None
+    joint: tuple | None = None
 
 
 _FAMILY_NAMES = {
@@ -486,6 +489,18 @@ class NumPyroModel:
         return sum(
             int(np.prod(biject_to(cons[name]).inverse_shape(shape))) for name, shape in plan.shapes
         )
+
+    def bytes_per_sample(self, n_features: int, itemsize: int) -> int | None:
+        """The E-step's working memory per row, from which the drivers choose row blocks (so
+        that a large data set is visited in cache-sized blocks, as the hand-written models
+        are): every site's log-density elements per row, times the row's values, a few copies
+        (the forward and backward passes, the statistics). None (one block) when a parameter
+        takes the gradient path, whose M-step reads all rows."""
+        plan = self._plan_for_features(n_features)
+        if plan.gradient:
+            return None
+        elements = sum(int(np.prod(site.row_shape)) for site in plan.sites)
+        return 4 * elements * (n_features + 1) * itemsize
 
     def chart(self, at: Params, coordinates: Array) -> Params:
         """Parameters near ``at`` from ``n_parameters`` coordinates ``(P,)``, ``at`` itself at
@@ -743,8 +758,26 @@ def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any, example) -> tup
         first_dim,
         data_plate,
         shapes,
+        _joint_plan(etr2, sites, data_plate),
     )
     return plan, shapes
+
+
+def _joint_plan(tr: Trace, sites: list[str], data_plate: str) -> tuple | None:
+    """Per site, the dims of its plates inside the rows (summed before the latent values are),
+    when every latent site sits in the rows' plate alone and nothing is a chain; else None
+    (funsor's contraction, row by row)."""
+    dims = []
+    for s in sites:
+        site = tr[s]
+        names = site["infer"]["dim_to_name"].values()
+        if any(n.startswith(("_time", "_PREV_")) for n in names) or s.startswith("_PREV_"):
+            return None
+        inner = tuple(f.dim for f in site["cond_indep_stack"] if f.name != data_plate)
+        if inner and not site["is_observed"]:
+            return None
+        dims.append((s, inner))
+    return tuple(dims)
 
 
 def _abstract(run: Callable, *args: Any) -> Trace:
@@ -950,6 +983,8 @@ def _marginals(model: NumPyroModel, plan: _Plan, params: Params, X: Array, weigh
     """``(loglik, marginals)``: $\\sum_n w_n \\log p(x_n \\mid \\theta)$ (row by row, the
     priors left out) and, per site, $w_n$ times the posterior marginal of its configurations,
     shaped as the site's log density on all rows."""
+    if plan.joint is not None:
+        return _joint_marginals(model, plan, params, X, weights)
     fn = _perturb(_enumerated(model.model_fn, plan.first_dim), {}, frozenset(plan.priors))
 
     def row_log_lik(row, shifts):
@@ -963,6 +998,41 @@ def _marginals(model: NumPyroModel, plan: _Plan, params: Params, X: Array, weigh
     zeros = {s.name: jnp.zeros((X.shape[0],) + s.row_shape, X.dtype) for s in plan.sites}
     loglik, grads = jax.value_and_grad(total)(zeros)
     return loglik, {s.name: _rows_into_plate(grads[s.name], s) for s in plan.sites}
+
+
+def _joint_marginals(model: NumPyroModel, plan: _Plan, params: Params, X: Array, weights):
+    """`_marginals` for a model whose rows' latent values are summed out jointly (`_Plan.joint`):
+    each row's log marginal is the log-sum-exp, over every enumerated value, of the sum of the
+    sites' log densities (their inner plates summed first), computed on all rows at once
+    (about twice as fast as funsor's contraction row by row)."""
+    inner = dict(plan.joint)
+    plate_dim = plan.sites[0].plate_dim
+    fn = _perturb(_enumerated(model.model_fn, plan.first_dim), {}, frozenset(plan.priors))
+
+    def total(shifts):
+        fn.shifts = shifts
+        tr = _full_trace_of(fn, params, X)
+        joint = jnp.zeros((), X.dtype)
+        for site in plan.sites:
+            lp = _site_log_prob(tr[site.name])
+            if inner[site.name]:
+                lp = jnp.sum(lp, axis=inner[site.name], keepdims=True)
+            joint = joint + lp
+        joint = jnp.moveaxis(jnp.atleast_1d(joint), plate_dim, 0)
+        per_row = jax.nn.logsumexp(joint.reshape(joint.shape[0], -1), axis=1)
+        per_row = jnp.broadcast_to(per_row, weights.shape)
+        return jnp.sum(jnp.where(weights > 0, weights * per_row, jnp.zeros((), X.dtype)))
+
+    zeros = {}
+    for site in plan.sites:
+        shape = list(site.row_shape)
+        shape[len(shape) + site.plate_dim] = X.shape[0]
+        zeros[site.name] = jnp.zeros(tuple(shape), X.dtype)
+    return jax.value_and_grad(total)(zeros)
+
+
+def _full_trace_of(fn: Callable, params: Params, X: Array) -> Trace:
+    return enumerated_log_density(fn, (X,), {}, params)[1]
 
 
 def _rows_into_plate(per_row: Array, site: _Site) -> Array:
