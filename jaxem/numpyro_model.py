@@ -463,7 +463,12 @@ class NumPyroModel:
         new = dict(params)
         for c in sorted(plan.closed, key=lambda c: c.partner is not None):
             hyper = _hyperparameters(self, c, new, *stats["data"].key) if c.prior else None
-            new[c.param] = _closed_update(c, stats["closed"][c.param], new, hyper)
+            scale = _scale_of(plan, c)
+            if scale is None:
+                new[c.param] = _closed_update(c, stats["closed"][c.param], new, hyper)
+            else:  # a location pooled with its scale's statistics, at the current scale
+                own = _location_statistics(c, scale, stats["closed"][scale.param], params)
+                new[c.param] = _location(c, own, params[c.param], hyper)
         if plan.gradient:
             new = _gradient_update(self, plan, new, *stats["frozen"])
         return new
@@ -1147,8 +1152,34 @@ def _aligned(base: _Base, role: str, lp_shape: tuple) -> Array:
     return value.reshape((1,) * (rank - value.ndim) + value.shape)
 
 
+def _scale_of(plan: _Plan, c: _Closed) -> _Closed | None:
+    """The closed-form scale (covariance) rule that has location ``c`` as its partner: its
+    statistics, grouped by the location's groups, serve both, so that ``c`` needs none of
+    its own (each location group lies in one scale group, where the scale is one value)."""
+    return next((r for r in plan.closed if r.partner == c.param), None)
+
+
+def _location_statistics(c: _Closed, scale: _Closed, stats: dict, params: Params) -> dict:
+    """A location's precision-weighted statistics from its scale's pooled ones, at the current
+    scale of each location group: ``precision`` $= n_g \\Sigma^{-1}$, ``weighted``
+    $= \\Sigma^{-1} s_g$ (with no prior the location is $s_g / n_g$ whatever the scale)."""
+    owner = jnp.argmax(stats["member"], axis=1)
+    if c.family == "normal":
+        variance = jnp.square(params[scale.param].reshape(-1)[owner])
+        return {"precision": stats["n"] / variance, "weighted": stats["sum"] / variance}
+    dim = params[c.param].shape[-1]
+    inverse = jnp.linalg.inv(params[scale.param].reshape(-1, dim, dim)[owner])
+    return {
+        "precision": stats["n"][:, None, None] * inverse,
+        "weighted": jnp.einsum("gyz,gz->gy", inverse, stats["sum"]),
+    }
+
+
 def _closed_stats(c: _Closed, views: dict, plan: _Plan, params: Params) -> dict:
-    """The rule's statistics, summed over its sites."""
+    """The rule's statistics, summed over its sites (none for a location whose scale's
+    statistics serve it, `_scale_of`)."""
+    if c.role == "loc" and _scale_of(plan, c) is not None:
+        return {}
     per_site = [_site_stats(c, s, views, plan, params) for s in c.sites]
     return jax.tree.map(lambda *a: sum(a[1:], a[0]), *per_site)
 
