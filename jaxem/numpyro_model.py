@@ -28,8 +28,9 @@ f_s(\\theta') \\rangle$, plus the log prior of the sample-site parameters.
 
 M-step, parameter by parameter (conditional maximisation, each step increasing $Q$):
 
-- *closed form* where a parameter enters exactly one site, as a selection of its entries (a
-  parameter indexed by latent values or data, ``locs[z]``, broadcast, or as it is) of a
+- *closed form* where a parameter enters its sites (one, or several alike: a chain's first
+  step and the rest) through one argument, as a selection of its entries (a parameter
+  indexed by latent values or data, ``locs[z]``, broadcast, or as it is) of a
   Categorical's ``probs`` (simplex), a Bernoulli's ``probs`` (unit interval), a Poisson's
   ``rate`` (positive), a Normal's ``loc`` (real) or ``scale`` (positive), a
   MultivariateNormal's ``loc`` or ``covariance_matrix`` (positive definite); with a
