@@ -771,14 +771,18 @@ def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any, example) -> tup
 
 def _joint_plan(tr: Trace, sites: list[str], data_plate: str) -> tuple | None:
     """Per site, the dims of its plates inside the rows (summed before the latent values are),
-    when every latent site sits in the rows' plate alone and nothing is a chain; else None
-    (funsor's contraction, row by row)."""
-    dims = []
+    when every latent site sits in the rows' plate alone, has a dim of its own and nothing is a
+    chain (``scan`` or ``markov``); else None (funsor's contraction, row by row)."""
+    dims, named = [], {}
     for s in sites:
         site = tr[s]
         names = site["infer"]["dim_to_name"].values()
         if any(n.startswith(("_time", "_PREV_")) for n in names) or s.startswith("_PREV_"):
             return None
+        for dim, name in site["infer"]["dim_to_name"].items():
+            named.setdefault(dim, set()).add(name)
+        if any(len(found) > 1 for found in named.values()):
+            return None  # a dim used by two variables (``markov`` recycles them): a chain
         inner = tuple(f.dim for f in site["cond_indep_stack"] if f.name != data_plate)
         if inner and not site["is_observed"]:
             return None

@@ -14,6 +14,7 @@ import scipy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpyro.contrib.control_flow import scan
+from numpyro.contrib.funsor import markov
 from numpyro.distributions import constraints
 
 import jaxem
@@ -564,3 +565,51 @@ def test_normal_prior_on_means_reaches_the_gradient_paths_posterior_mode(blobs):
     as_params = jaxem.GaussianMixtureParams(weights, means, jnp.square(ends[0].params["scales"]))
     e_loglik = mixture.e_step(as_params, jnp.asarray(blobs), jnp.ones(len(blobs)))[1]
     assert float(ends[0].objective) == pytest.approx(float(e_loglik + log_prior), rel=1e-10)
+
+
+def markov_gaussian_hmm(means0, transitions0):
+    """The Gaussian HMM written with NumPyro's ``markov`` over a Python loop (which recycles
+    the enumeration's dims: variables two steps apart share one)."""
+    n_states, n_features = means0.shape
+
+    def model(X):
+        n_sequences, n_steps, _ = X.shape
+        initial = numpyro.param("initial", uniform(n_states), constraint=constraints.simplex)
+        transitions = numpyro.param("transitions", transitions0, constraint=constraints.simplex)
+        means = numpyro.param("means", means0)
+        scales = numpyro.param(
+            "scales", jnp.ones((n_states, n_features)), constraint=constraints.positive
+        )
+        with numpyro.plate("sequences", n_sequences):
+            z = None
+            for t in markov(range(n_steps)):
+                probs = initial if z is None else transitions[z]
+                z = numpyro.sample(f"z_{t}", dist.Categorical(probs))
+                loc, scale = means[z], scales[z]
+                numpyro.sample(f"x_{t}", dist.Normal(loc, scale).to_event(1), obs=X[:, t])
+
+    return model
+
+
+def test_hidden_markov_model_written_with_markov():
+    """Recycled dims must not be summed out jointly (a silent wrong answer once): the chain
+    goes through funsor's contraction, equal to the hand-written HMM."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(3, 8, 2)) + (np.arange(8) % 4 > 1)[None, :, None] * 3
+    means0 = jnp.asarray([[0.0, 0.0], [2.0, 2.0]])
+    transitions0 = jnp.asarray([[0.8, 0.2], [0.3, 0.7]])
+    model = jaxem.NumPyroModel(markov_gaussian_hmm(means0, transitions0), data_ndim=3)
+    described = model.describe(X)
+    assert "transitions: closed form (categorical probs of 'z_1', 'z_2'" in described
+    params = model.init(jax.random.PRNGKey(0), X)
+    reference = jaxem.HiddenMarkovModel(jaxem.families.Gaussian("diag", reg_covar=0.0), 2)
+    start = jaxem.HMMParams(
+        uniform(2), transitions0, jaxem.families.GaussianParams(means0, jnp.ones((2, 2)))
+    )
+    for n_iter in (1, 10):
+        ours = jaxem.fit(model, X, params, tol=0.0, max_iter=n_iter)
+        theirs = jaxem.fit(reference, X, start, tol=0.0, max_iter=n_iter)
+        assert_close(ours.params["initial"], theirs.params.initial, 1e-8)
+        assert_close(ours.params["transitions"], theirs.params.transitions, 1e-8)
+        assert_close(ours.params["means"], theirs.params.emissions.means, 1e-8)
+        assert_close(ours.history, theirs.history, 1e-10)
