@@ -60,6 +60,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 import numpyro.distributions as dist
 import optax
 from numpyro.contrib.funsor import config_enumerate, enum
@@ -628,7 +629,11 @@ def _analyse(model: NumPyroModel, row_shape: tuple, dtype: Any, example: Any) ->
     cached = _PLANS.get(key)
     if cached is not None and (cached[1] or example is None):
         return cached[0]
-    plan, _ = _analysis(model, row_shape, dtype, example)
+    # NumPyro validates a distribution's concrete arguments by default, one small XLA program
+    # per check: the analysis (whose runs on concrete initial values would trigger ~150 of
+    # them, 5-8 s on a CPU) checks nothing a fit does not check
+    with numpyro.validation_enabled(False):
+        plan, _ = _analysis(model, row_shape, dtype, example)
     _PLANS[key] = (plan, example is not None)
     _PLAN_OF_PARAMS[(model, frozenset(plan.params))] = plan
     return plan
