@@ -72,7 +72,7 @@ from numpyro.primitives import Messenger
 
 from jaxem.base import Array, Params, PRNGKey
 from jaxem.compiler import OPTIONS, at_top_level, jit
-from jaxem.validation import check_weights
+from jaxem.validation import check_weights, is_concrete
 
 Trace = dict
 
@@ -420,6 +420,7 @@ class NumPyroModel:
             )
         prior = self.own_prior(X.shape, dtype)
         weights = check_weights(weights, X.shape[:1], dtype)
+        _check_unmasked_values(self, plan, params, X, weights)
         return X, params, weights, prior
 
     def e_step(self, params: Params, X: Array, weights: Array) -> tuple[Any, Array]:
@@ -592,6 +593,33 @@ def _check_data(X: Any, data_ndim: int) -> Array:
     if not jnp.issubdtype(X.dtype, jnp.floating):
         X = X.astype(jnp.result_type(float))
     return X
+
+
+def _check_unmasked_values(model, plan: _Plan, params: dict, X: Array, weights: Array) -> None:
+    """NaN or inf in rows of positive weight is a value the model must mask (padded steps of a
+    sequence); where it does not, the rows' log-likelihood is not finite: a ``ValueError``
+    naming the rows, before the fit turns the objective into -inf or NaN."""
+    if not is_concrete(X, params, weights):
+        return
+    values = np.asarray(X).reshape(len(X), -1)
+    bad = np.flatnonzero(~np.all(np.isfinite(values), axis=1) & (np.asarray(weights) > 0))
+    if not len(bad):
+        return
+    rows = jnp.asarray(X)[bad]
+    loglik, _ = _rows_log_likelihood(model, params, rows)
+    if not np.isfinite(float(loglik)):
+        shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        raise ValueError(
+            f"X has NaN or inf in rows {shown} that the model does not mask: their "
+            "log-likelihood is not finite (mask such values with numpyro.handlers.mask, give "
+            "the rows weight 0, or remove them)"
+        )
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _rows_log_likelihood(model, params, rows):
+    plan = model.plan(rows.shape[1:], rows.dtype)
+    return _marginals(model, plan, params, rows, jnp.ones(len(rows), rows.dtype))
 
 
 def _check_params(model, plan: _Plan, params: Any, X: Array, dtype: Any) -> dict:

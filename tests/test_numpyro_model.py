@@ -613,3 +613,18 @@ def test_hidden_markov_model_written_with_markov():
         assert_close(ours.params["transitions"], theirs.params.transitions, 1e-8)
         assert_close(ours.params["means"], theirs.params.emissions.means, 1e-8)
         assert_close(ours.history, theirs.history, 1e-10)
+
+
+def test_values_the_model_does_not_mask_are_refused(blobs):
+    """NaN is data only where the model masks it (the HMM's padded steps pass); elsewhere the
+    fit would end at -inf without a word."""
+    X = blobs.copy()
+    X[5, 1] = np.nan
+    model = jaxem.NumPyroModel(gaussian_mixture(jnp.asarray(blobs[[0, 200, 350]]), "diag"))
+    params = model.init(jax.random.PRNGKey(0), blobs)
+    with pytest.raises(ValueError, match="X has NaN or inf in rows 5 that the model"):
+        jaxem.fit(model, X, params)
+    weights = np.ones(len(X))
+    weights[5] = 0.0  # a row of weight 0 says nothing, whatever it holds
+    fitted = jaxem.fit(model, X, params, weights=weights, tol=0.0, max_iter=3)
+    assert np.isfinite(float(fitted.objective))
