@@ -151,6 +151,16 @@ def test_poisson_mixture_mle_and_map(counts):
             assert_close(ours.params["weights"], theirs.params.weights, 1e-8)
             assert_close(ours.params["rates"], theirs.params.components.rates, 1e-8)
             assert_close(ours.history, theirs.history, 1e-10)
+    # fit_batch uses the model's own priors too (prior=None is not maximum likelihood here)
+    batch = np.stack([counts[:150], counts[150:]])
+    starts = jax.tree.map(lambda a: jnp.stack([a] * 2), params)
+    batched = jaxem.fit_batch(
+        model, jax.random.PRNGKey(0), batch, init_params=starts, tol=0.0, max_iter=10
+    )
+    for b in range(2):
+        alone = jaxem.fit(model, batch[b], params, tol=0.0, max_iter=10)
+        assert_close(batched.params["rates"][b], alone.params["rates"], 1e-10)
+        assert_close(batched.objective[b], alone.objective, 1e-12)
     # the MAP fixed point on the gradient path, priors included
     forced = jaxem.NumPyroModel(poisson_mixture(rates, True), gradient=True)
     exact = jaxem.NumPyroModel(poisson_mixture(rates, True))
