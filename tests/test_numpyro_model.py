@@ -265,21 +265,18 @@ def gaussian_hmm(means0, transitions0):
     return model
 
 
-def test_hidden_markov_model_over_sequences_of_different_lengths():
-    rng = np.random.default_rng(7)
-    lengths = (40, 25, 33)
-    sequences = [rng.normal(size=(n, 2)) + (np.arange(n) % 10 > 4)[:, None] * 3 for n in lengths]
-    X, weights = jaxem.pad(sequences)
-    means0 = jnp.asarray([[0.0, 0.0], [2.0, 2.0]])
-    transitions0 = jnp.asarray([[0.8, 0.2], [0.3, 0.7]])
-    model = jaxem.NumPyroModel(gaussian_hmm(means0, transitions0), data_ndim=3)
-    described = model.describe(X)
-    assert "gradient" not in described
+HMM_MEANS = jnp.asarray([[0.0, 0.0], [2.0, 2.0]])
+HMM_TRANSITIONS = jnp.asarray([[0.8, 0.2], [0.3, 0.7]])
+
+
+def assert_is_the_hand_written_hmm(model, X, weights=None):
+    """``model`` (a two-state diagonal Gaussian HMM in NumPyro, started at `HMM_MEANS`,
+    `HMM_TRANSITIONS`, unit variances) equals `jaxem.HiddenMarkovModel` from the same start
+    after 1 and 10 iterations, history included."""
     params = model.init(jax.random.PRNGKey(0), X)
     reference = jaxem.HiddenMarkovModel(jaxem.families.Gaussian("diag", reg_covar=0.0), 2)
-    start = jaxem.HMMParams(
-        uniform(2), transitions0, jaxem.families.GaussianParams(means0, jnp.ones((2, 2)))
-    )
+    emissions = jaxem.families.GaussianParams(HMM_MEANS, jnp.ones((2, 2)))
+    start = jaxem.HMMParams(uniform(2), HMM_TRANSITIONS, emissions)
     for n_iter in (1, 10):
         ours = jaxem.fit(model, X, params, tol=0.0, max_iter=n_iter)
         theirs = jaxem.fit(reference, X, start, weights=weights, tol=0.0, max_iter=n_iter)
@@ -288,6 +285,16 @@ def test_hidden_markov_model_over_sequences_of_different_lengths():
         assert_close(ours.params["means"], theirs.params.emissions.means, 1e-8)
         assert_close(jnp.square(ours.params["scales"]), theirs.params.emissions.covariances, 1e-8)
         assert_close(ours.history, theirs.history, 1e-10)
+
+
+def test_hidden_markov_model_over_sequences_of_different_lengths():
+    rng = np.random.default_rng(7)
+    lengths = (40, 25, 33)
+    sequences = [rng.normal(size=(n, 2)) + (np.arange(n) % 10 > 4)[:, None] * 3 for n in lengths]
+    X, weights = jaxem.pad(sequences)
+    model = jaxem.NumPyroModel(gaussian_hmm(HMM_MEANS, HMM_TRANSITIONS), data_ndim=3)
+    assert "gradient" not in model.describe(X)
+    assert_is_the_hand_written_hmm(model, X, weights)
 
 
 def test_an_ordinary_model_on_the_driver(counts):
@@ -606,23 +613,10 @@ def test_hidden_markov_model_written_with_markov():
     goes through funsor's contraction, equal to the hand-written HMM."""
     rng = np.random.default_rng(7)
     X = rng.normal(size=(3, 8, 2)) + (np.arange(8) % 4 > 1)[None, :, None] * 3
-    means0 = jnp.asarray([[0.0, 0.0], [2.0, 2.0]])
-    transitions0 = jnp.asarray([[0.8, 0.2], [0.3, 0.7]])
-    model = jaxem.NumPyroModel(markov_gaussian_hmm(means0, transitions0), data_ndim=3)
+    model = jaxem.NumPyroModel(markov_gaussian_hmm(HMM_MEANS, HMM_TRANSITIONS), data_ndim=3)
     described = model.describe(X)
     assert "transitions: closed form (categorical probs of 'z_1', 'z_2'" in described
-    params = model.init(jax.random.PRNGKey(0), X)
-    reference = jaxem.HiddenMarkovModel(jaxem.families.Gaussian("diag", reg_covar=0.0), 2)
-    start = jaxem.HMMParams(
-        uniform(2), transitions0, jaxem.families.GaussianParams(means0, jnp.ones((2, 2)))
-    )
-    for n_iter in (1, 10):
-        ours = jaxem.fit(model, X, params, tol=0.0, max_iter=n_iter)
-        theirs = jaxem.fit(reference, X, start, tol=0.0, max_iter=n_iter)
-        assert_close(ours.params["initial"], theirs.params.initial, 1e-8)
-        assert_close(ours.params["transitions"], theirs.params.transitions, 1e-8)
-        assert_close(ours.params["means"], theirs.params.emissions.means, 1e-8)
-        assert_close(ours.history, theirs.history, 1e-10)
+    assert_is_the_hand_written_hmm(model, X)
 
 
 def test_values_the_model_does_not_mask_are_refused(blobs):
