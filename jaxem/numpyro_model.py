@@ -262,6 +262,11 @@ _ROW_ROLES = {
     (dist.MultivariateNormal, "covariance_matrix"): "positive_definite",
 }
 _ROLES = {**_ELEMENTWISE_ROLES, **_ROW_ROLES}
+# the arguments a location's or a scale's statistics read at the current parameters
+_OTHER_ARGUMENTS = {
+    dist.Normal: ("loc", "scale"),
+    dist.MultivariateNormal: ("loc", "precision_matrix"),
+}
 
 
 def _roles(base: Any) -> tuple[str, ...]:
@@ -1176,11 +1181,8 @@ def _views(model, plan: _Plan, params: Params, X: Array, marginals: dict) -> dic
                 base = _unwrap(tr[s]["fn"])
                 found[(c.param, s)] = _aligned(base, c.role, lp_shapes[s])
                 if s not in aux:
-                    args = {
-                        a: _aligned(base, a, lp_shapes[s])
-                        for a in ("loc", "scale", "precision_matrix")
-                        if hasattr(base.dist, a)
-                    }
+                    own = _OTHER_ARGUMENTS.get(type(base.dist), ())
+                    args = {a: _aligned(base, a, lp_shapes[s]) for a in own}
                     mask = jnp.ones((), X.dtype) if base.mask is None else base.mask
                     aux[s] = (tr[s]["value"], mask, args, base.event_ndim)
         return found, aux
