@@ -21,17 +21,25 @@ import numpy as np
 Array = jax.Array
 
 
-def cholesky(a: Array, floor: float | Array | None = None) -> Array:
+def cholesky(a: Array, floor: float | Array | None = None, semidefinite: bool = False) -> Array:
     """The lower Cholesky factor $L$, $A = L L^\\top$, of symmetric positive definite
     ``a`` ``(..., D, D)`` (column by column, Cholesky-Crout). NaN where ``a`` is not positive
     definite, as ``jnp.linalg.cholesky``; with ``floor`` (a scalar, or one per pivot:
     ``(..., D)``), every squared pivot is raised to at least ``floor`` instead (a modified
     Cholesky factor: $L L^\\top$ is ``a`` plus a non-negative diagonal correction wherever a
-    pivot was raised)."""
+    pivot was raised).
+
+    ``semidefinite``: ``a`` is positive semi-definite and a squared pivot at or below
+    ``floor`` is an exact zero of it: that column of $L$ is zero (pivot included). For a
+    singular matrix the remaining column is then rounding error, and dividing it by a floored
+    pivot would turn it into entries of order one (a rank-one scatter's factor got a spurious
+    direction as long as its true one)."""
     a = jnp.asarray(a)
     d = a.shape[-1]
     index = jnp.arange(d)
     floors = None if floor is None else jnp.broadcast_to(floor, a.shape[:-1])
+    if semidefinite and floors is None:
+        raise ValueError("cholesky(semidefinite=True) needs the floor below which a pivot is 0")
 
     def column(j, chol):
         row_j = jnp.where(index < j, chol[..., j, :], 0.0)  # L[j, :j]
@@ -39,6 +47,8 @@ def cholesky(a: Array, floor: float | Array | None = None) -> Array:
         pivot = jnp.sqrt(square if floors is None else jnp.maximum(square, floors[..., j]))
         below = (a[..., :, j] - jnp.einsum("...ik,...k->...i", chol, row_j)) / pivot[..., None]
         new = jnp.where(index > j, below, jnp.where(index == j, pivot[..., None], 0.0))
+        if semidefinite:
+            new = jnp.where((square > floors[..., j])[..., None], new, 0.0)
         return chol.at[..., :, j].set(new)
 
     return jax.lax.fori_loop(0, d, column, jnp.zeros_like(a))
@@ -143,7 +153,10 @@ def graded_eigh(matrices: Array, max_sweeps: int = MAX_SWEEPS) -> tuple[Array, A
     scale = jnp.sqrt(jnp.maximum(jnp.diagonal(w, axis1=-2, axis2=-1), 0.0))
     safe = jnp.where(scale > 0, scale, 1.0)
     balanced = w / (safe[..., :, None] * safe[..., None, :])
-    columns = jnp.swapaxes(cholesky(balanced, eps * eps), -1, -2) * scale[..., None, :]
+    # a squared pivot of the balanced matrix (unit diagonal) below D epsilons is rounding: a
+    # direction of a singular scatter (a component of at most D points), dropped exactly
+    factor = cholesky(balanced, d * eps, semidefinite=True)
+    columns = jnp.swapaxes(factor, -1, -2) * scale[..., None, :]
     vectors = jnp.broadcast_to(jnp.eye(d, dtype=w.dtype), w.shape)
     firsts, seconds = map(jnp.asarray, round_robin(d))
     tol = d * eps

@@ -116,3 +116,27 @@ def test_graded_eigh_is_accurate_eigenvalue_by_eigenvalue(d):
         scatter / scale[:, :, None] / scale[:, None, :],
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize("d", [3, 5])
+def test_graded_eigh_of_singular_scatters_has_no_spurious_direction(d):
+    """The scatter of a component with at most D points is singular (its zero directions
+    rounding); a floored pivot once divided that rounding into a spurious eigenvalue as large as
+    the true ones (rank one, D = 3: 0.9999 of the largest), and a one-point scatter of pure
+    rounding (indefinite, entries 1e-13) got an eigenvalue of 3e18. EEV's M-step built on it
+    lost the objective at every iteration on three blobs and one far point."""
+    rng = np.random.default_rng(d)
+    for rank in range(1, d):
+        for _ in range(20):
+            a = rng.normal(size=(d, rank)) * rng.uniform(0.1, 10, (d, 1))
+            w = a @ a.T
+            noise = rng.normal(size=(d, d))
+            w = w + 1e-16 * np.abs(w).max() * (noise + noise.T)
+            values, vectors = linalg.graded_eigh(jnp.asarray(w[None]))
+            exact = np.linalg.eigvalsh(w)
+            assert np.all(np.asarray(values)[0, : d - rank] <= 1e-12 * exact[-1])
+            np.testing.assert_allclose(values[0, d - rank :], exact[d - rank :], rtol=1e-10)
+    rounding = 1e-13 * rng.normal(size=(d, d))
+    rounding = rounding + rounding.T
+    values, _ = linalg.graded_eigh(jnp.asarray(rounding[None]))
+    assert np.all(np.asarray(values) <= 10 * d * np.abs(rounding).max())  # rounding's size
