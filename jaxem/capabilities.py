@@ -324,6 +324,23 @@ class HasCovariances(Protocol):
 
 
 @runtime_checkable
+class TestsOutliers(Protocol):
+    """``tail_probabilities(params, data) -> (K, N)``: the probability that a draw from
+    component $k$ lies farther (in its own metric) than $x_n$, what `jaxem.Mixture.outliers`
+    tests."""
+
+    def tail_probabilities(self, params: Params, data: Any) -> Array: ...
+
+
+@runtime_checkable
+class HasScaleWeights(Protocol):
+    """``scale_weights(params, data) -> (K, N)``: a scale mixture's posterior mean weights
+    $\\mathbb{E}[u_{nk}]$ (the multivariate t's)."""
+
+    def scale_weights(self, params: Params, data: Any) -> Array: ...
+
+
+@runtime_checkable
 class HasChart(Protocol):
     """Minimal local coordinates (`jaxem.charts`): ``chart(at, coordinates) -> params``,
     ``at`` at 0, ``coordinates`` ``(n_parameters,)``: what standard errors are computed in (a
@@ -341,7 +358,8 @@ class FamilyCapabilities(NamedTuple):
     (`EstimatesFromIterate`), whether it has
     unconstrained coordinates (``extrapolates``) and its NumPyro description
     (``numpyro_components`` and ``numpyro_params``, or None), ``component_covariances``
-    (Gaussians) and ``chart`` (`HasChart`)."""
+    (Gaussians), ``chart`` (`HasChart`), ``tail_probabilities`` (`TestsOutliers`) and
+    ``scale_weights`` (`HasScaleWeights`)."""
 
     missing: bool
     mixture_e_step: Callable | None
@@ -354,6 +372,8 @@ class FamilyCapabilities(NamedTuple):
     numpyro_params: Callable | None
     component_covariances: Callable | None
     chart: Callable | None
+    tail_probabilities: Callable | None
+    scale_weights: Callable | None
 
 
 def of_family(family: Any) -> FamilyCapabilities:
@@ -383,6 +403,8 @@ def _resolve_family(family: Any) -> FamilyCapabilities:
         numpyro_params=_method(family, DescribedInNumPyro, "numpyro_params"),
         component_covariances=_method(family, HasCovariances, "component_covariances"),
         chart=_method(family, HasChart, "chart"),
+        tail_probabilities=_method(family, TestsOutliers, "tail_probabilities"),
+        scale_weights=_method(family, HasScaleWeights, "scale_weights"),
     )
 
 

@@ -2,7 +2,7 @@
 
 ::
 
-    jaxem fit DATA.csv -k 3 [--family gaussian|bernoulli|categorical|poisson]
+    jaxem fit DATA.csv -k 3 [--family gaussian|t|bernoulli|categorical|poisson] [--dof shared]
               [--covariance-type full] [--prior default] [--n-init 4]
               [--seed 0] [--columns a,b] [--out model.npz] [--json summary.json] [--plot fig.png]
     jaxem select DATA.csv [-k 1-9] [--family gaussian] [--covariance-types VVV,EEE]
@@ -378,13 +378,31 @@ def _prior(model, X, name: str):
     return default_prior(model, X) if name == "default" else None
 
 
+OUTLIER_LEVEL = 0.01  # predict's outlier column for t mixtures (jaxem.Mixture.outliers)
+DOF_HELP = "t only: the degrees of freedom, per_component (default), shared, or a number (fixed)"
+
+
+def _parse_dof(text: str) -> str | float:
+    if text in ("per_component", "shared"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"expected per_component, shared or a number > 0; got {text!r}"
+        )
+    return value
+
+
 def _family_class(name: str, options: dict) -> type:
     """The family ``--family`` names, with ``options`` it declares (``CommandError`` else)."""
     cls = registry.by_family_name(name)
     for option, value in options.items():
         if value is not None and option not in cls.options:
             flag = "--" + option.replace("_", "-")
-            raise CommandError(f"{flag} applies to Gaussian mixtures; --family {name} has none")
+            raise CommandError(f"{flag} does not apply to --family {name}")
     return cls
 
 
@@ -481,13 +499,12 @@ def _output_path(value: str | None, option: str) -> str | None:
 def _cmd_fit(args: argparse.Namespace) -> int:
     for option in ("out", "json", "plot"):
         _output_path(getattr(args, option), f"--{option}")
-    family = _family_class(args.family, {"covariance_type": args.covariance_type})
+    options = {"covariance_type": args.covariance_type, "dof": args.dof}
+    family = _family_class(args.family, options)
     table = read_csv(args.data, args.columns, args.missing, not args.no_header)
     X, names = table.X, table.names
     with cells_named(table):
-        model = _model(
-            args.n_components, family, X, args.missing, covariance_type=args.covariance_type
-        )
+        model = _model(args.n_components, family, X, args.missing, **options)
     if args.plot and of_family(model.family).component_covariances is None:
         raise CommandError("--plot draws Gaussian mixtures only")
     if args.se == "sem" and args.missing:
@@ -537,18 +554,23 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
     for option in ("out", "json", "plot"):
         _output_path(getattr(args, option), f"--{option}")
-    cls = registry.by_family_name(args.family)
+    cls = _family_class(args.family, {"dof": args.dof})
     select_prior = None if args.prior == "none" else "default"
     structured = "covariance_type" in cls.options  # a grid over K and covariance structures
     if args.covariance_types is not None and not structured:
-        raise CommandError(
-            f"--covariance-types applies to Gaussian mixtures; --family {args.family} has none"
-        )
+        raise CommandError(f"--covariance-types does not apply to --family {args.family}")
     table = read_csv(args.data, args.columns, args.missing, not args.no_header)
     X, names = table.X, table.names
+    dof = {} if args.dof is None else {"dof": args.dof}
     with cells_named(table):
-        family = cls.for_data(X, args.missing)
-    if structured:
+        family = cls.for_data(X, args.missing, **dof)
+    if structured and cls.name != "gaussian":  # a column per structure of this family
+        types = args.covariance_types or default_covariance_types(select_prior)
+        with cells_named(table):
+            families = tuple(cls.for_data(X, args.missing, covariance_type=t, **dof) for t in types)
+        grid = {"families": families}
+        n_columns = len(families)
+    elif structured:
         # None: select's default, mclust's fourteen (those with a prior under --prior default)
         grid = {"covariance_types": args.covariance_types, "missing": args.missing}
         n_columns = len(args.covariance_types or default_covariance_types(select_prior))
@@ -654,6 +676,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             proba = np.asarray(model.predict_proba(params, X), dtype=np.float64)
             header += [f"p{k}" for k in range(proba.shape[1])]
             out = np.concatenate([out, proba], axis=1)
+            if of_family(model.family).scale_weights is not None:  # the t: robust weights
+                u = np.asarray(model.scale_weights(params, X), dtype=np.float64)
+                flags = np.asarray(model.outliers(params, X, OUTLIER_LEVEL), dtype=np.float64)
+                header += ["scale_weight", "outlier"]
+                out = np.concatenate([out, u[:, None], flags[:, None]], axis=1)
     lines = [",".join(header)] + [
         ",".join([str(int(row[0]))] + [f"{v:.6g}" for v in row[1:]]) for row in out
     ]
@@ -736,7 +763,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--max-iter", type=int, default=max_iter)
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    fit = sub.add_parser("fit", help="fit one mixture (Gaussian, Bernoulli, categorical, Poisson)")
+    fit = sub.add_parser(
+        "fit", help="fit one mixture (Gaussian, t, Bernoulli, categorical, Poisson)"
+    )
     common(fit)
     fit.add_argument("-k", "--n-components", type=int, required=True)
     fit.add_argument(
@@ -749,8 +778,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--covariance-type",
         choices=structures.all_names(),
-        help="Gaussian only (default full; mclust's names too)",
+        help="Gaussian and t (default full; mclust's names too)",
     )
+    fit.add_argument("--dof", type=_parse_dof, help=DOF_HELP)
     fit.add_argument(
         "--accelerate",
         choices=["squarem"],
@@ -790,9 +820,10 @@ def _parser() -> argparse.ArgumentParser:
         type=_parse_types,
         default=None,
         metavar="T,T",
-        help="Gaussian only (default mclust's fourteen models; full,diag,spherical,tied are "
-        "VVV,VVI,VII,EEE)",
+        help="Gaussian and t (default mclust's fourteen models; full,diag,spherical,tied "
+        "are VVV,VVI,VII,EEE)",
     )
+    sel.add_argument("--dof", type=_parse_dof, help=DOF_HELP)
     sel.add_argument("--criterion", choices=["bic", "aic", "icl"], default="bic")
     sel.add_argument(
         "--table",

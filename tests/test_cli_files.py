@@ -121,7 +121,11 @@ def test_options_that_do_not_apply_are_errors(capsys, tmp_path):
     data.write_text("q1,q2\n0,1\n1,1\n0,0\n")
     message = error_line(capsys, "fit", data, "-k", 2, "--family", "bernoulli",
                          "--covariance-type", "diag")  # fmt: skip
-    assert "--covariance-type applies to Gaussian" in message
+    assert "--covariance-type does not apply to --family bernoulli" in message
+    message = error_line(capsys, "fit", data, "-k", 2, "--dof", "shared")
+    assert "--dof does not apply to --family gaussian" in message
+    message = error_line(capsys, "fit", data, "-k", 2, "--family", "t", "--dof", "-3")
+    assert "--dof: expected per_component, shared or a number > 0" in message
     small = tmp_path / "small.csv"
     small.write_text("a,b\n1,2\n3,4\n5,7\n")
     message = error_line(capsys, "select", small, "-k", "1-6")
@@ -200,7 +204,7 @@ def test_select_ranks_any_family(capsys, tmp_path):
     assert np.isclose(summary["table"]["Poisson"]["1"], bic_1, rtol=1e-5)  # float32 CLI
     assert summary["best"] == {"n_components": 2, "column": "Poisson", "family": "poisson"}
     line = error_line(capsys, "select", path, "--family", "poisson", "--covariance-types", "full")
-    assert "--covariance-types applies to Gaussian" in line
+    assert "--covariance-types does not apply to --family poisson" in line
 
 
 def test_a_closed_pipe_ends_quietly(blob_files):
@@ -273,3 +277,25 @@ def test_select_prints_mclusts_table_and_plots_it(capsys, blob_files, tmp_path):
         for cell, column in zip(cells[1:], ("EEE", "VVV"), strict=True):
             assert np.isclose(float(cell), -table[column][k], atol=1e-3)
     assert (tmp_path / "bic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_t_mixtures_on_the_command_line(capsys, tmp_path):
+    """``fit --family t`` saves a t model whose ``predict`` adds each row's scale weight and
+    outlier flag (`jaxem.Mixture.scale_weights`, `jaxem.Mixture.outliers`); ``select --family
+    t`` has a column per structure."""
+    X = np.vstack([three_blobs(), [[40.0, -40.0, 40.0]]])
+    path = tmp_path / "blobs.csv"
+    np.savetxt(path, X, delimiter=",", header="a,b,c", comments="")
+    status, out, _ = run(capsys, "fit", path, "-k", 3, "--family", "t", "--dof", "shared",
+                         "--covariance-type", "EEV", "-q", "--out", tmp_path / "t.npz")  # fmt: skip
+    assert status == 0 and "Mixture(t, covariance_type='EEV', dof='shared', 3)" in out
+    model, params, _ = jaxem.load(tmp_path / "t.npz")
+    status, out, _ = run(capsys, "predict", tmp_path / "t.npz", path)
+    assert out.splitlines()[0] == "label,p0,p1,p2,scale_weight,outlier"
+    table = np.loadtxt(out.splitlines()[1:], delimiter=",")
+    expected_u = np.asarray(model.scale_weights(params, X.astype(np.float32)))
+    np.testing.assert_allclose(table[:, 4], expected_u, rtol=1e-5, atol=1e-6)
+    assert table[-1, 5] == 1 and table[:-1, 5].sum() <= 4
+    status, out, _ = run(capsys, "select", path, "-k", "2-3", "--family", "t",
+                         "--covariance-types", "VVV,EEE", "-q", "--n-init", 2)  # fmt: skip
+    assert status == 0 and "covariance_type='EEE'" in out and "best: Mixture(t" in out

@@ -5,7 +5,8 @@ formulas are in ``docs/families.md``.
 - `Gaussian`: multivariate normal, full, diag, spherical or tied covariances;
 - `Bernoulli`: binary columns, independent given the component;
 - `Categorical`: categorical columns, independent given the component (latent class analysis);
-- `Poisson`: count columns, independent given the component.
+- `Poisson`: count columns, independent given the component;
+- `StudentT`: multivariate t, the scale matrix in any Gaussian covariance structure.
 
 `register` makes a family of one's own known to `jaxem.save`/`jaxem.load`
 (`jaxem.families.registry`).
@@ -21,8 +22,9 @@ from jaxem.families.categorical import (
 from jaxem.families.gaussian import Gaussian, GaussianParams, GaussianPrior, GaussianStats
 from jaxem.families.poisson import GammaPrior, Poisson, PoissonParams, PoissonStats
 from jaxem.families.registry import register
+from jaxem.families.student_t import StudentT, StudentTParams, StudentTStats
 
-for _family in (Gaussian, Bernoulli, Categorical, Poisson):
+for _family in (Gaussian, Bernoulli, Categorical, Poisson, StudentT):
     register(_family)
 
 __all__ = [
@@ -42,5 +44,8 @@ __all__ = [
     "Poisson",
     "PoissonParams",
     "PoissonStats",
+    "StudentT",
+    "StudentTParams",
+    "StudentTStats",
     "register",
 ]

@@ -1,8 +1,10 @@
-"""Pieces every component family uses: weighted sums as one matrix product, the floor that keeps
+"""Pieces every component family uses: weighted sums as one matrix product, responsibilities
+from log joints (`normalise`), the floor that keeps
 estimated probabilities and rates inside their domain, and the checks of discrete data."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -21,6 +23,21 @@ def weighted_sums(features: Array, wr: Array) -> Array:
     # whose other orientation (contracting N with the K rows on the left) its CPU backend runs up
     # to 9x slower (N = 1e6, F = 44, K = 8: 16 vs 167 ms)
     return jax.lax.optimization_barrier(features @ wr.T).T
+
+
+def normalise(log_joint: Array) -> tuple[Array, Array]:
+    """Responsibilities ``(K, N)`` and $\\log p(x_n)$ ``(N,)`` from the log joint
+    ``(K, N)``. For up to 64 components the reductions over the short component axis are
+    written as K-term elementwise sums, which XLA fuses into one pass over the samples
+    (measured: 5x faster than its column reductions for K = 16)."""
+    k = log_joint.shape[0]
+    if k > 64:
+        log_px = jax.nn.logsumexp(log_joint, axis=0)
+        return jnp.exp(log_joint - log_px), log_px
+    top = functools.reduce(jnp.maximum, list(log_joint))
+    e = jnp.exp(log_joint - top)
+    total = functools.reduce(jnp.add, list(e))
+    return e / total, top + jnp.log(total)
 
 
 def floor(dtype: Any) -> Array:

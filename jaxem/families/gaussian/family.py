@@ -38,6 +38,7 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import gammaincc
 
 from jaxem import charts
 from jaxem.families.gaussian import diag, full, missing, spherical, tied
@@ -218,6 +219,27 @@ class Gaussian:
         coef = -0.5 * jnp.concatenate([a, b], axis=1)  # (K, Q + D)
         bias = -0.5 * (d * math.log(2 * math.pi) + log_det + c)
         return coef @ data.features + bias[:, None]
+
+    def distances(self, params: GaussianParams, data: GaussianData) -> tuple[Array, Array]:
+        """The squared Mahalanobis distances $\\delta_{nk} = (x_n - \\mu_k)^\\top
+        \\Sigma_k^{-1} (x_n - \\mu_k)$ ``(K, N)`` (one matrix product with the features, as
+        `log_likelihoods`) and $\\log|\\Sigma_k|$ ``(K,)``; not with ``missing``."""
+        self._check_complete("distances")
+        offsets = params.means - data.centre
+        a, b, c, log_det = self.structure.quadratic_form(params.covariances, offsets)
+        delta = jnp.concatenate([a, b], axis=1) @ data.features + c[:, None]
+        return jnp.maximum(delta, 0.0), log_det
+
+    def tail_probabilities(self, params: GaussianParams, data: GaussianData) -> Array:
+        """$P(\\Delta \\ge \\delta_{nk})$ ``(K, N)`` for $\\Delta \\sim \\chi^2_D$, the
+        squared Mahalanobis distance of a draw from component $k$ (what
+        `jaxem.Mixture.outliers` tests); not with ``missing``."""
+        delta, _ = self.distances(params, data)
+        return gammaincc(0.5 * delta.dtype.type(data.centre.shape[-1]), 0.5 * delta)
+
+    def _check_complete(self, what: str) -> None:
+        if self.missing:
+            raise ValueError(f"{what} needs complete rows: this family has missing=True")
 
     def stats(
         self, data: GaussianData, wr: Array, params: GaussianParams | None = None
