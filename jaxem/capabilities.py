@@ -341,6 +341,14 @@ class HasScaleWeights(Protocol):
 
 
 @runtime_checkable
+class HasFactorScores(Protocol):
+    """``factor_scores(params, data) -> (N, K, q)``: the latent factors' posterior means per
+    component (factor analysers)."""
+
+    def factor_scores(self, params: Params, data: Any) -> Array: ...
+
+
+@runtime_checkable
 class HasChart(Protocol):
     """Minimal local coordinates (`jaxem.charts`): ``chart(at, coordinates) -> params``,
     ``at`` at 0, ``coordinates`` ``(n_parameters,)``: what standard errors are computed in (a
@@ -358,8 +366,8 @@ class FamilyCapabilities(NamedTuple):
     (`EstimatesFromIterate`), whether it has
     unconstrained coordinates (``extrapolates``) and its NumPyro description
     (``numpyro_components`` and ``numpyro_params``, or None), ``component_covariances``
-    (Gaussians), ``chart`` (`HasChart`), ``tail_probabilities`` (`TestsOutliers`) and
-    ``scale_weights`` (`HasScaleWeights`)."""
+    (Gaussians), ``chart`` (`HasChart`), ``tail_probabilities`` (`TestsOutliers`),
+    ``scale_weights`` (`HasScaleWeights`) and ``factor_scores`` (`HasFactorScores`)."""
 
     missing: bool
     mixture_e_step: Callable | None
@@ -374,6 +382,7 @@ class FamilyCapabilities(NamedTuple):
     chart: Callable | None
     tail_probabilities: Callable | None
     scale_weights: Callable | None
+    factor_scores: Callable | None
 
 
 def of_family(family: Any) -> FamilyCapabilities:
@@ -405,6 +414,7 @@ def _resolve_family(family: Any) -> FamilyCapabilities:
         chart=_method(family, HasChart, "chart"),
         tail_probabilities=_method(family, TestsOutliers, "tail_probabilities"),
         scale_weights=_method(family, HasScaleWeights, "scale_weights"),
+        factor_scores=_method(family, HasFactorScores, "factor_scores"),
     )
 
 

@@ -5,7 +5,9 @@
     jaxem fit DATA.csv -k 3 [--family gaussian|t|bernoulli|categorical|poisson] [--dof shared]
               [--covariance-type full] [--prior default] [--n-init 4]
               [--seed 0] [--columns a,b] [--out model.npz] [--json summary.json] [--plot fig.png]
+    jaxem fit DATA.csv -k 3 --factors 2 [--variant UUU]
     jaxem select DATA.csv [-k 1-9] [--family gaussian] [--covariance-types VVV,EEE]
+                 [--factors 1-3 [--variants UUU,CUU]]
                  [--criterion bic] [--table mclust] [--plot bic.png] [--out best.npz]
     jaxem predict model.npz DATA.csv [--columns a,b] [--out labels.csv | --out -]
     jaxem demo [--plot demo.png]
@@ -42,7 +44,7 @@ import numpy as np
 from jaxem import uncertainty
 from jaxem.capabilities import of_family, of_model
 from jaxem.compiler import with_options
-from jaxem.families import registry
+from jaxem.families import factor_analyser, registry
 from jaxem.families.gaussian import structure as structures
 from jaxem.mixture import Mixture
 
@@ -231,6 +233,16 @@ def _parse_types(text: str) -> list[str]:
     return types
 
 
+def _parse_variants(text: str) -> list[str]:
+    variants = [t.strip() for t in text.split(",")]
+    for v in variants:
+        if v not in factor_analyser.VARIANTS:
+            raise argparse.ArgumentTypeError(
+                f"unknown variant {v!r} (choose from {', '.join(factor_analyser.VARIANTS)})"
+            )
+    return variants
+
+
 def _bar(total: int, description: str, quiet: bool):
     from tqdm.auto import tqdm
 
@@ -396,6 +408,13 @@ def _parse_dof(text: str) -> str | float:
     return value
 
 
+def _family_name(args: argparse.Namespace) -> str:
+    """``--family``, or ``factors`` where ``--factors`` is given with the default family."""
+    if args.factors is not None and args.family == "gaussian":
+        return "factors"
+    return args.family
+
+
 def _family_class(name: str, options: dict) -> type:
     """The family ``--family`` names, with ``options`` it declares (``CommandError`` else)."""
     cls = registry.by_family_name(name)
@@ -499,8 +518,13 @@ def _output_path(value: str | None, option: str) -> str | None:
 def _cmd_fit(args: argparse.Namespace) -> int:
     for option in ("out", "json", "plot"):
         _output_path(getattr(args, option), f"--{option}")
-    options = {"covariance_type": args.covariance_type, "dof": args.dof}
-    family = _family_class(args.family, options)
+    options = {
+        "covariance_type": args.covariance_type,
+        "dof": args.dof,
+        "n_factors": args.factors,
+        "variant": args.variant,
+    }
+    family = _family_class(_family_name(args), options)
     table = read_csv(args.data, args.columns, args.missing, not args.no_header)
     X, names = table.X, table.names
     with cells_named(table):
@@ -554,7 +578,10 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
     for option in ("out", "json", "plot"):
         _output_path(getattr(args, option), f"--{option}")
-    cls = _family_class(args.family, {"dof": args.dof})
+    family_name = _family_name(args)
+    cls = _family_class(family_name, {"dof": args.dof})
+    if args.variants is not None and family_name != "factors":
+        raise CommandError(f"--variants does not apply to --family {family_name}")
     select_prior = None if args.prior == "none" else "default"
     structured = "covariance_type" in cls.options  # a grid over K and covariance structures
     if args.covariance_types is not None and not structured:
@@ -564,7 +591,16 @@ def _cmd_select(args: argparse.Namespace) -> int:
     dof = {} if args.dof is None else {"dof": args.dof}
     with cells_named(table):
         family = cls.for_data(X, args.missing, **dof)
-    if structured and cls.name != "gaussian":  # a column per structure of this family
+    if family_name == "factors":  # a column per number of factors and variant
+        with cells_named(table):
+            families = tuple(
+                cls.for_data(X, args.missing, n_factors=q, variant=v)
+                for q in (args.factors or [1])
+                for v in (args.variants or factor_analyser.VARIANTS)
+            )
+        grid = {"families": families}
+        n_columns = len(families)
+    elif structured and cls.name != "gaussian":  # a column per structure of this family
         types = args.covariance_types or default_covariance_types(select_prior)
         with cells_named(table):
             families = tuple(cls.for_data(X, args.missing, covariance_type=t, **dof) for t in types)
@@ -782,6 +818,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--dof", type=_parse_dof, help=DOF_HELP)
     fit.add_argument(
+        "--factors",
+        type=int,
+        metavar="Q",
+        help="a mixture of factor analysers with Q factors (--family factors)",
+    )
+    fit.add_argument(
+        "--variant",
+        choices=factor_analyser.VARIANTS,
+        help="factor analysers: pgmm's model (loadings, uniquenesses, isotropic; C common, U per "
+        "component; default UUU)",
+    )
+    fit.add_argument(
         "--accelerate",
         choices=["squarem"],
         help="extrapolate along EM's steps (SQUAREM, monotone): far fewer passes over the data "
@@ -824,6 +872,18 @@ def _parser() -> argparse.ArgumentParser:
         "are VVV,VVI,VII,EEE)",
     )
     sel.add_argument("--dof", type=_parse_dof, help=DOF_HELP)
+    sel.add_argument(
+        "--factors",
+        type=_parse_ks,
+        metavar="Q",
+        help="mixtures of factor analysers with these numbers of factors (1-3, or 1,2,4)",
+    )
+    sel.add_argument(
+        "--variants",
+        type=_parse_variants,
+        metavar="V,V",
+        help="factor analysers: pgmm's models to try (default all eight, CCC to UUU)",
+    )
     sel.add_argument("--criterion", choices=["bic", "aic", "icl"], default="bic")
     sel.add_argument(
         "--table",

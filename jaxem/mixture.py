@@ -447,6 +447,16 @@ class Mixture:
         X, params = self._checked(params, X)
         return self._per_row(partial(_from_log_joint, self, params, what="scale_weights"), X)
 
+    def factor_scores(self, params: Any, X: Any) -> Array:
+        """For factor-analyser components, the factors' posterior means
+        $\\mathbb{E}[f_n \\mid x_n, z_n = k]$, ``(N, K, q)`` (each component's own factors;
+        weigh them by `predict_proba`, or take the most probable component's). ``X``
+        ``(N, D)``."""
+        if of_family(self.family).factor_scores is None:
+            raise TypeError(f"{self.family.describe()} has no latent factors")
+        X, params = self._checked(params, X)
+        return self._per_row(partial(_from_log_joint, self, params, what="factor_scores"), X)
+
     def outliers(self, params: Any, X: Any, level: float = 0.01) -> Array:
         """Whether each sample is an outlier, ``(N,)`` booleans: the probability that a draw
         from its most probable component lies farther from that component's centre, in the
@@ -632,6 +642,8 @@ def _from_log_joint(model: Mixture, params: MixtureParams, X: Array, what: str) 
         return jax.nn.softmax(log_joint, axis=1)
     if what == "predict":
         return jnp.argmax(log_joint, axis=1)
+    if what == "factor_scores":
+        return model.family.factor_scores(params.components, data.family)
     if what == "scale_weights":
         u = model.family.scale_weights(params.components, data.family).T
         return jnp.sum(jax.nn.softmax(log_joint, axis=1) * u, axis=1)

@@ -186,16 +186,18 @@ class SelectResult(NamedTuple):
         rows = [head]
         for first in range(0, len(types), REPR_COLUMNS):  # mclust's fourteen: two blocks
             block = types[first : first + REPR_COLUMNS]
-            rows.append(f"{'K':>4}" + "".join(f"{t:>13}" for t in block))
+            widths = [max(13, len(t) + 2) for t in block]  # a family's name may be long
+            names = "".join(f"{t:>{w}}" for t, w in zip(block, widths, strict=True))
+            rows.append(f"{'K':>4}" + names)
             for k in ks:
                 cells = []
-                for t in block:
+                for t, w in zip(block, widths, strict=True):
                     v = self.table[t].get(k, math.nan)
                     best = t == self.column and k == self.model.n_components
                     if (t, k) in self.singular:
-                        cells.append(f"{'singular':>12} ")
+                        cells.append(f"{'singular':>{w - 1}} ")
                     else:
-                        cells.append(f"{v:>12.3f}" + ("*" if best else " "))
+                        cells.append(f"{v:>{w - 1}.3f}" + ("*" if best else " "))
                 rows.append(f"{k:>4}" + "".join(cells))
         rows.append(
             f"best: {self.model.describe()}, {self.criterion} = "

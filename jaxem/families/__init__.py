@@ -6,7 +6,8 @@ formulas are in ``docs/families.md``.
 - `Bernoulli`: binary columns, independent given the component;
 - `Categorical`: categorical columns, independent given the component (latent class analysis);
 - `Poisson`: count columns, independent given the component;
-- `StudentT`: multivariate t, the scale matrix in any Gaussian covariance structure.
+- `StudentT`: multivariate t, the scale matrix in any Gaussian covariance structure;
+- `FactorAnalyser`: Gaussian, covariance $\\Lambda\\Lambda^\\top + \\Psi$ with q factors (pgmm).
 
 `register` makes a family of one's own known to `jaxem.save`/`jaxem.load`
 (`jaxem.families.registry`).
@@ -19,12 +20,13 @@ from jaxem.families.categorical import (
     CategoricalStats,
     DirichletPrior,
 )
+from jaxem.families.factor_analyser import FactorAnalyser, FactorParams, FactorPrior
 from jaxem.families.gaussian import Gaussian, GaussianParams, GaussianPrior, GaussianStats
 from jaxem.families.poisson import GammaPrior, Poisson, PoissonParams, PoissonStats
 from jaxem.families.registry import register
 from jaxem.families.student_t import StudentT, StudentTParams, StudentTStats
 
-for _family in (Gaussian, Bernoulli, Categorical, Poisson, StudentT):
+for _family in (Gaussian, Bernoulli, Categorical, Poisson, StudentT, FactorAnalyser):
     register(_family)
 
 __all__ = [
@@ -36,6 +38,9 @@ __all__ = [
     "CategoricalParams",
     "CategoricalStats",
     "DirichletPrior",
+    "FactorAnalyser",
+    "FactorParams",
+    "FactorPrior",
     "GammaPrior",
     "Gaussian",
     "GaussianParams",
