@@ -196,3 +196,33 @@ def graded_eigh(matrices: Array, max_sweeps: int = MAX_SWEEPS) -> tuple[Array, A
     values = jnp.take_along_axis(values, order, axis=-1)
     vectors = jnp.take_along_axis(vectors, order[..., None, :], axis=-1)
     return values, vectors
+
+
+def leading_eigh(matrices: Array, n: int, n_iter: int = 64) -> tuple[Array, Array]:
+    """The ``n`` largest eigenvalues ``(..., n)`` (ascending) and their eigenvectors
+    ``(..., D, n)`` of symmetric positive semi-definite ``matrices`` ``(..., D, D)``, by
+    subspace iteration: ``n_iter`` products with the matrix, each followed by a Cholesky QR of
+    the ``(D, n)`` block, then the Rayleigh-Ritz values of the ``(n, n)`` projection
+    (`graded_eigh`). $O(n_{iter} D^2 n)$ instead of a full decomposition's Jacobi sweeps, which
+    at D = 256 took 90 s on a 2-core CPU for 16 matrices. Converged directions are those whose
+    eigenvalue stands clear of the next, $(\\lambda_{n+1}/\\lambda_n)^{n_{iter}}$ small;
+    what a start needs, not a reference decomposition."""
+    d = matrices.shape[-1]
+    dtype = matrices.dtype
+    start = jax.random.normal(jax.random.key(0), (d, n), dtype)  # fixed: results repeat
+    block = jnp.broadcast_to(start, (*matrices.shape[:-2], d, n))
+
+    def orthonormal(z):
+        gram = jnp.swapaxes(z, -1, -2) @ z
+        scale = jnp.trace(gram, axis1=-2, axis2=-1)[..., None]
+        floor = jnp.finfo(dtype).eps * jnp.maximum(scale, jnp.finfo(dtype).tiny)
+        chol = cholesky(gram, floor)
+        return jnp.swapaxes(solve_lower(chol, jnp.swapaxes(z, -1, -2)), -1, -2)
+
+    def step(_, q):
+        return orthonormal(matrices @ q)
+
+    q = jax.lax.fori_loop(0, n_iter, step, orthonormal(block))
+    projected = jnp.swapaxes(q, -1, -2) @ matrices @ q
+    values, rotation = graded_eigh(projected)
+    return values, q @ rotation

@@ -282,3 +282,19 @@ def test_factor_scores_of_the_mixture(X):
         )
     with pytest.raises(TypeError, match="no latent factors"):
         jaxem.GaussianMixture(2).factor_scores(None, X)
+
+
+@pytest.mark.parametrize("variant", ["UUU", "CCU"])
+def test_a_switched_off_component_stays_finite(X, variant):
+    """`jaxem.select` switches components off (weight zero): their parameters must stay finite,
+    and a common part must not be poisoned by them."""
+    model = jaxem.Mixture(FactorAnalyser(Q, variant), 3)
+    active = np.array([True, True, False])
+    labels = np.arange(len(X)) % 2
+    start = model.m_step(model.stats(X, np.eye(3)[labels]), None, active)
+    assert all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree.leaves(start))
+    stats_, _ = model.e_step(start, jnp.asarray(X), jnp.ones(len(X)))
+    after = model.m_step_from(start, stats_, None, active)
+    assert all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree.leaves(after))
+    # the common parts stay common (an empty component once kept its old loadings)
+    model.check_params(after, X.shape[1], X.dtype)

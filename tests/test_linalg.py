@@ -140,3 +140,18 @@ def test_graded_eigh_of_singular_scatters_has_no_spurious_direction(d):
     rounding = rounding + rounding.T
     values, _ = linalg.graded_eigh(jnp.asarray(rounding[None]))
     assert np.all(np.asarray(values) <= 10 * d * np.abs(rounding).max())  # rounding's size
+
+
+def test_leading_eigh_is_numpys_top_of_the_spectrum():
+    """Subspace iteration for the n largest eigenpairs (the factor analysers' start), on
+    covariances with a gap after the n-th eigenvalue, against LAPACK's full decomposition."""
+    rng = np.random.default_rng(0)
+    d, n = 40, 3
+    basis = np.linalg.qr(rng.normal(size=(4, d, d)))[0]
+    spectrum = np.concatenate([[30.0, 20.0, 10.0], rng.uniform(0.1, 2.0, d - n)])
+    matrices = np.einsum("kde,e,kfe->kdf", basis, spectrum, basis)
+    values, vectors = linalg.leading_eigh(jnp.asarray(matrices), n)
+    exact_values, exact_vectors = np.linalg.eigh(matrices)
+    np.testing.assert_allclose(values, exact_values[:, -n:], rtol=1e-10)
+    overlap = np.abs(np.einsum("kdn,kdn->kn", np.asarray(vectors), exact_vectors[:, :, -n:]))
+    np.testing.assert_allclose(overlap, 1.0, rtol=1e-8)

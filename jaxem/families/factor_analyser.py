@@ -377,7 +377,8 @@ class FactorAnalyser:
         )
         uniquenesses = self._uniquenesses(residual, n, counts, prior, diagonal)
         means = jnp.where(empty[:, None], params.means, means)
-        loadings = jnp.where(empty[:, None, None], params.loadings, loadings)
+        if not self.common_loadings:  # a common part is the new one for every component
+            loadings = jnp.where(empty[:, None, None], params.loadings, loadings)
         if not self.common_uniquenesses:
             uniquenesses = jnp.where(empty[:, None], params.uniquenesses, uniquenesses)
         return FactorParams(means, loadings, uniquenesses)
@@ -442,19 +443,24 @@ class FactorAnalyser:
         total = jnp.sum(counts)
         floor = 10 * jnp.finfo(dtype).eps * total
         n = counts + floor
+        empty = counts < floor
         means = stats.sums / n[:, None]
         covariances = stats.scatter / n[:, None, None]  # about the means (params=None)
+        pooled = jnp.einsum("k,kde->de", counts / total, covariances)
+        # an empty component (switched off by jaxem.grid) starts as the data's pooled one
+        means = jnp.where(empty[:, None], jnp.sum(stats.sums, axis=0) / total, means)
+        covariances = jnp.where(empty[:, None, None], pooled, covariances)
         if self.common_loadings:
-            pooled = jnp.einsum("k,kde->de", counts / total, covariances)
             covariances_for_loadings = pooled[None]
         else:
             covariances_for_loadings = covariances
-        values, vectors = linalg.graded_eigh(covariances_for_loadings)  # ascending
         q = self.n_factors
-        d = values.shape[-1]
-        rest = jnp.mean(values[..., : d - q], axis=-1, keepdims=True)  # sigma^2 of PPCA
-        top = jnp.maximum(values[..., d - q :] - rest, 0.0)
-        loadings = vectors[..., :, d - q :] * jnp.sqrt(top)[..., None, :]
+        d = covariances.shape[-1]
+        values, vectors = linalg.leading_eigh(covariances_for_loadings, q)  # the q largest
+        trace = jnp.trace(covariances_for_loadings, axis1=-2, axis2=-1)[..., None]
+        rest = (trace - jnp.sum(values, axis=-1, keepdims=True)) / (d - q)  # sigma^2 of PPCA
+        top = jnp.maximum(values - jnp.maximum(rest, 0.0), 0.0)
+        loadings = vectors * jnp.sqrt(top)[..., None, :]
         loadings = jnp.broadcast_to(loadings, (counts.shape[0], d, q))
         fitted = jnp.sum(loadings * loadings, axis=-1)  # diag(Lambda Lambda^T)
         diagonal = jnp.einsum("kdd->kd", covariances)
