@@ -219,17 +219,36 @@ class HiddenMarkovModel:
     def m_step(self, stats: HMMStats, prior: HMMPrior | None = None) -> HMMParams:
         """Maximum-likelihood parameters, or with ``prior`` the posterior mode (see the
         module)."""
+        return self._m_step(None, stats, prior)
+
+    def m_step_from(
+        self, params: HMMParams, stats: HMMStats, prior: HMMPrior | None = None
+    ) -> HMMParams:
+        """`m_step` taken at the iterate ``params``: the same, except for a family whose M-step
+        reads the current components (`jaxem.capabilities.EstimatesFromIterate`: an iterative
+        covariance structure warm-starts, factor analysers need their loadings), which starts
+        from ``params``'s emissions (the drivers call this)."""
+        return self._m_step(params, stats, prior)
+
+    def _m_step(self, params, stats: HMMStats, prior) -> HMMParams:
         if prior is None:
             initial = _normalise_rows(stats.initial, stats.initial_support, None)
             transitions = _normalise_rows(stats.transitions, stats.transition_support, None)
-            emissions = self.family.estimate(stats.emissions, stats.counts, None)
+            emissions_prior = None
         else:
             prior = HMMPrior(*prior)
             initial = _normalise_rows(stats.initial, stats.initial_support, prior.initial)
             transitions = _normalise_rows(
                 stats.transitions, stats.transition_support, prior.transitions
             )
-            emissions = self.family.estimate(stats.emissions, stats.counts, prior.emissions)
+            emissions_prior = prior.emissions
+        estimate_from = of_family(self.family).estimate_from
+        if params is not None and estimate_from is not None:
+            emissions = estimate_from(
+                HMMParams(*params).emissions, stats.emissions, stats.counts, emissions_prior
+            )
+        else:
+            emissions = self.family.estimate(stats.emissions, stats.counts, emissions_prior)
         return HMMParams(initial, transitions, emissions)
 
     def log_prior(self, params: HMMParams, prior: HMMPrior) -> Array:

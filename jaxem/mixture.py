@@ -712,8 +712,11 @@ def _init(
     start_prior = of_family(family).start_prior
     prior = None if start_prior is None else start_prior(X, weights, k)
 
-    def start(stats):
-        mixture = model.as_mixture_params(model.m_step(stats))
+    def start(stats, at=None):
+        # the second pass's M-step is taken at the first's parameters (a family whose M-step
+        # reads them, factor analysers, then makes one step from the first pass's start)
+        m_step = model.m_step(stats) if at is None else model.m_step_from(at, stats)
+        mixture = model.as_mixture_params(m_step)
         if prior is not None:
             components = family.estimate(stats.components, stats.counts, prior)
             mixture = mixture._replace(components=components)
@@ -727,5 +730,6 @@ def _init(
     # are right, and a second pass about them gives every statistic
     about = model.as_mixture_params(params).components
     return start(
-        block_sum(lambda X_b, w_b, r_b: stats(X_b, w_b, r_b, about), X, weights, block, (rows,))
+        block_sum(lambda X_b, w_b, r_b: stats(X_b, w_b, r_b, about), X, weights, block, (rows,)),
+        params,
     )

@@ -298,3 +298,42 @@ def test_a_switched_off_component_stays_finite(X, variant):
     assert all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree.leaves(after))
     # the common parts stay common (an empty component once kept its old loadings)
     model.check_params(after, X.shape[1], X.dtype)
+
+
+def test_hidden_markov_model_with_factor_analyser_emissions():
+    """Factor-analyser emissions in an HMM: the M-step reads the current loadings
+    (`HiddenMarkovModel.m_step_from`); Baum-Welch ascends, and the log-likelihood is the forward
+    recursion's over dense normal densities."""
+    rng = np.random.default_rng(4)
+    states = np.zeros(300, int)
+    for t in range(1, 300):
+        states[t] = states[t - 1] if rng.uniform() < 0.9 else 1 - states[t - 1]
+    loadings = rng.normal(size=(2, D, 1))
+    X = 3.0 * states[:, None] + np.einsum("tdq,tq->td", loadings[states], rng.normal(size=(300, 1)))
+    X = X + 0.5 * rng.normal(size=(300, D))
+    model = jaxem.HiddenMarkovModel(FactorAnalyser(1), 2)
+    start = model.init(jax.random.key(0), X[None])
+    fit = jaxem.fit(model, X[None], start, tol=0, max_iter=15)
+    history = np.asarray(fit.history)
+    assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
+    p = fit.params
+    cov = np.asarray(model.family.component_covariances(p.emissions, 2))
+    log_b = np.stack(
+        [stats.multivariate_normal(p.emissions.means[k], cov[k]).logpdf(X) for k in range(2)],
+        axis=1,
+    )
+    with np.errstate(divide="ignore"):  # a state the sequence cannot start in: log 0
+        alpha = np.log(p.initial) + log_b[0]
+        for t in range(1, len(X)):
+            alpha = special.logsumexp(alpha[:, None] + np.log(p.transitions), axis=0) + log_b[t]
+    np.testing.assert_allclose(model.score(p, X[None]), special.logsumexp(alpha), rtol=1e-10)
+
+
+def test_a_start_in_row_blocks(X):
+    """`init` in row blocks (large data): the start takes a second pass, whose M-step reads the
+    first pass's parameters; it is finite and close to the one-block start."""
+    model = jaxem.Mixture(FactorAnalyser(Q), 2)
+    whole = model.init(jax.random.key(0), X)
+    blocks = model.init(jax.random.key(0), X, chunk_size=64)
+    assert all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree.leaves(blocks))
+    np.testing.assert_allclose(blocks.components.means, whole.components.means, atol=0.1)

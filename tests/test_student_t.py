@@ -422,3 +422,39 @@ def test_contaminated_iris_the_t_keeps_the_clean_fit():
             assert np.all(np.asarray(model.scale_weights(fit.params, contaminated))[150:] < 0.1)
     assert scores["t"] > 0.9 > 0.6 > scores["gaussian"]
     assert shifts["t"] < 0.05 < 0.5 < shifts["gaussian"]
+
+
+def _numpy_forward(log_b: np.ndarray, initial: np.ndarray, transitions: np.ndarray) -> float:
+    """log p(x_1..T) by the forward recursion in log space; ``log_b`` ``(T, K)``."""
+    with np.errstate(divide="ignore"):  # a state the sequence cannot start in: log 0
+        alpha = np.log(initial) + log_b[0]
+        for t in range(1, len(log_b)):
+            alpha = special.logsumexp(alpha[:, None] + np.log(transitions), axis=0) + log_b[t]
+    return float(special.logsumexp(alpha))
+
+
+def test_hidden_markov_model_with_t_emissions():
+    """The family serves HMMs too: Baum-Welch ascends, and the log-likelihood is the forward
+    recursion's over SciPy's multivariate_t densities."""
+    rng = np.random.default_rng(4)
+    states = np.zeros(300, int)
+    for t in range(1, 300):
+        states[t] = states[t - 1] if rng.uniform() < 0.9 else 1 - states[t - 1]
+    noise = stats.multivariate_t(loc=[0, 0], shape=np.eye(2), df=3).rvs(300, random_state=4)
+    X = np.array([[0.0, 0.0], [4.0, 2.0]])[states] + noise
+    model = jaxem.HiddenMarkovModel(StudentT("full"), 2)
+    start = model.init(jax.random.key(0), X[None])
+    fit = jaxem.fit(model, X[None], start, tol=0, max_iter=15)
+    history = np.asarray(fit.history)
+    assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
+    p = fit.params
+    e = p.emissions
+    log_b = np.stack(
+        [
+            stats.multivariate_t(e.means[k], e.scales[k], df=float(e.dofs[k])).logpdf(X)
+            for k in range(2)
+        ],
+        axis=1,
+    )
+    reference = _numpy_forward(log_b, np.asarray(p.initial), np.asarray(p.transitions))
+    np.testing.assert_allclose(model.score(p, X[None]), reference, rtol=1e-10)
