@@ -82,6 +82,21 @@ def main():
         "objective": abs(float(one.objective) - float(many.objective)),
         "params": gap(one.params, many.params),
     }
+    # the t and factor-analyser families split over the devices, in row blocks too
+    for name, family in (
+        ("t", jaxem.families.StudentT("full")),
+        ("factors", jaxem.families.FactorAnalyser(1, "CUU")),
+    ):
+        mixture = jaxem.Mixture(family, 2)
+        begin = mixture.init(jax.random.key(0), X, w)
+        alone = jaxem.fit(mixture, X, begin, weights=w, tol=1e-8)
+        for layout, chunk in (("auto", None), ("blocks", 70)):
+            split = jaxem.fit(mixture, auto, begin, weights=w, tol=1e-8, chunk_size=chunk)
+            out[f"{name} {layout}"] = {
+                "n_iter": [int(alone.n_iter), int(split.n_iter)],
+                "objective": abs(float(alone.objective) - float(split.objective)),
+                "params": gap(alone.params, split.params),
+            }
     try:
         jaxem.fit(GaussianMixture(2), jaxem.shard(X[:998]), start)
     except ValueError as err:

@@ -36,6 +36,10 @@ CASES = [f"{t} auto" for t in COVARIANCE_TYPES] + [
     "hmm blocks",  # and visited a sequence at a time on every device
     "full squarem blocks",  # accelerated EM: every evaluation data-parallel, in row blocks
     "hmm squarem",
+    "t auto",  # the multivariate t family
+    "t blocks",
+    "factors auto",  # factor analysers (common loadings: a shared parameter)
+    "factors blocks",
 ]
 
 

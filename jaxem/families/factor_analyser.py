@@ -615,3 +615,30 @@ class FactorAnalyser:
     def numpyro_components(self, dist: Any, params: FactorParams) -> Any:
         """The K components: NumPyro's low-rank multivariate normals."""
         return dist.LowRankMultivariateNormal(params.means, params.loadings, params.uniquenesses)
+
+    def numpyro_params(
+        self,
+        sample: Any,
+        dist: Any,
+        prior: FactorPrior | None,
+        n_components: int,
+        n_features: int,
+    ) -> FactorParams:
+        """``means`` and ``loadings`` flat (improper) sites, ``uniquenesses`` flat on the
+        positive numbers or, with a prior, inverse gamma. Only ``variant="UUU"``: the other
+        variants' parameters are not one site entry per free parameter (``ValueError``)."""
+        if self.variant != "UUU":
+            raise ValueError(
+                "the NumPyro cross-check takes every parameter as its own site: build the "
+                "factor analysers with variant='UUU'"
+            )
+        k, d, q = n_components, n_features, self.n_factors
+        constraints = dist.constraints
+        means = sample("means", dist.ImproperUniform(constraints.real, (), (k, d)))
+        loadings = sample("loadings", dist.ImproperUniform(constraints.real, (), (k, d, q)))
+        if prior is None:
+            psi = sample("uniquenesses", dist.ImproperUniform(constraints.positive, (), (k, d)))
+        else:
+            scale = jnp.broadcast_to(prior.scale, (k, d))
+            psi = sample("uniquenesses", dist.InverseGamma(prior.shape, scale).to_event(2))
+        return FactorParams(means, loadings, psi)
