@@ -55,7 +55,7 @@ import numpy as np
 
 from jaxem import linalg
 from jaxem.families.gaussian.full import floor_at
-from jaxem.families.statistics import normalise
+from jaxem.families.statistics import checked_shapes, normalise
 from jaxem.validation import as_float_array, check_data, is_concrete, worst
 
 Array = jax.Array
@@ -535,15 +535,8 @@ class FactorAnalyser:
             )
         k, d, q = n_components, n_features, self.n_factors
         expected = {"means": (k, d), "loadings": (k, d, q), "uniquenesses": (k, d)}
-        arrays = {}
-        for field, shape in expected.items():
-            a = as_float_array(getattr(params, field), f"{name}.{field}").astype(dtype)
-            if a.shape != shape:
-                raise ValueError(
-                    f"{name}.{field} must have shape {shape} for n_components={k}, "
-                    f"n_features={d}, n_factors={q}; got {a.shape}"
-                )
-            arrays[field] = a
+        context = f"n_components={k}, n_features={d}, n_factors={q}"
+        arrays = checked_shapes(params, expected, dtype, name, context)
         if is_concrete(list(arrays.values())):
             values = {f: np.asarray(a, np.float64) for f, a in arrays.items()}
             for field, a in values.items():

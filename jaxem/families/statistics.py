@@ -40,6 +40,21 @@ def normalise(log_joint: Array) -> tuple[Array, Array]:
     return e / total, top + jnp.log(total)
 
 
+def checked_shapes(
+    params: Any, expected: dict[str, tuple[int, ...]], dtype: Any, name: str, context: str
+) -> dict[str, Array]:
+    """The fields of ``params`` named in ``expected`` as floating arrays of ``dtype``, each of
+    the shape ``expected`` gives it; ``ValueError`` naming the field, the shape wanted (for
+    ``context``, what fixes it: ``"n_components=3, n_features=2"``) and the shape given."""
+    arrays = {}
+    for field, shape in expected.items():
+        a = as_float_array(getattr(params, field), f"{name}.{field}").astype(dtype)
+        if a.shape != shape:
+            raise ValueError(f"{name}.{field} must have shape {shape} for {context}; got {a.shape}")
+        arrays[field] = a
+    return arrays
+
+
 def floor(dtype: Any) -> Array:
     """$\\varepsilon$ = ten machine epsilons of ``dtype``: the smallest probability (and
     rate) a family's M-step returns, so that every log-density stays finite."""

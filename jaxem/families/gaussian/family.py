@@ -44,7 +44,7 @@ from jaxem import charts
 from jaxem.families.gaussian import diag, full, missing, spherical, tied
 from jaxem.families.gaussian import structure as structures
 from jaxem.families.gaussian.structure import CovarianceStructure
-from jaxem.families.statistics import fill_means, weighted_sums
+from jaxem.families.statistics import checked_shapes, fill_means, weighted_sums
 from jaxem.validation import as_float_array, check_data, is_concrete, worst
 
 Array = jax.Array
@@ -541,15 +541,8 @@ class Gaussian:
         definite covariances. Returns the params cast to ``dtype``."""
         k, d = n_components, n_features
         expected = {"means": (k, d), "covariances": self.structure.shape(k, d)}
-        arrays = {}
-        for field, shape in expected.items():
-            a = as_float_array(getattr(params, field), f"{name}.{field}").astype(dtype)
-            if a.shape != shape:
-                raise ValueError(
-                    f"{name}.{field} must have shape {shape} for n_components={k}, "
-                    f"n_features={d}, covariance_type={self.covariance_type!r}; got {a.shape}"
-                )
-            arrays[field] = a
+        context = f"n_components={k}, n_features={d}, covariance_type={self.covariance_type!r}"
+        arrays = checked_shapes(params, expected, dtype, name, context)
         if is_concrete(list(arrays.values())):
             for field, a in arrays.items():
                 if not np.all(np.isfinite(np.asarray(a))):
