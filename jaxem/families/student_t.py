@@ -176,8 +176,8 @@ class StudentT:
             structure; kept as its name.
         dof: ``"per_component"`` (a $\\nu_k$ per component, estimated), ``"shared"`` (one
             $\\nu$, estimated), or a number > 0 (fixed, not estimated).
-        dof_bounds: ``(low, high)``, $0 < $ low $<$ high: where estimated degrees of freedom
-            may lie (their prior is uniform there). Default $[2, 200]$ (EMMIX, teigen).
+        dof_bounds: ``(low, high)`` with 0 < low < high: where estimated degrees of freedom
+            may lie (their prior is uniform there). Default ``(2, 200)`` (EMMIX, teigen).
         reg_covar: added to the diagonal of every scale matrix in the maximum-likelihood
             M-step (as `jaxem.families.Gaussian`).
     """
