@@ -99,3 +99,15 @@ def _release_compiled_programs():
     within a module (module-scoped fixtures), not across modules."""
     yield
     jax.clear_caches()
+
+
+def numpy_forward(log_b: np.ndarray, initial: np.ndarray, transitions: np.ndarray) -> float:
+    """log p(x_1..T) of a hidden Markov model by the forward recursion in log space, in NumPy
+    (a reference for tests); ``log_b`` ``(T, K)`` the emissions' log densities."""
+    from scipy.special import logsumexp
+
+    with np.errstate(divide="ignore"):  # a state the sequence cannot start in: log 0
+        alpha = np.log(initial) + log_b[0]
+        for t in range(1, len(log_b)):
+            alpha = logsumexp(alpha[:, None] + np.log(transitions), axis=0) + log_b[t]
+    return float(logsumexp(alpha))

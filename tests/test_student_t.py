@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import numpy_forward
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import optimize, special, stats
@@ -424,15 +425,6 @@ def test_contaminated_iris_the_t_keeps_the_clean_fit():
     assert shifts["t"] < 0.05 < 0.5 < shifts["gaussian"]
 
 
-def _numpy_forward(log_b: np.ndarray, initial: np.ndarray, transitions: np.ndarray) -> float:
-    """log p(x_1..T) by the forward recursion in log space; ``log_b`` ``(T, K)``."""
-    with np.errstate(divide="ignore"):  # a state the sequence cannot start in: log 0
-        alpha = np.log(initial) + log_b[0]
-        for t in range(1, len(log_b)):
-            alpha = special.logsumexp(alpha[:, None] + np.log(transitions), axis=0) + log_b[t]
-    return float(special.logsumexp(alpha))
-
-
 def test_hidden_markov_model_with_t_emissions():
     """The family serves HMMs too: Baum-Welch ascends, and the log-likelihood is the forward
     recursion's over SciPy's multivariate_t densities."""
@@ -456,5 +448,5 @@ def test_hidden_markov_model_with_t_emissions():
         ],
         axis=1,
     )
-    reference = _numpy_forward(log_b, np.asarray(p.initial), np.asarray(p.transitions))
+    reference = numpy_forward(log_b, np.asarray(p.initial), np.asarray(p.transitions))
     np.testing.assert_allclose(model.score(p, X[None]), reference, rtol=1e-10)
