@@ -33,11 +33,14 @@ The public API:
 - `jaxem.cli`: the ``jaxem`` command line (fit, select, predict, demo);
 - `enable_compilation_cache`: keep compiled programs on disk across processes (an explicit
   switch; importing jaxem changes no JAX setting);
+- `jaxem.sources` (data in row blocks: a memory-mapped ``.npy``, CSV or Parquet read in
+  chunks), which `fit` takes in place of an array (`jaxem.streaming`: exact EM, one pass per
+  iteration), and `jaxem.online` (stepwise online EM, one minibatch at a time);
 - `jaxem.grid`: every K of a mixture and every restart in one compiled program (what `select`
   runs on).
 """
 
-from jaxem import families
+from jaxem import families, online, sources, streaming
 from jaxem.algorithm import EMAlgorithm, EMState
 from jaxem.base import EMModel, Family, FitResult
 from jaxem.batch import RestartsResult, best_start, fit_batch, fit_restarts
@@ -87,6 +90,9 @@ __all__ = [
     "EMAlgorithm",
     "EMState",
     "families",
+    "online",
+    "sources",
+    "streaming",
     "FitResult",
     "GaussianMixture",
     "GaussianMixtureParams",

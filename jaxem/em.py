@@ -43,6 +43,7 @@ from jaxem.chunking import (
 from jaxem.compiler import jit
 from jaxem.padding import without_padding
 from jaxem.sharding import SampleSharding, local_then_psum, per_device, sample_sharding
+from jaxem.sources import Source
 from jaxem.validation import check_fit_options, check_weights
 
 
@@ -86,12 +87,28 @@ def fit(
         A `FitResult`. Works under ``jax.jit`` and ``jax.vmap``; under ``vmap`` every
         member stops at its own iteration.
 
+    ``X`` may also be a `jaxem.sources.Source` (data in blocks: a memory-mapped ``.npy``, a CSV
+    or Parquet file read in chunks): then every iteration is one pass over the blocks and the
+    result equals the fit of the concatenated data (`jaxem.streaming.fit_source`, which also
+    takes ``quiet``; the weights come with the blocks; no ``accelerate``).
+
     When ``X`` is a ``jax.Array`` whose rows are split over several devices (a
     ``NamedSharding`` on the first axis, e.g. from `jaxem.shard`), every device computes
     the statistics of its own rows and they are summed across devices (see
     `jaxem.sharding`).
     """
     check_model(model)
+    if isinstance(X, Source):
+        if weights is not None or accelerate is not None:
+            raise ValueError(
+                "X is a data source: its blocks carry their own weights (weights=None), and it "
+                "is fitted by plain EM, one pass per iteration (accelerate=None)"
+            )
+        from jaxem.streaming import fit_source  # it reads blocks with this module's checks
+
+        return fit_source(
+            model, X, params, prior=prior, tol=tol, max_iter=max_iter, chunk_size=chunk_size
+        )
     check_fit_options(tol, max_iter)
     acceleration.check_accelerate(accelerate, model)
     chunk_size = check_chunk_size(chunk_size)

@@ -1,0 +1,241 @@
+"""Exact EM over a data source: each iteration one pass over the blocks, their statistics summed.
+
+The E-step's statistics and the log-likelihood are sums over samples (`jaxem.base`), so the
+statistics of data that never sits in memory at once are the sums of its blocks' statistics:
+reading a `jaxem.sources.Source` block by block and adding up what each block's E-step returns
+gives exactly what `jaxem.fit`'s E-step computes on the concatenated data (up to the rounding of
+the order of summation), and the M-step, the stopping rule and the objective are `fit`'s. The
+iterates are `fit`'s iterates.
+
+A pass keeps the device busy: a background thread reads, checks and places the next blocks
+while the device computes the current one, and at most `IN_FLIGHT` blocks wait for the device,
+so memory does not grow with the data. Every block is padded with rows of weight zero to the
+rows of the largest block so far, so that one compiled program serves all of them (for models
+whose E-step ignores such rows, as jaxem's do).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import time
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem.algorithm import m_step, objective
+from jaxem.base import Array, EMModel, FitResult, Params, Prior
+from jaxem.capabilities import check_model, of_model
+from jaxem.chunking import block_rows, block_sum, check_chunk_size, model_bytes_per_sample
+from jaxem.compiler import jit
+from jaxem.em import check_inputs, prepare_data
+from jaxem.progress import Progress
+from jaxem.sources import Source, check_block
+from jaxem.validation import check_fit_options
+
+IN_FLIGHT = 3
+PREFETCH = 2
+
+
+def check_source(source: Any) -> Source:
+    """``source`` when it is a `jaxem.sources.Source`; ``TypeError`` otherwise."""
+    if not isinstance(source, Source):
+        raise TypeError(
+            "source must be a jaxem.sources.Source (jaxem.sources.npy, csv, parquet, array, "
+            f"blocks), got {type(source).__name__}"
+        )
+    return source
+
+
+def _padded(X: np.ndarray, weights: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` and ``weights`` with rows of zeros and weight zero appended up to ``rows``."""
+    extra = rows - X.shape[0]
+    if extra <= 0:
+        return X, weights
+    X = np.concatenate([X, np.zeros((extra,) + X.shape[1:], X.dtype)])
+    weights = np.concatenate([weights, np.zeros((extra,) + weights.shape[1:], weights.dtype)])
+    return X, weights
+
+
+@partial(jit, static_argnames=("model", "block"))
+def _block_statistics(model, block, params, X, weights):
+    """``(stats, loglik, total weight)`` of one block (in row blocks of ``block`` rows)."""
+
+    def one(X_b, w_b):
+        return model.e_step(params, prepare_data(model, X_b, w_b), w_b)
+
+    stats, loglik = block_sum(one, X, weights, block)
+    return stats, loglik, jnp.sum(weights)
+
+
+@jit
+def _add(total, more):
+    return jax.tree.map(jnp.add, total, more)
+
+
+class Pass:
+    """One pass over a source: the E-step at fixed parameters, block by block.
+
+    Args:
+        model: the model (`jaxem.base.EMModel`).
+        source: the data.
+        prior: the prior the checks apply to (None for MLE).
+        chunk_size: row blocks inside each of the source's blocks (None: chosen from the
+            model's working memory, as `jaxem.fit` does).
+    """
+
+    def __init__(self, model: EMModel, source: Source, prior: Prior | None, chunk_size: Any):
+        self.model = model
+        self.source = source
+        self.prior = prior
+        self.chunk_size = check_chunk_size(chunk_size)
+        self.first: np.ndarray | None = None  # block 0, whose width and dtype all must have
+        self.rows = 0  # the rows every block is padded to
+        self.pads = of_model(model).ignores_zero_weights
+
+    def _checked(self, index: int, X: np.ndarray, weights: np.ndarray | None, params: Params):
+        """Block ``index`` checked as `jaxem.fit` checks its data and placed on the device,
+        padded to the rows of the largest block so far."""
+        if self.first is None:
+            self.first = X[:0]
+        check_block(X, index, self.first, self.source.description)
+        n = X.shape[0]
+        try:
+            X, _, weights, prior = check_inputs(self.model, X, params, weights, self.prior)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"block {index} of {self.source.description}: {e}") from None
+        if self.pads and n < self.rows:
+            X, weights = _padded(np.asarray(X), np.asarray(weights), self.rows)
+            X, weights = jax.device_put(X), jax.device_put(weights)
+        self.rows = max(self.rows, X.shape[0])
+        return X, weights, prior, n
+
+    def __call__(self, params: Params, progress: Progress | None = None):
+        """``(stats, loglik, total weight, rows)`` at ``params`` over every block: the E-step of
+        the concatenated data, the number of rows read."""
+        total, rows, pending = None, 0, collections.deque()
+        blocks = enumerate(self.source)
+        with concurrent.futures.ThreadPoolExecutor(1) as reader:
+
+            def read_next():
+                try:
+                    index, (X, weights) = next(blocks)
+                except StopIteration:
+                    return None
+                return self._checked(index, X, weights, params)
+
+            queue = collections.deque(reader.submit(read_next) for _ in range(PREFETCH))
+            while True:
+                ready = queue.popleft().result()
+                if ready is None:
+                    break
+                queue.append(reader.submit(read_next))
+                X, weights, prior, n = ready
+                inner = block_rows(
+                    X.shape[0], model_bytes_per_sample(self.model, X), self.chunk_size
+                )
+                found = _block_statistics(self.model, inner, params, X, weights)
+                total = found if total is None else _add(total, found)
+                pending.append(total)
+                if len(pending) > IN_FLIGHT:  # the device keeps up before more is read
+                    jax.block_until_ready(pending.popleft())
+                rows += n
+                if progress is not None:
+                    progress.rows(n)
+            for future in queue:
+                future.cancel()
+        if total is None:
+            raise ValueError(f"{self.source.description} has no blocks")
+        stats, loglik, weight = total
+        self.prior = prior
+        return stats, loglik, weight, rows
+
+
+@partial(jit, static_argnames="model")
+def _step(model, params, stats, prior):
+    return m_step(model, params, stats, prior)
+
+
+@partial(jit, static_argnames="model")
+def _objective(model, params, loglik, prior):
+    return objective(model, params, loglik, prior)
+
+
+def evaluate(
+    model: EMModel,
+    source: Source,
+    params: Params,
+    *,
+    prior: Prior | None = None,
+    chunk_size: int | None = None,
+) -> Array:
+    """The objective at ``params`` over every block of ``source`` (the weighted
+    log-likelihood, plus $\\log p(\\theta)$ with a prior), one pass."""
+    check_model(model)
+    one_pass = Pass(model, check_source(source), prior, chunk_size)
+    _, loglik, _, _ = one_pass(params)
+    return _objective(model, params, loglik, one_pass.prior)
+
+
+def fit_source(
+    model: EMModel,
+    source: Source,
+    params: Params,
+    *,
+    prior: Prior | None = None,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    chunk_size: int | None = None,
+    quiet: bool = False,
+) -> FitResult:
+    """EM over a data source, one pass per iteration: `jaxem.fit` for data given in blocks.
+
+    Args:
+        model, params, prior, tol, max_iter: as for `jaxem.fit`; the iterates, the objective
+            and the stopping rule are `fit`'s on the concatenated blocks.
+        source: a `jaxem.sources.Source`, read once per iteration (plus once for the start).
+        chunk_size: row blocks inside each of the source's blocks, as for `jaxem.fit` (None:
+            chosen from the model's working memory).
+        quiet: no progress bar (by default one line per pass on standard error: rows read,
+            rows per second, the objective).
+
+    Returns:
+        A `jaxem.base.FitResult` (``n_evals`` passes).
+    """
+    check_model(model)
+    check_fit_options(tol, max_iter)
+    source = check_source(source)
+    one_pass = Pass(model, source, prior, chunk_size)
+    progress = Progress(source.n_rows, quiet)
+    history = np.full(max_iter, np.nan)
+
+    def evaluated(params, label):
+        progress.start(label)
+        stats, loglik, weight, rows = one_pass(params, progress)
+        value = _objective(model, params, loglik, one_pass.prior)
+        progress.done(float(value), rows)
+        return stats, value, weight
+
+    started = time.perf_counter()
+    stats, value, weight = evaluated(params, "start")
+    n_iter, converged = 0, False
+    while n_iter < max_iter and not converged:
+        params = _step(model, params, stats, one_pass.prior)
+        previous = value
+        stats, value, _ = evaluated(params, f"iteration {n_iter + 1}")
+        history[n_iter] = float(value)
+        n_iter += 1
+        converged = bool(jnp.abs(value - previous) / weight < tol)
+    progress.finish(time.perf_counter() - started)
+    dtype = jnp.result_type(value)
+    return FitResult(
+        params,
+        value,
+        jnp.asarray(n_iter, jnp.int32),
+        jnp.asarray(converged),
+        jnp.asarray(history, dtype),
+        jnp.asarray(n_iter + 1, jnp.int32),
+    )
