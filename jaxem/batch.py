@@ -32,7 +32,7 @@ from jaxem.em import (
     weights_shape,
 )
 from jaxem.padding import without_padding
-from jaxem.sharding import sample_sharding, split_rows
+from jaxem.sharding import as_auto, sample_sharding, split_rows
 from jaxem.validation import (
     all_finite,
     as_float_array,
@@ -91,6 +91,8 @@ def fit_batch(
     check_model(model)
     check_fit_options(tol, max_iter)
     acceleration.check_accelerate(accelerate, model)
+    if sample_sharding(X) is not None:
+        X = as_auto(X)  # a mesh with Explicit axes would need every operation's layout spelled
     layout = sample_sharding(X)
     X, weights, prior, prior_batched = _check_batch(model, X, weights, prior)
     n_members = X.shape[0]

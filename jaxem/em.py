@@ -42,7 +42,13 @@ from jaxem.chunking import (
 )
 from jaxem.compiler import jit
 from jaxem.padding import without_padding
-from jaxem.sharding import SampleSharding, local_then_psum, per_device, sample_sharding
+from jaxem.sharding import (
+    SampleSharding,
+    as_auto,
+    local_then_psum,
+    per_device,
+    sample_sharding,
+)
 from jaxem.sources import Source
 from jaxem.validation import check_fit_options, check_weights
 
@@ -159,6 +165,10 @@ def check_inputs(
         weights = check_weights(weights, weights_shape(model, X.shape), dtype)
         if can.effective_weights is not None:
             weights = can.effective_weights(X, weights)
+    if sample_sharding(X) is not None:
+        # parameters from a start on this data live on its mesh with Auto axes (`init` runs
+        # through XLA's partitioner): the fit's arrays must share that mesh
+        X = as_auto(X)
     if prior is None and can.own_prior is not None:
         prior = can.own_prior(jnp.shape(X), jnp.result_type(X))
     if prior is not None and can.log_prior is None:

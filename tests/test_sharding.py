@@ -27,6 +27,7 @@ def test_four_devices(report):
 
 CASES = [f"{t} auto" for t in COVARIANCE_TYPES] + [
     "full explicit",  # a mesh with Explicit axes, as jax.make_mesh makes by default
+    "diag explicit map",  # and a start made on it, with a prior
     "full blocks",  # row blocks on every device
     "tied blocks",
     "full map",
@@ -71,3 +72,4 @@ def test_sharded_batch_equals_one_device(report):
     assert r["objective"] < 1e-9
     assert r["params"] < 1e-9
     assert "data" in r["sharding"]
+    assert report["batch explicit"] < 1e-9
