@@ -40,8 +40,20 @@ class SampleSharding(NamedTuple):
         return PartitionSpec(self.axes)
 
     def place(self, a: Array) -> Array:
-        """``a`` ``(n_samples, ...)`` split over the devices as the data is."""
-        return jax.device_put(a, NamedSharding(self.mesh, self.spec))
+        """``a`` ``(n_samples, ...)`` split over the devices as the data is. With devices of
+        several processes (``jax.distributed``), an ``a`` held whole by this process (the same
+        values in every process, as for any argument of a multi-controller program) gives each
+        process's devices their own rows."""
+        sharding = NamedSharding(self.mesh, self.spec)
+        if sharding.is_fully_addressable or (
+            isinstance(a, jax.Array) and not a.is_fully_addressable
+        ):
+            return jax.device_put(a, sharding)
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            placed = self.place(jax.random.key_data(a))
+            return jax.random.wrap_key_data(placed, impl=jax.random.key_impl(a))
+        whole = np.asarray(a)
+        return jax.make_array_from_callback(whole.shape, sharding, lambda index: whole[index])
 
 
 def sample_sharding(X: Any, name: str = "X") -> SampleSharding | None:
