@@ -40,11 +40,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxem.algorithm import m_step
 from jaxem.base import Array, EMModel, Params, Prior, Stats
 from jaxem.capabilities import check_model
-from jaxem.em import check_inputs, prepare_data
+from jaxem.chunking import zero_unweighted
+from jaxem.em import check_inputs, prepare_data, weights_shape
+from jaxem.progress import Progress
+from jaxem.sources import Source, check_block
 from jaxem.validation import check_positive_int
 
 
@@ -83,11 +87,13 @@ class OnlineEM(NamedTuple):
         update: ``(state, X, weights=None) -> OnlineState``: one minibatch ``X``
             ``(batch_size, ...)``; any batch size (each compiles once under ``jit``).
         step_size: ``t -> gamma_t`` for the update number ``t`` (1, 2, ...).
+        model: the model it fits.
     """
 
     init: Callable[[Params], OnlineState]
     update: Callable[..., OnlineState]
     step_size: Callable[[Array], Array]
+    model: EMModel
 
 
 def check_schedule(alpha: Any, t0: Any, step_size: Any) -> None:
@@ -161,7 +167,7 @@ def stepwise(
 
     def update(state: OnlineState, X: Any, weights: Any = None) -> OnlineState:
         X, _, weights, checked_prior = check_inputs(model, X, state.params, weights, prior)
-        data = prepare_data(model, X, weights)
+        data = prepare_data(model, zero_unweighted(X, weights), weights)
         found, loglik = model.e_step(state.params, data, weights)
         batch_weight = jnp.sum(weights)
         t = state.n_updates + 1
@@ -183,4 +189,61 @@ def stepwise(
             )
         return OnlineState(params, averaged, stats, mass, t, n_seen, loglik / batch_weight)
 
-    return OnlineEM(init, update, gamma)
+    return OnlineEM(init, update, gamma, model)
+
+
+def fit_source(
+    online: OnlineEM,
+    source: Source,
+    params: Params,
+    *,
+    passes: int = 1,
+    state: OnlineState | None = None,
+    quiet: bool = False,
+) -> OnlineState:
+    """Online EM over the blocks of ``source``, each block one minibatch, ``passes`` times.
+
+    Args:
+        online: from `stepwise`.
+        source: a `jaxem.sources.Source`; its blocks are the minibatches (shorter ones padded
+            with rows of weight zero, so that one compiled update serves all).
+        params: the start (ignored when ``state`` is given).
+        passes: how many times to read the source.
+        state: an `OnlineState` to continue from (a previous call's result).
+        quiet: no progress line; by default one per pass on standard error, whose objective is
+            the sum of every minibatch's log-likelihood at the parameters before its update
+            (each block scored before it is learnt from).
+
+    Returns:
+        The `OnlineState` after the last block.
+    """
+    if not isinstance(source, Source):
+        raise TypeError(f"source must be a jaxem.sources.Source, got {type(source).__name__}")
+    passes = check_positive_int(passes, "passes")
+    update = jax.jit(online.update)
+    progress = Progress(source.n_rows, quiet)
+    first, rows = None, 0
+    for number in range(passes):
+        progress.start(f"pass {number + 1}")
+        seen, score = 0, 0.0  # the score summed on the device: no wait per block
+        for index, (X, weights) in enumerate(source):
+            first = X[:0] if first is None else first
+            check_block(X, index, first, source.description)
+            n = X.shape[0]
+            if weights is None:
+                weights = np.ones(weights_shape(online.model, X.shape), X.dtype)
+            if n < rows:
+                extra = rows - n
+                X = np.concatenate([X, np.zeros((extra,) + X.shape[1:], X.dtype)])
+                weights = np.concatenate(
+                    [weights, np.zeros((extra,) + weights.shape[1:], weights.dtype)]
+                )
+            rows = max(rows, X.shape[0])
+            if state is None:
+                state = online.init(params, X)
+            state = update(state, X, weights)
+            score = score + state.loglik * np.sum(weights)
+            seen += n
+            progress.rows(n)
+        progress.done(float(score), seen)
+    return state

@@ -36,7 +36,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from jaxem import gaussian_mixture
+from jaxem import gaussian_mixture, online
 from jaxem.base import FitResult
 from jaxem.batch import best_start
 from jaxem.buckets import padded
@@ -121,11 +121,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         accelerate: None (plain EM, scikit-learn's iterates) or ``"squarem"``: EM extrapolated
             along its steps, monotone (see ``docs/acceleration.md``); far fewer passes over the
             data where components overlap. ``max_iter`` then counts SQUAREM iterations.
+        learning_decay: for `partial_fit`: the step sizes of online EM are
+            ``(t + learning_offset) ** -learning_decay`` for the t-th minibatch, in (1/2, 1]
+            (as scikit-learn's ``LatentDirichletAllocation`` names them).
+        learning_offset: see ``learning_decay``; >= 0.
 
     Fitted attributes: ``weights_`` ``(K,)``, ``means_`` ``(K, D)``, ``covariances_``,
     ``precisions_``, ``precisions_cholesky_`` (scikit-learn's shapes per covariance type),
     ``converged_``, ``n_iter_``, ``lower_bound_`` (the final objective per sample),
-    ``n_features_in_`` and, for data frames, ``feature_names_in_``.
+    ``n_features_in_`` and, for data frames, ``feature_names_in_``; after `partial_fit`,
+    ``n_batch_iter_`` (the minibatches seen) and ``lower_bound_`` the last minibatch's
+    log-likelihood per sample at the parameters before its update.
     """
 
     _parameter_constraints: dict = {
@@ -147,6 +153,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "prior": [None, StrOptions({"default"}), GaussianMixturePrior],
         "missing": ["boolean"],
         "accelerate": [None, StrOptions({"squarem"})],
+        "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
+        "learning_offset": [Interval(Real, 0.0, None, closed="left")],
     }
 
     def __init__(
@@ -169,6 +177,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         prior: Any = None,
         missing: bool = False,
         accelerate: str | None = None,
+        learning_decay: float = 0.6,
+        learning_offset: float = 0.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -187,6 +197,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.prior = prior
         self.missing = missing
         self.accelerate = accelerate
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # -- fitting ---------------------------------------------------------------------------
 
@@ -210,6 +222,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return self._fit(X)
 
     def _fit(self, X: np.ndarray) -> GaussianMixture:
+        for name in ("_online_state", "_online_update"):  # partial_fit starts again from here
+            self.__dict__.pop(name, None)
         model = self._model()
         Xj = jax.device_put(X)  # no copy compiled per shape, as jnp.asarray would
         prior = self._prior_for(model, Xj)
@@ -272,6 +286,65 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         _, loglik = model.e_step(start, X, jnp.ones(X.shape[0], X.dtype))
         objective = loglik if prior is None else loglik + model.log_prior(start, prior)
         return FitResult(start, objective, 0, False, jnp.full((1,), jnp.nan, X.dtype), 1)
+
+    def partial_fit(self, X: Any, y: Any = None) -> GaussianMixture:
+        """One step of online EM (`jaxem.online.stepwise`, Cappé and Moulines 2009) on the
+        minibatch ``X`` ``(n_samples, n_features)``: the running averages of the statistics move
+        towards this minibatch's by ``(t + learning_offset) ** -learning_decay`` and the
+        parameters are their M-step. The first call starts as `fit` does (``init_params`` on
+        this minibatch, ``prior="default"`` made from it), or from the fitted parameters after
+        `fit`; ``n_init`` is not used. Minibatches of any size (padded to shared sizes, so that
+        few programs compile); data seen once, or arriving without end, need never be held
+        whole."""
+        first = not hasattr(self, "_online_state")
+        if first:
+            self._validate_params()
+        X = validate_data(
+            self,
+            X,
+            dtype=[np.float64, np.float32],
+            reset=first and not hasattr(self, "means_"),
+            ensure_min_samples=1,
+            ensure_all_finite=self._finite(),
+        )
+        if first:
+            dtype = self.means_.dtype if hasattr(self, "means_") else X.dtype
+        else:
+            dtype = self.means_.dtype
+        X = np.asarray(X, dtype)
+        with _precision(dtype):
+            model = self._model()
+            Xj = jax.device_put(X)
+            X_run, w_run = padded(model, Xj, np.ones(X.shape[0], X.dtype))
+            if first:
+                if hasattr(self, "means_"):
+                    start = self._params()
+                else:
+                    if X.shape[0] < self.n_components:
+                        raise ValueError(
+                            f"the first minibatch needs n_samples >= n_components = "
+                            f"{self.n_components}; got {X.shape[0]}"
+                        )
+                    resp = self._responsibilities(X, check_random_state(self.random_state))
+                    extra = ((0, X_run.shape[0] - X.shape[0]), (0, 0))
+                    resp = jax.device_put(np.pad(resp, extra).astype(X.dtype))
+                    start = self._given_start(_start(model, X_run, resp, w_run), X.shape[1], dtype)
+                online_em = online.stepwise(
+                    model,
+                    alpha=float(self.learning_decay),
+                    t0=float(self.learning_offset),
+                    prior=self._prior_for(model, Xj),
+                )
+                self._online_update = jax.jit(online_em.update)
+                self._online_state = online_em.init(start, X_run)
+            state = self._online_update(self._online_state, X_run, w_run)
+        self._online_state = state
+        self._store(state.params)
+        self.n_batch_iter_ = int(state.n_updates)
+        self.lower_bound_ = float(state.loglik)
+        self.converged_ = False
+        self.n_iter_ = self.n_batch_iter_
+        return self
 
     def _given_start(self, start: Any, n_features: int, dtype: Any) -> Any:
         """``start`` with scikit-learn's ``weights_init``, ``means_init`` and

@@ -173,3 +173,36 @@ def test_scikit_learns_init_arrays_warm_start_and_verbose(covariance_type, capsy
     assert ours_lines == capsys.readouterr().out.splitlines()
     with pytest.raises(ValueError, match=r"means_init must have shape \(3, 4\)"):
         GaussianMixture(3, means_init=np.zeros((2, 4))).fit(X)
+
+
+# -- partial_fit: online EM ---------------------------------------------------------------------
+
+
+def test_first_partial_fit_is_sklearns_one_iteration(blobs):
+    """The first minibatch: scikit-learn's start (its k-means), then one EM iteration, which is
+    what scikit-learn's own fit with max_iter=1 returns."""
+    online = GaussianMixture(3, random_state=0).partial_fit(blobs)
+    with pytest.warns(ConvergenceWarning):
+        reference = SkGaussianMixture(3, max_iter=1, random_state=0).fit(blobs)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_allclose(getattr(online, name), getattr(reference, name), rtol=1e-10)
+    assert online.n_batch_iter_ == 1
+
+
+def test_partial_fit_over_a_stream_scores_as_batch_em():
+    """Fifty minibatches of 1,000 rows seen once: within 1e-3 per sample of scikit-learn's
+    batch fit on all 50,000 rows."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(30000, 2)), rng.normal(4.0, 0.5, (20000, 2))])
+    X = X[rng.permutation(len(X))]
+    online = GaussianMixture(2, random_state=0)
+    for i in range(0, len(X), 1000):
+        online.partial_fit(X[i : i + 1000])
+    batch = SkGaussianMixture(2, random_state=0).fit(X)
+    assert online.n_batch_iter_ == 50
+    assert batch.score(X) - online.score(X) < 1e-3
+    with pytest.raises(ValueError, match="expecting 2 features"):
+        online.partial_fit(X[:10, :1])
+    # fit starts online EM again, from the fitted parameters
+    online.fit(X[:1000])
+    assert online.partial_fit(X[1000:2000]).n_batch_iter_ == 1
