@@ -33,7 +33,7 @@ The public API:
 - `jaxem.cli`: the ``jaxem`` command line (fit, select, predict, demo);
 - `enable_compilation_cache`: keep compiled programs on disk across processes (an explicit
   switch; importing jaxem changes no JAX setting);
-- `jaxem.sources` (data in row blocks: a memory-mapped ``.npy``, CSV or Parquet read in
+- `jaxem.sources` (data in row blocks: a ``.npy``, CSV or Parquet read in
   chunks), which `fit` takes in place of an array (`jaxem.streaming`: exact EM, one pass per
   iteration), and `jaxem.online` (stepwise online EM, one minibatch at a time);
 - `jaxem.grid`: every K of a mixture and every restart in one compiled program (what `select`

@@ -93,7 +93,7 @@ def fit(
         A `FitResult`. Works under ``jax.jit`` and ``jax.vmap``; under ``vmap`` every
         member stops at its own iteration.
 
-    ``X`` may also be a `jaxem.sources.Source` (data in blocks: a memory-mapped ``.npy``, a CSV
+    ``X`` may also be a `jaxem.sources.Source` (data in blocks: a ``.npy`` file, a CSV
     or Parquet file read in chunks): then every iteration is one pass over the blocks and the
     result equals the fit of the concatenated data (`jaxem.streaming.fit_source`, which also
     takes ``quiet``; the weights come with the blocks; no ``accelerate``).

@@ -1,5 +1,5 @@
 """Data sources: data given as a sequence of row blocks instead of one array, for data larger
-than memory (a memory-mapped ``.npy``, a CSV or Parquet file read in chunks) or made on the fly.
+than memory (a ``.npy`` file, a CSV or Parquet file read in chunks) or made on the fly.
 
 A `Source` can be iterated any number of times, each time from its first block: exact EM over a
 source (`jaxem.streaming`) reads it once per iteration, online EM (`jaxem.online`) once or a few
@@ -12,7 +12,8 @@ differ in their number of rows only: their width and dtype are those of the firs
 Supported:
 
 - `array`: an array in memory or a ``numpy.memmap``, cut into blocks;
-- `npy`: a ``.npy`` file, memory-mapped (the operating system reads what a block touches);
+- `npy`: a ``.npy`` file, a block at a time at its offset (the process holds one block; the
+  operating system's page cache keeps what fits for the next pass);
 - `csv`: a CSV file read ``block_rows`` lines at a time (a header row skipped; with
   ``missing=True`` empty cells and ``NA``/``NaN`` are missing values);
 - `parquet`: a Parquet file read in record batches (needs ``pyarrow``, the ``parquet`` extra);
@@ -129,19 +130,45 @@ def array(X: Any, block_rows: int, weights: Any = None) -> Source:
 
 
 def npy(path: str | os.PathLike, block_rows: int, weights: Any = None) -> Source:
-    """The array in the ``.npy`` file ``path``, memory-mapped and read ``block_rows`` rows at a
-    time: only the blocks in use are in memory."""
+    """The array in the ``.npy`` file ``path``, read ``block_rows`` rows at a time: only the
+    block in use is in memory. Blocks are read with plain file reads at their offsets rather
+    than through a memory map, so that the file's pages, once used, do not count in the
+    process's memory (they stay in the operating system's page cache, which serves the next
+    pass). ``weights`` ``(n_samples, ...)``: in memory, or a ``numpy.memmap``."""
     block_rows = _check_block_rows(block_rows)
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise ValueError(f"{path}: not a .npy file (as np.save writes)")
     try:
-        X = np.load(path, mmap_mode="r")
+        mapped = np.load(path, mmap_mode="r")  # the header only: shape, dtype, data offset
     except ValueError as e:
         raise ValueError(f"{path}: not a .npy file ({e})") from None
-    source = array(X, block_rows, weights)
-    source.description = path
-    return source
+    shape, dtype, offset = mapped.shape, mapped.dtype, mapped.offset
+    fortran_order = mapped.ndim > 1 and not mapped.flags.c_contiguous
+    del mapped
+    if fortran_order or not shape or dtype.hasobject:
+        raise ValueError(
+            f"{path}: expected an array of rows in C order (as np.save writes it), got shape "
+            f"{shape}{' in Fortran order' if fortran_order else ''} of dtype {dtype}"
+        )
+    n = shape[0]
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+
+    def make_blocks():
+        with open(path, "rb", buffering=0) as f:
+            for start in range(0, n, block_rows):
+                rows = min(block_rows, n - start)
+                X = np.empty((rows,) + tuple(shape[1:]), dtype)
+                f.seek(offset + start * row_bytes)
+                if f.readinto(memoryview(X).cast("B")) != rows * row_bytes:
+                    raise ValueError(f"{path}: the file ends before its {n} rows")
+                w = None if weights is None else np.asarray(weights[start : start + rows])
+                yield X, w
+
+    return Source(make_blocks, path, n)
 
 
 MISSING_CELLS = ("", "NA", "NaN", "nan", "N/A")

@@ -1,6 +1,6 @@
 """Exact EM over a data source (`jaxem.streaming`, `jaxem.sources`): the same iterates as
 `jaxem.fit` on the concatenated data, for every family, missing values and hidden Markov models;
-files read in blocks (.npy memory-mapped, CSV, Parquet); the errors a bad source gets."""
+files read in blocks (.npy, CSV, Parquet); the errors a bad source gets."""
 
 import io
 
@@ -134,7 +134,7 @@ def reference():
     return model, start, jaxem.fit(model, GAUSSIAN, start, tol=1e-9)
 
 
-def test_npy_memory_mapped(tmp_path, reference):
+def test_npy_read_in_blocks(tmp_path, reference):
     model, start, memory = reference
     path = tmp_path / "rows.npy"
     np.save(path, GAUSSIAN)
@@ -231,3 +231,13 @@ def test_first_rows():
     source = sources.array(GAUSSIAN, 64)
     np.testing.assert_array_equal(sources.first_rows(source, 100), GAUSSIAN[:100])
     np.testing.assert_array_equal(sources.first_rows(source, 10_000), GAUSSIAN)
+
+
+def test_npy_files_that_are_not_rows_are_refused(tmp_path):
+    path = tmp_path / "columns.npy"
+    np.save(path, np.asfortranarray(GAUSSIAN))
+    with pytest.raises(ValueError, match="in C order"):
+        sources.npy(path, 10)
+    (tmp_path / "text.npy").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a .npy file"):
+        sources.npy(tmp_path / "text.npy", 10)
