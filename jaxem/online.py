@@ -56,13 +56,13 @@ class OnlineState(NamedTuple):
     """Where online EM stands (a pytree).
 
     Attributes:
-        params: the latest parameters $\\theta_t$.
+        params: the latest parameters.
         averaged: the average of the iterates since update ``average_from`` (``params``
             before then, and without averaging).
-        stats: the running average $s_t$ of the statistics per unit of weight (not yet
+        stats: the running average of the statistics per unit of weight (not yet
             divided by ``mass``).
-        mass: $m_t$, the total weight of the averaging steps (1 once a step of one is taken).
-        n_updates: the minibatches seen, $t$.
+        mass: the total weight of the averaging steps (1 once a step of one is taken).
+        n_updates: the minibatches seen.
         n_seen: the total sample weight seen.
         loglik: the last minibatch's log-likelihood per unit of weight, at the parameters
             before its update (a running view of the fit on data not yet used: a
@@ -131,8 +131,8 @@ def stepwise(
     Args:
         model: any model on the driver (`jaxem.base.EMModel`) whose statistics are sums over
             rows.
-        alpha, t0: the step sizes $\\gamma_t = (t + t_0)^{-\\alpha}$, $\\alpha \\in (1/2, 1]$,
-            $t_0 \\ge 0$.
+        alpha: the step sizes are ``(t + t0) ** -alpha`` for update ``t``; in (1/2, 1].
+        t0: see ``alpha``; >= 0.
         step_size: instead, a constant step in (0, 1] or a function ``t -> gamma_t``
             (``step_size=1`` forgets all but the latest minibatch: each update is an EM
             iteration on it).
