@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/uncertainty.py --large --markdown-section docs/benchmarks.md
 	$(BIN)/python benchmarks/numpyro_models.py --markdown-section docs/benchmarks.md
 	$(BIN)/python benchmarks/robust.py --markdown-section docs/benchmarks.md
+	$(BIN)/python benchmarks/streaming.py --markdown-section docs/benchmarks.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

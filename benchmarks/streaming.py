@@ -254,7 +254,7 @@ def main() -> None:
             "over the data; peak resident memory growth during the passes, over the whole file "
             "and over its first tenth.",
             "",
-            "| | rows | rows/s | against in memory | peak memory growth |",
+            "| | rows | rows/s | time per row against in memory | peak memory growth |",
             "|---|---|---|---|---|",
             f"| `jaxem.fit` in memory | {memory['rows']:,} | {memory_rate:,.0f} | 1 | |",
             f"| exact EM from disk, first pass (compiles) | {exact['rows']:,} | {rates[0]:,.0f} "
