@@ -228,12 +228,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Xj = jax.device_put(X)  # no copy compiled per shape, as jnp.asarray would
         prior = self._prior_for(model, Xj)
         random_state = check_random_state(self.random_state)
-        seeded = X
-        if self.missing:  # the starts: every missing value at its column's observed mean
-            with warnings.catch_warnings():  # a column with no observed value: mean 0
-                warnings.simplefilter("ignore", RuntimeWarning)
-                means = np.nan_to_num(np.nanmean(X, axis=0))
-            seeded = np.where(np.isnan(X), means, X)
+        seeded = self._seeded(X)
         # every step on the rows padded to a shared size (jaxem.buckets): cross-validation's
         # folds of 333 and 334 rows run the same compiled programs
         X_run, w_run = padded(model, Xj, np.ones(X.shape[0], X.dtype))
@@ -287,6 +282,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         objective = loglik if prior is None else loglik + model.log_prior(start, prior)
         return FitResult(start, objective, 0, False, jnp.full((1,), jnp.nan, X.dtype), 1)
 
+    def _seeded(self, X: np.ndarray) -> np.ndarray:
+        """The data the starts are drawn on: with ``missing``, every missing value at its
+        column's observed mean."""
+        if not self.missing:
+            return X
+        with warnings.catch_warnings():  # a column with no observed value: mean 0
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nan_to_num(np.nanmean(X, axis=0))
+        return np.where(np.isnan(X), means, X)
+
     def partial_fit(self, X: Any, y: Any = None) -> GaussianMixture:
         """One step of online EM (`jaxem.online.stepwise`, Cappé and Moulines 2009) on the
         minibatch ``X`` ``(n_samples, n_features)``: the running averages of the statistics move
@@ -325,7 +330,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                             f"the first minibatch needs n_samples >= n_components = "
                             f"{self.n_components}; got {X.shape[0]}"
                         )
-                    resp = self._responsibilities(X, check_random_state(self.random_state))
+                    random_state = check_random_state(self.random_state)
+                    resp = self._responsibilities(self._seeded(X), random_state)
                     extra = ((0, X_run.shape[0] - X.shape[0]), (0, 0))
                     resp = jax.device_put(np.pad(resp, extra).astype(X.dtype))
                     start = self._given_start(_start(model, X_run, resp, w_run), X.shape[1], dtype)

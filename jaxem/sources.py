@@ -225,7 +225,12 @@ def csv(
         with open(path, encoding="utf-8-sig") as f:
             line = 1
             if header:
-                next(f, None)
+                names = next(f, "").strip()
+                if names and all(_is_number(cell) for cell in names.split(delimiter)):
+                    raise ValueError(
+                        f"{path}: the first line ({names[:60]}) holds numbers only: it looks "
+                        "like data, not a header row; pass header=False"
+                    )
                 line = 2
             while True:
                 lines = [row for row in itertools.islice(f, block_rows) if row.strip()]
@@ -235,6 +240,14 @@ def csv(
                 line += len(lines)
 
     return Source(make_blocks, path)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def parquet(

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxem.sources import Source
+
 
 def is_concrete(*trees: Any) -> bool:
     """True when no leaf of ``trees`` is a tracer (so its values can be inspected)."""
@@ -45,6 +47,12 @@ def as_float_array(x: Any, name: str) -> jax.Array:
     """``x`` as a JAX array of a floating dtype (integers and bools become the default float)."""
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{name} must be an array of numbers; got {type(x).__name__}")
+    if isinstance(x, Source):
+        raise TypeError(
+            f"{name} is a data source ({x.description}): jaxem.fit (exact EM, one pass per "
+            "iteration), jaxem.streaming and jaxem.online read sources; everything else takes an "
+            "array: for a start, model.init(key, jaxem.sources.first_rows(source, 100_000))"
+        )
     try:
         # NumPy data goes to the device as it is: jnp.asarray would compile a copy for every
         # new shape (about 10 ms each, a notebook's many sizes)

@@ -206,3 +206,13 @@ def test_partial_fit_over_a_stream_scores_as_batch_em():
     # fit starts online EM again, from the fitted parameters
     online.fit(X[:1000])
     assert online.partial_fit(X[1000:2000]).n_batch_iter_ == 1
+
+
+def test_partial_fit_with_missing_values_starts_on_the_filled_data():
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(size=(300, 2)), rng.normal(5.0, 1.0, (300, 2))])
+    X[::7, 0] = np.nan
+    online = GaussianMixture(2, missing=True, random_state=0).partial_fit(X)
+    with pytest.warns(ConvergenceWarning):
+        batch = GaussianMixture(2, missing=True, random_state=0, max_iter=1).fit(X)
+    np.testing.assert_allclose(online.means_, batch.means_, rtol=1e-10)

@@ -211,6 +211,28 @@ def test_sources_refuse_what_cannot_be_read_again(reference, tmp_path):
     assert sum(len(X) for X, _ in source) == sum(len(X) for X, _ in source) == N
 
 
+def test_a_source_where_an_array_is_expected_says_what_to_do(reference):
+    model, _, _ = reference
+    source = sources.array(GAUSSIAN, 100)
+    for call in (
+        lambda: model.init(jax.random.key(0), source),
+        lambda: jaxem.fit_restarts(model, jax.random.key(0), source),
+        lambda: jaxem.fit_batch(model, jax.random.key(0), source),
+    ):
+        with pytest.raises(TypeError, match=r"X is a data source .*sources.first_rows"):
+            call()
+
+
+def test_csv_whose_first_line_is_data_is_not_read_as_a_header(tmp_path):
+    """header=True on a file without one would drop its first row unseen."""
+    path = tmp_path / "rows.csv"
+    np.savetxt(path, GAUSSIAN[:10], delimiter=",")
+    with pytest.raises(ValueError, match="holds numbers only.*header=False"):
+        list(sources.csv(path, 4))
+    rows = np.concatenate([X for X, _ in sources.csv(path, 4, header=False)])
+    np.testing.assert_allclose(rows, GAUSSIAN[:10], rtol=1e-15)
+
+
 def test_progress_lines_per_pass(reference):
     model, start, _ = reference
     stream = io.StringIO()
