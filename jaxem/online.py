@@ -49,6 +49,7 @@ from jaxem.chunking import zero_unweighted
 from jaxem.em import check_inputs, prepare_data, weights_shape
 from jaxem.progress import Progress
 from jaxem.sources import Source, check_block
+from jaxem.streaming import check_adds_up
 from jaxem.validation import check_positive_int
 
 
@@ -154,6 +155,7 @@ def stepwise(
 
     def init(params: Params, X: Any) -> OnlineState:
         X, params, weights, checked_prior = check_inputs(model, X, params, None, prior)
+        check_adds_up(model, X.shape, X.dtype)
 
         def statistics(params, X, weights):
             return model.e_step(params, prepare_data(model, X, weights), weights)[0]

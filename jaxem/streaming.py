@@ -58,6 +58,19 @@ def check_source(source: Any) -> Source:
     return source
 
 
+def check_adds_up(model: EMModel, data_shape: tuple[int, ...], dtype: Any) -> None:
+    """``ValueError`` unless the model's statistics of such data are sums over rows (a NumPyro
+    model with a gradient-path parameter reads the rows themselves in its M-step), which
+    blocks read one at a time and online EM need."""
+    add_up = of_model(model).statistics_add_up
+    if add_up is not None and not add_up(tuple(data_shape), dtype):
+        raise ValueError(
+            f"{type(model).__name__}'s statistics are not sums over rows (its M-step reads the "
+            "rows themselves: a parameter on the gradient path), so it cannot learn from data "
+            "a block at a time; fit an array with jaxem.fit"
+        )
+
+
 def _padded(X: np.ndarray, weights: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """``X`` and ``weights`` with rows of zeros and weight zero appended up to ``rows``."""
     extra = rows - X.shape[0]
@@ -109,6 +122,7 @@ class Pass:
         padded to the rows of the largest block so far."""
         if self.first is None:
             self.first = X[:0]
+            check_adds_up(self.model, X.shape, X.dtype)
         check_block(X, index, self.first, self.source.description)
         n = X.shape[0]
         try:

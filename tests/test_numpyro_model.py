@@ -168,6 +168,18 @@ def test_poisson_mixture_mle_and_map(counts):
     assert all(bool(end.converged) for end in ends)
     for name in params:
         assert_close(ends[1].params[name], ends[0].params[name], 1e-6)
+    # from a source of blocks (the model's own priors too): the closed-form path is exact EM
+    # over the blocks; the gradient path's M-step reads the rows, which blocks cannot give
+    source = jaxem.sources.array(counts, 64)
+    alone = jaxem.fit(exact, counts, params, tol=1e-10)
+    streamed = jaxem.fit(exact, source, params, tol=1e-10)
+    assert int(streamed.n_iter) == int(alone.n_iter)
+    for name in params:
+        assert_close(streamed.params[name], alone.params[name], 1e-10)
+    with pytest.raises(ValueError, match="not sums over rows"):
+        jaxem.fit(forced, source, params)
+    with pytest.raises(ValueError, match="not sums over rows"):
+        jaxem.online.stepwise(forced).init(params, counts)
 
 
 def test_latent_class_model(anes_like):
