@@ -9,8 +9,9 @@ for the next run), then, each in a fresh process:
 - **Exact EM from disk** (`jaxem.sources.npy`, blocks of 1,000,000 rows, full covariances,
   K = 16): the time of each pass (an E-step over every block, read from disk or the page
   cache, checked, placed and added up), in rows per second, against the in-memory rate of
-  `jaxem.fit` on the first 4,000,000 rows held as one array (per iteration, after its first
-  call). The issue's target: within 1.5x. And the peak resident memory growth during the
+  `jaxem.fit` on the first 4,000,000 rows held as one array (per iteration after its first
+  call, the best of two runs in each of two fresh processes, measured after the passes from
+  disk: timings on the 2-core machine vary by up to 2x between runs). The issue's target: within 1.5x. And the peak resident memory growth during the
   passes, for the whole file and for its first tenth (target: independent of N).
 - **Online EM** (`jaxem.online.stepwise`, alpha = 0.6, Polyak averaging from the 100th
   minibatch, minibatches of 20,000 rows): the time of one pass over the file, and the held-out
@@ -140,10 +141,12 @@ def child_in_memory(path: Path) -> dict:
     began = time.perf_counter()
     jax.block_until_ready(jaxem.fit(model, X, params, tol=0.0, max_iter=1))
     first = time.perf_counter() - began
-    began = time.perf_counter()
-    jax.block_until_ready(jaxem.fit(model, X, params, tol=0.0, max_iter=3))
-    per_iteration = (time.perf_counter() - began) / 4  # four E-steps: the start and 3
-    return {"rows": IN_MEMORY, "first_call": first, "per_pass": per_iteration}
+    per_pass = np.inf
+    for _ in range(2):
+        began = time.perf_counter()
+        jax.block_until_ready(jaxem.fit(model, X, params, tol=0.0, max_iter=3))
+        per_pass = min(per_pass, (time.perf_counter() - began) / 4)  # the start's E-step and 3
+    return {"rows": IN_MEMORY, "first_call": first, "per_pass": per_pass}
 
 
 def child_online(path: Path, held_out_path: Path) -> dict:
@@ -223,11 +226,14 @@ def main() -> None:
     make_file(path, n, seed=1)
     make_file(tenth, n // 10, seed=1)  # the same first rows
     make_file(held_out, HELD_OUT, seed=2)
+    os.sync()  # written pages flushed now, not while the timings run
     print(f"data ready in {time.perf_counter() - began:.0f} s", file=sys.stderr)
 
-    memory = run_child("memory", str(path))
     exact = run_child("exact", str(path), "3")
     exact_tenth = run_child("exact", str(tenth), "3")
+    # the in-memory rate, best of two fresh processes (this 2-core machine's timings vary by
+    # up to 2x from run to run)
+    memory = min((run_child("memory", str(path)) for _ in range(2)), key=lambda m: m["per_pass"])
     online_run = run_child("online", str(path), str(held_out))
 
     memory_rate = memory["rows"] / memory["per_pass"]
