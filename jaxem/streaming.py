@@ -238,12 +238,12 @@ def fit_source(
 
     Args:
         model: the model, as for `jaxem.fit`.
+        source: a `jaxem.sources.Source`, read once per iteration (plus once for the start).
         params: the start.
         prior: optional prior hyperparameters (MAP).
         tol: the stopping rule of `jaxem.fit`; the iterates, the objective and the stopping
             rule are `fit`'s on the concatenated blocks.
         max_iter: the most iterations (passes after the start's).
-        source: a `jaxem.sources.Source`, read once per iteration (plus once for the start).
         chunk_size: row blocks inside each of the source's blocks, as for `jaxem.fit` (None:
             chosen from the model's working memory).
         quiet: no progress bar (by default one line per pass on standard error: rows read,
@@ -324,10 +324,10 @@ def fit_incremental(
 
     Args:
         model: the model.
+        source: a `jaxem.sources.Source` of at least two blocks (with one block this is EM).
         params: the start.
         prior: optional prior hyperparameters (MAP).
         chunk_size: row blocks inside each of the source's blocks, as for `fit_source`.
-        source: a `jaxem.sources.Source` of at least two blocks (with one block this is EM).
         tol: stop when the objective of a pass changes by less than ``tol`` per unit of
             weight; a pass's objective is the sum of every block's log-likelihood at the
             parameters it was visited with (plus the log prior), the exact objective once
