@@ -47,6 +47,7 @@ from jaxem.compiler import with_options
 from jaxem.families import factor_analyser, registry
 from jaxem.families.gaussian import structure as structures
 from jaxem.mixture import Mixture
+from jaxem.sources import is_number
 
 if TYPE_CHECKING:
     from jaxem.model_selection import SelectResult
@@ -115,7 +116,7 @@ def read_csv(
     if header:
         _, names = lines[0]
         names = [name.strip() for name in names]
-        if all(_is_number(name) for name in names):
+        if all(is_number(name) for name in names):
             raise CommandError(
                 f"{path}: the first line ({','.join(names)}) holds numbers only: it looks like "
                 "data, not a header row; add a header row, or pass --no-header"
@@ -176,14 +177,6 @@ def _delimiter(text: str) -> str:
         if other in first:
             return other
     return ","
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 _CELL = re.compile(r"\bX\[(\d+), (\d+)\] = (\S+)")

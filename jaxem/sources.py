@@ -226,7 +226,7 @@ def csv(
             line = 1
             if header:
                 names = next(f, "").strip()
-                if names and all(_is_number(cell) for cell in names.split(delimiter)):
+                if names and all(is_number(cell) for cell in names.split(delimiter)):
                     raise ValueError(
                         f"{path}: the first line ({names[:60]}) holds numbers only: it looks "
                         "like data, not a header row; pass header=False"
@@ -242,7 +242,8 @@ def csv(
     return Source(make_blocks, path)
 
 
-def _is_number(cell: str) -> bool:
+def is_number(cell: str) -> bool:
+    """Whether the text ``cell`` reads as a number (``float`` accepts it)."""
     try:
         float(cell)
     except ValueError:
