@@ -30,7 +30,7 @@ import jaxem  # noqa: E402
 def data():
     """What every test of this file fits, made alike in every process (and in the test)."""
     rng = np.random.default_rng(0)
-    X = np.concatenate([rng.normal(0, 1, (624, 3)), rng.normal(3, 0.5, (400, 3))])
+    X = np.concatenate([rng.normal(0, 1, (624, 3)), rng.normal(1.2, 0.7, (400, 3))])  # overlapping
     X = X[rng.permutation(len(X))]
     weights = rng.uniform(0.5, 2.0, len(X))
     batch = np.stack([X[i * 128 : (i + 1) * 128] for i in range(8)])
@@ -73,7 +73,7 @@ def main():
         model = jaxem.GaussianMixture(2, covariance_type)
         prior = jaxem.default_prior(model, X) if use_prior else None
         start = model.init(jax.random.key(0), X_global, weights)
-        fitted = jaxem.fit(model, X_global, start, weights=weights, prior=prior, tol=1e-8)
+        fitted = jaxem.fit(model, X_global, start, weights=weights, prior=prior, tol=1e-10)
         for field, value in start._asdict().items():
             results[f"{name} init {field}"] = np.asarray(value)
         for field, value in fitted.params._asdict().items():
@@ -82,7 +82,7 @@ def main():
         results[f"{name} fit n_iter"] = np.asarray(fitted.n_iter)
 
     model = jaxem.GaussianMixture(2, "full")
-    many = jaxem.fit_batch(model, jax.random.key(1), own(batch), lanes=2)
+    many = jaxem.fit_batch(model, jax.random.key(1), own(batch), lanes=2, tol=1e-10)
     # the results stay split over the processes as the batch was: gathered to every process
     gathered = jax.experimental.multihost_utils.process_allgather(
         (many.objective, many.n_iter, many.params.means), tiled=True

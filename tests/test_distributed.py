@@ -72,18 +72,21 @@ def test_init_and_fit_equal_one_process(report, name):
     model = jaxem.GaussianMixture(2, covariance_type)
     prior = jaxem.default_prior(model, X) if use_prior else None
     start = model.init(jax.random.key(0), X, weights)
-    fitted = jaxem.fit(model, X, start, weights=weights, prior=prior, tol=1e-8)
+    fitted = jaxem.fit(model, X, start, weights=weights, prior=prior, tol=1e-10)
     for field, value in start._asdict().items():
         assert rel(report[f"{name} init {field}"], value) < 1e-10, field
     for field, value in fitted.params._asdict().items():
         assert rel(report[f"{name} fit {field}"], value) < 1e-10, field
-    assert int(report[f"{name} fit n_iter"]) == int(fitted.n_iter) > 1
+    assert int(report[f"{name} fit n_iter"]) == int(fitted.n_iter) > 10
     np.testing.assert_allclose(report[f"{name} fit objective"], fitted.objective, rtol=1e-12)
 
 
 def test_fit_batch_equals_one_process(report):
     _, _, batch = data()
-    one = jaxem.fit_batch(jaxem.GaussianMixture(2, "full"), jax.random.key(1), batch, lanes=2)
+    one = jaxem.fit_batch(
+        jaxem.GaussianMixture(2, "full"), jax.random.key(1), batch, lanes=2, tol=1e-10
+    )
     np.testing.assert_array_equal(report["batch n_iter"], one.n_iter)
+    assert np.all(one.n_iter > 10)
     np.testing.assert_allclose(report["batch objective"], one.objective, rtol=1e-12)
     assert rel(report["batch means"], one.params.means) < 1e-10
