@@ -222,7 +222,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return self._fit(X)
 
     def _fit(self, X: np.ndarray) -> GaussianMixture:
-        for name in ("_online_state", "_online_update"):  # partial_fit starts again from here
+        for name in ("_online_state", "_online_update", "_online_prior"):  # partial_fit anew
             self.__dict__.pop(name, None)
         model = self._model()
         Xj = jax.device_put(X)  # no copy compiled per shape, as jnp.asarray would
@@ -335,14 +335,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     extra = ((0, X_run.shape[0] - X.shape[0]), (0, 0))
                     resp = jax.device_put(np.pad(resp, extra).astype(X.dtype))
                     start = self._given_start(_start(model, X_run, resp, w_run), X.shape[1], dtype)
-                online_em = online.stepwise(
-                    model,
-                    alpha=float(self.learning_decay),
-                    t0=float(self.learning_offset),
-                    prior=self._prior_for(model, Xj),
-                )
-                self._online_update = jax.jit(online_em.update)
-                self._online_state = online_em.init(start, X_run)
+                self._online_prior = self._prior_for(model, Xj)
+                self._online_state = self._online_em(model).init(start, X_run)
+            if getattr(self, "_online_update", None) is None:  # compiled once per estimator
+                self._online_update = jax.jit(self._online_em(model).update)
             state = self._online_update(self._online_state, X_run, w_run)
         self._online_state = state
         self._store(state.params)
@@ -351,6 +347,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.converged_ = False
         self.n_iter_ = self.n_batch_iter_
         return self
+
+    def _online_em(self, model: gaussian_mixture.GaussianMixture) -> online.OnlineEM:
+        return online.stepwise(
+            model,
+            alpha=float(self.learning_decay),
+            t0=float(self.learning_offset),
+            prior=self._online_prior,
+        )
+
+    def __getstate__(self) -> dict:
+        # the compiled update is a closure (not picklable): made again after unpickling
+        state = super().__getstate__()
+        state.pop("_online_update", None)
+        return state
 
     def _given_start(self, start: Any, n_features: int, dtype: Any) -> Any:
         """``start`` with scikit-learn's ``weights_init``, ``means_init`` and

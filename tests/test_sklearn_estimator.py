@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -203,6 +204,11 @@ def test_partial_fit_over_a_stream_scores_as_batch_em():
     assert batch.score(X) - online.score(X) < 1e-3
     with pytest.raises(ValueError, match="expecting 2 features"):
         online.partial_fit(X[:10, :1])
+    # pickled between minibatches (the compiled update is made again)
+    again = pickle.loads(pickle.dumps(online))
+    np.testing.assert_array_equal(
+        again.partial_fit(X[:1000]).means_, online.partial_fit(X[:1000]).means_
+    )
     # fit starts online EM again, from the fitted parameters
     online.fit(X[:1000])
     assert online.partial_fit(X[1000:2000]).n_batch_iter_ == 1
