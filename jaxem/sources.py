@@ -104,11 +104,11 @@ def check_block(X: np.ndarray, index: int, first: np.ndarray, description: str) 
         )
 
 
-def _check_block_rows(block_rows: Any) -> int:
+def _check_block_rows(block_rows: Any, name: str = "block_rows") -> int:
     if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)):
-        raise TypeError(f"block_rows must be a positive integer, got {block_rows!r}")
+        raise TypeError(f"{name} must be a positive integer, got {block_rows!r}")
     if block_rows < 1:
-        raise ValueError(f"block_rows must be a positive integer, got {block_rows}")
+        raise ValueError(f"{name} must be a positive integer, got {block_rows}")
     return int(block_rows)
 
 
@@ -306,7 +306,7 @@ def blocks(data: Iterable[Any] | Callable[[], Iterable[Any]], n_rows: int | None
 def first_rows(source: Source, n_rows: int) -> np.ndarray:
     """The first ``n_rows`` rows of ``source`` (fewer when it has fewer), as one array: data for
     a start (``model.init(key, jaxem.sources.first_rows(source, 10_000))``)."""
-    n_rows = _check_block_rows(n_rows)
+    n_rows = _check_block_rows(n_rows, "n_rows")
     taken, have = [], 0
     for X, _ in source:
         taken.append(X[: n_rows - have])
