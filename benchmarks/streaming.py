@@ -11,8 +11,9 @@ for the next run), then, each in a fresh process:
   cache, checked, placed and added up), in rows per second, against the in-memory rate of
   `jaxem.fit` on the first 4,000,000 rows held as one array (per iteration after its first
   call, the best of two runs in each of two fresh processes, measured after the passes from
-  disk: timings on the 2-core machine vary by up to 2x between runs). The issue's target: within 1.5x. And the peak resident memory growth during the
-  passes, for the whole file and for its first tenth (target: independent of N).
+  disk: timings on the 2-core machine vary by up to 2x between runs). The issue's target:
+  within 1.5x. And the peak resident memory growth during the passes, for the whole file and
+  for its first tenth (target: independent of N).
 - **Online EM** (`jaxem.online.stepwise`, alpha = 0.6, Polyak averaging from the 100th
   minibatch, minibatches of 20,000 rows): the time of one pass over the file, and the held-out
   log-likelihood per row (1,000,000 fresh rows of the same mixture) of the averaged iterate;
