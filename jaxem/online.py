@@ -40,16 +40,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxem.algorithm import m_step
 from jaxem.base import Array, EMModel, Params, Prior, Stats
 from jaxem.capabilities import check_model
 from jaxem.chunking import zero_unweighted
-from jaxem.em import check_inputs, prepare_data, weights_shape
+from jaxem.em import check_inputs, prepare_data
 from jaxem.progress import Progress
-from jaxem.sources import Source, check_block
-from jaxem.streaming import check_adds_up
+from jaxem.sources import Source
+from jaxem.streaming import Pass, check_adds_up, check_source
 from jaxem.validation import check_positive_int
 
 
@@ -219,32 +218,19 @@ def fit_source(
     Returns:
         The `OnlineState` after the last block.
     """
-    if not isinstance(source, Source):
-        raise TypeError(f"source must be a jaxem.sources.Source, got {type(source).__name__}")
+    one_pass = Pass(online.model, check_source(source), None, None)
     passes = check_positive_int(passes, "passes")
     update = jax.jit(online.update)
     progress = Progress(source.n_rows, quiet)
-    first, rows = None, 0
     for number in range(passes):
         progress.start(f"pass {number + 1}")
         seen, score = 0, 0.0  # the score summed on the device: no wait per block
-        for index, (X, weights) in enumerate(source):
-            first = X[:0] if first is None else first
-            check_block(X, index, first, source.description)
-            n = X.shape[0]
-            if weights is None:
-                weights = np.ones(weights_shape(online.model, X.shape), X.dtype)
-            if n < rows:
-                extra = rows - n
-                X = np.concatenate([X, np.zeros((extra,) + X.shape[1:], X.dtype)])
-                weights = np.concatenate(
-                    [weights, np.zeros((extra,) + weights.shape[1:], weights.dtype)]
-                )
-            rows = max(rows, X.shape[0])
+        # the blocks checked, padded and placed as exact EM reads them (`jaxem.streaming.Pass`)
+        for X, weights, n in one_pass.placed(params if state is None else state.params):
             if state is None:
                 state = online.init(params, X)
             state = update(state, X, weights)
-            score = score + state.loglik * np.sum(weights)
+            score = score + state.loglik * jnp.sum(weights)
             seen += n
             progress.rows(n)
         progress.done(float(score), seen)

@@ -312,10 +312,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             ensure_min_samples=1,
             ensure_all_finite=self._finite(),
         )
-        if first:
-            dtype = self.means_.dtype if hasattr(self, "means_") else X.dtype
-        else:
-            dtype = self.means_.dtype
+        dtype = self.means_.dtype if hasattr(self, "means_") else X.dtype
         X = np.asarray(X, dtype)
         with _precision(dtype):
             model = self._model()
