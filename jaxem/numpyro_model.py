@@ -126,9 +126,14 @@ def _log_density(fn: Any, value: Array) -> Array:
 
 
 def _gaussian_log_density(loc: Array, scale_tril: Array, value: Array) -> Array:
+    """The multivariate normal's log density: the values and the locations whitened apart
+    (one product per value, shared by the densities that broadcast it: the rows by the
+    enumerated components), both taken about a centre (the locations' mean) so that values
+    far from the origin lose no precision to the difference."""
     dim = scale_tril.shape[-1]
     inverse = _inverse_factor(scale_tril)
-    whitened = _matvec(inverse, value) - _matvec(inverse, loc)
+    centre = jnp.mean(loc.reshape(-1, dim), axis=0)
+    whitened = _matvec(inverse, value - centre) - _matvec(inverse, loc - centre)
     normalizer = 0.5 * linalg.log_det(scale_tril) + 0.5 * dim * jnp.log(2 * jnp.pi)
     return -0.5 * jnp.sum(jnp.square(whitened), -1) - normalizer
 
@@ -489,7 +494,7 @@ class NumPyroModel:
             hyper = _hyperparameters(c, priors, params) if c.prior else None
             scale = _scale_of(plan, c)
             if scale is None:
-                new[c.param] = _closed_update(c, stats["closed"][c.param], new, hyper)
+                new[c.param] = _closed_update(c, stats["closed"][c.param], new, hyper, params)
             else:  # a location pooled with its scale's statistics, at the current scale
                 own = _location_statistics(c, scale, stats["closed"][scale.param], params)
                 new[c.param] = _location(c, own, params[c.param], hyper)
@@ -1224,16 +1229,20 @@ def _scale_of(plan: _Plan, c: _Closed) -> _Closed | None:
 def _location_statistics(c: _Closed, scale: _Closed, stats: dict, params: Params) -> dict:
     """A location's precision-weighted statistics from its scale's pooled ones, at the current
     scale of each location group: ``precision`` $= n_g \\Sigma^{-1}$, ``weighted``
-    $= \\Sigma^{-1} s_g$ (with no prior the location is $s_g / n_g$ whatever the scale)."""
+    $= \\Sigma^{-1} s_g$ with $s_g = \\sum w x$ (with no prior the location is $s_g / n_g$
+    whatever the scale); the pooled sums are about the current locations $\\mu_g$:
+    $s_g = d_g + n_g \\mu_g$."""
     owner = jnp.argmax(stats["member"], axis=1)
     if c.family == "normal":
         variance = jnp.square(params[scale.param].reshape(-1)[owner])
-        return {"precision": stats["n"] / variance, "weighted": stats["sum"] / variance}
+        total = stats["sum"] + stats["n"] * params[c.param].reshape(-1)
+        return {"precision": stats["n"] / variance, "weighted": total / variance}
     dim = params[c.param].shape[-1]
     inverse = _spd_inverse(params[scale.param].reshape(-1, dim, dim)[owner])
+    total = stats["sum"] + stats["n"][:, None] * params[c.param].reshape(-1, dim)
     return {
         "precision": stats["n"][:, None, None] * inverse,
-        "weighted": jnp.einsum("gyz,gz->gy", inverse, stats["sum"]),
+        "weighted": jnp.einsum("gyz,gz->gy", inverse, total),
     }
 
 
@@ -1290,25 +1299,46 @@ def _site_stats(c: _Closed, site: str, views: dict, plan: _Plan, params: Params)
 
 def _partnered_stats(c, site, views, plan, params, x, size, rows: bool) -> dict:
     """A scale's statistics grouped by its location's groups (so that the scale is taken at
-    the new location): weights, sums and sums of squares (outer products) per location group,
-    and how many elements each (location group, scale group) pair has (additive, unlike an
-    index), from which the M-step finds each location group's scale group."""
+    the new location): per location group $g$ the weight $n_g$, and the sums and sums of
+    squares (outer products) about the current location $\\mu_g$, $d_g = \\sum w (x -
+    \\mu_g)$ and $S_g = \\sum w (x - \\mu_g)(x - \\mu_g)^\\top$ (additive over blocks;
+    the new scale, $S_g / n_g - \\delta \\delta^\\top$ for a step $\\delta$ of the
+    location, loses no precision to a far origin); and how many elements each (location
+    group, scale group) pair has (additive, unlike an index), from which the M-step finds
+    each location group's scale group.
+
+    A vector's sums come from one matrix product of the weights with the values' quadratic
+    features about a centre (the locations' mean), as the hand-written Gaussian's statistics
+    do: half the products of the outer products, the values' features shared by the groups."""
     loc_rule = next(r for r in plan.closed if r.param == c.partner)
     lidx = views[(c.partner, site)].index
     v = views[(c.param, site)]
     groups = params[c.partner].size // loc_rule.row_size
     m = v.m
+    n = _grouped(lidx, groups, [(m, "")])
     if rows:
+        locations = params[c.partner].reshape(groups, -1)
+        centre = jnp.mean(locations, axis=0)
+        centred = x - centre
+        upper = np.triu_indices(centred.shape[-1])
+        squares = centred[..., upper[0]] * centred[..., upper[1]]
+        features = jnp.concatenate([squares, centred], axis=-1)
+        moments = _grouped(lidx, groups, [(m, ""), (features, "y")], "y")
+        sums = moments[:, len(upper[0]) :]
+        packed = np.zeros((centred.shape[-1],) * 2, int)  # entry (y, z) of S: its triangle's
+        packed[upper] = np.arange(len(upper[0]))
+        packed = np.maximum(packed, packed.T)
+        offsets = locations - centre
+        outer = offsets[:, :, None] * sums[:, None, :]
+        about = moments[:, packed] - outer - jnp.swapaxes(outer, -1, -2)
+        about = about + n[:, None, None] * offsets[:, :, None] * offsets[:, None, :]
+        stats = {"n": n, "sum": sums - n[:, None] * offsets, "sq": about}
+    else:  # the differences themselves: as cheap as the values' squares
+        d = x - v.args["loc"]
         stats = {
-            "n": _grouped(lidx, groups, [(m, "")]),
-            "sum": _grouped(lidx, groups, [(m, ""), (x, "y")], "y"),
-            "sq": _grouped(lidx, groups, [(m, ""), (x, "y"), (x, "z")], "yz"),
-        }
-    else:
-        stats = {
-            "n": _grouped(lidx, groups, [(m, "")]),
-            "sum": _grouped(lidx, groups, [(m, ""), (x, "")]),
-            "sq": _grouped(lidx, groups, [(m, ""), (jnp.square(x), "")]),
+            "n": n,
+            "sum": _grouped(lidx, groups, [(m, ""), (d, "")]),
+            "sq": _grouped(lidx, groups, [(m, ""), (jnp.square(d), "")]),
         }
     shape = jnp.broadcast_shapes(lidx.shape, v.index.shape)
     pairs = jnp.broadcast_to(lidx, shape) * size + jnp.broadcast_to(v.index, shape)
@@ -1360,9 +1390,12 @@ def _safe(n: Array) -> Array:
     return jnp.where(n > 0, n, jnp.ones((), n.dtype))
 
 
-def _closed_update(c: _Closed, stats: dict, params: Params, hyper: tuple | None) -> Array:
+def _closed_update(
+    c: _Closed, stats: dict, params: Params, hyper: tuple | None, iterate: Params
+) -> Array:
     """The parameter's conditional maximiser given ``params`` (with this M-step's new
-    locations, where a scale has one)."""
+    locations, where a scale has one; ``iterate``: the parameters the statistics were taken
+    at)."""
     old = params[c.param]
     shape = old.shape
     if c.family == "categorical":
@@ -1389,8 +1422,8 @@ def _closed_update(c: _Closed, stats: dict, params: Params, hyper: tuple | None)
         if c.partner is None:
             n, sq = stats["n"].reshape(shape), stats["sq"].reshape(shape)
         else:
-            loc = params[c.partner].reshape(-1)
-            per_loc = stats["sq"] - 2 * loc * stats["sum"] + jnp.square(loc) * stats["n"]
+            step = params[c.partner].reshape(-1) - iterate[c.partner].reshape(-1)
+            per_loc = stats["sq"] - 2 * step * stats["sum"] + jnp.square(step) * stats["n"]
             owner = jnp.argmax(stats["member"], axis=1)
             n = jax.ops.segment_sum(stats["n"], owner, old.size).reshape(shape)
             sq = jax.ops.segment_sum(per_loc, owner, old.size).reshape(shape)
@@ -1400,9 +1433,9 @@ def _closed_update(c: _Closed, stats: dict, params: Params, hyper: tuple | None)
     if c.partner is None:
         n, sq = stats["n"], stats["sq"]
     else:
-        loc = params[c.partner].reshape(-1, dim)
-        outer = jnp.einsum("gy,gz->gyz", loc, stats["sum"])
-        centred = stats["n"][:, None, None] * jnp.einsum("gy,gz->gyz", loc, loc)
+        step = params[c.partner].reshape(-1, dim) - iterate[c.partner].reshape(-1, dim)
+        outer = jnp.einsum("gy,gz->gyz", step, stats["sum"])
+        centred = stats["n"][:, None, None] * jnp.einsum("gy,gz->gyz", step, step)
         per_loc = stats["sq"] - outer - jnp.swapaxes(outer, -1, -2) + centred
         owner = jnp.argmax(stats["member"], axis=1)
         n = jax.ops.segment_sum(stats["n"], owner, groups)

@@ -92,6 +92,28 @@ def test_gaussian_mixture_in_numpyro_is_the_hand_written_one(gaussian_case):
         assert_close(ours.history, theirs.history, 1e-10)
 
 
+@pytest.mark.parametrize("covariance_type", ["diag", "full"])
+def test_float32_data_far_from_the_origin(blobs, covariance_type):
+    """Data 1,000 units from the origin in float32 (a measurement in physical units): the
+    variances are sums of squares about the current means, not raw second moments minus the
+    squared mean (which cancelled to a negative variance and a NaN objective), and the
+    densities are taken about the means' centre. The fit equals the hand-written model's
+    in float64 on the same values."""
+    X32 = (blobs + 1000.0).astype(np.float32)
+    locs = jnp.asarray(X32[[0, 200, 350]])
+    model = jaxem.NumPyroModel(gaussian_mixture(locs, covariance_type))
+    ours = jaxem.fit(model, X32, model.init(jax.random.PRNGKey(0), X32), tol=0.0, max_iter=20)
+    X64 = X32.astype(np.float64)
+    start = as_gaussian_mixture_params(model.init(jax.random.PRNGKey(0), X64), covariance_type)
+    reference = jaxem.GaussianMixture(K, covariance_type, reg_covar=0.0)
+    theirs = jaxem.fit(reference, X64, start, tol=0.0, max_iter=20)
+    assert ours.history.dtype == np.float32
+    np.testing.assert_allclose(ours.history, theirs.history, rtol=1e-5)
+    fitted = as_gaussian_mixture_params(ours.params, covariance_type)
+    np.testing.assert_allclose(fitted.covariances, theirs.params.covariances, rtol=2e-3, atol=1e-4)
+    np.testing.assert_allclose(fitted.means, theirs.params.means, rtol=1e-6)
+
+
 def test_forced_gradient_path_reaches_the_same_fixed_point(blobs):
     locs = jnp.asarray(blobs[[0, 200, 350]])
     fn = gaussian_mixture(locs, "diag")
