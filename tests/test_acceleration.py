@@ -117,7 +117,7 @@ def test_fixed_point_equals_plain_em(name, use_prior, faithful):
     prior = jaxem.default_prior(model, X) if use_prior else None
     start = model.init(jax.random.key(0), X)
     plain = jaxem.fit(model, X, start, prior=prior, tol=0, max_iter=5000)
-    accelerated = jaxem.fit(model, X, start, prior=prior, tol=0, max_iter=150, accelerate="squarem")
+    accelerated = jaxem.fit(model, X, start, prior=prior, tol=0, max_iter=300, accelerate="squarem")
     for a, b in zip(
         jax.tree.leaves(accelerated.params), jax.tree.leaves(plain.params), strict=True
     ):
@@ -228,7 +228,7 @@ def test_hidden_markov_model_same_fixed_point_fewer_e_steps(use_prior):
     start = start._replace(transitions=transitions / transitions.sum(1, keepdims=True))
     prior = jaxem.default_prior(model, X) if use_prior else None
     plain = jaxem.fit(model, X, start, prior=prior, tol=0, max_iter=4000)
-    accelerated = jaxem.fit(model, X, start, prior=prior, tol=0, max_iter=150, accelerate="squarem")
+    accelerated = jaxem.fit(model, X, start, prior=prior, tol=0, max_iter=300, accelerate="squarem")
     assert float(accelerated.params.transitions[0, 2]) == 0.0
     for a, b in zip(
         jax.tree.leaves(accelerated.params), jax.tree.leaves(plain.params), strict=True

@@ -55,7 +55,7 @@ import numpy as np
 
 from jaxem import linalg
 from jaxem.families.gaussian.full import floor_at
-from jaxem.families.statistics import checked_shapes, normalise
+from jaxem.families.statistics import checked_shapes, data_centre, normalise
 from jaxem.validation import as_float_array, check_data, is_concrete, worst
 
 Array = jax.Array
@@ -199,8 +199,7 @@ class FactorAnalyser:
 
     def prepare(self, X: Array, weights: Array) -> FactorData:
         """The weighted mean and the centred rows, once per fit."""
-        total = jnp.sum(weights)
-        centre = (weights @ X) / jnp.where(total > 0, total, 1)
+        centre = data_centre(X, weights)
         return FactorData(centre, X - centre)
 
     def bytes_per_sample_for(self, n_features: int, n_components: int, itemsize: int) -> int:
@@ -355,7 +354,7 @@ class FactorAnalyser:
         floor = 10 * jnp.finfo(dtype).eps * total
         empty = counts < floor
         n = counts + floor
-        means = stats.sums / n[:, None]
+        means = stats.sums / jnp.maximum(counts, floor)[:, None]  # not / n: see Gaussian
         weighted, chol, _ = self._inner(params)
         eye = jnp.eye(self.n_factors, dtype=dtype)
         beta = jnp.einsum("kqr,kdr->kqd", cholesky_inverse(chol), weighted)  # (K, q, D)
@@ -444,7 +443,7 @@ class FactorAnalyser:
         floor = 10 * jnp.finfo(dtype).eps * total
         n = counts + floor
         empty = counts < floor
-        means = stats.sums / n[:, None]
+        means = stats.sums / jnp.maximum(counts, floor)[:, None]  # not / n: see Gaussian
         covariances = stats.scatter / n[:, None, None]  # about the means (params=None)
         pooled = jnp.einsum("k,kde->de", counts / total, covariances)
         # an empty component (switched off by jaxem.grid) starts as the data's pooled one

@@ -25,6 +25,26 @@ def weighted_sums(features: Array, wr: Array) -> Array:
     return jax.lax.optimization_barrier(features @ wr.T).T
 
 
+def data_centre(X: Array, weights: Array, seen: Array | None = None) -> Array:
+    """The weighted mean of the rows of ``X`` ``(N, D)``, ``(D,)`` (with ``seen`` ``(N, D)``
+    booleans, of each column's values where seen; a column without weight: 0), computed as a
+    reference row plus the mean offset from it. Data far from the origin is centred on it
+    before its squares are taken, and every use of the centre must see the same value:
+    computed as a sum over rows divided by the total, XLA's CPU backend recomputed it inside
+    a consumer's loop at a different rounding (float32 rows 1e5 from the origin, the last
+    ``N mod 8`` rows centred 0.002 off, their log-densities off by 0.016). The reference row
+    is a plain load and the offsets' mean is of the data's spread, so a recomputation's
+    rounding is an ulp of the spread, not of the distance from the origin."""
+    if seen is None:
+        seen = jnp.ones(X.shape, bool)
+    present = seen & (weights[:, None] > 0)
+    reference = X[jnp.argmax(present, axis=0), jnp.arange(X.shape[1])]  # a seen value per column
+    offsets = jnp.where(present, X - reference, 0.0)
+    column_weight = weights @ present.astype(X.dtype)
+    mean_offset = (weights @ offsets) / jnp.where(column_weight > 0, column_weight, 1.0)
+    return jnp.where(jnp.any(present, axis=0), reference + mean_offset, 0.0)
+
+
 def normalise(log_joint: Array) -> tuple[Array, Array]:
     """Responsibilities ``(K, N)`` and $\\log p(x_n)$ ``(N,)`` from the log joint
     ``(K, N)``. For up to 64 components the reductions over the short component axis are

@@ -58,7 +58,7 @@ import jax.numpy as jnp
 
 from jaxem import linalg
 from jaxem.families.gaussian import full
-from jaxem.families.statistics import weighted_sums
+from jaxem.families.statistics import data_centre, weighted_sums
 
 Array = jax.Array
 
@@ -85,9 +85,7 @@ def prepare(X: Array, weights: Array, coupled: bool = False) -> MissingData:
     ``coupled`` (covariance matrices, `CovarianceStructure.coupled`) also the rows in groups
     (`group`)."""
     seen = ~jnp.isnan(X)
-    filled = jnp.where(seen, X, 0.0)
-    column_weight = weights @ seen.astype(X.dtype)
-    centre = (weights @ filled) / jnp.where(column_weight > 0, column_weight, 1.0)
+    centre = data_centre(X, weights, seen)
     values = jnp.where(seen, X - centre, 0.0).T
     observed = seen.T.astype(X.dtype)
     return MissingData(centre, values, observed, group(values, observed) if coupled else None)
