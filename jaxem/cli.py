@@ -19,7 +19,11 @@ with the input (a missing, empty or malformed file, a cell that is not a number,
 for K, an unknown option value) print one line on stderr and exit with status 2. Restarts and
 model selection show a progress bar on a terminal, unless ``--quiet``.
 
-The fits run in the default JAX precision (float32 unless the process enables float64).
+The fits run in the default JAX precision (float32 unless the process enables float64), except
+for data that float32 cannot resolve: a column whose float32 spacing at its largest value
+exceeds a thousandth of its standard deviation (coordinates in metres, timestamps: values far
+from the origin for their spread) is fitted in float64, with a note on stderr, and so is
+``predict`` with a model saved in float64.
 Compiled programs are kept on disk between runs (`jaxem.compilation_cache`, in
 ``~/.cache/jaxem/xla`` or ``$JAXEM_CACHE_DIR``), unless ``JAXEM_NO_CACHE`` is set.
 """
@@ -35,6 +39,7 @@ import math
 import os
 import re
 import sys
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -520,6 +525,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     family = _family_class(_family_name(args), options)
     table = read_csv(args.data, args.columns, args.missing, not args.no_header)
     X, names = table.X, table.names
+    _compute_in_float64(args, float32_cannot_resolve(X, names))
     with cells_named(table):
         model = _model(args.n_components, family, X, args.missing, **options)
     if args.plot and of_family(model.family).component_covariances is None:
@@ -566,6 +572,48 @@ def _plotted(path: str, names: list[str]) -> None:
     print(f"figure: {path}, {shown}")
 
 
+# float32 keeps about 7 significant digits: a column whose values sit far from the origin for
+# their spread keeps few of its deviations' (4.1e6 +- 1: spacing 0.5); its fit is then wrong
+# however carefully it is computed (a two-component fit of such coordinates reported a
+# log-likelihood of +21593 against float64's -1672)
+FLOAT32_SPACING = 1e-3  # the largest float32 spacing of a column's values, over its spread
+
+
+def float32_cannot_resolve(X: np.ndarray, names: list[str]) -> str | None:
+    """Why ``X`` ``(N, D)`` needs float64: the first column whose float32 spacing at its
+    largest absolute value exceeds `FLOAT32_SPACING` times its standard deviation (NaN cells
+    left out; a constant column has nothing to resolve), or None."""
+    with np.errstate(all="ignore"), contextlib.suppress(RuntimeWarning):
+        largest = np.nanmax(np.abs(X), axis=0)
+        spread = np.nanstd(X, axis=0)
+    spacing = np.spacing(largest.astype(np.float32)).astype(np.float64)
+    for name, top, sd, step in zip(names, largest, spread, spacing, strict=True):
+        if np.isfinite(sd) and sd > 0 and step > FLOAT32_SPACING * sd:
+            return (
+                f"column {name!r} has values up to {top:.6g} and a spread of {sd:.3g}, "
+                f"which float32 resolves only to {step:.2g}"
+            )
+    return None
+
+
+def _saved_in_float64(path: str) -> bool:
+    """Whether the model file holds float64 arrays (False for a file `load` will refuse)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return any(data[key].dtype == np.float64 for key in data.files)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False
+
+
+def _compute_in_float64(args: argparse.Namespace, reason: str | None) -> None:
+    """Enter float64 for the rest of the command (``args.precision``, a `contextlib.ExitStack`
+    that `main` closes) when ``reason`` says so and the process computes in float32 (once)."""
+    if reason is None or jax.config.jax_enable_x64:
+        return
+    print(f"jaxem: computing in float64: {reason}", file=sys.stderr)
+    args.precision.enter_context(jax.enable_x64(True))
+
+
 def _cmd_select(args: argparse.Namespace) -> int:
     from jaxem.model_selection import default_covariance_types, select
 
@@ -581,6 +629,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
         raise CommandError(f"--covariance-types does not apply to --family {args.family}")
     table = read_csv(args.data, args.columns, args.missing, not args.no_header)
     X, names = table.X, table.names
+    _compute_in_float64(args, float32_cannot_resolve(X, names))
     dof = {} if args.dof is None else {"dof": args.dof}
     with cells_named(table):
         family = cls.for_data(X, args.missing, **dof)
@@ -667,6 +716,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if not Path(args.model).exists():
         raise CommandError(f"{args.model}: no such file")
+    if _saved_in_float64(args.model):  # before load checks its arrays with JAX
+        _compute_in_float64(args, "the model was saved in float64")
     model, params, _ = load(args.model)
     # a file without a header has no names to match: its columns are taken in order
     fitted_on = None if args.no_header else load_columns(args.model)
@@ -688,6 +739,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise CommandError(f"{e}; the model was fitted on the columns {wanted}") from None
         raise
     X, names = table.X, table.names
+    _compute_in_float64(args, float32_cannot_resolve(X, names))
     if isinstance(model, Mixture):
         d = np.shape(model.as_mixture_params(params).components[0])[1]
     else:
@@ -926,8 +978,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise CommandError(f"{flag} must be >= {least}; got {getattr(args, option)}")
         if getattr(args, "tol", 0.0) < 0 or not math.isfinite(getattr(args, "tol", 0.0)):
             raise CommandError(f"--tol must be a finite number >= 0; got {args.tol}")
-        status = args.func(args)
-        sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
+        with contextlib.ExitStack() as precision:  # float64 where a command needs it
+            args.precision = precision
+            status = args.func(args)
+            sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
         return status
     except CommandError as e:
         print(f"jaxem: error: {e}", file=sys.stderr)

@@ -237,8 +237,14 @@ def _compile_and_call(jobs: list, call: Callable[[int, Callable[[], Any]], Any])
                 known[keys[i]] = compiled
         return known[keys[i]]
 
+    # a thread starts with the process's precision: a float64 scope (``jax.enable_x64``, as
+    # the command line and the scikit-learn estimator open) is the caller thread's alone, and
+    # without it the workers truncated float64 data to float32
+    x64 = bool(jax.config.jax_enable_x64)
+
     def compile_and_call(i):
-        return call(i, partial(program, i))
+        with jax.enable_x64(x64):
+            return call(i, partial(program, i))
 
     with ThreadPoolExecutor(max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
         futures = [pool.submit(compile_and_call, i) for i in range(len(jobs))]

@@ -330,3 +330,58 @@ def test_factor_analysers_on_the_command_line(capsys, tmp_path):
     assert "--variants does not apply to --family gaussian" in message
     message = error_line(capsys, "fit", path, "-k", 2, "--factors", 2, "--family", "poisson")
     assert "--n-factors does not apply to --family poisson" in message
+
+
+FAR_FROM_THE_ORIGIN = """
+import json, sys
+from jaxem.cli import main
+folder = sys.argv[1]
+status = [
+    main(["fit", f"{folder}/utm.csv", "-k", "2", "-q", "--out", f"{folder}/m.npz",
+          "--json", f"{folder}/fit.json"]),
+    main(["select", f"{folder}/utm.csv", "-k", "1-2", "--covariance-types", "VVV", "-q",
+          "--json", f"{folder}/select.json"]),
+    main(["predict", f"{folder}/m.npz", f"{folder}/utm.csv", "--out", f"{folder}/labels.csv"]),
+]
+print(json.dumps(status))
+"""
+
+
+def test_coordinates_float32_cannot_resolve_are_fitted_in_float64(tmp_path):
+    """Projected coordinates (metres: 2.5e5 and 4.1e6, spread of a few metres) in a process
+    that computes in float32, as the command line runs by default: float32 spaces such values
+    0.016 and 0.5 apart, and the fit reported a log-likelihood of +21593. The command says so
+    on stderr and fits in float64: scikit-learn's float64 maximum; select and predict too (the
+    model is saved in float64)."""
+    from sklearn.mixture import GaussianMixture as Reference
+
+    rng = np.random.default_rng(1)
+    offsets = [250000.0, 4100000.0]
+    blobs = [rng.normal([0, 0], [1, 1], (300, 2)), rng.normal([4, 2], [0.5, 1.5], (200, 2))]
+    X = np.round(np.concatenate(blobs) + offsets, 3)
+    np.savetxt(tmp_path / "utm.csv", X, delimiter=",", header="easting,northing", comments="")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "JAX_ENABLE_X64"}
+    env["JAXEM_NO_CACHE"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", FAR_FROM_THE_ORIGIN, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 0]"
+    notes = [line for line in done.stderr.splitlines() if line.startswith("jaxem:")]
+    assert notes[0].startswith("jaxem: computing in float64: column 'easting' has values up to")
+    assert "the model was saved in float64" in notes[-1]
+    assert "UserWarning" not in done.stderr  # no float64 array truncated anywhere
+    reference = Reference(2, covariance_type="full", tol=1e-10, n_init=4, random_state=0).fit(X)
+    loglik = reference.score(X) * len(X)
+    fitted = __import__("json").loads((tmp_path / "fit.json").read_text())
+    np.testing.assert_allclose(fitted["log_likelihood"], loglik, rtol=1e-6)  # tol 1e-6 a row
+    table = __import__("json").loads((tmp_path / "select.json").read_text())["table"]
+    bic = reference.bic(X)
+    np.testing.assert_allclose(table["VVV"]["2"], bic, rtol=1e-6)
+    labels = np.loadtxt(tmp_path / "labels.csv", delimiter=",", skiprows=1)[:, 0]
+    agree = np.mean(labels == reference.predict(X))
+    assert max(agree, 1 - agree) == 1.0
