@@ -158,6 +158,9 @@ class Pass:
         background thread meanwhile."""
         blocks = enumerate(self.source)
         found_any = False
+        # the reader thread checks and places blocks in the caller's precision (a float64
+        # scope, ``jax.enable_x64``, is the opening thread's alone: see `jaxem.grid`)
+        x64 = bool(jax.config.jax_enable_x64)
         with concurrent.futures.ThreadPoolExecutor(1) as reader:
 
             def read_next():
@@ -165,7 +168,8 @@ class Pass:
                     index, (X, weights) = next(blocks)
                 except StopIteration:
                     return None
-                return self._checked(index, X, weights, params)
+                with jax.enable_x64(x64):
+                    return self._checked(index, X, weights, params)
 
             queue = collections.deque(reader.submit(read_next) for _ in range(PREFETCH))
             try:
