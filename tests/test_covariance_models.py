@@ -440,3 +440,21 @@ def test_a_component_of_one_far_point(model_name):
         history = history[~np.isnan(history)]
         assert np.all(np.diff(history) > -2e-6 * np.abs(history[1:])), np.diff(history).min()
         assert history[-1] > -1200  # the three blobs found (-1192 to -1167 in float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_component_of_rounding_level_spreads_leaves_the_common_shape_alone(dtype):
+    """VEI/VEV's volumes and common shape: a component whose spreads are the rounding of zeros
+    (the scatter of one point) has volume 0 and adds nothing to the shape, whatever its noise
+    (its spreads over its volume are of order one: they pulled the shape of a t mixture's VEV
+    fit off, which then lost 5e-4 of its objective). Real spreads in far-apart units stay."""
+    from jaxem.families.gaussian import volumes
+
+    real = np.array([[0.01, 3.0, 2e6], [0.02, 1.0, 1e6]])
+    noise = np.array([[3e-31, 1e-30, 7e-31]]) * (1e10 if dtype == np.float32 else 1.0)
+    counts = jnp.asarray([40.0, 30.0, 1.0], dtype)
+    lam, shape = volumes.common_shape(jnp.asarray(np.concatenate([real, noise]), dtype), counts)
+    alone_lam, alone_shape = volumes.common_shape(jnp.asarray(real, dtype), counts[:2])
+    assert float(lam[2]) == 0.0
+    np.testing.assert_allclose(shape, alone_shape, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(lam[:2], alone_lam, rtol=1e-5 if dtype == np.float32 else 1e-12)

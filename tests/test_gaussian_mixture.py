@@ -250,6 +250,7 @@ def test_float32_e_step_far_from_the_origin(covariance_type):
 FAR_MODELS = {
     "gaussian full": lambda: jaxem.GaussianMixture(2, "full", reg_covar=0.0),
     "gaussian diag": lambda: jaxem.GaussianMixture(2, "diag", reg_covar=0.0),
+    "t full": lambda: jaxem.Mixture(families.StudentT("full", dof=5.0, reg_covar=0.0), 2),
     "factors": lambda: jaxem.Mixture(families.FactorAnalyser(1, reg_covar=0.0), 2),
 }
 

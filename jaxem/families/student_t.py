@@ -382,8 +382,9 @@ class StudentT:
         floor = 10 * jnp.finfo(counts.dtype).eps * total
         empty = counts < floor
         counts = counts + floor
+        # not sums / (scale_sums + floor): that moves every mean towards the origin
+        means = stats.sums / jnp.maximum(stats.scale_sums, floor)[:, None]
         scale_sums = stats.scale_sums + floor
-        means = stats.sums / scale_sums[:, None]
         within = structure.within(stats.scatter, stats.shifts, 1.0 / scale_sums)
         centre = jnp.sum(stats.sums, axis=0) / jnp.sum(scale_sums)
         spread = (means - centre) ** 2

@@ -27,6 +27,7 @@ Array = jax.Array
 
 TOL = 1e-12  # relative change of the volumes; at least 100 machine epsilons of the dtype
 MAX_ITER = 500
+ROUNDING = 1e3  # spreads under this many epsilons of the largest are zeros (`exact_zeros`)
 
 
 def tolerance(dtype) -> float:
@@ -48,6 +49,19 @@ def normalised(values: Array) -> Array:
     return values / jnp.exp(jnp.mean(jnp.log(values), axis=-1, keepdims=True))
 
 
+def exact_zeros(spreads: Array) -> Array:
+    """``spreads`` ``(K, D)`` with those under `ROUNDING` machine epsilons of the largest of
+    their column (the same feature, or the same rank of eigenvalue, in every component) set to
+    zero: there they are the rounding of a zero (the scatter of a component on one point, or
+    along a direction its points do not span). Left as they are, such a component's spreads
+    over its rounding-level volume, $s_k / \\lambda_k$, are of order one and pull the common
+    shape towards noise: a t mixture's VEV fit with a one-point component lost 5e-4 of its
+    objective in an iteration. Column by column, so that features in far-apart units keep
+    their small spreads."""
+    noise = ROUNDING * jnp.finfo(spreads.dtype).eps * jnp.max(spreads, axis=0)
+    return jnp.where(spreads > noise, spreads, 0.0)
+
+
 def volumes_given(spreads: Array, counts: Array, shape: Array) -> Array:
     """$\\lambda_k = \\sum_d s_{kd} / (a_d D N_k)$, ``(K,)``."""
     return jnp.sum(spreads / shape, axis=-1) / (spreads.shape[-1] * counts)
@@ -65,6 +79,7 @@ def common_shape(spreads: Array, counts: Array, max_iter: int = MAX_ITER) -> tup
     """The volumes ``(K,)`` and common shape ``(D,)`` maximising the objective of the module
     from ``spreads`` ``(K, D)`` and ``counts`` ``(K,)`` (> 0)."""
     tol = tolerance(spreads.dtype)
+    spreads = exact_zeros(spreads)
     shape = jnp.ones(spreads.shape[-1], spreads.dtype)
     volumes = volumes_given(spreads, counts, shape)
 
