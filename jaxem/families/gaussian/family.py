@@ -28,8 +28,8 @@ that floor only if below it): the raised count moved every float32 mean towards 
 relative $10 \\epsilon N / N_k$ (by 0.3 for data at 1e5). An *empty* component ($N_k$ under
 that floor) gets the weighted mean of all the data and the count-weighted average of the other
 components' covariances, so it stays finite, positive definite, and may pick points up again.
-The MAP M-step (conjugate
-Normal-Inverse-Wishart or Normal-Inverse-Gamma prior, `GaussianPrior`) is in ``docs/map.md``.
+The MAP M-step (conjugate Normal-Inverse-Wishart or Normal-Inverse-Gamma prior,
+`GaussianPrior`) is in ``docs/map.md``.
 """
 
 from __future__ import annotations
