@@ -323,3 +323,17 @@ def test_float32_predictions_far_from_the_origin_ignore_the_padding():
     np.testing.assert_allclose(
         model.score_samples(params, X), model.score_samples(params64, X64), atol=1e-4
     )
+
+
+def test_symmetry_is_judged_against_the_matrix_scale():
+    """fit_restarts' float32 k-means starts under vmap (XLA's default optimisation level) came
+    out with an off-diagonal entry asymmetric by 3e-5 of itself (-0.00262916 against
+    -0.00262908, beside variances of 0.09), and its own check refused them as not symmetric
+    positive definite. Rounding of that size passes; an asymmetry of the matrix's own size
+    does not."""
+    from jaxem.families.gaussian.full import is_positive_definite
+
+    rounded = np.array([[0.08821516, -0.00262916], [-0.00262908, 0.08764204]], np.float32)
+    assert is_positive_definite(rounded)
+    assert not is_positive_definite(np.array([[1.0, 0.5], [0.2, 1.0]]))
+    assert not is_positive_definite(np.array([[1.0, 1e-4], [0.0, 1.0]]))
