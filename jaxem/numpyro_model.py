@@ -73,6 +73,7 @@ from numpyro.primitives import Messenger
 from jaxem import linalg
 from jaxem.base import Array, Params, PRNGKey
 from jaxem.compiler import OPTIONS, at_top_level, jit
+from jaxem.families.gaussian import full
 from jaxem.validation import check_weights, is_concrete
 
 Trace = dict
@@ -1320,18 +1321,12 @@ def _partnered_stats(c, site, views, plan, params, x, size, rows: bool) -> dict:
         locations = params[c.partner].reshape(groups, -1)
         centre = jnp.mean(locations, axis=0)
         centred = x - centre
-        upper = np.triu_indices(centred.shape[-1])
-        squares = centred[..., upper[0]] * centred[..., upper[1]]
-        features = jnp.concatenate([squares, centred], axis=-1)
+        # full.squares' features (its order of the triangle), the values' dim kept last
+        rows, cols = np.triu_indices(centred.shape[-1])
+        features = jnp.concatenate([centred[..., rows] * centred[..., cols], centred], axis=-1)
         moments = _grouped(lidx, groups, [(m, ""), (features, "y")], "y")
-        sums = moments[:, len(upper[0]) :]
-        packed = np.zeros((centred.shape[-1],) * 2, int)  # entry (y, z) of S: its triangle's
-        packed[upper] = np.arange(len(upper[0]))
-        packed = np.maximum(packed, packed.T)
-        offsets = locations - centre
-        outer = offsets[:, :, None] * sums[:, None, :]
-        about = moments[:, packed] - outer - jnp.swapaxes(outer, -1, -2)
-        about = about + n[:, None, None] * offsets[:, :, None] * offsets[:, None, :]
+        sums, offsets = moments[:, rows.size :], locations - centre
+        about = full.scatter_matrices(moments[:, : rows.size], sums, n, offsets)
         stats = {"n": n, "sum": sums - n[:, None] * offsets, "sq": about}
     else:  # the differences themselves: as cheap as the values' squares
         d = x - v.args["loc"]
