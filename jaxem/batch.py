@@ -41,6 +41,7 @@ from jaxem.validation import (
     check_weight_values,
     host_values,
     is_concrete,
+    warn_if_unresolved,
 )
 
 DEFAULT_LANES = 256
@@ -146,6 +147,7 @@ def _check_batch(model, X, weights, prior):
         raise ValueError(f"X must be a batch of datasets, e.g. {example}; got shape {X.shape}")
     n_members = X.shape[0]
     member_weights = weights_shape(model, X.shape[1:])
+    warn_if_unresolved(X, batch=True)  # before the padding's NaN become zeros
     X = without_padding(X, weights)
     missing = can.missing  # NaN: a value missing at random
     if is_concrete(X) and not all_finite(X):

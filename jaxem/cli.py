@@ -53,6 +53,7 @@ from jaxem.families import factor_analyser, registry
 from jaxem.families.gaussian import structure as structures
 from jaxem.mixture import Mixture
 from jaxem.sources import is_number
+from jaxem.validation import unresolved_column
 
 if TYPE_CHECKING:
     from jaxem.model_selection import SelectResult
@@ -525,7 +526,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     family = _family_class(_family_name(args), options)
     table = read_csv(args.data, args.columns, args.missing, not args.no_header)
     X, names = table.X, table.names
-    _compute_in_float64(args, float32_cannot_resolve(X, names))
+    _compute_in_float64(args, unresolved_column(X, names))
     with cells_named(table):
         model = _model(args.n_components, family, X, args.missing, **options)
     if args.plot and of_family(model.family).component_covariances is None:
@@ -572,30 +573,6 @@ def _plotted(path: str, names: list[str]) -> None:
     print(f"figure: {path}, {shown}")
 
 
-# float32 keeps about 7 significant digits: a column whose values sit far from the origin for
-# their spread keeps few of its deviations' (4.1e6 +- 1: spacing 0.5); its fit is then wrong
-# however carefully it is computed (a two-component fit of such coordinates reported a
-# log-likelihood of +21593 against float64's -1672)
-FLOAT32_SPACING = 1e-3  # the largest float32 spacing of a column's values, over its spread
-
-
-def float32_cannot_resolve(X: np.ndarray, names: list[str]) -> str | None:
-    """Why ``X`` ``(N, D)`` needs float64: the first column whose float32 spacing at its
-    largest absolute value exceeds `FLOAT32_SPACING` times its standard deviation (NaN cells
-    left out; a constant column has nothing to resolve), or None."""
-    with np.errstate(all="ignore"), contextlib.suppress(RuntimeWarning):
-        largest = np.nanmax(np.abs(X), axis=0)
-        spread = np.nanstd(X, axis=0)
-    spacing = np.spacing(largest.astype(np.float32)).astype(np.float64)
-    for name, top, sd, step in zip(names, largest, spread, spacing, strict=True):
-        if np.isfinite(sd) and sd > 0 and step > FLOAT32_SPACING * sd:
-            return (
-                f"column {name!r} has values up to {top:.6g} and a spread of {sd:.3g}, "
-                f"which float32 resolves only to {step:.2g}"
-            )
-    return None
-
-
 def _saved_in_float64(path: str) -> bool:
     """Whether the model file holds float64 arrays (False for a file `load` will refuse)."""
     try:
@@ -629,7 +606,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
         raise CommandError(f"--covariance-types does not apply to --family {args.family}")
     table = read_csv(args.data, args.columns, args.missing, not args.no_header)
     X, names = table.X, table.names
-    _compute_in_float64(args, float32_cannot_resolve(X, names))
+    _compute_in_float64(args, unresolved_column(X, names))
     dof = {} if args.dof is None else {"dof": args.dof}
     with cells_named(table):
         family = cls.for_data(X, args.missing, **dof)
@@ -739,7 +716,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise CommandError(f"{e}; the model was fitted on the columns {wanted}") from None
         raise
     X, names = table.X, table.names
-    _compute_in_float64(args, float32_cannot_resolve(X, names))
+    _compute_in_float64(args, unresolved_column(X, names))
     if isinstance(model, Mixture):
         d = np.shape(model.as_mixture_params(params).components[0])[1]
     else:

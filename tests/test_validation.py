@@ -128,3 +128,66 @@ def test_messages_name_what_a_user_got_wrong(faithful):
         model.predict(params, faithful[:, :1])
     with pytest.raises(TypeError, match=r"n_components must be numbers .* got '1-3'"):
         jaxem.select(faithful, "1-3", key=jax.random.key(0))
+
+
+def _far(offset: float, spread: float, n: int = 40) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return offset + spread * rng.normal(size=(n, 2))
+
+
+@pytest.mark.parametrize(
+    "offset, spread, warned",
+    [
+        (1e5, 0.3, True),  # float32 spaces 1e5 0.0078 apart: 2.6 % of the spread
+        (4.1e6, 1.0, True),  # metres in projected coordinates: spacing 0.25
+        (4e4, 0.3, True),  # 0.0039: 1.3 %
+        (3e4, 0.3, False),  # 0.0020: 0.65 %
+        (1e5, 1.0, False),  # 0.8 %: under the warning's 1 %
+        (1e3, 0.01, False),  # 6e-5 of a spread of 0.01: 0.6 %
+        (0.0, 1.0, False),
+    ],
+)
+def test_float32_data_far_from_the_origin_for_their_spread_warn(offset, spread, warned):
+    """float32 data whose columns sit far from the origin for their spread (float32's spacing
+    at the largest value over 1 % of the standard deviation): `fit` warns before compiling, the
+    warning names the column and points at the caller's line; float64 data never warn."""
+    X = _far(offset, spread)
+    X[:, 1] -= offset  # a second column near the origin
+    bad_weights = np.ones(len(X) - 1)  # refused after the data's checks: nothing compiles
+    for dtype, expected in ((jnp.float32, warned), (jnp.float64, False)):
+        with pytest.raises(ValueError, match="weights must have shape"):
+            with __import__("warnings").catch_warnings(record=True) as caught:
+                __import__("warnings").simplefilter("always")
+                jaxem.fit(MODEL, jnp.asarray(X, dtype), START, weights=bad_weights)
+        ours = [w for w in caught if "resolves only to" in str(w.message)]
+        assert len(ours) == int(expected), (dtype, [str(w.message) for w in caught])
+        if expected:
+            assert "X (float32): column 0 has values up to" in str(ours[0].message)
+            assert ours[0].filename == __file__
+
+
+def test_unresolved_column_reads_spread_and_spacing():
+    """`unresolved_column` against the numbers: spacing of float32 at the column's largest
+    absolute value over its standard deviation (NaN left out, constant columns skipped)."""
+    from jaxem.validation import unresolved_column
+
+    X = np.zeros((5, 3))
+    X[:, 0] = 7.0  # constant: nothing to resolve
+    X[:, 1] = [1e5, 1e5 + 1, np.nan, 1e5 - 1, 1e5]  # std sqrt(0.5); spacing 2**-7 (1.1 %)
+    X[:, 2] = [0.0, 1.0, 2.0, 3.0, 4.0]
+    reason = unresolved_column(X, ["a", "b", "c"], relative_spacing=1e-2)
+    assert reason == (
+        "column 'b' has values up to 100001 and a spread of 0.707, which float32 resolves only "
+        "to 0.0078"
+    )
+    assert unresolved_column(X, relative_spacing=0.012) is None  # 2**-7 / sqrt(0.5) = 0.0110
+    assert "column 1" in unresolved_column(X)
+
+
+def test_fit_batch_warns_for_float32_data_far_from_the_origin():
+    """`fit_batch` checks its (B, N, D) batch member by member (one warning, naming the
+    member: pooled, members far apart would hide each other's spread)."""
+    X = jnp.asarray(np.stack([_far(0.0, 1.0), _far(4.1e6, 1.0)]), jnp.float32)
+    with pytest.raises(ValueError, match="weights must have shape"):
+        with pytest.warns(UserWarning, match=r"X\[1\] \(float32\): column 0 .* only to 0.25"):
+            jaxem.fit_batch(MODEL, jax.random.key(0), X, weights=np.ones((2, 39)))
