@@ -74,6 +74,7 @@ from jaxem import linalg
 from jaxem.base import Array, Params, PRNGKey
 from jaxem.compiler import OPTIONS, at_top_level, jit
 from jaxem.families.gaussian import full
+from jaxem.families.statistics import data_centre, normalise
 from jaxem.validation import check_weights, is_concrete
 
 Trace = dict
@@ -105,23 +106,30 @@ class _Shifted(dist.Distribution):
         return _log_density(self.base, value) + self.shift
 
 
-def _log_density(fn: Any, value: Array) -> Array:
+def _log_density(fn: Any, value: Array, featured: tuple | None = None) -> Array:
     """``fn.log_prob(value)``, with a multivariate normal's (inside masks, expansions and
     ``to_event``) computed by matrix products: the inverse Cholesky factor times the values,
     as the hand-written Gaussian does, about four times faster on a CPU than NumPyro's
-    triangular solves per element (and the E-step's largest cost)."""
+    triangular solves per element (and the E-step's largest cost); or, with ``featured``
+    ``(centre, features)`` of the value (`NumPyroData`), one product of the quadratic form's
+    coefficients with the features."""
+    if isinstance(fn, _Shifted):
+        return _log_density(fn.base, value, featured) + fn.shift
     if isinstance(fn, dist.MaskedDistribution):
-        inside = _log_density(fn.base_dist, value)
+        inside = _log_density(fn.base_dist, value, featured)
         return inside if fn._mask is True else jnp.where(fn._mask, inside, 0.0)
     if isinstance(fn, dist.ExpandedDistribution):
-        inside = _log_density(fn.base_dist, value)
+        inside = _log_density(fn.base_dist, value, featured)
         value_batch = jnp.shape(value)[: max(jnp.ndim(value) - len(fn.event_shape), 0)]
         shape = jnp.broadcast_shapes(inside.shape, fn.batch_shape, value_batch)
         return jnp.broadcast_to(inside, shape)
     if isinstance(fn, dist.Independent):
-        inside = _log_density(fn.base_dist, value)
+        inside = _log_density(fn.base_dist, value, featured)
         return jnp.sum(inside, axis=tuple(range(-fn.reinterpreted_batch_ndims, 0)))
     if type(fn) is dist.MultivariateNormal:
+        batch = jnp.broadcast_shapes(fn.loc.shape[:-1], fn.scale_tril.shape[:-2])
+        if featured is not None and batch[-1:] in ((), (1,)):  # no location or scale per row
+            return _featured_gaussian_log_density(fn.loc, fn.scale_tril, *featured)
         return _gaussian_log_density(fn.loc, fn.scale_tril, value)
     return fn.log_prob(value)
 
@@ -137,6 +145,27 @@ def _gaussian_log_density(loc: Array, scale_tril: Array, value: Array) -> Array:
     whitened = _matvec(inverse, value - centre) - _matvec(inverse, loc - centre)
     normalizer = 0.5 * linalg.log_det(scale_tril) + 0.5 * dim * jnp.log(2 * jnp.pi)
     return -0.5 * jnp.sum(jnp.square(whitened), -1) - normalizer
+
+
+def _featured_gaussian_log_density(
+    loc: Array, scale_tril: Array, centre: Array, features: Array
+) -> Array:
+    """The multivariate normal's log density at the rows whose quadratic features about
+    ``centre`` ``(D,)`` are ``features`` ``(N, D(D+1)/2 + D)`` (`NumPyroData`): the quadratic
+    form's coefficients (`jaxem.families.gaussian.full.quadratic_coefficients`, per location
+    and scale, about the same centre) times the features, as the hand-written Gaussian's
+    E-step computes it. Shape: the distribution's batch shape with the rows'."""
+    dim = scale_tril.shape[-1]
+    inverse = _inverse_factor(scale_tril)
+    precision = jnp.swapaxes(inverse, -1, -2) @ inverse
+    batch = jnp.broadcast_shapes(loc.shape[:-1], precision.shape[:-2])
+    offsets = jnp.broadcast_to(loc - centre, batch + (dim,)).reshape(-1, dim)
+    precision = jnp.broadcast_to(precision, batch + (dim, dim)).reshape(-1, dim, dim)
+    squares, firsts, constant = full.quadratic_coefficients(precision, offsets)
+    coefficients = jnp.concatenate([squares, firsts], axis=-1).reshape(batch + (-1,))
+    quadratic = _matvec(coefficients[..., None, :], features)[..., 0]
+    normalizer = 0.5 * linalg.log_det(scale_tril) + 0.5 * dim * jnp.log(2 * jnp.pi)
+    return -0.5 * (quadratic + constant.reshape(batch)) - normalizer
 
 
 def _inverse_factor(chol: Array) -> Array:
@@ -219,8 +248,8 @@ def _enumerated(model_fn: Callable, first_dim: int) -> Callable:
     return enum(config_enumerate(model_fn), first_available_dim=first_dim)
 
 
-def _site_log_prob(site: dict) -> Array:
-    value = _log_density(site["fn"], site["value"])
+def _site_log_prob(site: dict, featured: tuple | None = None) -> Array:
+    value = _log_density(site["fn"], site["value"], featured)
     if site.get("scale") is not None:
         value = site["scale"] * value
     return value
@@ -302,6 +331,7 @@ class _Site(NamedTuple):
     name: str
     row_shape: tuple[int, ...]  # its log density's shape on one row
     plate_dim: int  # the rows' dim in that shape (negative)
+    observed: bool = True
 
 
 class _Closed(NamedTuple):
@@ -333,6 +363,9 @@ class _Plan(NamedTuple):
     # other plates' dims to sum per site when the rows' latent values are few enough to sum
     # out jointly (no chain, no latent site in a plate inside the rows), else None
     joint: tuple | None = None
+    # the multivariate normal sites that observe the rows themselves (obs=X, X of shape
+    # (N, D)): their quadratic features are computed once per fit (`NumPyroData`)
+    featured: tuple[str, ...] = ()
 
 
 _FAMILY_NAMES = {
@@ -349,6 +382,24 @@ _CONJUGATE = {
     ("normal", "loc"): dist.Normal,
     ("mvn", "loc"): dist.Normal,
 }
+
+
+class NumPyroData(NamedTuple):
+    """The rows as a `NumPyroModel`'s E-step reads them (`NumPyroModel.prepare`).
+
+    Attributes:
+        rows: the data ``(N, ...)``, as the model function receives it.
+        centre: ``(D,)`` the rows' weighted mean (`jaxem.families.statistics.data_centre`), or
+            None when no site is featured.
+        features: per featured site (a multivariate normal observing the rows, `_Plan`), the
+            rows' quadratic features about ``centre`` stacked on the centred rows,
+            ``(N, D(D+1)/2 + D)``: its log density and its scale's statistics are then one
+            matrix product each, as in the hand-written Gaussian mixture.
+    """
+
+    rows: Array
+    centre: Array | None
+    features: dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -448,14 +499,28 @@ class NumPyroModel:
         _check_unmasked_values(self, plan, params, X, weights)
         return X, params, weights, prior
 
-    def e_step(self, params: Params, X: Array, weights: Array) -> tuple[Any, Array]:
+    def prepare(self, X: Array, weights: Array) -> NumPyroData:
+        """The rows as the E-step reads them, computed once per fit (per block in row
+        blocks): `NumPyroData`, with the featured sites' quadratic features."""
+        plan = self.plan(X.shape[1:], X.dtype)
+        if not plan.featured:
+            return NumPyroData(X, None, {})
+        centre = data_centre(X, weights)
+        centred = X - centre
+        features = jnp.concatenate([full.squares_of_rows(centred), centred], axis=-1)
+        return NumPyroData(X, centre, {site: features for site in plan.featured})
+
+    def e_step(self, params: Params, X: Any, weights: Array) -> tuple[Any, Array]:
         """``(stats, loglik)``: the closed-form parameters' expected sufficient statistics
         (sums over rows), and for gradient-path parameters the rows' posterior marginals and
-        the data; ``loglik`` $\\sum_n w_n \\log p(x_n \\mid \\theta)$."""
+        the data; ``loglik`` $\\sum_n w_n \\log p(x_n \\mid \\theta)$. ``X`` the rows
+        ``(N, ...)``, or ``self.prepare(X, weights)`` (as `jaxem.fit` passes it)."""
+        data = X if isinstance(X, NumPyroData) else self.prepare(X, weights)
+        X = data.rows
         plan = self.plan(X.shape[1:], X.dtype)
-        loglik, marginals = _marginals(self, plan, params, X, weights)
+        loglik, marginals = _marginals(self, plan, params, data, weights)
         views = _views(self, plan, params, X, marginals) if plan.closed else {}
-        stats = {c.param: _closed_stats(c, views, plan, params) for c in plan.closed}
+        stats = {c.param: _closed_stats(c, views, plan, params, data) for c in plan.closed}
         frozen = (marginals, X) if plan.gradient else None
         key = _DataKey((tuple(X.shape[1:]), jnp.dtype(X.dtype)))
         return {"closed": stats, "frozen": frozen, "data": key}, loglik
@@ -528,14 +593,25 @@ class NumPyroModel:
     def bytes_per_sample(self, n_features: int, itemsize: int) -> int | None:
         """The E-step's working memory per row, from which the drivers choose row blocks (so
         that a large data set is visited in cache-sized blocks, as the hand-written models
-        are): every site's log-density elements per row, times the row's values, a few copies
-        (the forward and backward passes, the statistics). None (one block) when a parameter
-        takes the gradient path, whose M-step reads all rows."""
+        are): per site, a few copies of its log-density elements per row (the forward and
+        backward passes, the statistics), times the row's values for an observed site's
+        density (a multivariate normal's whitened values), or its quadratic features for a
+        featured one (`NumPyroData`). None (one block) when a parameter takes the gradient
+        path, whose M-step reads all rows."""
         plan = self._plan_for_features(n_features)
         if plan.gradient:
             return None
-        elements = sum(int(np.prod(site.row_shape)) for site in plan.sites)
-        return 4 * elements * (n_features + 1) * itemsize
+        features = n_features * (n_features + 1) // 2 + n_features
+        total = 0
+        for site in plan.sites:
+            elements = int(np.prod(site.row_shape))
+            if site.name in plan.featured:
+                total += 4 * elements + features
+            elif site.observed:
+                total += 4 * elements * (n_features + 1)
+            else:
+                total += 4 * elements
+        return total * itemsize
 
     def chart(self, at: Params, coordinates: Array) -> Params:
         """Parameters near ``at`` from ``n_parameters`` coordinates ``(P,)``, ``at`` itself at
@@ -646,7 +722,8 @@ def _check_unmasked_values(model, plan: _Plan, params: dict, X: Array, weights: 
 @functools.partial(jax.jit, static_argnames="model")
 def _rows_log_likelihood(model, params, rows):
     plan = model.plan(rows.shape[1:], rows.dtype)
-    return _marginals(model, plan, params, rows, jnp.ones(len(rows), rows.dtype))
+    weights = jnp.ones(len(rows), rows.dtype)
+    return _marginals(model, plan, params, NumPyroData(rows, None, {}), weights)
 
 
 def _check_params(plan: _Plan, params: Any, dtype: Any) -> dict:
@@ -806,7 +883,7 @@ def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any, example) -> _Pl
         lp1 = etr1[s]["lp_shape"]
         dims = [f.dim for f in etr2[s]["cond_indep_stack"] if f.name == data_plate]
         lp1 = (1,) * max(0, -dims[0] - len(lp1)) + lp1
-        site_plan.append(_Site(s, lp1, dims[0]))
+        site_plan.append(_Site(s, lp1, dims[0], bool(etr2[s]["is_observed"])))
     # random 0s and 1s: in the support of counts, categories and binary data alike, and
     # varied enough that b0 + b1 * x is no selection of (b0, b1)
     random_rows = jax.random.bernoulli(jax.random.PRNGKey(3), 0.5, (PROBE_ROWS,) + row_shape)
@@ -814,6 +891,14 @@ def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any, example) -> _Pl
     probes = [random_rows] if example is None else [random_rows, example]
     closed = _closed_plan(model, values, priors, dict(cons), etr2, sites, enumerated, probes)
     gradient = tuple(n for n in params if n not in {c.param for c in closed})
+    featured = tuple(
+        s
+        for s in sites
+        if etr2[s]["is_observed"]
+        and etr2[s]["is_rows"]
+        and len(row_shape) == 1
+        and type(_unwrap(etr2[s]["fn"]).dist) is dist.MultivariateNormal
+    )
     return _Plan(
         tuple(params),
         tuple(priors),
@@ -825,6 +910,7 @@ def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any, example) -> _Pl
         data_plate,
         shapes,
         _joint_plan(etr2, sites, data_plate),
+        featured,
     )
 
 
@@ -860,6 +946,7 @@ def _abstract(run: Callable, *args: Any) -> Trace:
         for site in tr.values():
             if site["type"] == "sample":
                 site["lp_shape"] = tuple(_site_log_prob(site).shape)
+                site["is_rows"] = site["value"] is args[0]  # observes the rows themselves
         found["trace"] = tr
         return 0
 
@@ -1048,60 +1135,77 @@ def _full_trace(model: NumPyroModel, plan: _Plan, params: Params, X: Array) -> T
     return enumerated_log_density(fn, (X,), {}, params)[1]
 
 
-def _marginals(model: NumPyroModel, plan: _Plan, params: Params, X: Array, weights: Array):
+def _marginals(
+    model: NumPyroModel, plan: _Plan, params: Params, data: NumPyroData, weights: Array
+) -> tuple[Array, dict]:
     """``(loglik, marginals)``: $\\sum_n w_n \\log p(x_n \\mid \\theta)$ (the priors left
     out) and, per site, $w_n$ times the posterior marginal of its configurations, shaped as the
     site's log density on all rows: the derivative of the weighted log-likelihood in a zero
-    added to every site's log density. Each row's log marginal comes from summing its latent
-    values out jointly where the plan allows (`_Plan.joint`: on all rows at once, about twice
-    as fast), else from funsor's contraction row by row (``vmap``: chains)."""
+    added to every site's log density. Where the plan allows it (`_Plan.joint`: on all rows at
+    once) the rows' latent values are summed out jointly and the marginals are the joint
+    posterior summed (`_joint_marginals`); else funsor's contraction runs row by row (``vmap``:
+    chains) and the marginals are its derivative."""
+    X = data.rows
     enumerated = _enumerated(model.model_fn, plan.first_dim)
     priors = frozenset(plan.priors)
-    n_rows = X.shape[0]
-
     if plan.joint is not None:
+        return _joint_marginals(plan, _perturb(enumerated, {}, priors), params, data, weights)
 
-        def per_row(shifts):
-            return _joint_log_likelihoods(plan, _perturb(enumerated, shifts, priors), params, X)
-
-        shapes = {s.name: _on_rows(s, n_rows) for s in plan.sites}
-    else:
-
-        def one_row(row, shifts):
-            fn = _perturb(enumerated, shifts, priors)
-            return enumerated_log_density(fn, (row[None],), {}, params)[0]
-
-        def per_row(shifts):
-            return jax.vmap(one_row)(X, shifts)
-
-        shapes = {s.name: (n_rows,) + s.row_shape for s in plan.sites}
+    def one_row(row, shifts):
+        fn = _perturb(enumerated, shifts, priors)
+        return enumerated_log_density(fn, (row[None],), {}, params)[0]
 
     def total(shifts):
-        weighted = jnp.where(weights > 0, weights * per_row(shifts), jnp.zeros((), X.dtype))
+        per_row = jax.vmap(one_row)(X, shifts)
+        weighted = jnp.where(weights > 0, weights * per_row, jnp.zeros((), X.dtype))
         return jnp.sum(weighted)
 
-    zeros = {name: jnp.zeros(shape, X.dtype) for name, shape in shapes.items()}
+    zeros = {s.name: jnp.zeros((X.shape[0],) + s.row_shape, X.dtype) for s in plan.sites}
     loglik, grads = jax.value_and_grad(total)(zeros)
-    if plan.joint is None:
-        grads = {s.name: _rows_into_plate(grads[s.name], s) for s in plan.sites}
-    return loglik, grads
+    return loglik, {s.name: _rows_into_plate(grads[s.name], s) for s in plan.sites}
 
 
-def _joint_log_likelihoods(plan: _Plan, fn: Callable, params: Params, X: Array) -> Array:
-    """``(N,)``: each row's log marginal, the log-sum-exp over every enumerated value of the
-    sum of the sites' log densities (each site's plates inside the rows summed first), from one
-    run of the enumerated model ``fn`` on all rows."""
+def _joint_marginals(
+    plan: _Plan, fn: Callable, params: Params, data: NumPyroData, weights: Array
+) -> tuple[Array, dict]:
+    """`_marginals` from one run of the enumerated model ``fn`` on all rows: the joint log
+    density of every configuration of the rows' latent values, the sum of the sites' log
+    densities (each site's plates inside the rows summed first; featured sites' densities
+    from the rows' features), normalised per row over the configurations (as
+    `jaxem.families.statistics.normalise` does a mixture's components: the configurations'
+    few terms summed elementwise, the rows last); each site's marginal is that posterior
+    summed over the configurations its log density does not index, spread over its plates
+    inside the rows."""
+    X = data.rows
+    n_rows = X.shape[0]
     tr = enumerated_log_density(fn, (X,), {}, params)[1]
     inner = dict(plan.joint)
-    joint = jnp.zeros((), X.dtype)
+    joint, summed = jnp.zeros((), X.dtype), {}
     for site in plan.sites:
-        lp = _site_log_prob(tr[site.name])
+        featured = data.features.get(site.name)
+        lp = _site_log_prob(tr[site.name], None if featured is None else (data.centre, featured))
         if inner[site.name]:
             lp = jnp.sum(lp, axis=inner[site.name], keepdims=True)
+        summed[site.name] = lp.shape
         joint = joint + lp
-    joint = jnp.moveaxis(jnp.atleast_1d(joint), plan.sites[0].plate_dim, 0)
-    per_row = jax.nn.logsumexp(joint.reshape(joint.shape[0], -1), axis=1)
-    return jnp.broadcast_to(per_row, X.shape[:1])
+    rank = max(len(shape) for shape in summed.values())
+    rows_at = rank + plan.sites[0].plate_dim
+    joint = jnp.broadcast_to(joint, jnp.broadcast_shapes(*summed.values()))
+    # the dims after the rows' are plates inside them, summed above: size 1
+    posterior, per_row = normalise(joint.reshape(-1, n_rows))
+    kept = weights > 0
+    loglik = jnp.sum(jnp.where(kept, weights * per_row, jnp.zeros((), X.dtype)))
+    weighted = (posterior * jnp.where(kept, weights, jnp.zeros((), X.dtype))).reshape(joint.shape)
+    marginals = {}
+    for site in plan.sites:
+        own = (1,) * (rank - len(summed[site.name])) + tuple(summed[site.name])
+        others = tuple(i for i in range(rows_at) if own[i] == 1 and joint.shape[i] != 1)
+        marginal = jnp.sum(weighted, axis=others, keepdims=True)
+        shape = _on_rows(site, n_rows)
+        marginals[site.name] = jnp.broadcast_to(
+            marginal.reshape(marginal.shape[rank - len(shape) :]), shape
+        )
+    return loglik, marginals
 
 
 def _on_rows(site: _Site, n_rows: int) -> tuple[int, ...]:
@@ -1247,16 +1351,18 @@ def _location_statistics(c: _Closed, scale: _Closed, stats: dict, params: Params
     }
 
 
-def _closed_stats(c: _Closed, views: dict, plan: _Plan, params: Params) -> dict:
+def _closed_stats(c: _Closed, views: dict, plan: _Plan, params: Params, data: NumPyroData) -> dict:
     """The rule's statistics, summed over its sites (none for a location whose scale's
     statistics serve it, `_scale_of`)."""
     if c.role == "loc" and _scale_of(plan, c) is not None:
         return {}
-    per_site = [_site_stats(c, s, views, plan, params) for s in c.sites]
+    per_site = [_site_stats(c, s, views, plan, params, data) for s in c.sites]
     return jax.tree.map(lambda *a: sum(a[1:], a[0]), *per_site)
 
 
-def _site_stats(c: _Closed, site: str, views: dict, plan: _Plan, params: Params) -> dict:
+def _site_stats(
+    c: _Closed, site: str, views: dict, plan: _Plan, params: Params, data: NumPyroData
+) -> dict:
     v = views[(c.param, site)]
     size = params[c.param].size // c.row_size
     index, m = v.index, v.m
@@ -1272,7 +1378,7 @@ def _site_stats(c: _Closed, site: str, views: dict, plan: _Plan, params: Params)
         }
     rows = c.family == "mvn"
     if c.partner is not None:
-        return _partnered_stats(c, site, views, plan, params, x, size, rows)
+        return _partnered_stats(c, site, views, plan, params, x, size, rows, data)
     if c.family == "normal":
         if c.role == "loc":
             precision = 1.0 / jnp.square(v.args["scale"])
@@ -1298,7 +1404,7 @@ def _site_stats(c: _Closed, site: str, views: dict, plan: _Plan, params: Params)
     }
 
 
-def _partnered_stats(c, site, views, plan, params, x, size, rows: bool) -> dict:
+def _partnered_stats(c, site, views, plan, params, x, size, rows: bool, data) -> dict:
     """A scale's statistics grouped by its location's groups (so that the scale is taken at
     the new location): per location group $g$ the weight $n_g$, and the sums and sums of
     squares (outer products) about the current location $\\mu_g$, $d_g = \\sum w (x -
@@ -1309,8 +1415,10 @@ def _partnered_stats(c, site, views, plan, params, x, size, rows: bool) -> dict:
     each location group's scale group.
 
     A vector's sums come from one matrix product of the weights with the values' quadratic
-    features about a centre (the locations' mean), as the hand-written Gaussian's statistics
-    do: half the products of the outer products, the values' features shared by the groups."""
+    features about a centre, as the hand-written Gaussian's statistics do: half the products
+    of the outer products, the values' features shared by the groups. A featured site's
+    features (about the rows' centre) are `NumPyroData`'s; others' are formed here, about the
+    locations' mean."""
     loc_rule = next(r for r in plan.closed if r.param == c.partner)
     lidx = views[(c.partner, site)].index
     v = views[(c.param, site)]
@@ -1319,14 +1427,17 @@ def _partnered_stats(c, site, views, plan, params, x, size, rows: bool) -> dict:
     n = _grouped(lidx, groups, [(m, "")])
     if rows:
         locations = params[c.partner].reshape(groups, -1)
-        centre = jnp.mean(locations, axis=0)
-        centred = x - centre
-        # full.squares' features (its order of the triangle), the values' dim kept last
-        rows, cols = np.triu_indices(centred.shape[-1])
-        features = jnp.concatenate([centred[..., rows] * centred[..., cols], centred], axis=-1)
+        dim = locations.shape[-1]
+        if site in data.features:
+            centre, features = data.centre, data.features[site]
+        else:
+            centre = jnp.mean(locations, axis=0)
+            centred = x - centre
+            features = jnp.concatenate([full.squares_of_rows(centred), centred], axis=-1)
         moments = _grouped(lidx, groups, [(m, ""), (features, "y")], "y")
-        sums, offsets = moments[:, rows.size :], locations - centre
-        about = full.scatter_matrices(moments[:, : rows.size], sums, n, offsets)
+        n_squares = dim * (dim + 1) // 2
+        sums, offsets = moments[:, n_squares:], locations - centre
+        about = full.scatter_matrices(moments[:, :n_squares], sums, n, offsets)
         stats = {"n": n, "sum": sums - n[:, None] * offsets, "sq": about}
     else:  # the differences themselves: as cheap as the values' squares
         d = x - v.args["loc"]
