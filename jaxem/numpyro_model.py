@@ -366,6 +366,10 @@ class _Plan(NamedTuple):
     # the multivariate normal sites that observe the rows themselves (obs=X, X of shape
     # (N, D)): their quadratic features are computed once per fit (`NumPyroData`)
     featured: tuple[str, ...] = ()
+    # the latent site of a first-order chain written with `scan` (one enumerated site per step,
+    # its first step named _PREV_<site>), whose rows are summed by forward-backward
+    # (`_chain_marginals`), or None
+    chain: str | None = None
 
 
 _FAMILY_NAMES = {
@@ -911,6 +915,7 @@ def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any, example) -> _Pl
         shapes,
         _joint_plan(etr2, sites, data_plate),
         featured,
+        _chain_variable(etr2, sites, data_plate),
     )
 
 
@@ -933,6 +938,26 @@ def _joint_plan(tr: Trace, sites: list[str], data_plate: str) -> tuple | None:
             return None
         dims.append((s, inner))
     return tuple(dims)
+
+
+def _chain_variable(tr: Trace, sites: list[str], data_plate: str) -> str | None:
+    """The latent site ``v`` of a first-order chain written with NumPyro's ``scan``: two
+    latent sites, ``_PREV_v`` (the first step) and ``v`` (the later steps), every site's
+    enumerated dims named ``v``, ``_PREV_v`` (the step before) or ``_time_v`` (the steps), and
+    no plate but the rows'; else None."""
+    latent = [s for s in sites if not tr[s]["is_observed"]]
+    if len(latent) != 2:
+        return None
+    chain = next((v for v in latent if f"_PREV_{v}" in latent), None)
+    if chain is None:
+        return None
+    allowed = {chain, f"_PREV_{chain}", f"_time_{chain}", data_plate}
+    for s in sites:
+        if not set(tr[s]["infer"].get("dim_to_name", {}).values()) <= allowed:
+            return None
+        if any(f.name != data_plate for f in tr[s]["cond_indep_stack"]):
+            return None
+    return chain
 
 
 def _abstract(run: Callable, *args: Any) -> Trace:
@@ -1150,6 +1175,8 @@ def _marginals(
     priors = frozenset(plan.priors)
     if plan.joint is not None:
         return _joint_marginals(plan, _perturb(enumerated, {}, priors), params, data, weights)
+    if plan.chain is not None:
+        return _chain_marginals(plan, _perturb(enumerated, {}, priors), params, X, weights)
 
     def one_row(row, shifts):
         fn = _perturb(enumerated, shifts, priors)
@@ -1206,6 +1233,98 @@ def _joint_marginals(
             marginal.reshape(marginal.shape[rank - len(shape) :]), shape
         )
     return loglik, marginals
+
+
+def _chain_marginals(
+    plan: _Plan, fn: Callable, params: Params, X: Array, weights: Array
+) -> tuple[Array, dict]:
+    """`_marginals` of a chain (`_Plan.chain`), row by row (a row is a sequence): the sites'
+    log densities gathered into the first step's factor $\\phi_0(z_0)$ ``(K,)`` and the later
+    steps' $\\phi_t(z_{t-1}, z_t)$ ``(T - 1, K, K)``, summed out by the forward-backward
+    recursions in log space (`chain_posterior`); each site's marginal is the posterior of the
+    states its log density reads, $O(T K^2)$ work where funsor's parallel contraction does
+    $O(T K^3)$ and its derivative as much again."""
+    chain = plan.chain
+    names = {f"_time_{chain}": "t", f"_PREV_{chain}": "p", chain: "c"}
+
+    def labels(site: dict, lp: Array) -> str:
+        """One letter per dim of ``lp``: t (steps), p (previous state), c (current state),
+        other dims (the rows' plate: size 1 here) x, y, ..."""
+        found = site["infer"].get("name_to_dim", {})
+        by_dim = {d: names[n] for n, d in found.items() if n in names}
+        spare = iter("xyzuvw")
+        return "".join(by_dim.get(d - lp.ndim, "") or next(spare) for d in range(lp.ndim))
+
+    def one_row(row: Array, weight: Array) -> tuple[Array, dict]:
+        tr = enumerated_log_density(fn, (row[None],), {}, params)[1]
+        first, steps, layouts = jnp.zeros((), row.dtype), jnp.zeros((), row.dtype), {}
+        for site in plan.sites:
+            lp = _site_log_prob(tr[site.name])
+            own = labels(tr[site.name], lp)
+            if site.name.startswith("_PREV_"):  # the first step: its state is named _PREV_
+                own = own.replace("p", "c")
+            target = "tpc" if "t" in own else "c"
+            present = "".join(a for a in target if a in own)
+            shape = tuple(lp.shape[own.index(a)] if a in own else 1 for a in target)
+            lp = jnp.einsum(f"{own}->{present}", lp).reshape(shape)
+            layouts[site.name] = (own, present, target)
+            if "t" in own:
+                steps = steps + lp
+            else:
+                first = first + lp
+        n_states = first.shape[-1]
+        steps = jnp.broadcast_to(steps, steps.shape[:1] + (n_states, n_states))
+        loglik, first_states, pairs = chain_posterior(first, steps)
+        kept = weight > 0
+        weighted = jnp.where(kept, weight, jnp.zeros((), row.dtype))
+        marginals = {}
+        for site in plan.sites:
+            own, present, target = layouts[site.name]
+            posterior = pairs if target == "tpc" else first_states
+            reduced = jnp.einsum(f"{target}->{present}", posterior) * weighted
+            ordered = "".join(a for a in own if a in present)
+            marginal = jnp.einsum(f"{present}->{ordered}", reduced)
+            marginals[site.name] = marginal.reshape(site.row_shape)
+        return jnp.where(kept, weight * loglik, jnp.zeros((), row.dtype)), marginals
+
+    per_row, marginals = jax.vmap(one_row)(X, weights)
+    return jnp.sum(per_row), {s.name: _rows_into_plate(marginals[s.name], s) for s in plan.sites}
+
+
+def chain_posterior(first: Array, steps: Array) -> tuple[Array, Array, Array]:
+    """A chain's log normaliser and posteriors from its log factors: ``first`` ``(K,)``
+    $\\log \\phi_0(z_0)$ and ``steps`` ``(T - 1, K, K)`` $\\log \\phi_t(z_{t-1}, z_t)$
+    (transition and emissions together, free to change along the chain). Returns $\\log Z$,
+    $p(z_0)$ ``(K,)`` and $p(z_{t-1}, z_t)$ ``(T - 1, K, K)``.
+
+    The forward-backward recursions of `jaxem.inference` scaled, in log space: each forward
+    variable is normalised by its log-sum-exp $\\log c_t$ (so $\\log Z = \\sum_t \\log
+    c_t$) and each backward variable by the same $c_t$, so that both stay near zero whatever
+    T (unscaled, they reach $\\log Z$, whose rounding an exponent of their difference
+    would keep); a log-sum-exp over ``K`` per state and step, so the factors may be any log
+    densities, sharp or far below one, in float32 too."""
+    first_scale = jax.nn.logsumexp(first)
+
+    def forward(alpha, step):
+        moved = jax.nn.logsumexp(alpha[:, None] + step, axis=0)
+        scale = jax.nn.logsumexp(moved)
+        return moved - scale, (moved - scale, scale)
+
+    _, (alphas, scales) = jax.lax.scan(forward, first - first_scale, steps)
+
+    def backward(beta, inputs):
+        step, scale = inputs
+        beta = jax.nn.logsumexp(step + beta[None, :], axis=1) - scale
+        return beta, beta
+
+    last = jnp.zeros_like(first)
+    _, betas = jax.lax.scan(backward, last, (steps, scales), reverse=True)
+    before = jnp.concatenate([(first - first_scale)[None], alphas[:-1]])  # alpha_{t-1}
+    after = jnp.concatenate([betas[1:], last[None]])  # beta_t
+    pairs = jnp.exp(before[:, :, None] + steps + after[:, None, :] - scales[:, None, None])
+    beta_first = betas[0] if steps.shape[0] else last
+    log_normaliser = first_scale + jnp.sum(scales)
+    return log_normaliser, jnp.exp(first - first_scale + beta_first), pairs
 
 
 def _on_rows(site: _Site, n_rows: int) -> tuple[int, ...]:
