@@ -216,3 +216,40 @@ def forward_backward_parallel(
     weights = jnp.where(real[1:], 1.0 / totals, 0.0)
     transition_counts = transitions * ((alphas[:-1] * weights[:, None]).T @ ahead)
     return Posterior(log_likelihood, marginals, transition_counts, alphas)
+
+
+def chain_posterior(first: Array, steps: Array) -> tuple[Array, Array, Array]:
+    """A chain's log normaliser and posteriors from its log factors: ``first`` ``(K,)``
+    $\\log \\phi_0(z_0)$ and ``steps`` ``(T - 1, K, K)`` $\\log \\phi_t(z_{t-1}, z_t)$
+    (transition and emissions together, free to change along the chain). Returns $\\log Z$,
+    $p(z_0)$ ``(K,)`` and $p(z_{t-1}, z_t)$ ``(T - 1, K, K)``.
+
+    `forward_backward`'s recursions for factors that change along the chain, scaled in log
+    space: each forward variable is normalised by its log-sum-exp $\\log c_t$ (so $\\log Z =
+    \\sum_t \\log c_t$) and each backward variable by the same $c_t$, so that both stay near
+    zero whatever T (unscaled, they reach $\\log Z$, whose rounding an exponent of their
+    difference would keep); a log-sum-exp over ``K`` per state and step, so the factors may be
+    any log densities, sharp or far below one, in float32 too. `jaxem.NumPyroModel` sums the
+    chains written with NumPyro's ``scan`` with it."""
+    first_scale = jax.nn.logsumexp(first)
+
+    def forward(alpha, step):
+        moved = jax.nn.logsumexp(alpha[:, None] + step, axis=0)
+        scale = jax.nn.logsumexp(moved)
+        return moved - scale, (moved - scale, scale)
+
+    _, (alphas, scales) = jax.lax.scan(forward, first - first_scale, steps)
+
+    def backward(beta, inputs):
+        step, scale = inputs
+        beta = jax.nn.logsumexp(step + beta[None, :], axis=1) - scale
+        return beta, beta
+
+    last = jnp.zeros_like(first)
+    _, betas = jax.lax.scan(backward, last, (steps, scales), reverse=True)
+    before = jnp.concatenate([(first - first_scale)[None], alphas[:-1]])  # alpha_{t-1}
+    after = jnp.concatenate([betas[1:], last[None]])  # beta_t
+    pairs = jnp.exp(before[:, :, None] + steps + after[:, None, :] - scales[:, None, None])
+    beta_first = betas[0] if steps.shape[0] else last
+    log_normaliser = first_scale + jnp.sum(scales)
+    return log_normaliser, jnp.exp(first - first_scale + beta_first), pairs

@@ -75,6 +75,7 @@ from jaxem.base import Array, Params, PRNGKey
 from jaxem.compiler import OPTIONS, at_top_level, jit
 from jaxem.families.gaussian import full
 from jaxem.families.statistics import data_centre, normalise
+from jaxem.inference import chain_posterior
 from jaxem.validation import check_weights, is_concrete
 
 Trace = dict
@@ -1241,9 +1242,9 @@ def _chain_marginals(
     """`_marginals` of a chain (`_Plan.chain`), row by row (a row is a sequence): the sites'
     log densities gathered into the first step's factor $\\phi_0(z_0)$ ``(K,)`` and the later
     steps' $\\phi_t(z_{t-1}, z_t)$ ``(T - 1, K, K)``, summed out by the forward-backward
-    recursions in log space (`chain_posterior`); each site's marginal is the posterior of the
-    states its log density reads, $O(T K^2)$ work where funsor's parallel contraction does
-    $O(T K^3)$ and its derivative as much again."""
+    recursions in log space (`jaxem.inference.chain_posterior`); each site's marginal is the
+    posterior of the states its log density reads, $O(T K^2)$ work where funsor's parallel
+    contraction does $O(T K^3)$ and its derivative as much again."""
     chain = plan.chain
     names = {f"_time_{chain}": "t", f"_PREV_{chain}": "p", chain: "c"}
 
@@ -1289,42 +1290,6 @@ def _chain_marginals(
 
     per_row, marginals = jax.vmap(one_row)(X, weights)
     return jnp.sum(per_row), {s.name: _rows_into_plate(marginals[s.name], s) for s in plan.sites}
-
-
-def chain_posterior(first: Array, steps: Array) -> tuple[Array, Array, Array]:
-    """A chain's log normaliser and posteriors from its log factors: ``first`` ``(K,)``
-    $\\log \\phi_0(z_0)$ and ``steps`` ``(T - 1, K, K)`` $\\log \\phi_t(z_{t-1}, z_t)$
-    (transition and emissions together, free to change along the chain). Returns $\\log Z$,
-    $p(z_0)$ ``(K,)`` and $p(z_{t-1}, z_t)$ ``(T - 1, K, K)``.
-
-    The forward-backward recursions of `jaxem.inference` scaled, in log space: each forward
-    variable is normalised by its log-sum-exp $\\log c_t$ (so $\\log Z = \\sum_t \\log
-    c_t$) and each backward variable by the same $c_t$, so that both stay near zero whatever
-    T (unscaled, they reach $\\log Z$, whose rounding an exponent of their difference
-    would keep); a log-sum-exp over ``K`` per state and step, so the factors may be any log
-    densities, sharp or far below one, in float32 too."""
-    first_scale = jax.nn.logsumexp(first)
-
-    def forward(alpha, step):
-        moved = jax.nn.logsumexp(alpha[:, None] + step, axis=0)
-        scale = jax.nn.logsumexp(moved)
-        return moved - scale, (moved - scale, scale)
-
-    _, (alphas, scales) = jax.lax.scan(forward, first - first_scale, steps)
-
-    def backward(beta, inputs):
-        step, scale = inputs
-        beta = jax.nn.logsumexp(step + beta[None, :], axis=1) - scale
-        return beta, beta
-
-    last = jnp.zeros_like(first)
-    _, betas = jax.lax.scan(backward, last, (steps, scales), reverse=True)
-    before = jnp.concatenate([(first - first_scale)[None], alphas[:-1]])  # alpha_{t-1}
-    after = jnp.concatenate([betas[1:], last[None]])  # beta_t
-    pairs = jnp.exp(before[:, :, None] + steps + after[:, None, :] - scales[:, None, None])
-    beta_first = betas[0] if steps.shape[0] else last
-    log_normaliser = first_scale + jnp.sum(scales)
-    return log_normaliser, jnp.exp(first - first_scale + beta_first), pairs
 
 
 def _on_rows(site: _Site, n_rows: int) -> tuple[int, ...]:

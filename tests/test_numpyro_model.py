@@ -721,31 +721,3 @@ def test_multivariate_normal_densities_against_scipy():
         np.testing.assert_allclose(
             stats["closed"]["weights"]["counts"].reshape(-1), responsibilities.sum(1), rtol=1e-10
         )
-
-
-def test_chain_posterior_is_brute_force_enumeration():
-    """The forward-backward pass of chains written with `scan` (`numpyro_model.chain_posterior`)
-    against the sum over all K^T paths: log normaliser, first state's and consecutive pairs'
-    posteriors, for factors that change along the chain and reach far below one (log factors
-    down to -200, where unscaled recursions would lose the small paths)."""
-    import itertools
-
-    from jaxem.numpyro_model import chain_posterior
-
-    rng = np.random.default_rng(7)
-    k, t = 3, 6
-    first = rng.normal(size=k) * 3
-    steps = rng.normal(size=(t - 1, k, k)) * 3 - np.linspace(0.0, 200.0, t - 1)[:, None, None]
-    log_z, first_states, pairs = chain_posterior(jnp.asarray(first), jnp.asarray(steps))
-    paths = np.array(list(itertools.product(range(k), repeat=t)))
-    logp = first[paths[:, 0]] + sum(steps[i, paths[:, i], paths[:, i + 1]] for i in range(t - 1))
-    expected = scipy.special.logsumexp(logp)
-    posterior = np.exp(logp - expected)
-    np.testing.assert_allclose(float(log_z), expected, rtol=1e-13)
-    np.testing.assert_allclose(
-        first_states, np.bincount(paths[:, 0], posterior, k), rtol=1e-11, atol=1e-300
-    )
-    for i in range(t - 1):
-        joint = np.zeros((k, k))
-        np.add.at(joint, (paths[:, i], paths[:, i + 1]), posterior)
-        np.testing.assert_allclose(pairs[i], joint, rtol=1e-10, atol=1e-300)
