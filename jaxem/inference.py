@@ -75,7 +75,10 @@ def forward_backward(
         A `Posterior`.
     """
     real = _mask(log_likelihoods, mask)
-    top = jnp.max(log_likelihoods, axis=1, keepdims=True)
+    # the shift cancels exactly (log p adds back what b_t takes out), so it carries no
+    # derivative: differentiating max gave a NaN Hessian under jit (XLA's CPU backend at O0,
+    # one HMM's parameters in their last ulp) where the eager Hessian was finite
+    top = jax.lax.stop_gradient(jnp.max(log_likelihoods, axis=1, keepdims=True))
     emissions = jnp.exp(log_likelihoods - top)  # (T, K), max 1 per step
 
     first = initial * emissions[0]
@@ -180,7 +183,7 @@ def forward_backward_parallel(
     """
     real = _mask(log_likelihoods, mask)
     k = initial.shape[0]
-    top = jnp.max(log_likelihoods, axis=1)
+    top = jax.lax.stop_gradient(jnp.max(log_likelihoods, axis=1))  # cancels: see above
     emissions = jnp.exp(log_likelihoods - top[:, None])  # (T, K)
     steps = transitions[None] * emissions[:, None, :]  # (T, K, K): A diag(b_t)
     steps = steps.at[0].set(jnp.broadcast_to(initial * emissions[0], (k, k)))
