@@ -7,7 +7,10 @@ weight zero change no fit, so the drivers pad the data with such rows up to the 
 the form $2^j$ or $3 \\cdot 2^j$ (at least 16 rows): every size between two buckets runs the
 same program, at most 50% more rows (about 20% on average). Above `LARGEST_PADDED` rows the
 data keeps its size: there one compilation is small beside the run, and the padding would cost
-time on every iteration.
+time on every iteration. Sequences (a hidden Markov model's data, ``(n_sequences, n_steps, D)``)
+are padded along both axes, the steps as rows and the sequences from one sequence up (1, 2, 3,
+4, 6, 8, ...): a padded sequence costs a sequence's work, so one sequence of 1e5 steps padded
+to sixteen made every iteration 16 times as long (57 ms where 4.8 ms do).
 
 A model takes part when it says that rows of weight zero change nothing in its E-step
 (``ignores_zero_weights``, true for jaxem's mixtures, hidden Markov models and k-means); a
@@ -29,23 +32,29 @@ SMALLEST = 16
 LARGEST_PADDED = 65_536
 
 
-def bucket(n: int) -> int:
+def bucket(n: int, smallest: int = SMALLEST) -> int:
     """The padded size of ``n`` rows: the smallest $2^j$ or $3 \\cdot 2^j$ that is at least
-    ``max(n, 16)``; ``n`` itself above `LARGEST_PADDED`."""
+    ``max(n, smallest)``; ``n`` itself above `LARGEST_PADDED`."""
     if n > LARGEST_PADDED:
         return n
-    size = SMALLEST
+    size = smallest
     while size < n:
-        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+        if size == 1:
+            size = 2
+        else:
+            size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
     return size
 
 
 def pad_rows(X: Any, weights: Any, axes: int = 1) -> tuple[jax.Array, jax.Array]:
-    """``X`` and ``weights`` with each of the first ``axes`` axes (rows; for sequences also
-    steps) padded with zeros to its `bucket`; ``weights`` has ``axes`` dimensions, the leading
-    ones of ``X``. The padding holds zeros and weight zero. Padded on the host (concrete data):
-    a pad compiled for every size would undo the sharing."""
-    widths = [(0, bucket(n) - n) for n in np.shape(weights)[:axes]]
+    """``X`` and ``weights`` with each of the first ``axes`` axes (rows; for sequences,
+    sequences and steps) padded with zeros to its `bucket` (the sequences' from one up);
+    ``weights`` has ``axes`` dimensions, the leading ones of ``X``. The padding holds zeros and
+    weight zero. Padded on the host (concrete data): a pad compiled for every size would undo
+    the sharing."""
+    shape = np.shape(weights)[:axes]
+    smallest = [1] * (axes - 1) + [SMALLEST]  # whole sequences, then rows or steps
+    widths = [(0, bucket(n, least) - n) for n, least in zip(shape, smallest, strict=True)]
     if not any(extra for _, extra in widths):
         return X, weights
     X_widths = widths + [(0, 0)] * (np.ndim(X) - axes)

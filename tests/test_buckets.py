@@ -30,6 +30,21 @@ def log_compiles(caplog):
 def test_bucket_sizes():
     assert [bucket(n) for n in (1, 16, 17, 25, 333, 385, 1000)] == [16, 16, 24, 32, 384, 512, 1024]
     assert bucket(LARGEST_PADDED + 1) == LARGEST_PADDED + 1  # large data keeps its size
+    assert [bucket(n, 1) for n in range(1, 10)] == [1, 2, 3, 4, 6, 6, 8, 8, 12]
+
+
+def test_sequences_are_padded_from_one_sequence_up():
+    """Sequences ``(n_sequences, n_steps)``: a padded sequence costs a whole sequence's work,
+    so their count is bucketed from one (1, 2, 3, 4, 6, ...), the steps as rows; a single long
+    sequence is never padded to sixteen (every iteration was 16 times as long)."""
+    from jaxem.buckets import pad_rows
+
+    for shape, padded in [((1, 100), (1, 128)), ((5, 20), (6, 24)), ((1, 10**5), (1, 10**5))]:
+        X, w = pad_rows(np.ones(shape + (2,)), np.ones(shape), axes=2)
+        assert w.shape == padded and X.shape == padded + (2,)
+        assert float(w.sum()) == np.prod(shape)
+    X, w = pad_rows(np.ones((17, 2)), np.ones(17), axes=1)
+    assert w.shape == (24,)
 
 
 def test_nearby_sizes_share_one_program_and_equal_sklearn(blobs, log_compiles):
