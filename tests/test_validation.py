@@ -1,5 +1,7 @@
 """Bad input gets a ValueError/TypeError naming the argument, before any compilation."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -156,8 +158,8 @@ def test_float32_data_far_from_the_origin_for_their_spread_warn(offset, spread, 
     bad_weights = np.ones(len(X) - 1)  # refused after the data's checks: nothing compiles
     for dtype, expected in ((jnp.float32, warned), (jnp.float64, False)):
         with pytest.raises(ValueError, match="weights must have shape"):
-            with __import__("warnings").catch_warnings(record=True) as caught:
-                __import__("warnings").simplefilter("always")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 jaxem.fit(MODEL, jnp.asarray(X, dtype), START, weights=bad_weights)
         ours = [w for w in caught if "resolves only to" in str(w.message)]
         assert len(ours) == int(expected), (dtype, [str(w.message) for w in caught])
