@@ -69,7 +69,8 @@ def test_sweep_gives_the_inverse_the_solve_and_the_schur_complement(n_pivots):
 def test_quadratic_form_coefficients_give_mahalanobis_distances(d):
     """The full covariance's quadratic form on the features, a . q(x) + b . x + c, equals
     (x - o)' Sigma^-1 (x - o) from NumPy's inverse, per component, with log|Sigma| from
-    NumPy's slogdet; and `quadratic_coefficients` from a precision gives the same."""
+    NumPy's slogdet; and `quadratic_coefficients` from a precision gives the same, as do the
+    features of `squares_of_rows` (the values' dim last)."""
     rng = np.random.default_rng(d)
     factors = rng.normal(size=(3, d, d + 2))
     covariances = factors @ np.swapaxes(factors, 1, 2) + 0.5 * np.eye(d)
@@ -83,6 +84,12 @@ def test_quadratic_form_coefficients_give_mahalanobis_distances(d):
     np.testing.assert_allclose(log_det, np.linalg.slogdet(covariances)[1], rtol=1e-12)
     again = full.quadratic_coefficients(jnp.asarray(precisions), jnp.asarray(offsets))
     np.testing.assert_allclose(again[0] @ features + again[1] @ x.T + again[2][:, None], expected)
+    # the same features with the values' dim last (and leading dims kept): squares_of_rows
+    rows_last = np.asarray(full.squares_of_rows(jnp.asarray(x.reshape(4, 5, d))))
+    on_rows = np.einsum("kq,abq->kab", a, rows_last) + np.einsum(
+        "kd,abd->kab", b, x.reshape(4, 5, d)
+    )
+    np.testing.assert_allclose(on_rows + c[:, None, None], expected.reshape(3, 4, 5), rtol=1e-10)
 
 
 @pytest.mark.parametrize("d", [1, 2, 5, 8])
