@@ -222,37 +222,91 @@ def forward_backward_parallel(
 
 
 def chain_posterior(first: Array, steps: Array) -> tuple[Array, Array, Array]:
-    """A chain's log normaliser and posteriors from its log factors: ``first`` ``(K,)``
-    $\\log \\phi_0(z_0)$ and ``steps`` ``(T - 1, K, K)`` $\\log \\phi_t(z_{t-1}, z_t)$
-    (transition and emissions together, free to change along the chain). Returns $\\log Z$,
-    $p(z_0)$ ``(K,)`` and $p(z_{t-1}, z_t)$ ``(T - 1, K, K)``.
+    """Chains' log normalisers and posteriors from their log factors: ``first`` ``(S, K)``
+    $\\log \\phi_0(z_0)$ and ``steps`` ``(S, T - 1, K, K)`` $\\log \\phi_t(z_{t-1}, z_t)$
+    (transition and emissions together, free to change along the chain) of S chains of the
+    same length. Returns $\\log Z$ ``(S,)``, $p(z_0)$ ``(S, K)`` and $p(z_{t-1}, z_t)$
+    ``(S, T - 1, K, K)``. `jaxem.NumPyroModel` sums the chains written with NumPyro's ``scan``
+    with it.
 
-    `forward_backward`'s recursions for factors that change along the chain, scaled in log
-    space: each forward variable is normalised by its log-sum-exp $\\log c_t$ (so $\\log Z =
-    \\sum_t \\log c_t$) and each backward variable by the same $c_t$, so that both stay near
-    zero whatever T (unscaled, they reach $\\log Z$, whose rounding an exponent of their
-    difference would keep); a log-sum-exp over ``K`` per state and step, so the factors may be
-    any log densities, sharp or far below one, in float32 too. `jaxem.NumPyroModel` sums the
-    chains written with NumPyro's ``scan`` with it."""
-    first_scale = jax.nn.logsumexp(first)
+    `forward_backward`'s scaled recursions for factors that change along the chain: each
+    step's factors are shifted by their largest, $E_t = \\exp(\\log \\phi_t - s_t)$ in
+    $[0, 1]$, the forward variables normalised by their sum $c_t$ ($\\log Z = \\sum_t
+    \\log c_t + s_t$) and the backward ones divided by the same $c_t$: a ``(K, K)``
+    product per step. The shift cannot keep a step's sum from underflowing where the
+    chain's probable states have factors far below the step's largest (beyond ``exp``'s
+    range: 87 in float32, 708 in float64; structural zeros, sharp emissions, factors that
+    are not probabilities); then every chain is summed again by the recursions in log space
+    (a log-sum-exp per state and step, eight times slower on a CPU), whose results are
+    exact for any factors."""
+    in_probabilities = _chain_in_probabilities(first, steps)
+    failed = in_probabilities[-1]
+    return jax.lax.cond(
+        failed,
+        lambda: _chain_in_logs(first, steps),
+        lambda: in_probabilities[:-1],
+    )
+
+
+def _chain_in_probabilities(first: Array, steps: Array) -> tuple[Array, Array, Array, Array]:
+    """`chain_posterior` with the steps' factors exponentiated about their largest, and
+    whether any chain's recursions underflowed or overflowed."""
+    first_shift = jax.lax.stop_gradient(jnp.max(first, axis=-1, keepdims=True))
+    shift = jax.lax.stop_gradient(jnp.max(steps, axis=(-2, -1), keepdims=True))  # cancels
+    factors = jnp.moveaxis(jnp.exp(steps - shift), 1, 0)  # (T - 1, S, K, K)
+    start = jnp.exp(first - first_shift)
+    first_scale = jnp.sum(start, axis=-1, keepdims=True)
+
+    def forward(alpha, factor):
+        moved = jnp.sum(alpha[:, :, None] * factor, axis=1)
+        scale = jnp.sum(moved, axis=-1, keepdims=True)
+        alpha = moved / scale
+        return alpha, (alpha, scale)
+
+    alpha_first = start / first_scale
+    _, (alphas, scales) = jax.lax.scan(forward, alpha_first, factors)
+
+    def backward(beta, inputs):
+        factor, scale = inputs
+        beta_before = jnp.sum(factor * beta[:, None, :], axis=2) / scale
+        return beta_before, beta
+
+    last = jnp.ones_like(first)
+    beta_first, betas = jax.lax.scan(backward, last, (factors, scales), reverse=True)
+    before = jnp.concatenate([alpha_first[None], alphas])[:-1]  # alpha_{t-1}
+    pairs = before[:, :, :, None] * factors * (betas / scales)[:, :, None, :]
+    log_scales = jnp.sum(jnp.log(scales[..., 0]) + shift[..., 0, 0].T, axis=0)
+    log_normaliser = first_shift[..., 0] + jnp.log(first_scale[..., 0]) + log_scales
+    first_states = alpha_first * beta_first
+    failed = ~(
+        jnp.all(scales > 0) & jnp.all(jnp.isfinite(log_normaliser)) & jnp.all(jnp.isfinite(betas))
+    )
+    return log_normaliser, first_states, jnp.moveaxis(pairs, 0, 1), failed
+
+
+def _chain_in_logs(first: Array, steps: Array) -> tuple[Array, Array, Array]:
+    """`chain_posterior` in log space: each forward variable normalised by its log-sum-exp
+    $\\log c_t$ and each backward variable by the same $c_t$, so that both stay near zero
+    whatever T and whatever the factors."""
+    first_scale = jax.nn.logsumexp(first, axis=-1, keepdims=True)
 
     def forward(alpha, step):
-        moved = jax.nn.logsumexp(alpha[:, None] + step, axis=0)
-        scale = jax.nn.logsumexp(moved)
+        moved = jax.nn.logsumexp(alpha[:, :, None] + step, axis=1)
+        scale = jax.nn.logsumexp(moved, axis=-1, keepdims=True)
         return moved - scale, (moved - scale, scale)
 
-    _, (alphas, scales) = jax.lax.scan(forward, first - first_scale, steps)
+    time_major = jnp.moveaxis(steps, 1, 0)
+    _, (alphas, scales) = jax.lax.scan(forward, first - first_scale, time_major)
 
     def backward(beta, inputs):
         step, scale = inputs
-        beta = jax.nn.logsumexp(step + beta[None, :], axis=1) - scale
-        return beta, beta
+        beta_before = jax.nn.logsumexp(step + beta[:, None, :], axis=2) - scale
+        return beta_before, beta
 
     last = jnp.zeros_like(first)
-    _, betas = jax.lax.scan(backward, last, (steps, scales), reverse=True)
-    before = jnp.concatenate([(first - first_scale)[None], alphas[:-1]])  # alpha_{t-1}
-    after = jnp.concatenate([betas[1:], last[None]])  # beta_t
-    pairs = jnp.exp(before[:, :, None] + steps + after[:, None, :] - scales[:, None, None])
-    beta_first = betas[0] if steps.shape[0] else last
-    log_normaliser = first_scale + jnp.sum(scales)
-    return log_normaliser, jnp.exp(first - first_scale + beta_first), pairs
+    beta_first, betas = jax.lax.scan(backward, last, (time_major, scales), reverse=True)
+    before = jnp.concatenate([(first - first_scale)[None], alphas])[:-1]  # alpha_{t-1}
+    pairs = jnp.exp(before[:, :, :, None] + time_major + (betas - scales)[:, :, None, :])
+    log_normaliser = first_scale[..., 0] + jnp.sum(scales[..., 0], axis=0)
+    first_states = jnp.exp(first - first_scale + beta_first)
+    return log_normaliser, first_states, jnp.moveaxis(pairs, 0, 1)

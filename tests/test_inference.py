@@ -160,25 +160,62 @@ def test_backward_sampling_draws_paths_with_their_posterior_probabilities(zeros)
     assert np.all(np.abs(frequencies - posterior) <= 4 * standard_error + 1e-12)
 
 
-def test_chain_posterior_is_brute_force_enumeration():
+CHAIN_POSTERIOR = jax.jit(chain_posterior)
+
+
+def _chain_factors(rng, k, t, depth, sharp):
+    """Log factors of a chain of ``t`` states: the first step's and the later steps', the
+    later ones reaching ``depth`` below zero along the chain; with ``sharp``, state 0 is
+    certain first and every step from it is ``sharp`` below the step's largest factor."""
+    first = rng.normal(size=k) * 3
+    steps = rng.normal(size=(t - 1, k, k)) * 3 - np.linspace(0.0, depth, t - 1)[:, None, None]
+    if sharp:
+        first[1:] -= 1e4
+        steps[:, 0, :] -= sharp
+    return first, steps
+
+
+@pytest.mark.parametrize(
+    "depth, sharp",
+    [
+        (200.0, 0.0),  # factors far below one, but within exp's range about each step's largest
+        (0.0, 800.0),  # beyond it (float64): the recursions in probabilities underflow
+    ],
+)
+def test_chain_posterior_is_brute_force_enumeration(depth, sharp):
     """`chain_posterior` (the forward-backward pass of chains written with NumPyro's `scan`)
     against the sum over all K^T paths: log normaliser, first state's and consecutive pairs'
-    posteriors, for factors that change along the chain and reach far below one (log factors
-    down to -200, where unscaled recursions would lose the small paths)."""
+    posteriors, for three chains at once whose factors change along the chain and reach far
+    below one (log factors down to -200, where unscaled recursions would lose the small
+    paths), and for chains whose probable states' factors are 800 below each step's largest,
+    where the scaled recursions in probabilities underflow and those in logs take over."""
     rng = np.random.default_rng(7)
     k, t = 3, 6
-    first = rng.normal(size=k) * 3
-    steps = rng.normal(size=(t - 1, k, k)) * 3 - np.linspace(0.0, 200.0, t - 1)[:, None, None]
-    log_z, first_states, pairs = chain_posterior(jnp.asarray(first), jnp.asarray(steps))
+    chains = [_chain_factors(rng, k, t, depth, sharp) for _ in range(3)]
+    first = np.stack([c[0] for c in chains])
+    steps = np.stack([c[1] for c in chains])
+    log_z, first_states, pairs = CHAIN_POSTERIOR(jnp.asarray(first), jnp.asarray(steps))
     paths = np.array(list(itertools.product(range(k), repeat=t)))
-    logp = first[paths[:, 0]] + sum(steps[i, paths[:, i], paths[:, i + 1]] for i in range(t - 1))
-    expected = scipy.special.logsumexp(logp)
-    posterior = np.exp(logp - expected)
-    np.testing.assert_allclose(float(log_z), expected, rtol=1e-13)
-    np.testing.assert_allclose(
-        first_states, np.bincount(paths[:, 0], posterior, k), rtol=1e-11, atol=1e-300
-    )
-    for i in range(t - 1):
-        joint = np.zeros((k, k))
-        np.add.at(joint, (paths[:, i], paths[:, i + 1]), posterior)
-        np.testing.assert_allclose(pairs[i], joint, rtol=1e-10, atol=1e-300)
+    for s, (one_first, one_steps) in enumerate(chains):
+        logp = one_first[paths[:, 0]]
+        logp = logp + sum(one_steps[i, paths[:, i], paths[:, i + 1]] for i in range(t - 1))
+        expected = scipy.special.logsumexp(logp)
+        posterior = np.exp(logp - expected)
+        np.testing.assert_allclose(float(log_z[s]), expected, rtol=1e-13)
+        np.testing.assert_allclose(
+            first_states[s], np.bincount(paths[:, 0], posterior, k), rtol=1e-11, atol=1e-300
+        )
+        for i in range(t - 1):
+            joint = np.zeros((k, k))
+            np.add.at(joint, (paths[:, i], paths[:, i + 1]), posterior)
+            np.testing.assert_allclose(pairs[s, i], joint, rtol=1e-10, atol=1e-300)
+
+
+def test_chain_posterior_of_one_step():
+    """A chain of one state (no steps): its normaliser and posterior are the first factor's."""
+    first = jnp.asarray([[0.5, -1.0, 2.0]])
+    log_z, first_states, pairs = CHAIN_POSTERIOR(first, jnp.zeros((1, 0, 3, 3)))
+    expected = scipy.special.logsumexp(np.asarray(first[0]))
+    np.testing.assert_allclose(log_z, [expected], rtol=1e-14)
+    np.testing.assert_allclose(first_states[0], np.exp(np.asarray(first[0]) - expected), rtol=1e-14)
+    assert pairs.shape == (1, 0, 3, 3)
