@@ -525,7 +525,11 @@ class NumPyroModel:
 
     def prepare(self, X: Array, weights: Array) -> NumPyroData:
         """The rows as the E-step reads them, computed once per fit (per block in row
-        blocks): `NumPyroData`, with the featured sites' quadratic features."""
+        blocks): `NumPyroData`, with the featured sites' quadratic features. A row of weight
+        zero is read as a copy of the first row of positive weight: the padding that shares
+        programs between sizes holds zeros, which a model's distributions need not support
+        (a Gamma's log density at 0 is -inf), and its posterior would be NaN."""
+        X = _weighted_rows(X, weights)
         plan = self.plan(X.shape[1:], X.dtype)
         if not plan.featured:
             return NumPyroData(X, None, {})
@@ -673,6 +677,14 @@ class NumPyroModel:
 
 # the plan that named these parameters (their constraints), per model
 _PLAN_OF_PARAMS: dict = {}
+
+
+def _weighted_rows(X: Array, weights: Array) -> Array:
+    """``X`` with each row of weight zero replaced by the first row of positive weight (by
+    row 0 where none has)."""
+    kept = weights > 0
+    first = X[jnp.argmax(kept)]
+    return jnp.where(kept.reshape(kept.shape + (1,) * (X.ndim - 1)), X, first)
 
 
 @jax.tree_util.register_static
@@ -1209,7 +1221,12 @@ def _marginals(
 
     zeros = {s.name: jnp.zeros((X.shape[0],) + s.row_shape, X.dtype) for s in plan.sites}
     loglik, grads = jax.value_and_grad(total)(zeros)
-    return loglik, {s.name: _rows_into_plate(grads[s.name], s) for s in plan.sites}
+    zero = jnp.zeros((), X.dtype)  # never NaN times zero from a row of weight zero
+    marginals = {}
+    for s in plan.sites:
+        kept = (weights > 0).reshape((-1,) + (1,) * len(s.row_shape))
+        marginals[s.name] = _rows_into_plate(jnp.where(kept, grads[s.name], zero), s)
+    return loglik, marginals
 
 
 def _joint_marginals(
@@ -1242,7 +1259,7 @@ def _joint_marginals(
     posterior, per_row = normalise(joint.reshape(-1, n_rows))
     kept = weights > 0
     loglik = jnp.sum(jnp.where(kept, weights * per_row, jnp.zeros((), X.dtype)))
-    weighted = (posterior * jnp.where(kept, weights, jnp.zeros((), X.dtype))).reshape(joint.shape)
+    weighted = jnp.where(kept, posterior * weights, jnp.zeros((), X.dtype)).reshape(joint.shape)
     marginals = {}
     for site in plan.sites:
         own = (1,) * (rank - len(summed[site.name])) + tuple(summed[site.name])
@@ -1301,14 +1318,16 @@ def _chain_marginals(
     first, steps = jax.vmap(factors)(X)
     per_row, first_states, pairs = chain_posterior(first, steps)
     kept = weights > 0
-    weighted = jnp.where(kept, weights, jnp.zeros((), X.dtype))
     marginals = {}
     for site in plan.sites:
         own, present, target = layouts[site.name]
         posterior = pairs if target == "tpc" else first_states
         axes = tuple(1 + i for i, a in enumerate(target) if a not in present)
         reduced = _sum_small(posterior, axes)
-        reduced = reduced * weighted.reshape((-1,) + (1,) * len(present))
+        in_rows = (-1,) + (1,) * len(present)
+        reduced = jnp.where(
+            kept.reshape(in_rows), reduced * weights.reshape(in_rows), jnp.zeros((), X.dtype)
+        )
         ordered = "".join(a for a in own if a in present)
         marginal = jnp.einsum(f"n{present}->n{ordered}", reduced)
         marginal = marginal.reshape((X.shape[0],) + site.row_shape)

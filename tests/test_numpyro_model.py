@@ -11,6 +11,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 import scipy
+from conftest import numpy_forward
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpyro.contrib.control_flow import scan
@@ -330,6 +331,76 @@ def test_hidden_markov_model_over_sequences_of_different_lengths():
     assert "gradient" not in model.describe(X)
     assert model.plan(X.shape[1:], X.dtype).chain == "z"  # forward-backward, masks included
     assert_is_the_hand_written_hmm(model, X, weights)
+
+
+def gamma_hmm(start):
+    """A two-state HMM over positive values ``(S, T)`` with Gamma(2, rate) emissions: a
+    density that is zero at 0 (log density -inf), the value jaxem's padding holds."""
+
+    def model(X):
+        n_sequences, n_steps = X.shape
+        initial = numpyro.param("initial", start["initial"], constraint=constraints.simplex)
+        trans = numpyro.param("transitions", start["transitions"], constraint=constraints.simplex)
+        rates = numpyro.param("rates", start["rates"], constraint=constraints.positive)
+
+        def step(previous, inputs):
+            x, t = inputs
+            with numpyro.plate("sequences", n_sequences):
+                z = numpyro.sample(
+                    "z", dist.Categorical(jnp.where(t == 0, initial, trans[previous]))
+                )
+                numpyro.sample("x", dist.Gamma(2.0, rates[z]), obs=x)
+            return z, None
+
+        scan(step, jnp.zeros(n_sequences, int), (X.T, jnp.arange(n_steps)))
+
+    return model
+
+
+def test_rows_of_weight_zero_need_not_be_in_the_models_support():
+    """Four sequences of a Gamma HMM (padded to sixteen with rows of zeros, where the Gamma's
+    log density is -inf; the rates on the gradient path) reach the maximum of the likelihood
+    found by SciPy on a NumPy forward recursion from the same start; a Gamma mixture with
+    rows of weight zero (as in a bootstrap replicate) equals its fit without them. Before,
+    the HMM stopped after one iteration at its start, `converged` true, its statistics NaN."""
+    rng = np.random.default_rng(3)
+    X = rng.gamma(2.0, 1 / np.where(rng.random((4, 30)) < 0.5, 0.5, 3.0))
+    start = {
+        "initial": jnp.asarray([0.5, 0.5]),
+        "transitions": jnp.asarray([[0.9, 0.1], [0.2, 0.8]]),
+        "rates": jnp.asarray([1.0, 2.0]),
+    }
+    fitted = jaxem.fit(jaxem.NumPyroModel(gamma_hmm(start)), X, start, tol=1e-12, max_iter=5000)
+    assert fitted.converged and fitted.n_iter > 5
+
+    def negative_loglik(v):
+        initial = scipy.special.softmax([0.0, v[0]])
+        transitions = scipy.special.softmax([[0.0, v[1]], [v[2], 0.0]], axis=1)
+        rates = np.exp(v[3:])
+        log_b = scipy.stats.gamma.logpdf(X[..., None], 2.0, scale=1 / rates)
+        return -sum(numpy_forward(b, initial, transitions) for b in log_b)
+
+    begin = np.array([0.0, np.log(0.1 / 0.9), np.log(0.2 / 0.8), 0.0, np.log(2.0)])
+    best = scipy.optimize.minimize(negative_loglik, begin, method="BFGS", options={"gtol": 1e-9})
+    np.testing.assert_allclose(float(fitted.objective), -best.fun, rtol=1e-9)
+    np.testing.assert_allclose(fitted.params["rates"], np.exp(best.x[3:]), rtol=1e-4)
+
+    def gamma_mixture(X):
+        weights = numpyro.param("weights", jnp.asarray([0.5, 0.5]), constraint=constraints.simplex)
+        rates = numpyro.param("rates", jnp.asarray([1.0, 2.0]), constraint=constraints.positive)
+        with numpyro.plate("rows", X.shape[0]):
+            z = numpyro.sample("z", dist.Categorical(weights))
+            numpyro.sample("x", dist.Gamma(2.0, rates[z]), obs=X[:, 0])
+
+    rows = X.reshape(-1, 1)[:100]
+    weights = (rng.random(100) < 0.7).astype(float)
+    model = jaxem.NumPyroModel(gamma_mixture)
+    begin = {"weights": jnp.asarray([0.5, 0.5]), "rates": jnp.asarray([1.0, 2.0])}
+    with_zeros = jaxem.fit(model, rows, begin, weights=weights, tol=0.0, max_iter=10)
+    without = jaxem.fit(model, rows[weights > 0], begin, tol=0.0, max_iter=10)
+    assert_close(with_zeros.history, without.history, 1e-10)
+    for name in begin:
+        assert_close(with_zeros.params[name], without.params[name], 1e-8)
 
 
 def test_an_ordinary_model_on_the_driver(counts):
