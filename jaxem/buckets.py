@@ -48,10 +48,12 @@ def bucket(n: int, smallest: int = SMALLEST) -> int:
 
 def pad_rows(X: Any, weights: Any, axes: int = 1) -> tuple[jax.Array, jax.Array]:
     """``X`` and ``weights`` with each of the first ``axes`` axes (rows; for sequences,
-    sequences and steps) padded with zeros to its `bucket` (the sequences' from one up);
-    ``weights`` has ``axes`` dimensions, the leading ones of ``X``. The padding holds zeros and
-    weight zero. Padded on the host (concrete data): a pad compiled for every size would undo
-    the sharing."""
+    sequences and steps) padded to its `bucket` (the sequences' from one up); ``weights`` has
+    ``axes`` dimensions, the leading ones of ``X``. The padding has weight zero and, as every
+    row of weight zero, holds a copy of the first row of positive weight, which the model's
+    distributions support where zeros need not (`jaxem.chunking.fill_unweighted`, which the
+    drivers apply to every row block). Padded on the host (concrete data): a pad compiled for
+    every size would undo the sharing."""
     shape = np.shape(weights)[:axes]
     smallest = [1] * (axes - 1) + [SMALLEST]  # whole sequences, then rows or steps
     widths = [(0, bucket(n, least) - n) for n, least in zip(shape, smallest, strict=True)]
@@ -59,10 +61,12 @@ def pad_rows(X: Any, weights: Any, axes: int = 1) -> tuple[jax.Array, jax.Array]
         return X, weights
     X_widths = widths + [(0, 0)] * (np.ndim(X) - axes)
     w_widths = widths + [(0, 0)] * (np.ndim(weights) - axes)
-    return (
-        jax.device_put(np.pad(np.asarray(X), X_widths)),
-        jax.device_put(np.pad(np.asarray(weights), w_widths)),
-    )
+    X, weights = np.asarray(X), np.asarray(weights)
+    padded_X, padded_weights = np.pad(X, X_widths), np.pad(weights, w_widths)
+    weighted = np.argwhere(weights > 0)
+    if len(weighted):  # the padding is a row of the data: in the model's support
+        padded_X[padded_weights <= 0] = X[tuple(weighted[0])]
+    return jax.device_put(padded_X), jax.device_put(padded_weights)
 
 
 def unpad(tree: Any, sizes: tuple[int, ...], lead: int = 0) -> Any:

@@ -72,9 +72,9 @@ def block_sum(
     """$\\sum_b$ ``fn(X_b, weights_b, *rows_b)`` over row blocks of ``block`` rows.
 
     ``fn`` must return a pytree of sums over the rows it is given, in which rows of weight zero
-    count for nothing. Rows of weight zero are replaced by zeros before ``fn`` sees them. The
-    last block is the last ``block`` rows, its rows already seen given weight zero, so every
-    block has one shape and no padded copy of ``X`` is made.
+    count for nothing. Rows of weight zero are replaced (`fill_unweighted`) before ``fn`` sees
+    them. The last block is the last ``block`` rows, its rows already seen given weight zero,
+    so every block has one shape and no padded copy of ``X`` is made.
 
     Args:
         fn: ``(X_b (block, ...), weights_b (block,), *rows_b) -> pytree``.
@@ -83,7 +83,7 @@ def block_sum(
         rows: more arrays ``(n_samples, ...)`` cut into the same blocks.
     """
     if block is None or block >= X.shape[0]:
-        return fn(zero_unweighted(X, weights), weights, *rows)
+        return fn(fill_unweighted(X, weights), weights, *rows)
     n = X.shape[0]
     n_blocks = -(-n // block)
 
@@ -93,7 +93,7 @@ def block_sum(
         unseen = start + jnp.arange(block) >= i * block
         unseen = unseen.reshape((block,) + (1,) * (cut[1].ndim - 1))
         w = jnp.where(unseen, cut[1], jnp.zeros((), cut[1].dtype))
-        return fn(zero_unweighted(cut[0], w), w, *cut[2:])
+        return fn(fill_unweighted(cut[0], w), w, *cut[2:])
 
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(one, 0))
     return jax.lax.fori_loop(
@@ -101,8 +101,17 @@ def block_sum(
     )
 
 
-def zero_unweighted(X: Array, weights: Array) -> Array:
-    """``X`` with its rows of weight zero replaced by zeros. ``weights`` ``(n_samples,)``, or
-    of ``X``'s leading shape (per step of a sequence, say)."""
+def fill_unweighted(X: Array, weights: Array) -> Array:
+    """``X`` with its rows of weight zero replaced by its first row of positive weight (where
+    it has none, by themselves with NaN and inf as zeros). ``weights`` ``(n_samples,)``, or of
+    ``X``'s leading shape (per step of a sequence, say).
+
+    A row of weight zero counts for nothing, but a model still computes with it: NaN (the
+    padding of `jaxem.pad`) would turn its zero weight into NaN, and so would a value outside
+    the model's support (zeros under a Gamma, whose log density there is -inf); a row of the
+    data is in the support wherever the data are."""
     keep = (weights > 0).reshape(weights.shape + (1,) * (X.ndim - weights.ndim))
-    return jnp.where(keep, X, jnp.zeros((), X.dtype))
+    rows = X.reshape((-1,) + X.shape[weights.ndim :])
+    first = rows[jnp.argmax((weights > 0).reshape(-1))]
+    cleaned = jnp.where(jnp.isfinite(X), X, jnp.zeros((), X.dtype))
+    return jnp.where(keep, X, jnp.where(jnp.any(weights > 0), first, cleaned))

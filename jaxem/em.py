@@ -37,8 +37,8 @@ from jaxem.chunking import (
     block_rows,
     block_sum,
     check_chunk_size,
+    fill_unweighted,
     model_bytes_per_sample,
-    zero_unweighted,
 )
 from jaxem.compiler import jit
 from jaxem.padding import without_padding
@@ -74,8 +74,9 @@ def fit(
         params: the starting parameters (a pytree), e.g. from ``model.init``.
         prior: optional prior hyperparameters; then EM finds a posterior mode (MAP).
         weights: optional non-negative sample weights ``(n_samples,)``. A weight of 2 counts a
-            row twice; rows of weight 0 are replaced by zeros before the model sees them, so they
-            have no influence whatever they hold.
+            row twice; rows of weight 0 are replaced by the first row of positive weight before
+            the model sees them (`jaxem.chunking.fill_unweighted`), so they have no influence
+            whatever they hold.
         tol: stop when the change of the objective divided by the total sample weight is
             strictly below ``tol``; ``tol=0`` runs exactly ``max_iter`` M-steps.
         max_iter: the largest number of M-steps (static: it fixes the length of ``history``).
@@ -219,12 +220,13 @@ def prepare_data(model: EMModel, X: Array, weights: Array) -> Any:
 
 def _prepared_data(model: EMModel, X: Array, weights: Array, block: int | None, layout) -> Any:
     """The data as `_pass`'s E-step reads it: with one block, the model's ``prepare`` done once
-    (rows of weight zero zeroed first); in row blocks, the rows and weights as they are (each
-    block is prepared as it is visited); per device when ``layout`` splits the rows."""
+    (rows of weight zero filled first, `fill_unweighted`); in row blocks, the rows and weights
+    as they are (each block is prepared as it is visited); per device when ``layout`` splits
+    the rows."""
 
     def prepare(X, weights):
         if block is None:
-            return prepare_data(model, zero_unweighted(X, weights), weights), weights
+            return prepare_data(model, fill_unweighted(X, weights), weights), weights
         return X, weights
 
     if layout is None:

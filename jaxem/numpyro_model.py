@@ -525,11 +525,7 @@ class NumPyroModel:
 
     def prepare(self, X: Array, weights: Array) -> NumPyroData:
         """The rows as the E-step reads them, computed once per fit (per block in row
-        blocks): `NumPyroData`, with the featured sites' quadratic features. A row of weight
-        zero is read as a copy of the first row of positive weight: the padding that shares
-        programs between sizes holds zeros, which a model's distributions need not support
-        (a Gamma's log density at 0 is -inf), and its posterior would be NaN."""
-        X = _weighted_rows(X, weights)
+        blocks): `NumPyroData`, with the featured sites' quadratic features."""
         plan = self.plan(X.shape[1:], X.dtype)
         if not plan.featured:
             return NumPyroData(X, None, {})
@@ -677,14 +673,6 @@ class NumPyroModel:
 
 # the plan that named these parameters (their constraints), per model
 _PLAN_OF_PARAMS: dict = {}
-
-
-def _weighted_rows(X: Array, weights: Array) -> Array:
-    """``X`` with each row of weight zero replaced by the first row of positive weight (by
-    row 0 where none has)."""
-    kept = weights > 0
-    first = X[jnp.argmax(kept)]
-    return jnp.where(kept.reshape(kept.shape + (1,) * (X.ndim - 1)), X, first)
 
 
 @jax.tree_util.register_static

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from jaxem.algorithm import m_step
 from jaxem.base import Array, EMModel, Params, Prior, Stats
 from jaxem.capabilities import check_model
-from jaxem.chunking import zero_unweighted
+from jaxem.chunking import fill_unweighted
 from jaxem.em import check_inputs, prepare_data
 from jaxem.progress import Progress
 from jaxem.sources import Source
@@ -168,7 +168,7 @@ def stepwise(
 
     def update(state: OnlineState, X: Any, weights: Any = None) -> OnlineState:
         X, _, weights, checked_prior = check_inputs(model, X, state.params, weights, prior)
-        data = prepare_data(model, zero_unweighted(X, weights), weights)
+        data = prepare_data(model, fill_unweighted(X, weights), weights)
         found, loglik = model.e_step(state.params, data, weights)
         batch_weight = jnp.sum(weights)
         t = state.n_updates + 1

@@ -72,11 +72,14 @@ def check_adds_up(model: EMModel, data_shape: tuple[int, ...], dtype: Any) -> No
 
 
 def _padded(X: np.ndarray, weights: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """``X`` and ``weights`` with rows of zeros and weight zero appended up to ``rows``."""
+    """``X`` and ``weights`` with rows of weight zero appended up to ``rows``: copies of the
+    first row of positive weight (zeros where there is none), data the model supports."""
     extra = rows - X.shape[0]
     if extra <= 0:
         return X, weights
-    X = np.concatenate([X, np.zeros((extra,) + X.shape[1:], X.dtype)])
+    weighted = np.flatnonzero(np.reshape(weights > 0, (len(weights), -1)).any(axis=1))
+    fill = X[weighted[0]] if len(weighted) else np.zeros(X.shape[1:], X.dtype)
+    X = np.concatenate([X, np.broadcast_to(fill, (extra,) + X.shape[1:]).astype(X.dtype)])
     weights = np.concatenate([weights, np.zeros((extra,) + weights.shape[1:], weights.dtype)])
     return X, weights
 

@@ -32,7 +32,7 @@ from scipy import stats as scipy_stats
 from jaxem import information
 from jaxem.base import EMModel, FitResult, Params, Prior
 from jaxem.capabilities import check_model, of_model
-from jaxem.chunking import zero_unweighted
+from jaxem.chunking import fill_unweighted
 from jaxem.em import check_inputs, prepare_data
 from jaxem.validation import check_positive_int
 
@@ -204,7 +204,7 @@ def standard_errors(
             )
         fit = fit.params
     X, params, weights, prior = check_inputs(model, X, fit, weights, prior)
-    data = prepare_data(model, zero_unweighted(X, weights), weights)
+    data = prepare_data(model, fill_unweighted(X, weights), weights)
     p = information.n_coordinates(model, X.shape[-1])
 
     rate = None

@@ -230,10 +230,14 @@ def test_hidden_markov_model_same_fixed_point_fewer_e_steps(use_prior):
     plain = jaxem.fit(model, X, start, prior=prior, tol=0, max_iter=4000)
     accelerated = jaxem.fit(model, X, start, prior=prior, tol=0, max_iter=300, accelerate="squarem")
     assert float(accelerated.params.transitions[0, 2]) == 0.0
+    np.testing.assert_allclose(accelerated.objective, plain.objective, rtol=1e-14)
+    # at a maximum the objective fixes the parameters only to about sqrt(eps |f| / f''):
+    # 1e-7 for the initial probabilities of six sequences (1.3e-7 apart when the rounding
+    # of rows of weight zero changed, the objectives 2e-12 apart)
     for a, b in zip(
         jax.tree.leaves(accelerated.params), jax.tree.leaves(plain.params), strict=True
     ):
-        assert rel_err(a, b) < 1e-8
+        assert rel_err(a, b) < 1e-6
     history = np.asarray(accelerated.history)
     assert np.all(np.diff(history) >= -1e-12 * np.abs(history[1:]))
     target = plain.objective - 1e-9 * abs(plain.objective)

@@ -154,6 +154,13 @@ def test_pad_rows_sizes_and_zero_weights():
     ns = (1, 16, 17, 25, 272, 1000)
     sizes = {n: pad_rows(np.ones((n, 2)), np.ones(n))[0].shape[0] for n in ns}
     assert sizes == {1: 16, 16: 16, 17: 24, 25: 32, 272: 384, 1000: 1024}
-    X, w = pad_rows(np.ones((17, 2)), np.full(17, 2.0))
-    np.testing.assert_array_equal(np.asarray(w), [2.0] * 17 + [0.0] * 7)
-    np.testing.assert_array_equal(np.asarray(X)[17:], 0.0)
+    rows = np.arange(34.0).reshape(17, 2)
+    weights = np.full(17, 2.0)
+    weights[[0, 5]] = 0.0
+    X, w = pad_rows(rows, weights)
+    np.testing.assert_array_equal(np.asarray(w), list(weights) + [0.0] * 7)
+    # rows of weight zero, padding included, hold the first row of positive weight (data
+    # the model supports, where zeros need not be); the others are unchanged
+    expected = np.concatenate([rows, np.zeros((7, 2))])
+    expected[np.asarray(w) == 0] = rows[1]
+    np.testing.assert_array_equal(np.asarray(X), expected)

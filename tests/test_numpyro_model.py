@@ -358,11 +358,12 @@ def gamma_hmm(start):
 
 
 def test_rows_of_weight_zero_need_not_be_in_the_models_support():
-    """Four sequences of a Gamma HMM (padded to sixteen with rows of zeros, where the Gamma's
-    log density is -inf; the rates on the gradient path) reach the maximum of the likelihood
-    found by SciPy on a NumPy forward recursion from the same start; a Gamma mixture with
-    rows of weight zero (as in a bootstrap replicate) equals its fit without them. Before,
-    the HMM stopped after one iteration at its start, `converged` true, its statistics NaN."""
+    """Four sequences of a Gamma HMM (padded to sixteen with rows of weight zero; the rates
+    on the gradient path) reach the maximum of the likelihood found by SciPy on a NumPy
+    forward recursion from the same start; a Gamma mixture with rows of weight zero (as in a
+    bootstrap replicate) equals its fit without them. Those rows held zeros, where the
+    Gamma's log density is -inf: the HMM stopped after one iteration at its start,
+    `converged` true, its statistics NaN."""
     rng = np.random.default_rng(3)
     X = rng.gamma(2.0, 1 / np.where(rng.random((4, 30)) < 0.5, 0.5, 3.0))
     start = {

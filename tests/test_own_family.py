@@ -113,6 +113,40 @@ def test_fits_batch_fits_saves_and_loads(tmp_path):
         np.testing.assert_array_equal(a, b)  # bit for bit
 
 
+@dataclasses.dataclass(frozen=True)
+class GammaTwo(Exponential):
+    """Gamma components of shape 2 (rate per component and column): a density that is zero
+    at 0, where its log density is -inf."""
+
+    def log_likelihoods(self, params, data):
+        log_x = jnp.sum(jnp.log(data), axis=0)[None]
+        return jnp.sum(2 * jnp.log(params.rates), axis=1)[:, None] - params.rates @ data + log_x
+
+    def estimate(self, stats, counts, prior=None):
+        pooled = 2 * jnp.sum(counts) / jnp.sum(stats, axis=1)
+        return RateParams(jnp.where(counts[:, None] > 0, 2 * counts[:, None] / stats.T, pooled))
+
+
+def test_rows_of_weight_zero_hold_data_the_family_supports():
+    """100 rows (padded to a shared size with rows of weight zero) and rows of weight zero of
+    the user's own: a family whose log density is -inf at 0 fits as NumPy's EM on the rows of
+    positive weight. The padding and the rows of weight zero held zeros, and the fit was NaN."""
+    X = data(4)
+    weights = np.ones(len(X))
+    weights[::7] = 0.0
+    model = jaxem.Mixture(GammaTwo(), 2)
+    start = model.init(jax.random.key(0), X)
+    result = jaxem.fit(model, X, start, weights=weights, tol=0, max_iter=20)
+    w, rates = np.asarray(start.weights), np.asarray(start.components.rates)
+    kept = X[weights > 0]
+    for _ in range(20):
+        log_joint = np.log(w) + stats.gamma.logpdf(kept[:, None, :], 2.0, scale=1 / rates).sum(-1)
+        r = np.exp(log_joint - np.logaddexp.reduce(log_joint, axis=1)[:, None])
+        w, rates = r.sum(0) / len(kept), 2 * r.sum(0)[:, None] / (r.T @ kept)
+    np.testing.assert_allclose(result.params.components.rates, rates, rtol=1e-10)
+    np.testing.assert_allclose(result.params.weights, w, rtol=1e-10)
+
+
 def test_one_component_is_the_closed_form_and_squarem_names_what_is_missing():
     """K = 1 gives rate = 1 / mean; without unconstrained coordinates, SQUAREM says what is
     missing (was an AttributeError)."""
