@@ -22,7 +22,7 @@ from jaxem.algorithm import build
 from jaxem.base import Array, EMModel, FitResult, Params, Prior, PRNGKey
 from jaxem.buckets import padded
 from jaxem.capabilities import check_model, of_model
-from jaxem.chunking import check_chunk_size
+from jaxem.chunking import check_chunk_size, fill_unweighted
 from jaxem.compiler import jit
 from jaxem.em import (
     check_inputs,
@@ -250,8 +250,7 @@ def fit_lanes(
     loads the next waiting member; lanes with no member left idle until all lanes are done.
     """
     n_members = jax.tree.leaves(init_params)[0].shape[0]
-    keep = (weights > 0).reshape(weights.shape + (1,) * (X.ndim - weights.ndim))
-    X = jnp.where(keep, X, jnp.zeros((), X.dtype))
+    X = fill_unweighted(X, weights) if shared else jax.vmap(fill_unweighted)(X, weights)
     if shared:
         total_weight = jnp.broadcast_to(jnp.sum(weights), (n_members,))
         data = prepare_data(model, X, weights)

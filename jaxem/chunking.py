@@ -68,6 +68,7 @@ def block_sum(
     weights: Array,
     block: int | None,
     rows: tuple[Array, ...] = (),
+    fill: Array | None = None,
 ) -> Any:
     """$\\sum_b$ ``fn(X_b, weights_b, *rows_b)`` over row blocks of ``block`` rows.
 
@@ -81,11 +82,16 @@ def block_sum(
         X: ``(n_samples, ...)``; weights: ``(n_samples, ...)``, X's leading shape.
         block: rows per block (static); None for a single call on all rows.
         rows: more arrays ``(n_samples, ...)`` cut into the same blocks.
+        fill: the row that replaces rows of weight zero (`fill_unweighted`); None: the first
+            of positive weight, found here (a pass over ``X``: a loop calling this again and
+            again on the same data finds it once and passes it).
     """
     if block is None or block >= X.shape[0]:
-        return fn(fill_unweighted(X, weights), weights, *rows)
+        return fn(fill_unweighted(X, weights, fill), weights, *rows)
     n = X.shape[0]
     n_blocks = -(-n // block)
+    if fill is None:
+        fill = first_weighted_row(X, weights)  # one row for every block
 
     def one(i):
         start = jnp.minimum(i * block, n - block)
@@ -93,7 +99,7 @@ def block_sum(
         unseen = start + jnp.arange(block) >= i * block
         unseen = unseen.reshape((block,) + (1,) * (cut[1].ndim - 1))
         w = jnp.where(unseen, cut[1], jnp.zeros((), cut[1].dtype))
-        return fn(fill_unweighted(cut[0], w), w, *cut[2:])
+        return fn(fill_unweighted(cut[0], w, fill), w, *cut[2:])
 
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(one, 0))
     return jax.lax.fori_loop(
@@ -101,17 +107,28 @@ def block_sum(
     )
 
 
-def fill_unweighted(X: Array, weights: Array) -> Array:
-    """``X`` with its rows of weight zero replaced by its first row of positive weight (where
-    it has none, by themselves with NaN and inf as zeros). ``weights`` ``(n_samples,)``, or of
-    ``X``'s leading shape (per step of a sequence, say).
+def fill_unweighted(X: Array, weights: Array, fill: Array | None = None) -> Array:
+    """``X`` with its rows of weight zero replaced by ``fill``, by default its first row of
+    positive weight (`first_weighted_row`; a block's caller passes that of the whole data).
+    ``weights`` ``(n_samples,)``, or of ``X``'s leading shape (per step of a sequence, say).
 
     A row of weight zero counts for nothing, but a model still computes with it: NaN (the
     padding of `jaxem.pad`) would turn its zero weight into NaN, and so would a value outside
     the model's support (zeros under a Gamma, whose log density there is -inf); a row of the
     data is in the support wherever the data are."""
     keep = (weights > 0).reshape(weights.shape + (1,) * (X.ndim - weights.ndim))
-    rows = X.reshape((-1,) + X.shape[weights.ndim :])
-    first = rows[jnp.argmax((weights > 0).reshape(-1))]
-    cleaned = jnp.where(jnp.isfinite(X), X, jnp.zeros((), X.dtype))
-    return jnp.where(keep, X, jnp.where(jnp.any(weights > 0), first, cleaned))
+    return jnp.where(keep, X, first_weighted_row(X, weights) if fill is None else fill)
+
+
+def first_weighted_row(X: Array, weights: Array) -> Array:
+    """The first row of ``X`` with positive weight, ``X.shape[weights.ndim:]``, zeros if there
+    is none. A masked sum over the rows, not an index: rows split over devices
+    (`jaxem.sharding`) cannot be sliced at a position known only at run time."""
+    kept = weights > 0
+    position = jnp.zeros(weights.shape, jnp.int32)  # row-major position among the rows
+    for axis, size in enumerate(weights.shape):
+        position = position * size + jax.lax.broadcasted_iota(jnp.int32, weights.shape, axis)
+    first = kept & (position == jnp.min(jnp.where(kept, position, position.size)))
+    at_first = first.reshape(weights.shape + (1,) * (X.ndim - weights.ndim))
+    leading = tuple(range(weights.ndim))
+    return jnp.sum(jnp.where(at_first, X, jnp.zeros((), X.dtype)), axis=leading)

@@ -38,6 +38,7 @@ from jaxem.chunking import (
     block_sum,
     check_chunk_size,
     fill_unweighted,
+    first_weighted_row,
     model_bytes_per_sample,
 )
 from jaxem.compiler import jit
@@ -221,13 +222,14 @@ def prepare_data(model: EMModel, X: Array, weights: Array) -> Any:
 def _prepared_data(model: EMModel, X: Array, weights: Array, block: int | None, layout) -> Any:
     """The data as `_pass`'s E-step reads it: with one block, the model's ``prepare`` done once
     (rows of weight zero filled first, `fill_unweighted`); in row blocks, the rows and weights
-    as they are (each block is prepared as it is visited); per device when ``layout`` splits
-    the rows."""
+    as they are (each block is prepared as it is visited) and the row that fills each block's
+    rows of weight zero (`first_weighted_row`, found once: a pass over the rows, 4 of 46 ms of
+    an iteration at N = 4e6, D = 2); per device when ``layout`` splits the rows."""
 
     def prepare(X, weights):
         if block is None:
             return prepare_data(model, fill_unweighted(X, weights), weights), weights
-        return X, weights
+        return X, weights, first_weighted_row(X, weights)
 
     if layout is None:
         return prepare(X, weights)
@@ -246,7 +248,8 @@ def _pass(model: EMModel, block: int | None, layout) -> Any:
         def one_block(X_b, w_b):
             return model.e_step(params, prepare_data(model, X_b, w_b), w_b)
 
-        return block_sum(one_block, *data, block)
+        X, weights, fill = data
+        return block_sum(one_block, X, weights, block, fill=fill)
 
     if layout is None:
         return e_step

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem.base import Array
+from jaxem.chunking import fill_unweighted
 from jaxem.validation import as_float_array, is_concrete
 
 
@@ -53,15 +54,15 @@ def pad(datasets: Any) -> tuple[Array, Array]:
 
 
 def without_padding(X: Any, weights: Any) -> Any:
-    """``X`` with the rows (or steps) of weight zero set to zero, when ``weights`` is given and
-    shaped as ``X``'s leading axes: padding (which `jaxem.pad` fills with NaN, so that padded
-    data fitted without its weights is an error, not a silent wrong answer) then passes the
-    data checks, and carries no influence whatever it held. Other inputs (and traced ones,
-    whose values no check reads) are returned as they are."""
+    """``X`` with the rows (or steps) of weight zero replaced by the first of positive weight
+    (`jaxem.chunking.fill_unweighted`), when ``weights`` is given and shaped as ``X``'s leading
+    axes: padding (which `jaxem.pad` fills with NaN, so that padded data fitted without its
+    weights is an error, not a silent wrong answer) then passes the data checks, and carries
+    no influence whatever it held. Other inputs (and traced ones, whose values no check reads)
+    are returned as they are."""
     if weights is None or not is_concrete(X, weights):
         return X
     X, w = as_float_array(X, "X"), jnp.asarray(weights)
     if w.ndim < 1 or w.shape != X.shape[: w.ndim] or not jnp.issubdtype(w.dtype, jnp.number):
         return X
-    keep = (w > 0).reshape(w.shape + (1,) * (X.ndim - w.ndim))
-    return jnp.where(keep, X, jnp.zeros((), X.dtype))
+    return fill_unweighted(X, w)

@@ -123,12 +123,13 @@ def test_blocked_restarts_equal_one_block(blobs):
 
 def test_rows_of_weight_zero_are_filled_with_the_first_row_of_weight():
     """Rows of weight zero hold the first row of positive weight (per row, or per step of
-    sequences); where none has weight, their NaN and inf become zeros and finite values stay."""
+    sequences), NaN and inf included; where none has weight, zeros; a given row otherwise."""
     X = np.array([[np.nan, 1.0], [2.0, 3.0], [4.0, np.inf], [5.0, 6.0]])
     filled = fill_unweighted(X, np.array([0.0, 1.0, 0.0, 2.0]))
     np.testing.assert_array_equal(filled, [[2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [5.0, 6.0]])
-    none = fill_unweighted(X, np.zeros(4))
-    np.testing.assert_array_equal(none, [[0.0, 1.0], [2.0, 3.0], [4.0, 0.0], [5.0, 6.0]])
+    np.testing.assert_array_equal(fill_unweighted(X, np.zeros(4)), np.zeros((4, 2)))
+    given = fill_unweighted(X, np.array([0.0, 1.0, 1.0, 1.0]), np.array([7.0, 8.0]))
+    np.testing.assert_array_equal(given[0], [7.0, 8.0])
     steps = np.arange(12.0).reshape(2, 3, 2)  # two sequences of three steps
     weights = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
     expected = np.where(weights[..., None] > 0, steps, steps[1, 1])

@@ -127,24 +127,47 @@ class GammaTwo(Exponential):
         return RateParams(jnp.where(counts[:, None] > 0, 2 * counts[:, None] / stats.T, pooled))
 
 
+def numpy_gamma_em(X, start, n_iter):
+    """`GammaTwo`'s mixture EM in NumPy from ``start``: ``(weights, rates)``."""
+    weights, rates = np.asarray(start.weights), np.asarray(start.components.rates)
+    for _ in range(n_iter):
+        log_joint = np.log(weights) + stats.gamma.logpdf(X[:, None], 2.0, scale=1 / rates).sum(-1)
+        r = np.exp(log_joint - np.logaddexp.reduce(log_joint, axis=1)[:, None])
+        weights, rates = r.sum(0) / len(X), 2 * r.sum(0)[:, None] / (r.T @ X)
+    return weights, rates
+
+
 def test_rows_of_weight_zero_hold_data_the_family_supports():
     """100 rows (padded to a shared size with rows of weight zero) and rows of weight zero of
     the user's own: a family whose log density is -inf at 0 fits as NumPy's EM on the rows of
-    positive weight. The padding and the rows of weight zero held zeros, and the fit was NaN."""
+    positive weight; so does each member of a ragged batch. The padding and the rows of weight
+    zero held zeros, and the fit was NaN."""
     X = data(4)
     weights = np.ones(len(X))
     weights[::7] = 0.0
     model = jaxem.Mixture(GammaTwo(), 2)
     start = model.init(jax.random.key(0), X)
     result = jaxem.fit(model, X, start, weights=weights, tol=0, max_iter=20)
-    w, rates = np.asarray(start.weights), np.asarray(start.components.rates)
-    kept = X[weights > 0]
-    for _ in range(20):
-        log_joint = np.log(w) + stats.gamma.logpdf(kept[:, None, :], 2.0, scale=1 / rates).sum(-1)
-        r = np.exp(log_joint - np.logaddexp.reduce(log_joint, axis=1)[:, None])
-        w, rates = r.sum(0) / len(kept), 2 * r.sum(0)[:, None] / (r.T @ kept)
+    w, rates = numpy_gamma_em(X[weights > 0], start, 20)
     np.testing.assert_allclose(result.params.components.rates, rates, rtol=1e-10)
     np.testing.assert_allclose(result.params.weights, w, rtol=1e-10)
+
+    # a ragged batch: jaxem.pad's NaN padding (weight zero) held zeros in fit_batch, NaN fits
+    members = [data(5)[:70], data(6), data(7)[:40]]
+    X, weights = jaxem.pad(members)
+    starts = [model.init(jax.random.key(b), m) for b, m in enumerate(members)]
+    fitted = jaxem.fit_batch(
+        model,
+        jax.random.key(0),
+        X,
+        weights=weights,
+        init_params=jax.tree.map(lambda *a: jnp.stack(a), *starts),
+        tol=0,
+        max_iter=15,
+    )
+    for b, (member, begin) in enumerate(zip(members, starts, strict=True)):
+        _, rates = numpy_gamma_em(member, begin, 15)
+        np.testing.assert_allclose(fitted.params.components.rates[b], rates, rtol=1e-10)
 
 
 def test_one_component_is_the_closed_form_and_squarem_names_what_is_missing():
