@@ -77,7 +77,7 @@ from jaxem.compiler import OPTIONS, at_top_level, jit
 from jaxem.families.gaussian import full
 from jaxem.families.statistics import data_centre, normalise
 from jaxem.inference import chain_posterior
-from jaxem.validation import check_weights, is_concrete
+from jaxem.validation import as_float_array, check_weights, is_concrete
 
 Trace = dict
 
@@ -706,10 +706,7 @@ def _float_dtype(dtype: Any) -> Any:
 
 
 def _check_data(X: Any, data_ndim: int) -> Array:
-    try:
-        X = jnp.asarray(X)
-    except TypeError as err:
-        raise TypeError(f"X must be an array of rows; got {type(X).__name__}") from err
+    X = as_float_array(X, "X")
     if X.ndim != data_ndim:
         raise ValueError(
             f"X must have {data_ndim} dimensions (data_ndim of the NumPyroModel); got shape "
@@ -717,8 +714,6 @@ def _check_data(X: Any, data_ndim: int) -> Array:
         )
     if X.shape[0] < 1:
         raise ValueError("X has no rows")
-    if not jnp.issubdtype(X.dtype, jnp.floating):
-        X = X.astype(jnp.result_type(float))
     return X
 
 

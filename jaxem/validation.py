@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -47,7 +48,7 @@ def host_values(a: Any) -> np.ndarray:
 
 def as_float_array(x: Any, name: str) -> jax.Array:
     """``x`` as a JAX array of a floating dtype (integers and bools become the default float)."""
-    if isinstance(x, (str, bytes)) or x is None:
+    if isinstance(x, (str, bytes, Mapping)) or x is None:  # a dict: parameters in its place
         raise TypeError(f"{name} must be an array of numbers; got {type(x).__name__}")
     if isinstance(x, Source):
         raise TypeError(

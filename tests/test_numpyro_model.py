@@ -739,6 +739,10 @@ def test_values_the_model_does_not_mask_are_refused(blobs):
     weights[5] = 0.0  # a row of weight 0 says nothing, whatever it holds
     fitted = jaxem.fit(model, X, params, weights=weights, tol=0.0, max_iter=3)
     assert np.isfinite(float(fitted.objective))
+    # the parameters where the data go (the arguments swapped): named, not NumPy's "entry
+    # not a 2- or 3- tuple"
+    with pytest.raises(TypeError, match="X must be an array of numbers; got dict"):
+        jaxem.standard_errors(model, blobs, params)
 
 
 def test_multivariate_normal_densities_against_scipy():
