@@ -215,6 +215,12 @@ def _method(thing: Any, protocol: type, name: str) -> Callable | None:
     return getattr(thing, name) if isinstance(thing, protocol) else None
 
 
+def _estimate_from(family: Any) -> Callable | None:
+    if not getattr(family, "reads_iterate", True):
+        return None
+    return _method(family, EstimatesFromIterate, "estimate_from")
+
+
 @functools.lru_cache(maxsize=256)
 def _of_hashable(model: Any) -> ModelCapabilities:
     return _resolve(model)
@@ -309,7 +315,12 @@ class EstimatesFromIterate(Protocol):
     """An M-step that starts from the current components ``params``: ``estimate_from(params,
     stats, counts, prior, active=None)``, for a family whose M-step is itself iterative (a
     Gaussian whose covariance structure shares an orientation: its inner loop warm-starts where
-    the last M-step ended, as mclust's does). A mixture calls it in place of ``estimate``."""
+    the last M-step ended, as mclust's does). A mixture calls it in place of ``estimate``.
+    A family whose M-step reads the iterate in some configurations only says, with an attribute
+    ``reads_iterate``, whether it does in this one (a Gaussian: whether its covariance
+    structure warm-starts); where it does not, `of_family` gives no ``estimate_from``, a
+    mixture calls ``estimate`` and `jaxem.grid` starts its fits from a partition's statistics
+    alone."""
 
     def estimate_from(
         self, params: Params, stats: Any, counts: Array, prior: Prior | None, active: Any = None
@@ -406,7 +417,7 @@ def _resolve_family(family: Any) -> FamilyCapabilities:
         shares_parameters=bool(getattr(family, "shares_parameters", False)),
         start_prior=_method(family, StartsFromPrior, "start_prior"),
         collapsed=_method(family, Collapses, "collapsed"),
-        estimate_from=_method(family, EstimatesFromIterate, "estimate_from"),
+        estimate_from=_estimate_from(family),
         extrapolates=isinstance(family, Extrapolates),
         numpyro_components=_method(family, DescribedInNumPyro, "numpyro_components"),
         numpyro_params=_method(family, DescribedInNumPyro, "numpyro_params"),

@@ -28,9 +28,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxem import acceleration
-from jaxem.algorithm import EMAlgorithm, EMState, build, m_step
+from jaxem.algorithm import EMAlgorithm, EMState, build, from_statistics, m_step
 from jaxem.algorithm import objective as objective
-from jaxem.base import Array, EMModel, FitResult, Params, Prior
+from jaxem.base import Array, EMModel, FitResult, Params, Prior, Stats
 from jaxem.buckets import padded
 from jaxem.capabilities import check_model, of_model
 from jaxem.chunking import (
@@ -270,12 +270,19 @@ def run(
     block: int | None = None,
     layout: SampleSharding | None = None,
     accelerate: str | None = None,
+    stats: Stats | None = None,
 ) -> FitResult:
     """The compiled loop of `fit` on checked inputs: ``weights`` placed and ``block``,
-    ``layout`` chosen by `plan`, ``tol`` an array."""
+    ``layout`` chosen by `plan`, ``tol`` an array. With ``stats`` (plain EM only), EM begins
+    with the M-step from them at ``params`` (`jaxem.algorithm.from_statistics`)."""
     data = _prepared_data(model, X, weights, block, layout)
     algorithm = _algorithm(model, data, prior, weights, block, layout, accelerate)
-    return iterate(algorithm, algorithm.init(params), tol, max_iter)
+    state = algorithm.init(params)
+    if stats is not None:
+        if accelerate is not None:
+            raise ValueError("run: stats= starts plain EM only (accelerate=None)")
+        state = from_statistics(state, stats)
+    return iterate(algorithm, state, tol, max_iter)
 
 
 def iterate(algorithm: EMAlgorithm, state: EMState, tol: Array, max_iter: int) -> FitResult:

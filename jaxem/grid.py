@@ -116,7 +116,8 @@ class GridResult(NamedTuple):
     Attributes:
         params: the fitted parameters.
         loglik: $\\sum_n w_n \\log p(x_n)$ at ``params``.
-        entropy: $-\\sum_n w_n \\log \\max_k r_{nk}$ at ``params`` (for ICL).
+        entropy: $-\\sum_n w_n \\log \\max_k r_{nk}$ at ``params`` (for ICL; NaN unless asked
+            for, see `fit_grid`).
         objective: the masked objective (see `MaskedMixture`).
         n_iter, converged: as in `jaxem.FitResult`.
     """
@@ -142,6 +143,7 @@ def fit_grid(
     max_iter: int,
     block: int | None = None,
     extra_starts: Any = None,
+    with_entropy: bool = True,
 ) -> tuple[GridResult, ...]:
     """Fit every K of ``n_components`` ``(n_K,)`` with ``n_init`` starts each, for each of
     ``mixtures`` (each with K_max >= every K components, all with the same ``init_points``, say
@@ -157,8 +159,9 @@ def fit_grid(
     ``block`` as chosen by `jaxem.em.plan`; ``extra_starts`` None or more starting partitions
     ``(n_K, n_extra, N)`` int32 labels (-1: a row outside every cluster of the start, such as
     a row the hierarchical clustering of `jaxem.hierarchical.partitions` left out), fitted after
-    the ``n_init`` k-means starts (``n_init`` may be 0). Returns every start's fit,
-    ``n_init + n_extra`` per cell;
+    the ``n_init`` k-means starts (``n_init`` may be 0); ``with_entropy`` False leaves
+    ``entropy`` NaN (ICL's term: it costs one more pass over the data per start, and
+    compilation). Returns every start's fit, ``n_init + n_extra`` per cell;
     `best_starts` picks each cell's.
     """
     mixtures = tuple(mixtures)
@@ -178,7 +181,13 @@ def fit_grid(
         if mixture.n_components != k_max:
             raise ValueError("every mixture of fit_grid must have the same number of components")
         args = (X, n_components, labels_shape, extra_starts, weights, prior, tol)
-        static = dict(mixture=mixture, max_iter=max_iter, block=block, side_by_side=side_by_side)
+        static = dict(
+            mixture=mixture,
+            max_iter=max_iter,
+            block=block,
+            side_by_side=side_by_side,
+            with_entropy=with_entropy,
+        )
         jobs.append((_fit_cells, args, static))
     first_cells = len(jobs) - len(priors)  # jobs[first_cells + j] fits mixtures[j]
     labels: Future = Future()
@@ -278,7 +287,19 @@ def _partitions(key, X, n_components, weights, *, mixture, n_init, block):
 
 
 def _fit_cells(
-    X, n_components, labels, extra, weights, prior, tol, *, mixture, max_iter, block, side_by_side
+    X,
+    n_components,
+    labels,
+    extra,
+    weights,
+    prior,
+    tol,
+    *,
+    mixture,
+    max_iter,
+    block,
+    side_by_side,
+    with_entropy,
 ):
     """EM from every partition ``labels`` ``(n_K, n_init, N)`` and ``extra`` ``(n_K, n_extra,
     N)`` of one mixture, every start to convergence. Unless ``side_by_side``
@@ -294,22 +315,31 @@ def _fit_cells(
     n_k, n_starts = labels.shape[:2]
     positive = weights > 0
 
-    def start(k, labels_s, cell_prior):
-        resp = one_hot(labels_s, k_max, weights)
-        on = MaskedParams(None, jnp.arange(k_max) < k)  # the M-step reads only the mask
-        return model.m_step_from(on, mixture.stats(X, resp.T, weights), cell_prior)
+    def partition_stats(labels_s):
+        return mixture.stats(X, one_hot(labels_s, k_max, weights).T, weights)
 
-    def summary(params, fit_objective, n_iter, converged):
-        log_joint = mixture.log_joint(params, X)
-        log_px = jax.nn.logsumexp(log_joint, axis=1)
-        log_top = jnp.max(log_joint, axis=1) - log_px
+    def start(k, labels_s, cell_prior):
+        on = MaskedParams(None, jnp.arange(k_max) < k)  # the M-step reads only the mask
+        return model.m_step_from(on, partition_stats(labels_s), cell_prior)
+
+    def summary(fit, cell_prior):
+        """The fit's log-likelihood from its objective (at its parameters: the loop's last
+        E-step), without the prior's terms; the entropy only if asked for (a pass more)."""
+        loglik = fit.objective
+        if cell_prior is not None:
+            loglik = loglik - model.log_prior(fit.params, cell_prior)
+        entropy = jnp.full_like(loglik, jnp.nan)
+        if with_entropy:
+            log_joint = mixture.log_joint(fit.params.params, X)
+            log_top = jnp.max(log_joint, axis=1) - jax.nn.logsumexp(log_joint, axis=1)
+            entropy = -jnp.sum(jnp.where(positive, weights * log_top, 0.0))
         return GridResult(
-            params=params,
-            loglik=jnp.sum(jnp.where(positive, weights * log_px, 0.0)),
-            entropy=-jnp.sum(jnp.where(positive, weights * log_top, 0.0)),
-            objective=fit_objective,
-            n_iter=n_iter,
-            converged=converged,
+            params=fit.params.params,
+            loglik=loglik,
+            entropy=entropy,
+            objective=fit.objective,
+            n_iter=fit.n_iter,
+            converged=fit.converged,
         )
 
     # every start's K and prior, starts flattened: member i is cell i // n_starts
@@ -320,20 +350,22 @@ def _fit_cells(
         priors = jax.tree.map(lambda a: jnp.repeat(a, n_starts, axis=0), prior)
 
     if not side_by_side:
+        # where the M-step reads nothing of the iterate but the mask, the loop's own M-step
+        # takes the partition's statistics: the program holds one M-step, not two
+        from_partition = of_family(mixture.family).estimate_from is None
 
         def one(member):
             k, labels_s, member_prior = member
-            fit = run(
-                model,
-                X,
-                start(k, labels_s, member_prior),
-                member_prior,
-                weights,
-                tol,
-                max_iter,
-                block,
-            )
-            return summary(fit.params.params, fit.objective, fit.n_iter, fit.converged)
+            if from_partition:
+                on = MaskedParams(None, jnp.arange(k_max) < k)
+                stats = partition_stats(labels_s)
+                shapes = jax.eval_shape(model.m_step_from, on, stats, member_prior)
+                params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+                params = params._replace(active=on.active)
+            else:
+                params, stats = start(k, labels_s, member_prior), None
+            fit = run(model, X, params, member_prior, weights, tol, max_iter, block, stats=stats)
+            return summary(fit, member_prior)
 
         result = jax.lax.map(one, (ks, flat_labels, priors))
     else:
@@ -345,7 +377,7 @@ def _fit_cells(
             fits = jax.vmap(lambda p, m: run(model, X, p, m, weights, tol, max_iter, block))(
                 starts, priors
             )
-        result = jax.vmap(summary)(fits.params.params, fits.objective, fits.n_iter, fits.converged)
+        result = jax.vmap(summary)(fits, priors)
     return jax.tree.map(lambda a: a.reshape((n_k, n_starts) + a.shape[1:]), result)
 
 

@@ -359,6 +359,7 @@ def select(
             max_iter=max_iter,
             block=block,
             extra_starts=hierarchical,
+            with_entropy=criterion == "icl",
         )
         # the rest is bookkeeping on the host, in NumPy: no small programs compiled per shape
         log_n = math.log(float(np.sum(np.asarray(w, np.float64))))

@@ -55,6 +55,18 @@ def test_shipped_families_and_their_models_satisfy_the_protocols(family):
     assert (resolved.start_prior is not None) == (not gaussian)
 
 
+def test_an_m_step_reads_the_iterate_only_where_the_structure_warm_starts():
+    """A Gaussian's (or multivariate t's) M-step starts from the current covariances only for
+    the structures whose M-step iterates from the last one's answer (EVE, VVE, VEE); for the
+    others `of_family` gives no ``estimate_from`` (the mixture calls ``estimate``, the grid
+    starts from a partition's statistics alone)."""
+    for name in jaxem.gaussian_mixture.MCLUST_MODELS:
+        for family in (families.Gaussian(name), families.StudentT(name)):
+            reads = capabilities.of_family(family).estimate_from is not None
+            assert reads == (name in ("EVE", "VVE", "VEE")), (family, reads)
+    assert capabilities.of_family(families.FactorAnalyser(2)).estimate_from is not None
+
+
 def test_gaussian_mixture_and_kmeans_satisfy_theirs():
     gm = jaxem.GaussianMixture(2, "diag")
     assert isinstance(gm, EMModel) and all(isinstance(gm, p) for p in MIXTURE_CAPABILITIES)

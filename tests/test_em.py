@@ -2,6 +2,7 @@
 user's own model fitted through the same contract."""
 
 import dataclasses
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -220,6 +221,30 @@ def test_a_loop_of_ones_own_over_the_public_step_is_fit(faithful, accelerate):
     fixed = jaxem.fit(model, faithful, start, tol=0, max_iter=n, accelerate=accelerate)
     np.testing.assert_allclose(objectives[-n:], fixed.history, rtol=1e-12)
     assert int(scanned.n_iter) == n
+
+
+def test_a_loop_started_from_statistics_is_the_fit_from_their_m_step(faithful):
+    """`jaxem.algorithm.from_statistics`: EM begun with the M-step from a partition's
+    statistics (the parameters given only for their layout) is `fit` from that M-step's
+    parameters: the same iterations and history (1e-12: the M-step compiled inside the loop
+    rounds as XLA arranges it there), the same parameters; the statistics count as an
+    evaluation. Statistics laid out otherwise are refused by name."""
+    model = jaxem.GaussianMixture(3, "full")
+    labels = (faithful[:, 1] > 60).astype(int) + (faithful[:, 1] > 85)
+    stats = model.stats(faithful, np.eye(3)[labels])
+    fitted = jaxem.fit(model, faithful, model.m_step(stats), tol=1e-8, max_iter=200)
+    placeholder = jax.tree.map(jnp.zeros_like, model.m_step(stats))
+    weights, tol = jnp.ones(len(faithful)), jnp.asarray(1e-8)
+    run = jax.jit(partial(jaxem.em.run, model, max_iter=200))
+    got = run(faithful, placeholder, None, weights, tol, stats=stats)
+    assert int(got.n_iter) == int(fitted.n_iter) and int(got.n_evals) == int(fitted.n_evals) + 1
+    n = int(fitted.n_iter)
+    np.testing.assert_allclose(got.history[:n], fitted.history[:n], rtol=1e-12)
+    for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(fitted.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    wrong = stats._replace(counts=stats.counts[:2])
+    with pytest.raises(TypeError, match="laid out as the E-step's statistics"):
+        jaxem.em.run(model, faithful, placeholder, None, weights, tol, 200, stats=wrong)
 
 
 def _scan(algorithm, start, length):

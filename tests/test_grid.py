@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.special
+import scipy.stats
 from conftest import COVARIANCE_TYPES
 
 import jaxem
@@ -63,38 +65,59 @@ def test_switched_off_components_change_nothing(faithful, covariance_type, with_
         np.testing.assert_allclose(offset, offset[0], atol=1e-8)
 
 
-def test_grid_cells_are_fits_of_their_own_k(faithful):
-    """Each cell's log-likelihood is that of its K-component parameters, its weights past K are
-    zero, and no cell is worse than the best of fit_restarts' starts by more than a rounding."""
+@pytest.mark.parametrize("with_prior", [False, True], ids=["mle", "map"])
+def test_grid_cells_are_fits_of_their_own_k(faithful, with_prior):
+    """Each cell's log-likelihood (with a prior: at the posterior mode, the prior's terms left
+    out) is SciPy's at its K-component parameters, its entropy (when asked for, else NaN) is
+    $-\\sum_n \\log \\max_k r_{nk}$ from SciPy's densities, its weights past K are zero."""
     X = jnp.asarray(faithful)
     mixtures = (jaxem.GaussianMixture(3, "full"),)
+    ks = [1, 2, 3]
+    priors = None
+    if with_prior:
+        prior = jaxem.default_prior(mixtures[0], X)
+        priors = (jax.tree.map(lambda a: jnp.stack([a] * 3), prior),)
     (result,) = fit_grid(
         mixtures,
         jax.random.key(0),
         X,
-        jnp.arange(1, 4),
+        jnp.asarray(ks),
         jnp.ones(len(faithful)),
-        None,
+        priors,
         n_init=4,
         tol=jnp.asarray(1e-8),
         max_iter=500,
+        with_entropy=not with_prior,
     )
-    start, collapsed = best_starts(mixtures[0], result, [1, 2, 3], regular=True)
+    start, collapsed = best_starts(mixtures[0], result, ks, regular=not with_prior)
     assert not collapsed.any()
     np.testing.assert_array_equal(start, np.argmax(np.asarray(result.objective), axis=1))
     result = jax.tree.map(lambda a: a[np.arange(3), start], result)
-    for i, k in enumerate(range(1, 4)):
+    for i, k in enumerate(ks):
         params = first_components(mixtures[0], jax.tree.map(lambda a, i=i: a[i], result.params), k)
-        model = jaxem.GaussianMixture(k, "full")
-        np.testing.assert_allclose(
-            result.loglik[i], jnp.sum(model.score_samples(params, X)), rtol=1e-12
+        log_joint = np.stack(
+            [
+                np.log(params.weights[j])
+                + scipy.stats.multivariate_normal.logpdf(
+                    faithful, params.means[j], params.covariances[j]
+                )
+                for j in range(k)
+            ],
+            axis=1,
         )
+        log_px = scipy.special.logsumexp(log_joint, axis=1)
+        np.testing.assert_allclose(result.loglik[i], np.sum(log_px), rtol=1e-12)
+        if with_prior:
+            assert np.isnan(result.entropy[i])
+        else:
+            entropy = -np.sum(np.max(log_joint, axis=1) - log_px)
+            np.testing.assert_allclose(result.entropy[i], entropy, rtol=1e-9, atol=1e-9)
         np.testing.assert_array_equal(np.asarray(result.params[0][i, k:]), 0.0)
+    if with_prior:
+        return
     # K = 1 has a closed form: the sample mean and the (biased) covariance
     mean, cov = faithful.mean(0), np.cov(faithful.T, bias=True)
-    want = np.sum(
-        jax.scipy.stats.multivariate_normal.logpdf(faithful, mean, cov + 1e-6 * np.eye(2))
-    )
+    want = np.sum(scipy.stats.multivariate_normal.logpdf(faithful, mean, cov + 1e-6 * np.eye(2)))
     np.testing.assert_allclose(result.loglik[0], want, rtol=1e-10)
 
 

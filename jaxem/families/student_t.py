@@ -339,6 +339,13 @@ class StudentT:
         $\\nu$."""
         return self.structure.shared or self.dof == "shared"
 
+    @property
+    def reads_iterate(self) -> bool:
+        """Whether `estimate_from` reads the current components: only where the covariance
+        structure's M-step warm-starts (`CovarianceStructure.warm_starts`); elsewhere it is
+        `estimate` (`jaxem.capabilities.EstimatesFromIterate`)."""
+        return self.structure.warm_starts
+
     def estimate(
         self,
         stats: StudentTStats,

@@ -348,6 +348,13 @@ class Gaussian:
         """Whether a parameter serves every component (a ``shared`` structure: ``"tied"``)."""
         return self.structure.shared
 
+    @property
+    def reads_iterate(self) -> bool:
+        """Whether `estimate_from` reads the current components: only where the covariance
+        structure's M-step warm-starts (`CovarianceStructure.warm_starts`); elsewhere it is
+        `estimate` (`jaxem.capabilities.EstimatesFromIterate`)."""
+        return self.structure.warm_starts
+
     def estimate(
         self,
         stats: GaussianStats,
