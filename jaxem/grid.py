@@ -44,7 +44,7 @@ import numpy as np
 from jaxem.base import Array, PRNGKey
 from jaxem.batch import fit_lanes
 from jaxem.capabilities import of_family
-from jaxem.compiler import OPTIONS, starts_side_by_side
+from jaxem.compiler import CONCURRENT_OPTIONS, OPTIONS, starts_side_by_side
 from jaxem.em import run
 from jaxem.initialization import kmeans_plusplus, lloyd, nearest, one_hot, whiten
 from jaxem.mixture import Mixture
@@ -241,7 +241,7 @@ def _compile_and_call(jobs: list, call: Callable[[int, Callable[[], Any]], Any])
     def program(i):
         if keys[i] not in known:
             function, args, static = jobs[i]
-            compiled = jax.jit(partial(function, **static)).lower(*args).compile(OPTIONS)
+            compiled = jax.jit(partial(function, **static)).lower(*args).compile(options)
             with _LOCK:
                 known[keys[i]] = compiled
         return known[keys[i]]
@@ -255,7 +255,9 @@ def _compile_and_call(jobs: list, call: Callable[[int, Callable[[], Any]], Any])
         with jax.enable_x64(x64):
             return call(i, partial(program, i))
 
-    with ThreadPoolExecutor(max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+    n_threads = max(1, min(len(jobs), os.cpu_count() or 1))
+    options = CONCURRENT_OPTIONS if n_threads > 1 else OPTIONS
+    with ThreadPoolExecutor(n_threads) as pool:
         futures = [pool.submit(compile_and_call, i) for i in range(len(jobs))]
     # the pool has waited for every job; errors surface through the futures' result()
     if any(future.exception() is not None for future in futures):
