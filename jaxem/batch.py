@@ -115,7 +115,9 @@ def fit_batch(
             init_params = _init_batch(model, keys, X, weights, lanes)
         return fit_lanes(model, X, weights, init_params, prior, tol, max_iter, lanes, accelerate)
 
-    args = (jax.random.split(key, n_members), X, weights, init_params, prior)
+    # (a key per member only where members start from model.init: split eagerly, it compiles)
+    keys = jax.random.split(key, n_members) if init_params is None else None
+    args = (keys, X, weights, init_params, prior)
     if layout is None:
         return init_and_fit(tol, *args)
     # every device fits its own members: nothing crosses between devices

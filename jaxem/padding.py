@@ -14,7 +14,11 @@ import numpy as np
 
 from jaxem.base import Array
 from jaxem.chunking import fill_unweighted
+from jaxem.compiler import jit
 from jaxem.validation import as_float_array, is_concrete
+
+# one compiled program, not a program per operation run on concrete data
+_filled = jit(fill_unweighted)
 
 
 def pad(datasets: Any) -> tuple[Array, Array]:
@@ -65,4 +69,4 @@ def without_padding(X: Any, weights: Any) -> Any:
     X, w = as_float_array(X, "X"), jnp.asarray(weights)
     if w.ndim < 1 or w.shape != X.shape[: w.ndim] or not jnp.issubdtype(w.dtype, jnp.number):
         return X
-    return fill_unweighted(X, w)
+    return _filled(X, w)
