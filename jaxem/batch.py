@@ -412,13 +412,25 @@ def fit_restarts(
         extra = None  # under jit: the deterministic start is computed on the host
     if extra is not None:
         one = extra(X, weights)
-        starts = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), starts, one)
-    X, _, weights, prior = check_inputs(model, X, _take(starts, 0), weights, prior)
+        starts = _appended(starts, one)
+    X, _, weights, prior = check_inputs(model, X, _first(starts), weights, prior)
     X, weights = padded(model, X, weights)
     copies = n_init + (extra is not None)
     weights, block, layout = plan(model, X, weights, chunk_size, copies=copies)
     tol = jnp.asarray(tol, X.dtype)
     return _fit_restarts(model, X, starts, prior, weights, tol, max_iter, block, layout, accelerate)
+
+
+# compiled, not run operation by operation (each operation would compile a program of its own)
+@jit
+def _appended(starts: Any, one: Any) -> Any:
+    """``one`` start appended to the stacked ``starts``."""
+    return jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), starts, one)
+
+
+@jit
+def _first(starts: Any) -> Any:
+    return _take(starts, 0)
 
 
 @partial(jit, static_argnames=("model", "max_iter", "block", "layout", "accelerate"))

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from functools import partial
 from typing import Any
 
 import jax
-import jax.flatten_util
-import jax.numpy as jnp
 import numpy as np
 from scipy import stats as scipy_stats
 
@@ -33,6 +32,7 @@ from jaxem import information
 from jaxem.base import EMModel, FitResult, Params, Prior
 from jaxem.capabilities import check_model, of_model
 from jaxem.chunking import fill_unweighted
+from jaxem.compiler import jit
 from jaxem.em import check_inputs, prepare_data
 from jaxem.validation import check_positive_int
 
@@ -78,7 +78,7 @@ class StandardErrors:
     def table(self, level: float = 0.95) -> list[tuple[str, float, float, float, float]]:
         """Rows ``(name, estimate, standard error, lower, upper)``, one per distinct entry (of
         a symmetric matrix, the upper triangle)."""
-        estimate = np.asarray(jax.flatten_util.ravel_pytree(self.params)[0], np.float64)
+        estimate = _flat(self.params)
         se = _deviations(self.covariance)
         z = _z(level)
         rows, seen = [], {}
@@ -204,7 +204,7 @@ def standard_errors(
             )
         fit = fit.params
     X, params, weights, prior = check_inputs(model, X, fit, weights, prior)
-    data = prepare_data(model, fill_unweighted(X, weights), weights)
+    data = _prepared(model, X, weights)
     p = information.n_coordinates(model, X.shape[-1])
 
     rate = None
@@ -231,7 +231,6 @@ def standard_errors(
         chart_cov[unknown] = np.nan
         chart_cov[:, unknown] = np.nan
 
-    flat, unravel = jax.flatten_util.ravel_pytree(params)
     jacobian = np.asarray(information.chart_jacobian(model, params, p), np.float64)
     known = np.where(unknown[None, :], 0.0, jacobian)
     covariance = known @ np.nan_to_num(chart_cov) @ known.T
@@ -241,7 +240,7 @@ def standard_errors(
     se = _deviations(covariance)
     return StandardErrors(
         params=params,
-        standard_errors=jax.tree.map(np.asarray, unravel(jnp.asarray(se, flat.dtype))),
+        standard_errors=_unflat(params, se),
         covariance=covariance,
         names=_names(params),
         information=info,
@@ -303,6 +302,32 @@ def _warn_unless_stationary(model, params, data, weights, prior, p, inverse) -> 
             f"{worst:.2g} standard errors (fit to a smaller tol?)",
             stacklevel=3,
         )
+
+
+# compiled, not run operation by operation (each operation would compile a program of its own:
+# about 40 of them, 0.6 s, for a Gaussian mixture's first standard errors)
+@partial(jit, static_argnames="model")
+def _prepared(model: EMModel, X: Any, weights: Any) -> Any:
+    return prepare_data(model, fill_unweighted(X, weights), weights)
+
+
+def _flat(params: Params) -> np.ndarray:
+    """Every entry of ``params`` in one float64 vector, in the order of `_names` (as
+    ``jax.flatten_util.ravel_pytree``, on the host)."""
+    return np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in jax.tree.leaves(params)])
+
+
+def _unflat(params: Params, values: np.ndarray) -> Any:
+    """``values`` (as `_flat` orders them) shaped like ``params``'s leaves, NumPy arrays of
+    their dtypes."""
+    leaves, tree = jax.tree.flatten(params)
+    ends = np.cumsum([np.size(a) for a in leaves])[:-1]
+    parts = np.split(np.asarray(values), ends)
+    shaped = [
+        p.reshape(np.shape(a)).astype(np.asarray(a).dtype)
+        for p, a in zip(parts, leaves, strict=True)
+    ]
+    return jax.tree.unflatten(tree, shaped)
 
 
 def _names(params: Params) -> list[str]:

@@ -16,6 +16,7 @@ through `jaxem.enable_compilation_cache`): a worker drops its programs after eve
 compiled once is read back instead of compiled again. ``JAXEM_TEST_CACHE`` names the directory
 (default ``.cache/jax-tests``), or ``off``."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -111,3 +112,21 @@ def numpy_forward(log_b: np.ndarray, initial: np.ndarray, transitions: np.ndarra
         for t in range(1, len(log_b)):
             alpha = logsumexp(alpha[:, None] + np.log(transitions), axis=0) + log_b[t]
     return float(logsumexp(alpha))
+
+
+@contextlib.contextmanager
+def lowerings():
+    """The programs JAX lowers inside the block, one duration each (a program compiled, or read
+    from the disk cache: lowered either way), counted by its monitoring events."""
+    lowered: list = []
+    event = "/jax/core/compile/jaxpr_to_mlir_module_duration"
+
+    def listen(name, duration, **kwargs):
+        if name == event:
+            lowered.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield lowered
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)

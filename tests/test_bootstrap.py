@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import lowerings
 
 import jaxem
 
@@ -176,24 +177,12 @@ def test_resampling_compiles_programs_not_operations(faithful):
     """The bootstrap and the LRT compile a handful of programs: drawing, reweighing, stacking
     and scoring as programs of their own, not operation by operation (each operation run
     outside a program compiles one: 21 programs for a bootstrap before, over 300 for the LRT
-    below, most of their cold time). Counted by JAX's lowering events, for a configuration no
-    other test compiles."""
-    lowered = []
-    event = "/jax/core/compile/jaxpr_to_mlir_module_duration"
-
-    def listen(name, duration, **kwargs):
-        if name == event:
-            lowered.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        models = [jaxem.GaussianMixture(k, "spherical") for k in (1, 2)]
-        fits = [jaxem.fit(m, faithful, m.deterministic_start(faithful)) for m in models]
-        lowered.clear()
+    below, most of their cold time). Counted for a configuration no other test compiles."""
+    models = [jaxem.GaussianMixture(k, "spherical") for k in (1, 2)]
+    fits = [jaxem.fit(m, faithful, m.deterministic_start(faithful)) for m in models]
+    with lowerings() as lowered:
         jaxem.bootstrap(models[1], fits[1], faithful, key=jax.random.key(0), n_boot=7)
-        assert len(lowered) <= 6, len(lowered)
-        lowered.clear()
+    assert len(lowered) <= 6, len(lowered)
+    with lowerings() as lowered:
         jaxem.bootstrap_lrt(models, faithful, key=jax.random.key(0), fits=fits, n_boot=5)
-        assert len(lowered) <= 12, len(lowered)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
+    assert len(lowered) <= 12, len(lowered)
