@@ -648,6 +648,7 @@ class HiddenMarkovModel:
         return out
 
 
+@jit
 def _total(per_sequence: Array, weights: Any) -> Array:
     """$\\sum_s w_s v_s$ over the sequences (a sequence's weight is its first step's;
     ``weights`` ``(S, T)`` as checked by the methods, or None: ones)."""
@@ -702,6 +703,9 @@ def _log_dirichlet_on_support(probs: Array, concentration: Array) -> Array:
     return jnp.sum(norm) + jnp.sum(kernel)
 
 
+# compiled, not run operation by operation (each operation would compile a program of its own:
+# 20 for a first init, 0.35 s)
+@partial(jit, static_argnames="n_states")
 def _chain_from_states(n_states: int, states: Array, weights: Array, emissions: Any) -> HMMParams:
     """$\\pi$ and $A$ from hard states ``(S, T)``: frequencies plus one."""
     one_hot = jax.nn.one_hot(states, n_states, dtype=weights.dtype) * weights[..., None]
