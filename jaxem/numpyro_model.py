@@ -812,8 +812,12 @@ def _analysis_jit(fun: Callable) -> Callable:
     plain = jax.jit(fun)
 
     def run(*args):
+        if at_top_level():
+            # not under compile-time evaluation: there every operation on a constant inside
+            # fun's trace would run (and compile) on its own, 100 programs for a mixture
+            return compiled(*args)
         with jax.ensure_compile_time_eval():
-            return (compiled if at_top_level() else plain)(*args)
+            return plain(*args)
 
     return run
 
@@ -905,8 +909,9 @@ def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any, example) -> _Pl
         site_plan.append(_Site(s, lp1, dims[0], bool(etr2[s]["is_observed"])))
     # random 0s and 1s: in the support of counts, categories and binary data alike, and
     # varied enough that b0 + b1 * x is no selection of (b0, b1)
-    random_rows = jax.random.bernoulli(jax.random.PRNGKey(3), 0.5, (PROBE_ROWS,) + row_shape)
-    random_rows = random_rows.astype(dtype)
+    # (drawn by NumPy: a JAX draw compiles a program for each shape)
+    random_rows = np.random.default_rng(3).integers(0, 2, (PROBE_ROWS,) + row_shape)
+    random_rows = jnp.asarray(random_rows, dtype)
     probes = [random_rows] if example is None else [random_rows, example]
     closed = _closed_plan(model, values, priors, dict(cons), etr2, sites, enumerated, probes)
     gradient = tuple(n for n in params if n not in {c.param for c in closed})
@@ -1063,7 +1068,8 @@ def _closed_plan(model, values, priors, cons, etr, sites, enumerated, data) -> t
         return out
 
     probes = {
-        p: jax.random.normal(jax.random.PRNGKey(2), v.shape, v.dtype) for p, v in values.items()
+        p: jnp.asarray(np.random.default_rng(2).standard_normal(v.shape), v.dtype)
+        for p, v in values.items()
     }
 
     @_analysis_jit
@@ -1172,7 +1178,16 @@ def _conjugate_kind(family, role, fn, values, p, enumerated, X) -> str | None:
 def _full_trace(model: NumPyroModel, plan: _Plan, params: Params, X: Array) -> Trace:
     """The enumerated model's trace on the rows ``X`` at ``params``."""
     fn = _enumerated(model.model_fn, plan.first_dim)
-    return enumerated_log_density(fn, (X,), {}, params)[1]
+    return _enumerated_log_density(fn, X, params)[1]
+
+
+def _enumerated_log_density(fn: Callable, X: Array, params: Params) -> tuple[Array, Trace]:
+    """NumPyro's ``enumerated_log_density`` of ``fn`` on the rows ``X`` at ``params``, traced
+    inside the fit's program without NumPyro's validation: it checks only a distribution's
+    arguments that are constants there (the model's own, which the analysis ran), and each
+    check runs eagerly, one small program per operation (9 in a mixture's first fit)."""
+    with numpyro.validation_enabled(False):
+        return enumerated_log_density(fn, (X,), {}, params)
 
 
 def _marginals(
@@ -1195,7 +1210,7 @@ def _marginals(
 
     def one_row(row, shifts):
         fn = _perturb(enumerated, shifts, priors)
-        return enumerated_log_density(fn, (row[None],), {}, params)[0]
+        return _enumerated_log_density(fn, row[None], params)[0]
 
     def total(shifts):
         per_row = jax.vmap(one_row)(X, shifts)
@@ -1225,7 +1240,7 @@ def _joint_marginals(
     inside the rows."""
     X = data.rows
     n_rows = X.shape[0]
-    tr = enumerated_log_density(fn, (X,), {}, params)[1]
+    tr = _enumerated_log_density(fn, X, params)[1]
     inner = dict(plan.joint)
     joint, summed = jnp.zeros((), X.dtype), {}
     for site in plan.sites:
@@ -1278,7 +1293,7 @@ def _chain_marginals(
     layouts = {}  # per site: its dims' letters, those it reads, and its factor's
 
     def factors(row: Array) -> tuple[Array, Array]:
-        tr = enumerated_log_density(fn, (row[None],), {}, params)[1]
+        tr = _enumerated_log_density(fn, row[None], params)[1]
         first, steps = jnp.zeros((), row.dtype), jnp.zeros((), row.dtype)
         for site in plan.sites:
             lp = _site_log_prob(tr[site.name])
