@@ -320,7 +320,9 @@ class EstimatesFromIterate(Protocol):
     ``reads_iterate``, whether it does in this one (a Gaussian: whether its covariance
     structure warm-starts); where it does not, `of_family` gives no ``estimate_from``, a
     mixture calls ``estimate`` and `jaxem.grid` starts its fits from a partition's statistics
-    alone."""
+    alone. A family whose ``estimate_from`` at components that are all NaN (no iterate) returns
+    ``estimate``'s answer says so with ``starts_without_iterate = True``: `jaxem.grid` then
+    starts it from a partition's statistics too, its loop's first M-step taken at NaN."""
 
     def estimate_from(
         self, params: Params, stats: Any, counts: Array, prior: Prior | None, active: Any = None
@@ -374,7 +376,8 @@ class FamilyCapabilities(NamedTuple):
     ``mixture_e_step`` when it computes a mixture's E-step itself (``fuses_e_step``),
     ``shares_parameters`` (a parameter common to all components: its ``estimate`` and
     ``log_prior`` accept ``active=``), ``start_prior``, ``collapsed``, ``estimate_from``
-    (`EstimatesFromIterate`), whether it has
+    (`EstimatesFromIterate`) and whether it takes NaN components for no iterate
+    (``starts_without_iterate``, see there), whether it has
     unconstrained coordinates (``extrapolates``) and its NumPyro description
     (``numpyro_components`` and ``numpyro_params``, or None), ``component_covariances``
     (Gaussians), ``chart`` (`HasChart`), ``tail_probabilities`` (`TestsOutliers`),
@@ -386,6 +389,7 @@ class FamilyCapabilities(NamedTuple):
     start_prior: Callable | None
     collapsed: Callable | None
     estimate_from: Callable | None
+    starts_without_iterate: bool
     extrapolates: bool
     numpyro_components: Callable | None
     numpyro_params: Callable | None
@@ -418,6 +422,7 @@ def _resolve_family(family: Any) -> FamilyCapabilities:
         start_prior=_method(family, StartsFromPrior, "start_prior"),
         collapsed=_method(family, Collapses, "collapsed"),
         estimate_from=_estimate_from(family),
+        starts_without_iterate=bool(getattr(family, "starts_without_iterate", False)),
         extrapolates=isinstance(family, Extrapolates),
         numpyro_components=_method(family, DescribedInNumPyro, "numpyro_components"),
         numpyro_params=_method(family, DescribedInNumPyro, "numpyro_params"),

@@ -352,9 +352,11 @@ def _fit_cells(
         priors = jax.tree.map(lambda a: jnp.repeat(a, n_starts, axis=0), prior)
 
     if not side_by_side:
-        # where the M-step reads nothing of the iterate but the mask, the loop's own M-step
-        # takes the partition's statistics: the program holds one M-step, not two
-        from_partition = of_family(mixture.family).estimate_from is None
+        # where the M-step reads nothing of the iterate but the mask, or takes NaN for no
+        # iterate, the loop's own M-step takes the partition's statistics: the program holds
+        # one M-step, not two
+        can = of_family(mixture.family)
+        from_partition = can.estimate_from is None or can.starts_without_iterate
 
         def one(member):
             k, labels_s, member_prior = member
@@ -362,7 +364,7 @@ def _fit_cells(
                 on = MaskedParams(None, jnp.arange(k_max) < k)
                 stats = partition_stats(labels_s)
                 shapes = jax.eval_shape(model.m_step_from, on, stats, member_prior)
-                params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+                params = jax.tree.map(_no_iterate, shapes)
                 params = params._replace(active=on.active)
             else:
                 params, stats = start(k, labels_s, member_prior), None
@@ -381,6 +383,12 @@ def _fit_cells(
             )
         result = jax.vmap(summary)(fits, priors)
     return jax.tree.map(lambda a: a.reshape((n_k, n_starts) + a.shape[1:]), result)
+
+
+def _no_iterate(shape: jax.ShapeDtypeStruct) -> Array:
+    """A placeholder leaf for parameters that are no iterate: NaN (zeros if not floating)."""
+    fill = jnp.nan if jnp.issubdtype(shape.dtype, jnp.floating) else 0
+    return jnp.full(shape.shape, fill, shape.dtype)
 
 
 def best_starts(mixture: Mixture, result: GridResult, n_components: Any, regular: bool) -> tuple:

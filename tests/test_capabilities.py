@@ -64,7 +64,9 @@ def test_an_m_step_reads_the_iterate_only_where_the_structure_warm_starts():
         for family in (families.Gaussian(name), families.StudentT(name)):
             reads = capabilities.of_family(family).estimate_from is not None
             assert reads == (name in ("EVE", "VVE", "VEE")), (family, reads)
-    assert capabilities.of_family(families.FactorAnalyser(2)).estimate_from is not None
+    factor_analysers = capabilities.of_family(families.FactorAnalyser(2))
+    assert factor_analysers.estimate_from is not None
+    assert not factor_analysers.starts_without_iterate
 
 
 def test_gaussian_mixture_and_kmeans_satisfy_theirs():

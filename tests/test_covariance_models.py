@@ -209,6 +209,37 @@ def test_shared_prior_density_is_scipys(model_name):
     np.testing.assert_allclose(mine, inv_gamma + normal[:2].sum(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("model_name", jaxem.gaussian_mixture.MCLUST_MODELS)
+def test_nan_covariances_are_no_iterate(model_name):
+    """``maximise_from`` at covariances that are NaN is ``maximise`` (what `jaxem.grid`'s
+    start from a partition relies on: its loop's first M-step is taken at NaN), for every
+    structure, the warm-started EVE, VVE and VEE included; and a Gaussian's and a t's
+    ``estimate_from`` at NaN components are their ``estimate``."""
+    k, d = 3, 3
+    rng = np.random.default_rng(11)
+    s = jaxem.families.gaussian.structure.of(model_name)
+    per = np.stack([np.cov(rng.normal(size=(40, d)) * rng.uniform(0.5, 2.0, d), rowvar=False)
+                    for _ in range(k)])  # fmt: skip
+    counts = jnp.asarray([40.0, 25.0, 60.0])
+    scatters = jnp.asarray(per) * counts[:, None, None]
+    within = s.reduce(scatters if s.coupled else jnp.diagonal(scatters, axis1=1, axis2=2))
+    spread = jnp.zeros((k, d))
+    nan = jnp.full(s.shape(k, d), jnp.nan)
+    cold = s.maximise(within, counts, 1e-6, spread)
+    np.testing.assert_allclose(s.maximise_from(nan, within, counts, 1e-6, spread), cold, rtol=1e-12)
+    X = jnp.asarray(rng.normal(size=(60, d)))
+    resp = jnp.asarray(rng.dirichlet(np.ones(k), 60))
+    for family in (jaxem.families.Gaussian(model_name), jaxem.families.StudentT(model_name)):
+        assert jaxem.capabilities.of_family(family).starts_without_iterate
+        stats = jaxem.Mixture(family, k).stats(X, resp)
+        components = jax.eval_shape(family.estimate, stats.components, stats.counts)
+        no_iterate = jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan, a.dtype), components)
+        got = family.estimate_from(no_iterate, stats.components, stats.counts)
+        want = family.estimate(stats.components, stats.counts)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
 def test_a_switched_off_component_changes_no_structure():
     """`jaxem.select` fits K components as K_max with the rest switched off: for every model the
     masked M-step's active components equal the K-component M-step's (EVE's common volume

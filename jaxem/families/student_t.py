@@ -339,6 +339,10 @@ class StudentT:
         $\\nu$."""
         return self.structure.shared or self.dof == "shared"
 
+    # `estimate_from` at NaN covariances is `estimate`: every structure's `maximise_from` takes
+    # NaN for no iterate (`jaxem.capabilities.EstimatesFromIterate`)
+    starts_without_iterate: ClassVar[bool] = True
+
     @property
     def reads_iterate(self) -> bool:
         """Whether `estimate_from` reads the current components: only where the covariance

@@ -35,7 +35,8 @@ class EVE(Full):
 
     def maximise_from(self, previous, within, counts, reg_covar, spread):
         """As `maximise`, the orientation's iterations starting from that of the current
-        covariances ``previous`` (or None) where it is the better start."""
+        covariances ``previous`` (or None, or NaN: no start of its own) where it is the better
+        start."""
         w = 0.5 * (within + jnp.swapaxes(within, -1, -2))
         start = None if previous is None else orientation.of_covariances(previous)
         rotation, lam = orientation.common_orientation(w, counts, self.equal_volume, start)

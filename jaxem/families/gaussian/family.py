@@ -348,6 +348,10 @@ class Gaussian:
         """Whether a parameter serves every component (a ``shared`` structure: ``"tied"``)."""
         return self.structure.shared
 
+    # `estimate_from` at NaN covariances is `estimate`: every structure's `maximise_from` takes
+    # NaN for no iterate (`jaxem.capabilities.EstimatesFromIterate`)
+    starts_without_iterate: ClassVar[bool] = True
+
     @property
     def reads_iterate(self) -> bool:
         """Whether `estimate_from` reads the current components: only where the covariance

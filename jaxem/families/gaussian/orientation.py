@@ -133,10 +133,10 @@ def common_orientation(
         start = start.astype(scatters.dtype)
         lam_start = diagonals(scatters, counts, start, equal_volume)
         value_start = objective(scatters, counts, start, lam_start)
-        better = value_start < value
+        better = value_start < value  # never for a NaN start (no iterate)
         start = jnp.where(better, start, pooled)
         lam = jnp.where(better, lam_start, lam)
-        value = jnp.minimum(value_start, value)
+        value = jnp.where(better, value_start, value)
     else:
         start = pooled
 

@@ -159,7 +159,9 @@ class CovarianceStructure(abc.ABC):
     ) -> Array:
         """`maximise` starting from the current covariances ``previous`` (this structure's
         layout): an iterative M-step warm-starts there, and must end no worse than where it
-        starts (a generalized EM step). A closed form ignores ``previous``."""
+        starts (a generalized EM step). A closed form ignores ``previous``. Covariances that are
+        NaN are no iterate: the result is then `maximise`'s (a driver starting EM from a
+        partition's statistics passes them, `jaxem.grid`)."""
         return self.maximise(within, counts, reg_covar, spread)
 
     @abc.abstractmethod

@@ -61,14 +61,13 @@ class VEE(Full):
 
     def maximise_from(self, previous, within, counts, reg_covar, spread):
         """As `maximise`, the alternation starting from the volumes $|\\Sigma_k|^{1/D}$ of the
-        current covariances ``previous`` (or None: from $C = I$)."""
+        current covariances ``previous`` (or None, or NaN: from $C = I$)."""
         w = 0.5 * (within + jnp.swapaxes(within, -1, -2))
         eye = jnp.eye(w.shape[-1], dtype=w.dtype)
-        if previous is None:
-            lam = _volumes(w, counts, eye)
-        else:
+        lam = _volumes(w, counts, eye)
+        if previous is not None:
             _, log_det = jnp.linalg.slogdet(previous.astype(w.dtype))
-            lam = jnp.exp(log_det / w.shape[-1])
+            lam = jnp.where(jnp.isnan(log_det), lam, jnp.exp(log_det / w.shape[-1]))
 
         def not_done(carry):
             _, lam, previous, i = carry
