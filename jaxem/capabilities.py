@@ -215,12 +215,6 @@ def _method(thing: Any, protocol: type, name: str) -> Callable | None:
     return getattr(thing, name) if isinstance(thing, protocol) else None
 
 
-def _estimate_from(family: Any) -> Callable | None:
-    if not getattr(family, "reads_iterate", True):
-        return None
-    return _method(family, EstimatesFromIterate, "estimate_from")
-
-
 @functools.lru_cache(maxsize=256)
 def _of_hashable(model: Any) -> ModelCapabilities:
     return _resolve(model)
@@ -316,13 +310,10 @@ class EstimatesFromIterate(Protocol):
     stats, counts, prior, active=None)``, for a family whose M-step is itself iterative (a
     Gaussian whose covariance structure shares an orientation: its inner loop warm-starts where
     the last M-step ended, as mclust's does). A mixture calls it in place of ``estimate``.
-    A family whose M-step reads the iterate in some configurations only says, with an attribute
-    ``reads_iterate``, whether it does in this one (a Gaussian: whether its covariance
-    structure warm-starts); where it does not, `of_family` gives no ``estimate_from``, a
-    mixture calls ``estimate`` and `jaxem.grid` starts its fits from a partition's statistics
-    alone. A family whose ``estimate_from`` at components that are all NaN (no iterate) returns
+    A family whose ``estimate_from`` at components that are all NaN (no iterate) returns
     ``estimate``'s answer says so with ``starts_without_iterate = True``: `jaxem.grid` then
-    starts it from a partition's statistics too, its loop's first M-step taken at NaN."""
+    starts it, as a family without ``estimate_from``, from a partition's statistics alone, its
+    loop's first M-step taken at NaN."""
 
     def estimate_from(
         self, params: Params, stats: Any, counts: Array, prior: Prior | None, active: Any = None
@@ -421,7 +412,7 @@ def _resolve_family(family: Any) -> FamilyCapabilities:
         shares_parameters=bool(getattr(family, "shares_parameters", False)),
         start_prior=_method(family, StartsFromPrior, "start_prior"),
         collapsed=_method(family, Collapses, "collapsed"),
-        estimate_from=_estimate_from(family),
+        estimate_from=_method(family, EstimatesFromIterate, "estimate_from"),
         starts_without_iterate=bool(getattr(family, "starts_without_iterate", False)),
         extrapolates=isinstance(family, Extrapolates),
         numpyro_components=_method(family, DescribedInNumPyro, "numpyro_components"),

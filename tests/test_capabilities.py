@@ -55,18 +55,19 @@ def test_shipped_families_and_their_models_satisfy_the_protocols(family):
     assert (resolved.start_prior is not None) == (not gaussian)
 
 
-def test_an_m_step_reads_the_iterate_only_where_the_structure_warm_starts():
-    """A Gaussian's (or multivariate t's) M-step starts from the current covariances only for
-    the structures whose M-step iterates from the last one's answer (EVE, VVE, VEE); for the
-    others `of_family` gives no ``estimate_from`` (the mixture calls ``estimate``, the grid
-    starts from a partition's statistics alone)."""
+def test_which_families_take_nan_components_for_no_iterate():
+    """Gaussians and multivariate t's, of every structure, take NaN components for no iterate
+    in ``estimate_from`` (tests/test_covariance_models.py checks it); factor analysers, whose
+    M-step needs the iterate, do not; families without ``estimate_from`` need not say."""
     for name in jaxem.gaussian_mixture.MCLUST_MODELS:
         for family in (families.Gaussian(name), families.StudentT(name)):
-            reads = capabilities.of_family(family).estimate_from is not None
-            assert reads == (name in ("EVE", "VVE", "VEE")), (family, reads)
+            resolved = capabilities.of_family(family)
+            assert resolved.estimate_from is not None and resolved.starts_without_iterate
     factor_analysers = capabilities.of_family(families.FactorAnalyser(2))
     assert factor_analysers.estimate_from is not None
     assert not factor_analysers.starts_without_iterate
+    poisson = capabilities.of_family(families.Poisson())
+    assert poisson.estimate_from is None and not poisson.starts_without_iterate
 
 
 def test_gaussian_mixture_and_kmeans_satisfy_theirs():

@@ -343,13 +343,6 @@ class StudentT:
     # NaN for no iterate (`jaxem.capabilities.EstimatesFromIterate`)
     starts_without_iterate: ClassVar[bool] = True
 
-    @property
-    def reads_iterate(self) -> bool:
-        """Whether `estimate_from` reads the current components: only where the covariance
-        structure's M-step warm-starts (`CovarianceStructure.warm_starts`); elsewhere it is
-        `estimate` (`jaxem.capabilities.EstimatesFromIterate`)."""
-        return self.structure.warm_starts
-
     def estimate(
         self,
         stats: StudentTStats,

@@ -23,7 +23,6 @@ class EVE(Full):
     aliases = ()
     has_map = False
     equal_volume = True
-    warm_starts = True
 
     def n_parameters(self, n_components, n_features):
         d = n_features

@@ -68,9 +68,6 @@ class CovarianceStructure(abc.ABC):
         shrinks_means: whether the prior's normal on the means applies; without it the means'
             prior is flat and the posterior mode's means are the clusters' averages (mclust's
             EEV prior, whose shrinkage its M-step sets to zero).
-        warm_starts: whether `maximise_from` reads the current covariances (an iterative
-            M-step that starts where the last one ended); without it `maximise_from` is
-            `maximise` and the family's M-step reads no iterate.
     """
 
     name: ClassVar[str]
@@ -79,7 +76,6 @@ class CovarianceStructure(abc.ABC):
     shared: ClassVar[bool] = False
     has_map: ClassVar[bool] = True
     shrinks_means: ClassVar[bool] = True
-    warm_starts: ClassVar[bool] = False
 
     def __eq__(self, other: Any) -> bool:
         return type(self) is type(other)

@@ -49,7 +49,6 @@ class VEE(Full):
     name = "VEE"
     aliases = ()
     has_map = False
-    warm_starts = True
 
     def n_parameters(self, n_components, n_features):
         d = n_features
