@@ -105,6 +105,10 @@ def build(
     """The algorithm from an E-step over the whole data, ``params -> (stats, loglik)`` (the
     drivers' row blocks and devices inside it), for checked inputs."""
 
+    # one trace of the E-step, not one per use: jit's cache gives the shapes of the start's
+    # state (`unevaluated`) and every E-step of the loop from a single trace (a NumPyro HMM's
+    # first fit traced in 0.43 s instead of 0.59); XLA inlines the call
+    @jax.jit
     def evaluate(params: Params) -> tuple[Stats, Array]:
         stats, loglik = e_step(params)
         return stats, objective(model, params, loglik, prior)

@@ -253,3 +253,26 @@ def _scan(algorithm, start, length):
         return state, state.objective
 
     return jax.lax.scan(one, algorithm.init(start), length=length)
+
+
+def test_a_fit_traces_the_e_step_once(blobs):
+    """Compiling a fit traces the model's E-step once: the start's state takes its shapes from
+    the same trace as the loop's E-steps (twice before: the E-step's Python ran for the
+    shapes, then again for the loop), with plain EM and with SQUAREM (three E-steps a step)."""
+    calls = []
+
+    @dataclasses.dataclass(frozen=True)
+    class Counted(jaxem.GaussianMixture):
+        def e_step(self, params, X, weights):
+            calls.append(1)
+            return super().e_step(params, X, weights)
+
+    model = Counted(2, "diag")
+    start = model.init(jax.random.key(3), blobs)
+    for accelerate in (None, "squarem"):
+        calls.clear()
+        fitted = jaxem.fit(model, blobs, start, max_iter=7, accelerate=accelerate)
+        assert len(calls) == 1, (accelerate, len(calls))
+        plain = jaxem.GaussianMixture(2, "diag")
+        want = jaxem.fit(plain, blobs, start, max_iter=7, accelerate=accelerate)
+        np.testing.assert_allclose(fitted.history, want.history, rtol=1e-12)
