@@ -29,11 +29,10 @@ Whitening makes the seeding independent of the columns' units, as mclust's start
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -41,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxem import threads
 from jaxem.base import Array, PRNGKey
 from jaxem.batch import fit_lanes
 from jaxem.capabilities import of_family
@@ -246,20 +246,8 @@ def _compile_and_call(jobs: list, call: Callable[[int, Callable[[], Any]], Any])
                 known[keys[i]] = compiled
         return known[keys[i]]
 
-    # a thread starts with the process's precision: a float64 scope (``jax.enable_x64``, as
-    # the command line and the scikit-learn estimator open) is the caller thread's alone, and
-    # without it the workers truncated float64 data to float32
-    x64 = bool(jax.config.jax_enable_x64)
-
-    def compile_and_call(i):
-        with jax.enable_x64(x64):
-            return call(i, partial(program, i))
-
-    n_threads = max(1, min(len(jobs), os.cpu_count() or 1))
-    options = CONCURRENT_OPTIONS if n_threads > 1 else OPTIONS
-    with ThreadPoolExecutor(n_threads) as pool:
-        futures = [pool.submit(compile_and_call, i) for i in range(len(jobs))]
-    # the pool has waited for every job; errors surface through the futures' result()
+    options = CONCURRENT_OPTIONS if threads.count(len(jobs)) > 1 else OPTIONS
+    futures = threads.run(lambda i: call(i, partial(program, i)), range(len(jobs)))
     if any(future.exception() is not None for future in futures):
         return futures  # nothing is cached from a failed call
     with _LOCK:

@@ -20,9 +20,7 @@ Replicates whose refit gives a non-finite objective are left out (mclust draws a
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -30,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxem import threads
 from jaxem.base import EMModel, FitResult, Params, Prior, PRNGKey
 from jaxem.batch import fit_batch, fit_restarts
 from jaxem.capabilities import check_model, of_model
@@ -334,30 +333,25 @@ def bootstrap_lrt(
     statistics = 2 * (loglik[1:] - loglik[:-1])
     replicates = np.full((n_boot, len(statistics)), np.nan)
     replicate_weights = _stacked(weights, n_boot)
-    # each test's replicates are drawn and refitted in a thread of its own, one per core: on a
-    # CPU a refit program runs on one core, and one test compiles while another runs (Old
-    # Faithful, VVV 1..4 components, 999 replicates, 2 cores: cold 10.2 -> 7.6 s, warm 5.9 ->
-    # 3.3 s). A thread starts in the process's precision: the caller's x64 scope is passed on.
-    x64 = bool(jax.config.jax_enable_x64)
+    # each test's replicates are drawn and refitted in a thread of its own (`jaxem.threads`:
+    # Old Faithful, VVV 1..4 components, 999 replicates, 2 cores: cold 10.2 -> 7.6 s, warm
+    # 5.9 -> 3.3 s)
 
     def test(g: int) -> np.ndarray:
-        with jax.enable_x64(x64):
-            simulate = of_model(models[g]).simulate
-            data = _draws(simulate, params[g], draw_key, n_boot, X.shape, stream=g)
-            smaller, larger = (
-                np.asarray(
-                    _refit(
-                        m, draw_key, data, replicate_weights, p, None, tol, max_iter, lanes
-                    ).objective
-                )
-                for m, p in ((models[g], params[g]), (models[g + 1], params[g + 1]))
+        simulate = of_model(models[g]).simulate
+        data = _draws(simulate, params[g], draw_key, n_boot, X.shape, stream=g)
+        smaller, larger = (
+            np.asarray(
+                _refit(
+                    m, draw_key, data, replicate_weights, p, None, tol, max_iter, lanes
+                ).objective
             )
-            return 2 * (larger - smaller)
+            for m, p in ((models[g], params[g]), (models[g + 1], params[g + 1]))
+        )
+        return 2 * (larger - smaller)
 
-    n_threads = max(1, min(len(statistics), os.cpu_count() or 1))
-    with ThreadPoolExecutor(n_threads) as pool:
-        for g, replicate in enumerate(pool.map(test, range(len(statistics)))):
-            replicates[:, g] = replicate
+    for g, done in enumerate(threads.run(test, range(len(statistics)))):
+        replicates[:, g] = done.result()
     p_values = np.array(
         [
             (1 + np.sum(r[np.isfinite(r)] >= s)) / (1 + np.sum(np.isfinite(r)))
