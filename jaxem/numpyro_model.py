@@ -390,6 +390,9 @@ class _Plan(NamedTuple):
     # its first step named _PREV_<site>), whose rows are summed by forward-backward
     # (`_chain_marginals`), or None
     chain: str | None = None
+    # (param, site, index): the closed-form selections that depend on neither the data nor
+    # the parameters (`_static_selections`), each index as small as its repeats allow
+    selections: tuple = ()
 
 
 _FAMILY_NAMES = {
@@ -913,7 +916,9 @@ def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any, example) -> _Pl
     random_rows = np.random.default_rng(3).integers(0, 2, (PROBE_ROWS,) + row_shape)
     random_rows = jnp.asarray(random_rows, dtype)
     probes = [random_rows] if example is None else [random_rows, example]
-    closed = _closed_plan(model, values, priors, dict(cons), etr2, sites, enumerated, probes)
+    closed, selections = _closed_plan(
+        model, values, priors, dict(cons), etr2, sites, enumerated, probes, site_plan
+    )
     gradient = tuple(n for n in params if n not in {c.param for c in closed})
     featured = tuple(
         s
@@ -936,6 +941,7 @@ def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any, example) -> _Pl
         _joint_plan(etr2, sites, data_plate),
         featured,
         _chain_variable(etr2, sites, data_plate),
+        selections,
     )
 
 
@@ -1047,13 +1053,14 @@ def _rows_ok(index: np.ndarray, row: tuple[int, ...]) -> bool:
     )
 
 
-def _closed_plan(model, values, priors, cons, etr, sites, enumerated, data) -> tuple:
-    """The parameters with a closed-form update: each enters its sites' log densities through
-    the same role of their distributions, as a selection of its entries, on every array of rows
-    in ``data`` (two JVPs per parameter, of every site's log density and role argument at
-    once)."""
+def _closed_plan(model, values, priors, cons, etr, sites, enumerated, data, site_plan) -> tuple:
+    """``(closed, selections)``: the parameters with a closed-form update, each entering its
+    sites' log densities through the same role of their distributions, as a selection of its
+    entries, on every array of rows in ``data`` (two JVPs per parameter, of every site's log
+    density and role argument at once); and their selections known before the data
+    (`_static_selections`)."""
     if model.gradient is True:
-        return ()
+        return (), ()
     forced = set(model.gradient)
     bases = {s: _unwrap(etr[s]["fn"]) for s in sites}
     lp_shapes = {s: etr[s]["lp_shape"] for s in sites}
@@ -1123,7 +1130,80 @@ def _closed_plan(model, values, priors, cons, etr, sites, enumerated, data) -> t
             if locs:
                 partner = locs[0]
         closed.append(_Closed(p, s, family, role, row_size, prior, partner))
-    return tuple(closed)
+    selections = _static_selections(closed, values, everything, runs, data[0], lp_shapes, site_plan)
+    return tuple(closed), selections
+
+
+def _static_selections(closed, values, everything, runs, X, lp_shapes, site_plan) -> tuple:
+    """``(param, site, index)`` for the closed-form selections that are the same on any data
+    and at any parameters (``locs[z]`` with ``z`` enumerated: the selection follows from the
+    model's structure alone), each index reduced to size 1 along every dim where it repeats
+    (along the rows' dim it must: then it fits any number of rows). The E-step then groups
+    the statistics by these small indices (summing the repeats first) instead of finding
+    them on all rows by a JVP through the model (for a chain, a second pass of its ``scan``
+    over every step, and statistics grouped element by element).
+
+    Independence is read from the program, not from values: the index's computation (the
+    JVP's tangent for the entries' indices) traced with the data and the parameters as inputs
+    and pruned to what it needs must need neither (a selection by the data that happens to
+    repeat on the probe rows is never taken for a static one)."""
+    pairs = [(c, s) for c in closed for s in c.sites]
+    if not pairs:
+        return ()
+
+    def indices(values_, X_):
+        out = []
+        for c, s in pairs:
+            value = values_[c.param]
+            tangent = jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
+
+            def of_p(v, p=c.param, s=s, role=c.role):
+                return everything({**values_, p: v}, X_)[s][1][role]
+
+            out.append(jax.jvp(of_p, (value,), (tangent,))[1])
+        return out
+
+    reads = _reads_inputs(indices, len(pairs), values, X)
+    plate_dims = {site.name: site.plate_dim for site in site_plan}
+    found = []
+    for (c, s), read in zip(pairs, reads, strict=True):
+        if read:
+            continue
+        found_here = [np.round(run[c.param][s][1][c.role][2]).astype(np.int64) for run in runs]
+        first = found_here[0]
+        if any(i.shape != first.shape or np.any(i != first) for i in found_here):
+            continue
+        compact = _compact(first)
+        rows_at = len(lp_shapes[s]) + plate_dims[s]  # the aligned index's first dims: lp's
+        if rows_at >= 0 and compact.shape[rows_at] != 1:
+            continue  # changes from row to row: follows the number of rows
+        found.append((c.param, s, compact))
+    return tuple(found)
+
+
+def _compact(index: np.ndarray) -> np.ndarray:
+    """``index`` with every dim along which it repeats reduced to size 1."""
+    for axis in range(index.ndim):
+        first = np.take(index, [0], axis=axis)
+        if np.all(index == first):
+            index = first
+    return index
+
+
+def _reads_inputs(fn: Callable, n_outputs: int, *args: Any) -> list[bool]:
+    """Per output of ``fn(*args)`` (a list), whether it needs any of the inputs' values: its
+    program pruned to that output (JAX's dead-code elimination, which follows each input
+    through loops and calls) keeps an input. Where JAX offers no such pruning, True."""
+    try:
+        from jax._src.interpreters.partial_eval import dce_jaxpr
+    except ImportError:  # pragma: no cover - another JAX: no static selections, still exact
+        return [True] * n_outputs
+    closed = jax.make_jaxpr(fn)(*args)
+    reads = []
+    for i in range(n_outputs):
+        wanted = [j == i for j in range(len(closed.jaxpr.outvars))]
+        reads.append(any(dce_jaxpr(closed.jaxpr, wanted)[1]))
+    return reads
 
 
 def _site_rule(found: dict, base: _Base, constraint: Any, value, probe) -> tuple | None:
@@ -1432,33 +1512,57 @@ def _views(model, plan: _Plan, params: Params, X: Array, marginals: dict) -> dic
     """``{(param, site): _SiteView}`` for every closed-form rule, from one run of the model:
     the JVP with every closed-form parameter's tangent its entries' indices gives each role's
     selection at once (a role moves with its own parameter only: the analysis checked it
-    equals the selected entries)."""
+    equals the selected entries). Selections known from the plan (`_Plan.selections`) are
+    taken from there, and so are the arguments that are such selections of a parameter (the
+    entries of ``params`` they select): when all are, the model runs without the JVP, for
+    the values alone."""
     lp_shapes = {name: m.shape for name, m in marginals.items()}
+    static = {(param, site): index for param, site, index in plan.selections}
+    by_role = {(s, c.role): c.param for c in plan.closed for s in c.sites}
     tangents = {name: jnp.zeros_like(value) for name, value in params.items()}
     for c in plan.closed:
         value = params[c.param]
         tangents[c.param] = jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
 
+    def selected(p: Params, base: _Base, param: str, site: str, role: str) -> Array:
+        """The plan's index of the role, or the parameter's entries it picks, aligned."""
+        index = static[(param, site)]
+        value = jnp.asarray(index, jnp.int32) if role is None else p[param].reshape(-1)[index]
+        return _padded(value, _aligned_rank(base, role or _role_of(plan, param), lp_shapes[site]))
+
     def roles(p):
         tr = _full_trace(model, plan, p, X)
-        found, aux = {}, {}
+        found, aux, indices = {}, {}, {}
         for c in plan.closed:
             for s in c.sites:
                 base = _unwrap(tr[s]["fn"])
-                found[(c.param, s)] = _aligned(base, c.role, lp_shapes[s])
+                if (c.param, s) in static:
+                    indices[(c.param, s)] = selected(p, base, c.param, s, None)
+                else:
+                    found[(c.param, s)] = _aligned(base, c.role, lp_shapes[s])
                 if s not in aux:
-                    own = _OTHER_ARGUMENTS.get(type(base.dist), ())
-                    args = {a: _aligned(base, a, lp_shapes[s]) for a in own}
+                    args = {
+                        a: selected(p, base, by_role[(s, a)], s, a)
+                        if (by_role.get((s, a)), s) in static
+                        else _aligned(base, a, lp_shapes[s])
+                        for a in _OTHER_ARGUMENTS.get(type(base.dist), ())
+                    }
                     mask = jnp.ones((), X.dtype) if base.mask is None else base.mask
                     aux[s] = (tr[s]["value"], mask, args, base.event_ndim)
-        return found, aux
+        return found, (aux, indices)
 
-    _, found, aux = jax.jvp(roles, (params,), (tangents,), has_aux=True)
+    if all((c.param, s) in static for c in plan.closed for s in c.sites):
+        found, (aux, indices) = roles(params)
+    else:
+        _, found, (aux, indices) = jax.jvp(roles, (params,), (tangents,), has_aux=True)
     views = {}
     for c in plan.closed:
         for s in c.sites:
             value, mask, args, event_ndim = aux[s]
-            index = jnp.round(found[(c.param, s)]).astype(jnp.int32)
+            if (c.param, s) in static:
+                index = indices[(c.param, s)]
+            else:
+                index = jnp.round(found[(c.param, s)]).astype(jnp.int32)
             if c.family in ("categorical", "mvn"):
                 lead = len(lp_shapes[s]) + event_ndim
                 index = index.reshape(index.shape[:lead] + (-1,))[..., 0] // c.row_size
@@ -1468,16 +1572,27 @@ def _views(model, plan: _Plan, params: Params, X: Array, marginals: dict) -> dic
     return views
 
 
+def _role_of(plan: _Plan, param: str) -> str:
+    return next(c.role for c in plan.closed if c.param == param)
+
+
 def _aligned(base: _Base, role: str, lp_shape: tuple) -> Array:
     """The role's argument with its own (not broadcast) shape, left-padded to the rank of the
     site's elements (log density's dims + the event's) plus the row's dims."""
-    value = getattr(base.dist, role)
+    return _padded(getattr(base.dist, role), _aligned_rank(base, role, lp_shape))
+
+
+def _aligned_rank(base: _Base, role: str, lp_shape: tuple) -> int:
     rank = len(lp_shape) + base.event_ndim
     if role in ("covariance_matrix", "precision_matrix"):
-        rank += 2
-    elif type(base.dist) in (dist.CategoricalProbs, dist.MultivariateNormal):
-        rank += 1
-    return value.reshape((1,) * (rank - value.ndim) + value.shape)
+        return rank + 2
+    if type(base.dist) in (dist.CategoricalProbs, dist.MultivariateNormal):
+        return rank + 1
+    return rank
+
+
+def _padded(array: Array, rank: int) -> Array:
+    return array.reshape((1,) * (rank - array.ndim) + array.shape)
 
 
 def _scale_of(plan: _Plan, c: _Closed) -> _Closed | None:

@@ -833,3 +833,47 @@ def test_analysis_and_first_fit_compile_programs_not_operations():
     )
     want = jaxem.fit(hand, X, start, tol=1e-10, max_iter=300)
     np.testing.assert_allclose(fitted.objective, want.objective, rtol=1e-10)
+
+
+def test_a_selection_by_the_data_is_read_from_the_data():
+    """Locations chosen by a latent class and by a column of the data, ``locs[z, g]`` with
+    ``g = x_0 > 5``: on the analysis's probe rows (0s and 1s, and the data's first rows, all
+    in group 0) the column never exceeds 5, so the selection repeats there; it must still be
+    taken from the data (a selection known before the data is only one the program computes
+    without it), and the fit must be the closed-form EM written out in NumPy here."""
+    rng = np.random.default_rng(11)
+    n = 300
+    group = np.sort(rng.integers(0, 2, n))  # the first rows (the analysis's) all in group 0
+    z = rng.integers(0, 2, n)
+    column = np.where(group == 1, 8.0, 2.0) + rng.uniform(-1, 1, n)
+    y = rng.normal(np.array([[-2.0, 1.0], [2.0, 4.0]])[z, group], 1.0)
+    X = jnp.asarray(np.stack([column, y], axis=1))
+    start = np.array([[-1.0, 0.0], [1.0, 3.0]])
+
+    def model(X):
+        weights = numpyro.param("weights", jnp.ones(2) / 2, constraint=constraints.simplex)
+        locs = numpyro.param("locs", jnp.asarray(start))
+        with numpyro.plate("rows", X.shape[0]):
+            z = numpyro.sample("z", dist.Categorical(weights))
+            g = (X[:, 0] > 5).astype(jnp.int32)
+            numpyro.sample("y", dist.Normal(locs[z, g], 1.0), obs=X[:, 1])
+
+    ours = jaxem.NumPyroModel(model)
+    plan = ours.plan(X.shape[1:], X.dtype, X)
+    static = {(param, site) for param, site, _ in plan.selections}
+    assert ("weights", "z") in static and ("locs", "y") not in static
+    fit = jaxem.fit(ours, X, ours.init(jax.random.key(0), X), tol=0.0, max_iter=10)
+
+    weights, locs = np.full(2, 0.5), start.copy()
+    g = (np.asarray(X[:, 0]) > 5).astype(int)
+    yv = np.asarray(X[:, 1])
+    for _ in range(10):
+        log_r = np.log(weights) + scipy.stats.norm.logpdf(yv[:, None], locs[:, g].T, 1.0)
+        r = np.exp(log_r - scipy.special.logsumexp(log_r, axis=1, keepdims=True))
+        weights = r.mean(axis=0)
+        for k in range(2):
+            for h in range(2):
+                in_group = g == h
+                locs[k, h] = np.sum(r[in_group, k] * yv[in_group]) / np.sum(r[in_group, k])
+    assert_close(fit.params["weights"], weights, 1e-8)
+    assert_close(fit.params["locs"], locs, 1e-8)
