@@ -391,8 +391,10 @@ class _Plan(NamedTuple):
     # (`_chain_marginals`), or None
     chain: str | None = None
     # (param, site, index): the closed-form selections that depend on neither the data nor
-    # the parameters (`_static_selections`), each index as small as its repeats allow
+    # the parameters (`_static_selections`), each index as small as its repeats allow; and
+    # (site, value): such latent sites' values
     selections: tuple = ()
+    latent_values: tuple = ()
 
 
 _FAMILY_NAMES = {
@@ -916,7 +918,7 @@ def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any, example) -> _Pl
     random_rows = np.random.default_rng(3).integers(0, 2, (PROBE_ROWS,) + row_shape)
     random_rows = jnp.asarray(random_rows, dtype)
     probes = [random_rows] if example is None else [random_rows, example]
-    closed, selections = _closed_plan(
+    closed, (selections, latent_values) = _closed_plan(
         model, values, priors, dict(cons), etr2, sites, enumerated, probes, site_plan
     )
     gradient = tuple(n for n in params if n not in {c.param for c in closed})
@@ -942,6 +944,7 @@ def _analysis(model: NumPyroModel, row_shape: tuple, dtype: Any, example) -> _Pl
         featured,
         _chain_variable(etr2, sites, data_plate),
         selections,
+        latent_values,
     )
 
 
@@ -1054,13 +1057,13 @@ def _rows_ok(index: np.ndarray, row: tuple[int, ...]) -> bool:
 
 
 def _closed_plan(model, values, priors, cons, etr, sites, enumerated, data, site_plan) -> tuple:
-    """``(closed, selections)``: the parameters with a closed-form update, each entering its
+    """``(closed, static)``: the parameters with a closed-form update, each entering its
     sites' log densities through the same role of their distributions, as a selection of its
     entries, on every array of rows in ``data`` (two JVPs per parameter, of every site's log
-    density and role argument at once); and their selections known before the data
+    density and role argument at once); and what of them is known before the data
     (`_static_selections`)."""
     if model.gradient is True:
-        return (), ()
+        return (), ((), ())
     forced = set(model.gradient)
     bases = {s: _unwrap(etr[s]["fn"]) for s in sites}
     lp_shapes = {s: etr[s]["lp_shape"] for s in sites}
@@ -1071,7 +1074,7 @@ def _closed_plan(model, values, priors, cons, etr, sites, enumerated, data, site
         for s in sites:
             base = _unwrap(tr[s]["fn"])
             roles = {r: _aligned(base, r, lp_shapes[s]) for r in _roles(base.dist)}
-            out[s] = (_site_log_prob(tr[s]), roles)
+            out[s] = (_site_log_prob(tr[s]), roles, jnp.asarray(tr[s]["value"]))
         return out
 
     probes = {
@@ -1082,8 +1085,9 @@ def _closed_plan(model, values, priors, cons, etr, sites, enumerated, data, site
     @_analysis_jit
     def tangents(values, X):
         """Per parameter: does each site's log density move with it, and each role's argument
-        with its tangent for a random probe and for the entries' indices."""
-        out = {}
+        with its tangent for a random probe and for the entries' indices; and the sites'
+        values."""
+        out, primal = {}, None
         for p, value in values.items():
             index = jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
 
@@ -1099,7 +1103,7 @@ def _closed_plan(model, values, priors, cons, etr, sites, enumerated, data, site
                 )
                 for s in sites
             }
-        return out
+        return out, {s: primal[s][2] for s in sites}
 
     runs = [jax.device_get(tangents(values, X)) for X in data]
     candidates = {}
@@ -1107,11 +1111,11 @@ def _closed_plan(model, values, priors, cons, etr, sites, enumerated, data, site
         if p in forced:
             continue
         # the sites that use p: seen on the data when given
-        using = tuple(s for s in sites if runs[-1][p][s][0])
+        using = tuple(s for s in sites if runs[-1][0][p][s][0])
         rules = {
             _site_rule(found[p][s][1], bases[s], cons[p], value, probes[p])
             for s in using
-            for found in runs
+            for found, _ in runs
         }
         if not using or len(rules) != 1 or None in rules:
             continue
@@ -1130,55 +1134,73 @@ def _closed_plan(model, values, priors, cons, etr, sites, enumerated, data, site
             if locs:
                 partner = locs[0]
         closed.append(_Closed(p, s, family, role, row_size, prior, partner))
-    selections = _static_selections(closed, values, everything, runs, data[0], lp_shapes, site_plan)
-    return tuple(closed), selections
+    static = _static_selections(closed, values, everything, runs, data[0], lp_shapes, site_plan)
+    return tuple(closed), static
 
 
 def _static_selections(closed, values, everything, runs, X, lp_shapes, site_plan) -> tuple:
-    """``(param, site, index)`` for the closed-form selections that are the same on any data
-    and at any parameters (``locs[z]`` with ``z`` enumerated: the selection follows from the
-    model's structure alone), each index reduced to size 1 along every dim where it repeats
-    (along the rows' dim it must: then it fits any number of rows). The E-step then groups
-    the statistics by these small indices (summing the repeats first) instead of finding
-    them on all rows by a JVP through the model (for a chain, a second pass of its ``scan``
-    over every step, and statistics grouped element by element).
+    """``(selections, latent_values)``: ``(param, site, index)`` for the closed-form
+    selections that are the same on any data and at any parameters (``locs[z]`` with ``z``
+    enumerated: the selection follows from the model's structure alone), and ``(site,
+    value)`` for those sites' latent values that are (the enumerated values, stacked over a
+    chain's steps), each reduced to size 1 along every dim where it repeats (along the rows'
+    dim it must: then it fits any number of rows). The E-step then groups the statistics by
+    these small indices and values (summing the repeats first) instead of finding them on
+    all rows by a JVP through the model (for a chain, a second pass of its ``scan`` over
+    every step, and statistics grouped element by element).
 
-    Independence is read from the program, not from values: the index's computation (the
-    JVP's tangent for the entries' indices) traced with the data and the parameters as inputs
-    and pruned to what it needs must need neither (a selection by the data that happens to
-    repeat on the probe rows is never taken for a static one)."""
+    Independence is read from the program, not from values: the computation (the JVP's
+    tangent for the entries' indices; the site's value) traced with the data and the
+    parameters as inputs and pruned to what it needs must need neither (a selection by the
+    data that happens to repeat on the probe rows is never taken for a static one)."""
     pairs = [(c, s) for c in closed for s in c.sites]
+    observed = {site.name: site.observed for site in site_plan}
+    latent = sorted({s for _, s in pairs if not observed[s]})
     if not pairs:
-        return ()
+        return (), ()
 
-    def indices(values_, X_):
-        out = []
-        for c, s in pairs:
+    def outputs(values_, X_):
+        # one JVP for all: a role moves with its own parameter alone (`_selection` checked
+        # it equals that parameter's selected entries)
+        tangents = {name: jnp.zeros_like(value) for name, value in values_.items()}
+        for c in closed:
             value = values_[c.param]
-            tangent = jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
+            tangents[c.param] = jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
+        primal, found = jax.jvp(lambda v: everything(v, X_), (values_,), (tangents,))
+        return [found[s][1][c.role] for c, s in pairs] + [primal[s][2] for s in latent]
 
-            def of_p(v, p=c.param, s=s, role=c.role):
-                return everything({**values_, p: v}, X_)[s][1][role]
-
-            out.append(jax.jvp(of_p, (value,), (tangent,))[1])
-        return out
-
-    reads = _reads_inputs(indices, len(pairs), values, X)
+    reads = _reads_inputs(outputs, len(pairs) + len(latent), values, X)
     plate_dims = {site.name: site.plate_dim for site in site_plan}
-    found = []
-    for (c, s), read in zip(pairs, reads, strict=True):
+    selections = []
+    for (c, s), read in zip(pairs, reads[: len(pairs)], strict=True):
         if read:
             continue
-        found_here = [np.round(run[c.param][s][1][c.role][2]).astype(np.int64) for run in runs]
-        first = found_here[0]
-        if any(i.shape != first.shape or np.any(i != first) for i in found_here):
+        on_probes = [np.round(found[c.param][s][1][c.role][2]) for found, _ in runs]
+        # the aligned index's first dims are its log density's
+        compact = _compact_if_static(on_probes, len(lp_shapes[s]) + plate_dims[s])
+        if compact is not None:
+            selections.append((c.param, s, compact.astype(np.int64)))
+    latent_values = []
+    for s, read in zip(latent, reads[len(pairs) :], strict=True):
+        on_probes = [np.asarray(site_values[s]) for _, site_values in runs]
+        if read or on_probes[0].ndim > len(lp_shapes[s]):  # an event's dims: not enumerated
             continue
-        compact = _compact(first)
-        rows_at = len(lp_shapes[s]) + plate_dims[s]  # the aligned index's first dims: lp's
-        if rows_at >= 0 and compact.shape[rows_at] != 1:
-            continue  # changes from row to row: follows the number of rows
-        found.append((c.param, s, compact))
-    return tuple(found)
+        compact = _compact_if_static(on_probes, on_probes[0].ndim + plate_dims[s])
+        if compact is not None:
+            latent_values.append((s, compact))
+    return tuple(selections), tuple(latent_values)
+
+
+def _compact_if_static(on_probes: list, rows_at: int) -> np.ndarray | None:
+    """The array computed alike on every probe, reduced along its repeats (`_compact`), when
+    it repeats along the rows' dim ``rows_at`` (when that is one of its dims); else None."""
+    first = on_probes[0]
+    if any(a.shape != first.shape or np.any(a != first) for a in on_probes):
+        return None
+    compact = _compact(first)
+    if rows_at >= 0 and compact.shape[rows_at] != 1:
+        return None  # changes from row to row: follows the number of rows
+    return compact
 
 
 def _compact(index: np.ndarray) -> np.ndarray:
@@ -1512,12 +1534,14 @@ def _views(model, plan: _Plan, params: Params, X: Array, marginals: dict) -> dic
     """``{(param, site): _SiteView}`` for every closed-form rule, from one run of the model:
     the JVP with every closed-form parameter's tangent its entries' indices gives each role's
     selection at once (a role moves with its own parameter only: the analysis checked it
-    equals the selected entries). Selections known from the plan (`_Plan.selections`) are
-    taken from there, and so are the arguments that are such selections of a parameter (the
-    entries of ``params`` they select): when all are, the model runs without the JVP, for
-    the values alone."""
+    equals the selected entries). Selections and latent values known from the plan
+    (`_Plan.selections`, `_Plan.latent_values`) are taken from there, and so are the
+    arguments that are such selections of a parameter (the entries of ``params`` they
+    select): when all selections are, the model runs without the JVP, for the observed
+    values alone."""
     lp_shapes = {name: m.shape for name, m in marginals.items()}
     static = {(param, site): index for param, site, index in plan.selections}
+    known_values = dict(plan.latent_values)
     by_role = {(s, c.role): c.param for c in plan.closed for s in c.sites}
     tangents = {name: jnp.zeros_like(value) for name, value in params.items()}
     for c in plan.closed:
@@ -1548,7 +1572,10 @@ def _views(model, plan: _Plan, params: Params, X: Array, marginals: dict) -> dic
                         for a in _OTHER_ARGUMENTS.get(type(base.dist), ())
                     }
                     mask = jnp.ones((), X.dtype) if base.mask is None else base.mask
-                    aux[s] = (tr[s]["value"], mask, args, base.event_ndim)
+                    value = tr[s]["value"]
+                    if s in known_values:
+                        value = _padded(jnp.asarray(known_values[s]), jnp.ndim(value))
+                    aux[s] = (value, mask, args, base.event_ndim)
         return found, (aux, indices)
 
     if all((c.param, s) in static for c in plan.closed for s in c.sites):
