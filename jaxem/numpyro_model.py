@@ -1548,11 +1548,15 @@ def _views(model, plan: _Plan, params: Params, X: Array, marginals: dict) -> dic
         value = params[c.param]
         tangents[c.param] = jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
 
-    def selected(p: Params, base: _Base, param: str, site: str, role: str) -> Array:
-        """The plan's index of the role, or the parameter's entries it picks, aligned."""
-        index = static[(param, site)]
-        value = jnp.asarray(index, jnp.int32) if role is None else p[param].reshape(-1)[index]
-        return _padded(value, _aligned_rank(base, role or _role_of(plan, param), lp_shapes[site]))
+    def plan_index(base: _Base, c: _Closed, site: str) -> Array:
+        index = jnp.asarray(static[(c.param, site)], jnp.int32)
+        return _padded(index, _aligned_rank(base, c.role, lp_shapes[site]))
+
+    def selected_entries(p: Params, base: _Base, site: str, role: str) -> Array:
+        """The role's argument: the entries of its parameter the plan's index picks."""
+        param = by_role[(site, role)]
+        entries = p[param].reshape(-1)[static[(param, site)]]
+        return _padded(entries, _aligned_rank(base, role, lp_shapes[site]))
 
     def roles(p):
         tr = _full_trace(model, plan, p, X)
@@ -1561,12 +1565,12 @@ def _views(model, plan: _Plan, params: Params, X: Array, marginals: dict) -> dic
             for s in c.sites:
                 base = _unwrap(tr[s]["fn"])
                 if (c.param, s) in static:
-                    indices[(c.param, s)] = selected(p, base, c.param, s, None)
+                    indices[(c.param, s)] = plan_index(base, c, s)
                 else:
                     found[(c.param, s)] = _aligned(base, c.role, lp_shapes[s])
                 if s not in aux:
                     args = {
-                        a: selected(p, base, by_role[(s, a)], s, a)
+                        a: selected_entries(p, base, s, a)
                         if (by_role.get((s, a)), s) in static
                         else _aligned(base, a, lp_shapes[s])
                         for a in _OTHER_ARGUMENTS.get(type(base.dist), ())
@@ -1597,10 +1601,6 @@ def _views(model, plan: _Plan, params: Params, X: Array, marginals: dict) -> dic
             m = m.reshape(m.shape + (1,) * event_ndim)
             views[(c.param, s)] = _SiteView(m, value, args, index)
     return views
-
-
-def _role_of(plan: _Plan, param: str) -> str:
-    return next(c.role for c in plan.closed if c.param == param)
 
 
 def _aligned(base: _Base, role: str, lp_shape: tuple) -> Array:
