@@ -2,13 +2,16 @@
 and with jaxem's XLA options (`jaxem.compiler`) for every program, as the command line runs: it
 compiles about 30% faster, and compilation is most of the suite's time.
 
-The suite also lowers XLA's backend (LLVM) optimisation level to 0 (`TEST_XLA_FLAGS`), which
-jaxem never does for its users: the tests' programs run on small data, where compiling is the
-cost, and O0 compiles them in about two thirds of the time (cold suite on a 2-core machine:
-625 -> 430 s), while running large programs 2-5x slower, which is why the library keeps the
-default. Floating-point semantics are the same (no fast math either way); results may differ
-by rounding from an optimised build's, as between any two fusions. Set the level in
-``XLA_FLAGS`` yourself to test another one.
+The suite also makes XLA's backend (LLVM) compile cheaply (`TEST_XLA_FLAGS`), which jaxem never
+does for its users: the tests' programs run on small data, where compiling is the cost.
+Optimisation level 0 compiles them in about two thirds of the time (cold suite on a 2-core
+machine: 625 -> 430 s), while running large programs 2-5x slower, which is why the library
+keeps the default; each program's kernels compiled as one LLVM module (not split into 32 for
+idle cores: with a test worker per core there are none) and without LLVM's expensive passes,
+test_covariance_models and test_student_t together (two workers, cold) took 133 -> 112 -> 99
+s. Floating-point semantics are the same (no fast math either way); results may differ by
+rounding from an optimised build's, as between any two fusions. Set these options in
+``XLA_FLAGS`` yourself to test others.
 
 Compiled programs also go to a disk cache shared by the test workers (JAX's persistent cache,
 through `jaxem.enable_compilation_cache`): a worker drops its programs after every module (see
@@ -25,13 +28,18 @@ import jax
 from jaxem.compilation_cache import enable_compilation_cache
 from jaxem.compiler import with_options
 
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+TEST_XLA_FLAGS = (
+    "--xla_backend_optimization_level=0",
+    "--xla_cpu_parallel_codegen_split_count=1",
+    "--xla_llvm_disable_expensive_passes=true",
+)
 
 
 def _test_flags(xla_flags: str) -> str:
     """``xla_flags`` with jaxem's options and `TEST_XLA_FLAGS`, except those it sets itself."""
-    if "xla_backend_optimization_level" not in xla_flags:
-        xla_flags = f"{xla_flags} {TEST_XLA_FLAGS}".strip()
+    for flag in TEST_XLA_FLAGS:
+        if flag.split("=")[0] not in xla_flags:
+            xla_flags = f"{xla_flags} {flag}".strip()
     return with_options(xla_flags)
 
 
