@@ -46,7 +46,7 @@ from jaxem import charts
 from jaxem.base import Array, Family, PRNGKey
 from jaxem.buckets import padded, unpad
 from jaxem.capabilities import check_coordinates, of_family
-from jaxem.compiler import jit
+from jaxem.compiler import compiled_method, jit
 from jaxem.inference import forward_backward, forward_backward_parallel, sample_states, viterbi
 from jaxem.mixture import Mixture
 from jaxem.padding import pad, without_padding
@@ -195,6 +195,7 @@ class HiddenMarkovModel:
         """The family's ``prepare`` of the steps ``(S * T, D)``, once per fit."""
         return HMMData(self.family.prepare(_steps(X), weights.reshape(-1)))
 
+    @compiled_method
     def e_step(self, params: HMMParams, X: Any, weights: Array) -> tuple[HMMStats, Array]:
         """`HMMStats` and $\\sum_s w_s \\log p(x_s)$. ``X`` ``(S, T, D)`` or
         ``self.prepare(X, weights)``; ``weights`` ``(S, T)``."""
@@ -216,11 +217,13 @@ class HiddenMarkovModel:
         loglik = jnp.sum(jnp.where(sequence > 0, sequence * posterior.log_likelihood, 0.0))
         return stats, loglik
 
+    @compiled_method
     def m_step(self, stats: HMMStats, prior: HMMPrior | None = None) -> HMMParams:
         """Maximum-likelihood parameters, or with ``prior`` the posterior mode (see the
         module)."""
         return self._m_step(None, stats, prior)
 
+    @compiled_method
     def m_step_from(
         self, params: HMMParams, stats: HMMStats, prior: HMMPrior | None = None
     ) -> HMMParams:

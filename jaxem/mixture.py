@@ -31,7 +31,7 @@ from jaxem.base import Array, Family, PRNGKey
 from jaxem.buckets import bucket, pad_rows, padded, shares_programs, unpad
 from jaxem.capabilities import check_coordinates, of_family
 from jaxem.chunking import block_rows, block_sum, check_chunk_size, model_bytes_per_sample
-from jaxem.compiler import jit
+from jaxem.compiler import compiled_method, jit
 from jaxem.families.statistics import normalise
 from jaxem.hierarchical import partitions
 from jaxem.initialization import kmeans_plusplus, lloyd, nearest, one_hot
@@ -171,6 +171,7 @@ class Mixture:
         """The E-step's working memory per sample (the family's estimate)."""
         return self.family.bytes_per_sample_for(n_features, self.n_components, itemsize)
 
+    @compiled_method
     def e_step(self, params: Any, X: Any, weights: Array) -> tuple[MixtureStats, Array]:
         """`MixtureStats` and $\\sum_n w_n \\log p(x_n)$.
 
@@ -192,6 +193,7 @@ class Mixture:
         loglik = jnp.sum(jnp.where(weights > 0, weights * log_px, 0.0))
         return self._stats(data, wr, params.components), loglik
 
+    @compiled_method
     def m_step(self, stats: MixtureStats, prior: Any = None, active: Array | None = None) -> Any:
         """Maximum-likelihood parameters, or with a prior the posterior mode.
 
@@ -200,6 +202,7 @@ class Mixture:
         `jaxem.grid`)."""
         return self._m_step(None, stats, prior, active)
 
+    @compiled_method
     def m_step_from(
         self, params: Any, stats: MixtureStats, prior: Any = None, active: Array | None = None
     ) -> Any:
@@ -264,9 +267,13 @@ class Mixture:
         assignments) and sample weights ``(N,)``: an M-step from them starts EM from a
         partition. ``X`` ``(N, D)``."""
         X = self.family.check_data(X)
-        weights = self.effective_weights(X, check_weights(weights, X.shape[0], X.dtype))
-        wr = jnp.asarray(responsibilities, X.dtype).T * weights
-        return self._stats(self.prepare(X, weights), wr)
+        weights = check_weights(weights, X.shape[0], X.dtype)
+        return self._partition_stats(X, jnp.asarray(responsibilities, X.dtype), weights)
+
+    @compiled_method
+    def _partition_stats(self, X: Array, responsibilities: Array, weights: Array) -> MixtureStats:
+        weights = self.effective_weights(X, weights)
+        return self._stats(self.prepare(X, weights), responsibilities.T * weights)
 
     def _stats(self, data: MixtureData, wr: Array, about: Any = None) -> MixtureStats:
         """$N_k$ and the family's statistics of ``wr`` ``(K, N)``, taken about the components

@@ -73,7 +73,7 @@ from numpyro.primitives import Messenger
 
 from jaxem import linalg
 from jaxem.base import Array, Params, PRNGKey
-from jaxem.compiler import OPTIONS, at_top_level, jit
+from jaxem.compiler import OPTIONS, at_top_level, compiled_method, jit
 from jaxem.families.gaussian import full
 from jaxem.families.statistics import data_centre, normalise
 from jaxem.inference import chain_posterior
@@ -539,6 +539,7 @@ class NumPyroModel:
         features = jnp.concatenate([full.squares_of_rows(centred), centred], axis=-1)
         return NumPyroData(X, centre, {site: features for site in plan.featured})
 
+    @compiled_method
     def e_step(self, params: Params, X: Any, weights: Array) -> tuple[Any, Array]:
         """``(stats, loglik)``: the closed-form parameters' expected sufficient statistics
         (sums over rows), and for gradient-path parameters the rows' posterior marginals and
@@ -577,6 +578,7 @@ class NumPyroModel:
     def m_step(self, stats: Any, prior: Any = None) -> Params:
         raise TypeError("NumPyroModel's M-step starts from the iterate: use m_step_from")
 
+    @compiled_method
     def m_step_from(self, params: Params, stats: Any, prior: Any = None) -> Params:
         """The M-step at ``params``: closed-form parameters from ``stats`` (locations before
         the scales that use them), then the gradient-path parameters by L-BFGS on $Q$, kept
