@@ -16,8 +16,9 @@ rounding from an optimised build's, as between any two fusions. Set these option
 Compiled programs also go to a disk cache shared by the test workers (JAX's persistent cache,
 through `jaxem.enable_compilation_cache`): a worker drops its programs after every module (see
 `_release_compiled_programs`), and the two workers compile many of the same ones, so a program
-compiled once is read back instead of compiled again. ``JAXEM_TEST_CACHE`` names the directory
-(default ``.cache/jax-tests``), or ``off``."""
+compiled once is read back instead of compiled again; so do the command lines the tests start
+(``JAXEM_CACHE_DIR``), which never read the user's own cache. ``JAXEM_TEST_CACHE`` names the
+directory (default ``.cache/jax-tests``), or ``off``."""
 
 import contextlib
 import os
@@ -49,6 +50,10 @@ jax.config.update("jax_enable_x64", True)
 _CACHE = os.environ.get("JAXEM_TEST_CACHE", str(Path(__file__).parents[1] / ".cache" / "jax-tests"))
 if _CACHE != "off":
     enable_compilation_cache(_CACHE)
+    # the command lines the tests start share it, never the user's own (~/.cache/jaxem)
+    os.environ["JAXEM_CACHE_DIR"] = _CACHE
+else:
+    os.environ["JAXEM_NO_CACHE"] = "1"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
