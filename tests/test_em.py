@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import make_blobs
+from conftest import lowerings, make_blobs
 from jax.scipy.special import gammaln
 from scipy import optimize, stats
 
@@ -276,3 +276,39 @@ def test_a_fit_traces_the_e_step_once(blobs):
         plain = jaxem.GaussianMixture(2, "diag")
         want = jaxem.fit(plain, blobs, start, max_iter=7, accelerate=accelerate)
         np.testing.assert_allclose(fitted.history, want.history, rtol=1e-12)
+
+
+def test_steps_called_by_hand_are_one_compiled_program_each(faithful):
+    """A user's own loop over the E- and M-steps runs compiled programs, not operation after
+    operation (each compiled on its own, an iterative M-step's loops on every call), with the
+    closed forms' values: an M-step from a partition gives its proportions, means and
+    scatter matrices, and the E-step the log-likelihood SciPy's densities give."""
+    model = jaxem.GaussianMixture(3, "VVV", reg_covar=0.0)
+    labels = np.arange(len(faithful)) % 3
+    resp, ones = np.eye(3)[labels], np.ones(len(faithful))
+
+    def by_hand():
+        params = model.m_step(model.stats(faithful, resp))
+        return params, model.e_step(params, faithful, ones)[1]
+
+    with lowerings() as first:
+        params, loglik = by_hand()
+    with lowerings() as again:
+        by_hand()
+    assert len(first) <= 3 and not again
+    members = [faithful[labels == k] for k in range(3)]
+    np.testing.assert_allclose(params.weights, [len(m) / len(faithful) for m in members])
+    np.testing.assert_allclose(params.means, [m.mean(axis=0) for m in members], rtol=1e-12)
+    scatter = [np.cov(m.T, bias=True) for m in members]
+    np.testing.assert_allclose(params.covariances, scatter, rtol=1e-10)
+    densities = [
+        w * stats.multivariate_normal(mu, cov).pdf(faithful)
+        for w, mu, cov in zip(params.weights, params.means, params.covariances, strict=True)
+    ]
+    np.testing.assert_allclose(loglik, np.sum(np.log(np.sum(densities, axis=0))), rtol=1e-12)
+    vev = jaxem.GaussianMixture(3, "VEV")  # an iterative M-step: its loops compile once
+    m_step = partial(vev.m_step, vev.stats(faithful, resp))
+    m_step()
+    with lowerings() as iterative:
+        m_step()
+    assert not iterative
