@@ -133,7 +133,30 @@ def _log_density(fn: Any, value: Array, featured: tuple | None = None) -> Array:
         if featured is not None and batch[-1:] in ((), (1,)):  # no location or scale per row
             return _featured_gaussian_log_density(fn.loc, fn.scale_tril, *featured)
         return _gaussian_log_density(fn.loc, fn.scale_tril, value)
+    if type(fn) is dist.CategoricalProbs and isinstance(value, np.ndarray):
+        at_support = _categorical_at_support(fn.logits, value)
+        if at_support is not None:
+            return at_support
     return fn.log_prob(value)
+
+
+def _categorical_at_support(logits: Array, value: np.ndarray) -> Array | None:
+    """A categorical's log density ``logits[..., value]`` where ``value`` (known before the
+    data) enumerates the support, 0 to K - 1 in order along one dim and size 1 along the
+    others, along which the logits do not vary (an enumerated site's own dim): the logits with
+    their categories moved to that dim, no gather (a chain's transitions, T = 1e5, K = 4: a
+    gather of T K^2 elements); else None."""
+    n_categories = logits.shape[-1]
+    rank = max(logits.ndim - 1, value.ndim)
+    value = value.reshape((1,) * (rank - value.ndim) + value.shape)
+    batch = (1,) * (rank - logits.ndim + 1) + logits.shape[:-1]
+    dims = [d for d in range(rank) if value.shape[d] != 1]
+    if len(dims) != 1 or batch[dims[0]] != 1:
+        return None
+    if not np.array_equal(value.reshape(-1), np.arange(n_categories)):
+        return None
+    moved = jnp.moveaxis(logits.reshape(batch + (n_categories,)), -1, dims[0])
+    return jnp.squeeze(moved, axis=dims[0] + 1)
 
 
 SMALL_SUM = 16  # `_sum_small` adds at most this many elements one by one
@@ -268,8 +291,9 @@ def _enumerated(model_fn: Callable, first_dim: int) -> Callable:
     return enum(config_enumerate(model_fn), first_available_dim=first_dim)
 
 
-def _site_log_prob(site: dict, featured: tuple | None = None) -> Array:
-    value = _log_density(site["fn"], site["value"], featured)
+def _site_log_prob(site: dict, featured: tuple | None = None, value: Any = None) -> Array:
+    """The site's log density at its value, or at ``value`` (the plan's: `_Plan.latent_values`)."""
+    value = _log_density(site["fn"], site["value"] if value is None else value, featured)
     if site.get("scale") is not None:
         value = site["scale"] * value
     return value
@@ -1395,12 +1419,13 @@ def _chain_marginals(
         return "".join(by_dim.get(d - lp.ndim, "") or next(spare) for d in range(lp.ndim))
 
     layouts = {}  # per site: its dims' letters, those it reads, and its factor's
+    known_values = dict(plan.latent_values)
 
     def factors(row: Array) -> tuple[Array, Array]:
         tr = _enumerated_log_density(fn, row[None], params)[1]
         first, steps = jnp.zeros((), row.dtype), jnp.zeros((), row.dtype)
         for site in plan.sites:
-            lp = _site_log_prob(tr[site.name])
+            lp = _site_log_prob(tr[site.name], value=known_values.get(site.name))
             own = labels(tr[site.name], lp)
             if site.name.startswith("_PREV_"):  # the first step: its state is named _PREV_
                 own = own.replace("p", "c")
