@@ -109,8 +109,8 @@ __all__ = [
     "CONCURRENT_OPTIONS",
     "OPTIONS",
     "at_top_level",
-    "jit",
     "compiled_method",
+    "jit",
     "starts_side_by_side",
     "with_options",
 ]
