@@ -221,11 +221,17 @@ def forward_backward_parallel(
     return Posterior(log_likelihood, marginals, transition_counts, alphas)
 
 
-def chain_posterior(first: Array, steps: Array) -> tuple[Array, Array, Array]:
+def chain_posterior(
+    first: Array, steps: Array, weights: Array | None = None
+) -> tuple[Array, Array, Array]:
     """Chains' log normalisers and posteriors from their log factors: ``first`` ``(S, K)``
     $\\log \\phi_0(z_0)$ and ``steps`` ``(S, T - 1, K, K)`` $\\log \\phi_t(z_{t-1}, z_t)$
     (transition and emissions together, free to change along the chain) of S chains of the
-    same length. Returns $\\log Z$ ``(S,)``, $p(z_0)$ ``(S, K)`` and $p(z_{t-1}, z_t)$
+    same length; or with ``weights`` ``(S, T - 1, K, K)``, nonnegative, the factors
+    $\\phi_t = w_t \\exp(\\mathrm{steps}_t)$, ``steps`` then ``(S, T - 1, 1, K)`` where
+    they read the current state alone (a chain's transition probabilities as they are, times
+    its emissions' densities: the recursions exponentiate K terms per step, not K^2 logs of
+    probabilities). Returns $\\log Z$ ``(S,)``, $p(z_0)$ ``(S, K)`` and $p(z_{t-1}, z_t)$
     ``(S, T - 1, K, K)``. `jaxem.NumPyroModel` sums the chains written with NumPyro's ``scan``
     with it.
 
@@ -239,21 +245,30 @@ def chain_posterior(first: Array, steps: Array) -> tuple[Array, Array, Array]:
     are not probabilities); then every chain is summed again by the recursions in log space
     (a log-sum-exp per state and step, eight times slower on a CPU), whose results are
     exact for any factors."""
-    in_probabilities = _chain_in_probabilities(first, steps)
+    in_probabilities = _chain_in_probabilities(first, steps, weights)
     failed = in_probabilities[-1]
-    return jax.lax.cond(
-        failed,
-        lambda: _chain_in_logs(first, steps),
-        lambda: in_probabilities[:-1],
-    )
+
+    def in_logs():
+        if weights is None:
+            return _chain_in_logs(first, steps)
+        positive = weights > 0  # log 0 = -inf, with a finite derivative
+        log_weights = jnp.where(positive, jnp.log(jnp.where(positive, weights, 1.0)), -jnp.inf)
+        return _chain_in_logs(first, steps + log_weights)
+
+    return jax.lax.cond(failed, in_logs, lambda: in_probabilities[:-1])
 
 
-def _chain_in_probabilities(first: Array, steps: Array) -> tuple[Array, Array, Array, Array]:
-    """`chain_posterior` with the steps' factors exponentiated about their largest, and
-    whether any chain's recursions underflowed or overflowed."""
+def _chain_in_probabilities(
+    first: Array, steps: Array, weights: Array | None
+) -> tuple[Array, Array, Array, Array]:
+    """`chain_posterior` with the steps' factors exponentiated about their largest (times
+    the weights, in [0, 1]), and whether any chain's recursions underflowed or overflowed."""
     first_shift = jax.lax.stop_gradient(jnp.max(first, axis=-1, keepdims=True))
     shift = jax.lax.stop_gradient(jnp.max(steps, axis=(-2, -1), keepdims=True))  # cancels
-    factors = jnp.moveaxis(jnp.exp(steps - shift), 1, 0)  # (T - 1, S, K, K)
+    factors = jnp.exp(steps - shift)
+    if weights is not None:
+        factors = weights * factors
+    factors = jnp.moveaxis(factors, 1, 0)  # (T - 1, S, K, K)
     start = jnp.exp(first - first_shift)
     first_scale = jnp.sum(start, axis=-1, keepdims=True)
 

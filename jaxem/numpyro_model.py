@@ -134,29 +134,38 @@ def _log_density(fn: Any, value: Array, featured: tuple | None = None) -> Array:
             return _featured_gaussian_log_density(fn.loc, fn.scale_tril, *featured)
         return _gaussian_log_density(fn.loc, fn.scale_tril, value)
     if type(fn) is dist.CategoricalProbs and isinstance(value, np.ndarray):
-        at_support = _categorical_at_support(fn.logits, value)
+        at_support = _at_support(fn.logits, value)
         if at_support is not None:
             return at_support
     return fn.log_prob(value)
 
 
-def _categorical_at_support(logits: Array, value: np.ndarray) -> Array | None:
-    """A categorical's log density ``logits[..., value]`` where ``value`` (known before the
-    data) enumerates the support, 0 to K - 1 in order along one dim and size 1 along the
-    others, along which the logits do not vary (an enumerated site's own dim): the logits with
-    their categories moved to that dim, no gather (a chain's transitions, T = 1e5, K = 4: a
-    gather of T K^2 elements); else None."""
-    n_categories = logits.shape[-1]
-    rank = max(logits.ndim - 1, value.ndim)
+def _at_support(by_category: Array, value: np.ndarray) -> Array | None:
+    """``by_category[..., value]`` (a categorical's logits or probabilities at its values)
+    where ``value`` (known before the data) enumerates the support, 0 to K - 1 in order along
+    one dim and size 1 along the others, along which ``by_category`` does not vary (an
+    enumerated site's own dim): the categories moved to that dim, no gather (a chain's
+    transitions, T = 1e5, K = 4: a gather of T K^2 elements); else None."""
+    n_categories = by_category.shape[-1]
+    rank = max(by_category.ndim - 1, value.ndim)
     value = value.reshape((1,) * (rank - value.ndim) + value.shape)
-    batch = (1,) * (rank - logits.ndim + 1) + logits.shape[:-1]
+    batch = (1,) * (rank - by_category.ndim + 1) + by_category.shape[:-1]
     dims = [d for d in range(rank) if value.shape[d] != 1]
     if len(dims) != 1 or batch[dims[0]] != 1:
         return None
     if not np.array_equal(value.reshape(-1), np.arange(n_categories)):
         return None
-    moved = jnp.moveaxis(logits.reshape(batch + (n_categories,)), -1, dims[0])
+    moved = jnp.moveaxis(by_category.reshape(batch + (n_categories,)), -1, dims[0])
     return jnp.squeeze(moved, axis=dims[0] + 1)
+
+
+def _probabilities_at_support(site: dict, value: Any) -> Array | None:
+    """A plain categorical site's probabilities at its values known before the data
+    (`_at_support`), or None."""
+    fn = site["fn"]
+    if type(fn) is not dist.CategoricalProbs or site.get("scale") is not None:
+        return None
+    return None if value is None else _at_support(fn.probs, value)
 
 
 SMALL_SUM = 16  # `_sum_small` adds at most this many elements one by one
@@ -1421,11 +1430,21 @@ def _chain_marginals(
     layouts = {}  # per site: its dims' letters, those it reads, and its factor's
     known_values = dict(plan.latent_values)
 
-    def factors(row: Array) -> tuple[Array, Array]:
+    def factors(row: Array) -> tuple[Array, Array, Array | None]:
+        """The row's log factors, and the steps' probabilities given as such (`chain_posterior`'s
+        weights: the chain's own transitions) or None."""
         tr = _enumerated_log_density(fn, row[None], params)[1]
         first, steps = jnp.zeros((), row.dtype), jnp.zeros((), row.dtype)
+        transitions = None
         for site in plan.sites:
-            lp = _site_log_prob(tr[site.name], value=known_values.get(site.name))
+            value = known_values.get(site.name)
+            probabilities = _probabilities_at_support(tr[site.name], value)
+            if site.name != chain:  # the first step's factor: K terms, as logs
+                probabilities = None
+            if probabilities is None:
+                lp = _site_log_prob(tr[site.name], value=value)
+            else:
+                lp = probabilities
             own = labels(tr[site.name], lp)
             if site.name.startswith("_PREV_"):  # the first step: its state is named _PREV_
                 own = own.replace("p", "c")
@@ -1434,16 +1453,22 @@ def _chain_marginals(
             shape = tuple(lp.shape[own.index(a)] if a in own else 1 for a in target)
             lp = jnp.einsum(f"{own}->{present}", lp).reshape(shape)
             layouts[site.name] = (own, present, target)
-            if "t" in own:
+            if probabilities is not None:
+                transitions = lp if transitions is None else transitions * lp
+            elif "t" in own:
                 steps = steps + lp
             else:
                 first = first + lp
         n_states = first.shape[-1]
-        steps = jnp.broadcast_to(steps, steps.shape[:1] + (n_states, n_states))
-        return first, steps
+        if transitions is None:
+            return first, jnp.broadcast_to(steps, steps.shape[:1] + (n_states, n_states)), None
+        transitions = jnp.broadcast_to(transitions, transitions.shape[:1] + (n_states, n_states))
+        least = transitions.shape[:1] + (1, n_states)  # the steps' log factors read z_t at least
+        steps = jnp.broadcast_to(steps, jnp.broadcast_shapes(steps.shape, least))
+        return first, steps, transitions
 
-    first, steps = jax.vmap(factors)(X)
-    per_row, first_states, pairs = chain_posterior(first, steps)
+    first, steps, transitions = jax.vmap(factors)(X)
+    per_row, first_states, pairs = chain_posterior(first, steps, transitions)
     kept = weights > 0
     marginals = {}
     for site in plan.sites:

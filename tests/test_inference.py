@@ -211,6 +211,49 @@ def test_chain_posterior_is_brute_force_enumeration(depth, sharp):
             np.testing.assert_allclose(pairs[s, i], joint, rtol=1e-10, atol=1e-300)
 
 
+@pytest.mark.parametrize("sharp", [0.0, 800.0])
+def test_chain_posterior_of_transition_probabilities_and_emissions(sharp):
+    """Factors given as transition probabilities (some exactly zero) times the exponentiated
+    log factors of the current state alone (``weights``, ``steps`` of shape ``(S, T - 1, 1,
+    K)``): the sum over all K^T paths; with ``sharp``, state 0 certain first, no step from it
+    back to 0, and the emissions favouring 0 by 800 at every step, so that the recursions in
+    probabilities underflow and those in logs take over (the zeros' logs -inf there)."""
+    rng = np.random.default_rng(8)
+    n_chains, k, t = 2, 3, 6
+    probs = rng.dirichlet(np.ones(k), (n_chains, t - 1, k))
+    probs[:, :, 1, 2] = 0.0  # a structural zero
+    if sharp:
+        probs[:, :, 0, 0] = 0.0
+    probs /= probs.sum(axis=-1, keepdims=True)
+    emissions = rng.normal(size=(n_chains, t - 1, 1, k)) * 3
+    first = rng.normal(size=(n_chains, k)) * 3
+    if sharp:
+        first[:, 1:] -= 1e4
+        emissions[..., 0] += sharp
+    log_z, first_states, pairs = CHAIN_POSTERIOR(
+        jnp.asarray(first), jnp.asarray(emissions), jnp.asarray(probs)
+    )
+    paths = np.array(list(itertools.product(range(k), repeat=t)))
+    with np.errstate(divide="ignore"):
+        log_probs = np.log(probs)
+    for s in range(n_chains):
+        logp = first[s, paths[:, 0]] + sum(
+            log_probs[s, i, paths[:, i], paths[:, i + 1]] + emissions[s, i, 0, paths[:, i + 1]]
+            for i in range(t - 1)
+        )
+        expected = scipy.special.logsumexp(logp)
+        posterior = np.exp(logp - expected)
+        np.testing.assert_allclose(float(log_z[s]), expected, rtol=1e-13)
+        np.testing.assert_allclose(
+            first_states[s], np.bincount(paths[:, 0], posterior, k), rtol=1e-11, atol=1e-300
+        )
+        for i in range(t - 1):
+            joint = np.zeros((k, k))
+            np.add.at(joint, (paths[:, i], paths[:, i + 1]), posterior)
+            np.testing.assert_allclose(pairs[s, i], joint, rtol=1e-10, atol=1e-300)
+            assert np.all(np.asarray(pairs[s, i])[probs[s, i] == 0] == 0)
+
+
 def test_chain_posterior_of_one_step():
     """A chain of one state (no steps): its normaliser and posterior are the first factor's."""
     first = jnp.asarray([[0.5, -1.0, 2.0]])
