@@ -1413,9 +1413,10 @@ def _chain_marginals(
     """`_marginals` of a chain (`_Plan.chain`; a row is a sequence): each row's sites' log
     densities gathered into the first step's factor $\\phi_0(z_0)$ ``(K,)`` and the later
     steps' $\\phi_t(z_{t-1}, z_t)$ ``(T - 1, K, K)``, summed out by the forward-backward
-    recursions of `jaxem.inference.chain_posterior` (all rows at once); each site's marginal
-    is the posterior of the states its log density reads, $O(T K^2)$ work where funsor's
-    parallel contraction does $O(T K^3)$ and its derivative as much again."""
+    recursions of `jaxem.inference.chain_posterior` (all rows at once; a plain categorical
+    chain site's transition probabilities as probabilities, its weights); each site's
+    marginal is the posterior of the states its log density reads, $O(T K^2)$ work where
+    funsor's parallel contraction does $O(T K^3)$ and its derivative as much again."""
     chain = plan.chain
     names = {f"_time_{chain}": "t", f"_PREV_{chain}": "p", chain: "c"}
 
@@ -1438,9 +1439,9 @@ def _chain_marginals(
         transitions = None
         for site in plan.sites:
             value = known_values.get(site.name)
-            probabilities = _probabilities_at_support(tr[site.name], value)
-            if site.name != chain:  # the first step's factor: K terms, as logs
-                probabilities = None
+            probabilities = None  # the first step's factor has K terms: as logs
+            if site.name == chain:
+                probabilities = _probabilities_at_support(tr[site.name], value)
             if probabilities is None:
                 lp = _site_log_prob(tr[site.name], value=value)
             else:
