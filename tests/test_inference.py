@@ -194,18 +194,26 @@ def test_chain_posterior_is_brute_force_enumeration(depth, sharp):
     chains = [_chain_factors(rng, k, t, depth, sharp) for _ in range(3)]
     first = np.stack([c[0] for c in chains])
     steps = np.stack([c[1] for c in chains])
-    log_z, first_states, pairs = CHAIN_POSTERIOR(jnp.asarray(first), jnp.asarray(steps))
-    paths = np.array(list(itertools.product(range(k), repeat=t)))
-    for s, (one_first, one_steps) in enumerate(chains):
-        logp = one_first[paths[:, 0]]
-        logp = logp + sum(one_steps[i, paths[:, i], paths[:, i + 1]] for i in range(t - 1))
+    result = CHAIN_POSTERIOR(jnp.asarray(first), jnp.asarray(steps))
+    _assert_brute_force(first, steps, result)
+
+
+def _assert_brute_force(first: np.ndarray, steps: np.ndarray, result) -> None:
+    """``result`` (`chain_posterior`'s) is the sum over all K^T paths of the chains with log
+    factors ``first`` ``(S, K)`` and ``steps`` ``(S, T - 1, K, K)`` (-inf allowed)."""
+    log_z, first_states, pairs = result
+    n_chains, n_steps, k, _ = steps.shape
+    paths = np.array(list(itertools.product(range(k), repeat=n_steps + 1)))
+    for s in range(n_chains):
+        logp = first[s, paths[:, 0]]
+        logp = logp + sum(steps[s, i, paths[:, i], paths[:, i + 1]] for i in range(n_steps))
         expected = scipy.special.logsumexp(logp)
         posterior = np.exp(logp - expected)
         np.testing.assert_allclose(float(log_z[s]), expected, rtol=1e-13)
         np.testing.assert_allclose(
             first_states[s], np.bincount(paths[:, 0], posterior, k), rtol=1e-11, atol=1e-300
         )
-        for i in range(t - 1):
+        for i in range(n_steps):
             joint = np.zeros((k, k))
             np.add.at(joint, (paths[:, i], paths[:, i + 1]), posterior)
             np.testing.assert_allclose(pairs[s, i], joint, rtol=1e-10, atol=1e-300)
@@ -230,28 +238,10 @@ def test_chain_posterior_of_transition_probabilities_and_emissions(sharp):
     if sharp:
         first[:, 1:] -= 1e4
         emissions[..., 0] += sharp
-    log_z, first_states, pairs = CHAIN_POSTERIOR(
-        jnp.asarray(first), jnp.asarray(emissions), jnp.asarray(probs)
-    )
-    paths = np.array(list(itertools.product(range(k), repeat=t)))
+    result = CHAIN_POSTERIOR(jnp.asarray(first), jnp.asarray(emissions), jnp.asarray(probs))
     with np.errstate(divide="ignore"):
-        log_probs = np.log(probs)
-    for s in range(n_chains):
-        logp = first[s, paths[:, 0]] + sum(
-            log_probs[s, i, paths[:, i], paths[:, i + 1]] + emissions[s, i, 0, paths[:, i + 1]]
-            for i in range(t - 1)
-        )
-        expected = scipy.special.logsumexp(logp)
-        posterior = np.exp(logp - expected)
-        np.testing.assert_allclose(float(log_z[s]), expected, rtol=1e-13)
-        np.testing.assert_allclose(
-            first_states[s], np.bincount(paths[:, 0], posterior, k), rtol=1e-11, atol=1e-300
-        )
-        for i in range(t - 1):
-            joint = np.zeros((k, k))
-            np.add.at(joint, (paths[:, i], paths[:, i + 1]), posterior)
-            np.testing.assert_allclose(pairs[s, i], joint, rtol=1e-10, atol=1e-300)
-            assert np.all(np.asarray(pairs[s, i])[probs[s, i] == 0] == 0)
+        _assert_brute_force(first, np.log(probs) + emissions, result)
+    assert np.all(np.asarray(result[2])[probs == 0] == 0)
 
 
 def test_chain_posterior_of_one_step():
