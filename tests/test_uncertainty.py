@@ -424,9 +424,11 @@ def test_every_structure_s_chart_is_minimal_and_stays_in_the_model(name):
     model = jaxem.Mixture(Gaussian(name), k)
     counts = jnp.asarray([40.0, 40.0, 40.0])
 
+    @jax.jit
     def from_scatters(per_component, start):  # the M-step, (K, D, D) or (K, D) scatters
         return s.maximise_from(start, s.reduce(per_component), counts, 0.0, jnp.zeros((k, d)))
 
+    @jax.jit
     def maximise(covariances, start):  # the M-step given these covariances as the scatters
         if s.coupled:
             per = jnp.broadcast_to(s.matrices(covariances, d), (k, d, d)) * counts[:, None, None]
@@ -447,14 +449,15 @@ def test_every_structure_s_chart_is_minimal_and_stays_in_the_model(name):
     )
     p = model.n_parameters(d)
     zero = jnp.zeros((p,))
-    np.testing.assert_allclose(flat(model.chart(at, zero)), flat(at), atol=1e-12)
-    jac = jax.jacfwd(lambda c: jax.flatten_util.ravel_pytree(model.chart(at, c))[0])(zero)
+    chart = jax.jit(model.chart)
+    np.testing.assert_allclose(flat(chart(at, zero)), flat(at), atol=1e-12)
+    jac = jax.jit(jax.jacfwd(lambda c: jax.flatten_util.ravel_pytree(model.chart(at, c))[0]))(zero)
     jac = np.asarray(jac)
     assert np.linalg.matrix_rank(jac, tol=1e-8 * np.abs(jac).max()) == p
     # a point of the chart is a member of the model: the structure's maximum-likelihood
     # M-step, given that point's covariances as the scatters, gives them back (an iterative
     # one started there)
-    moved = model.chart(at, jnp.asarray(1e-3 * rng.normal(size=p))).components.covariances
+    moved = chart(at, jnp.asarray(1e-3 * rng.normal(size=p))).components.covariances
     back = maximise(moved, moved)
     # (exact to third order in the step: off the model by 1e-12, where a second-order slip
     # would be 1e-6)
