@@ -1124,7 +1124,7 @@ def _closed_plan(model, values, priors, cons, etr, sites, enumerated, data, site
         values."""
         out, primal = {}, None
         for p, value in values.items():
-            index = jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
+            index = _entry_indices(value)
 
             def of_p(v, p=p):
                 return everything({**values, p: v}, X)
@@ -1195,12 +1195,7 @@ def _static_selections(closed, values, everything, runs, X, lp_shapes, site_plan
         return (), ()
 
     def outputs(values_, X_):
-        # one JVP for all: a role moves with its own parameter alone (`_selection` checked
-        # it equals that parameter's selected entries)
-        tangents = {name: jnp.zeros_like(value) for name, value in values_.items()}
-        for c in closed:
-            value = values_[c.param]
-            tangents[c.param] = jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
+        tangents = _selection_tangents(values_, closed)
         primal, found = jax.jvp(lambda v: everything(v, X_), (values_,), (tangents,))
         return [found[s][1][c.role] for c, s in pairs] + [primal[s][2] for s in latent]
 
@@ -1224,6 +1219,22 @@ def _static_selections(closed, values, everything, runs, X, lp_shapes, site_plan
         if compact is not None:
             latent_values.append((s, compact))
     return tuple(selections), tuple(latent_values)
+
+
+def _entry_indices(value: Array) -> Array:
+    """Each entry's flat index, shaped and typed as ``value``: the tangent whose JVP gives the
+    index of the entry each element of a selection equals."""
+    return jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
+
+
+def _selection_tangents(params: Params, closed: tuple) -> dict:
+    """Tangents for one JVP that finds every closed-form selection at once: the entries'
+    indices for the closed-form parameters, zero for the others (a role moves with its own
+    parameter alone: `_selection` checked that it equals that parameter's selected entries)."""
+    tangents = {name: jnp.zeros_like(value) for name, value in params.items()}
+    for c in closed:
+        tangents[c.param] = _entry_indices(params[c.param])
+    return tangents
 
 
 def _compact_if_static(on_probes: list, rows_at: int) -> np.ndarray | None:
@@ -1596,10 +1607,6 @@ def _views(model, plan: _Plan, params: Params, X: Array, marginals: dict) -> dic
     static = {(param, site): index for param, site, index in plan.selections}
     known_values = dict(plan.latent_values)
     by_role = {(s, c.role): c.param for c in plan.closed for s in c.sites}
-    tangents = {name: jnp.zeros_like(value) for name, value in params.items()}
-    for c in plan.closed:
-        value = params[c.param]
-        tangents[c.param] = jnp.arange(value.size, dtype=value.dtype).reshape(value.shape)
 
     def plan_index(base: _Base, c: _Closed, site: str) -> Array:
         index = jnp.asarray(static[(c.param, site)], jnp.int32)
@@ -1638,6 +1645,7 @@ def _views(model, plan: _Plan, params: Params, X: Array, marginals: dict) -> dic
     if all((c.param, s) in static for c in plan.closed for s in c.sites):
         found, (aux, indices) = roles(params)
     else:
+        tangents = _selection_tangents(params, plan.closed)
         _, found, (aux, indices) = jax.jvp(roles, (params,), (tangents,), has_aux=True)
     views = {}
     for c in plan.closed:
