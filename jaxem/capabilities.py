@@ -305,6 +305,20 @@ class DescribedInNumPyro(Protocol):
 
 
 @runtime_checkable
+class SharesEStep(Protocol):
+    """``e_step_form``: a hashable value, equal for families whose E-steps are the same
+    computation (preparing the data, the log-densities, the statistics, a mixture's fused
+    E-step) on parameters and statistics of the same shapes, which differ at most in their
+    M-step (``estimate``, ``estimate_from``, ``log_prior``). Mixtures of such families fit to
+    one data set share one compiled program (`jaxem.grid.shared_programs`: the E-step compiled
+    once, the M-step chosen by ``jax.lax.switch``). A Gaussian's is its covariance structure's
+    E-step functions."""
+
+    @property
+    def e_step_form(self) -> Any: ...
+
+
+@runtime_checkable
 class EstimatesFromIterate(Protocol):
     """An M-step that starts from the current components ``params``: ``estimate_from(params,
     stats, counts, prior, active=None)``, for a family whose M-step is itself iterative (a
@@ -368,7 +382,8 @@ class FamilyCapabilities(NamedTuple):
     ``shares_parameters`` (a parameter common to all components: its ``estimate`` and
     ``log_prior`` accept ``active=``), ``start_prior``, ``collapsed``, ``estimate_from``
     (`EstimatesFromIterate`) and whether it takes NaN components for no iterate
-    (``starts_without_iterate``, see there), whether it has
+    (``starts_without_iterate``, see there), its ``e_step_form`` (`SharesEStep`, or None),
+    whether it has
     unconstrained coordinates (``extrapolates``) and its NumPyro description
     (``numpyro_components`` and ``numpyro_params``, or None), ``component_covariances``
     (Gaussians), ``chart`` (`HasChart`), ``tail_probabilities`` (`TestsOutliers`),
@@ -381,6 +396,7 @@ class FamilyCapabilities(NamedTuple):
     collapsed: Callable | None
     estimate_from: Callable | None
     starts_without_iterate: bool
+    e_step_form: Any
     extrapolates: bool
     numpyro_components: Callable | None
     numpyro_params: Callable | None
@@ -414,6 +430,7 @@ def _resolve_family(family: Any) -> FamilyCapabilities:
         collapsed=_method(family, Collapses, "collapsed"),
         estimate_from=_method(family, EstimatesFromIterate, "estimate_from"),
         starts_without_iterate=bool(getattr(family, "starts_without_iterate", False)),
+        e_step_form=family.e_step_form if isinstance(family, SharesEStep) else None,
         extrapolates=isinstance(family, Extrapolates),
         numpyro_components=_method(family, DescribedInNumPyro, "numpyro_components"),
         numpyro_params=_method(family, DescribedInNumPyro, "numpyro_params"),

@@ -11,12 +11,14 @@ from conftest import COVARIANCE_TYPES
 
 import jaxem
 from jaxem.buckets import pad_rows
+from jaxem.gaussian_mixture import MCLUST_MODELS
 from jaxem.grid import (
     MaskedMixture,
     MaskedParams,
     best_starts,
     first_components,
     fit_grid,
+    shared_programs,
 )
 from jaxem.initialization import lloyd, nearest, whiten
 
@@ -119,6 +121,79 @@ def test_grid_cells_are_fits_of_their_own_k(faithful, with_prior):
     mean, cov = faithful.mean(0), np.cov(faithful.T, bias=True)
     want = np.sum(scipy.stats.multivariate_normal.logpdf(faithful, mean, cov + 1e-6 * np.eye(2)))
     np.testing.assert_allclose(result.loglik[0], want, rtol=1e-10)
+
+
+def _e_side(mixture, X, weights):
+    """The E-step's computation of a masked ``mixture`` as a jaxpr, its constants apart:
+    preparing the data, the E-step, a partition's statistics and the log joint, at
+    parameters of the shapes its M-step gives."""
+    model, k_max = MaskedMixture(mixture), mixture.n_components
+    responsibilities = jax.ShapeDtypeStruct((X.shape[0], k_max), X.dtype)
+
+    def parameters(responsibilities):
+        stats = mixture.stats(X, responsibilities, weights)
+        return model.m_step_from(MaskedParams(None, jnp.ones((k_max,), bool)), stats, None)
+
+    def e_side(params, X, weights, responsibilities):
+        return (
+            model.e_step(params, model.prepare(X, weights), weights),
+            mixture.stats(X, responsibilities, weights),
+            mixture.log_joint(params.params, X),
+        )
+
+    params = jax.eval_shape(parameters, responsibilities)
+    program = jax.make_jaxpr(e_side)(params, X, weights, responsibilities)
+    return str(program.jaxpr), [np.asarray(c) for c in program.consts]
+
+
+@pytest.mark.parametrize("missing", [False, True], ids=["complete", "missing"])
+def test_structures_declaring_one_e_step_trace_to_one_e_step(faithful, missing):
+    """What lets `fit_grid` fit several structures in one program (the E-step compiled once,
+    the M-step chosen by ``lax.switch``) is each structure's declared ``e_step_form``: for
+    every pair of mclust's structures, the forms are equal exactly where the E-steps trace to
+    the same program with the same constants; select's six groups follow."""
+    X = jnp.asarray(faithful[:40])
+    weights = jnp.ones(40)
+    mixtures = tuple(jaxem.GaussianMixture(4, name, missing=missing) for name in MCLUST_MODELS)
+    traced = [_e_side(m, X, weights) for m in mixtures]
+    forms = [jaxem.capabilities.of_family(m.family).e_step_form for m in mixtures]
+    for i, (text_i, consts_i) in enumerate(traced):
+        for j, (text_j, consts_j) in enumerate(traced[:i]):
+            same = text_i == text_j and all(
+                np.array_equal(a, b) for a, b in zip(consts_i, consts_j, strict=True)
+            )
+            assert (forms[i] == forms[j]) == same, (MCLUST_MODELS[i], MCLUST_MODELS[j])
+    groups = shared_programs(mixtures, (None,) * len(mixtures))
+    named = [{MCLUST_MODELS[j] for j in group} for group in groups]
+    assert named == [
+        {"VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV"},
+        {"VEI", "EVI", "VVI"},
+        {"EII"},
+        {"VII"},
+        {"EEI"},
+        {"EEE"},
+    ]
+    assert [len(g) for g in groups] == sorted((len(g) for g in groups), reverse=True)
+
+
+def test_a_grid_compiles_one_program_per_shared_e_step(faithful):
+    """Fitting several structures that share an E-step compiles one program for all of
+    them (`jaxem.grid._PROGRAMS` holds the last calls' programs), and each structure's cells
+    are the fits of that structure: the same as fitted in a grid of its own."""
+    X = jnp.asarray(faithful)
+    names = ("VVV", "EII", "EVV", "VII")
+    mixtures = tuple(jaxem.GaussianMixture(3, name) for name in names)
+    arguments = (jax.random.key(2), X, jnp.arange(1, 4), jnp.ones(len(faithful)), None)
+    options = dict(n_init=2, tol=jnp.asarray(1e-8), max_iter=300)
+    together = fit_grid(mixtures, *arguments, **options)
+    programs = next(reversed(jaxem.grid._PROGRAMS.values()))
+    assert len(programs) == 1 + 3  # the k-means partitions; VVV with EVV; EII; VII
+    for mixture, shared in zip(mixtures, together, strict=True):
+        (alone,) = fit_grid((mixture,), *arguments, **options)
+        np.testing.assert_array_equal(shared.n_iter, alone.n_iter)
+        np.testing.assert_allclose(shared.loglik, alone.loglik, rtol=1e-10)
+        for a, b in zip(*map(jax.tree.leaves, (shared.params, alone.params)), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("with_prior", [False, True], ids=["mle", "map"])

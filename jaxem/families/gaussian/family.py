@@ -344,6 +344,12 @@ class Gaussian:
     # -- M-step ----------------------------------------------------------------------------
 
     @property
+    def e_step_form(self) -> tuple:
+        """Equal for Gaussian families whose E-steps are the same computation, differing at
+        most in their M-step (`jaxem.capabilities.SharesEStep`)."""
+        return (type(self), self.missing, self.reg_covar, self.structure.e_step_form)
+
+    @property
     def shares_parameters(self) -> bool:
         """Whether a parameter serves every component (a ``shared`` structure: ``"tied"``)."""
         return self.structure.shared

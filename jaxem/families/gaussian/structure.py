@@ -227,6 +227,20 @@ class CovarianceStructure(abc.ABC):
         mixture's, ``floor_at(scale)`` the floor of a feature of squared scale ``scale``.
         Returns booleans ``(..., K)``, or ``(..., 1)`` for a shared covariance."""
 
+    # what the Gaussian family's E-step, statistics and log-densities ask of a structure
+    E_STEP: ClassVar[tuple[str, ...]] = (
+        "coupled", "shape", "matrices", "variances", "squares", "quadratic_form", "scatter",
+        "reduce",
+    )  # fmt: skip
+
+    @property
+    def e_step_form(self) -> tuple:
+        """The functions and flags of `E_STEP` as this structure has them: structures with
+        equal forms (mclust's seven with full matrices, which inherit them from one class)
+        differ only in their M-step, so fits of one data set can share a compiled program
+        (`jaxem.grid.shared_programs`)."""
+        return tuple(getattr(type(self), name) for name in self.E_STEP)
+
     @property
     def letters(self) -> str | None:
         """mclust's name of the structure (volume, shape, orientation: E, V or I), or None."""
