@@ -46,6 +46,16 @@ from jaxem.priors import default_prior
 from jaxem.validation import check_data, check_fit_options, check_positive_int, check_weights
 
 CRITERIA = ("bic", "aic", "icl")
+# criterion values closer than this many units of the fit's precision (relative) are a tie
+TIE_ULPS = 64
+
+
+def better(value: float, than: float, dtype: Any) -> bool:
+    """Whether the criterion ``value`` is lower than ``than`` by more than `TIE_ULPS` units
+    of ``dtype``'s precision, relative: closer values are fits that differ by rounding alone
+    (with one component, mclust's eight structures with full matrices are one model), and
+    `select` keeps the first of them in its table's order."""
+    return value < than - TIE_ULPS * float(np.finfo(dtype).eps) * abs(than)
 
 
 def _loglik_and_size(model, params, X, weights):
@@ -248,7 +258,9 @@ def select(
     every cell's starts run side by side. The starts, the same for every covariance type, are
     ``n_init`` k-means partitions of the whitened data and mclust's: the model-based
     hierarchical clustering of `jaxem.hierarchical` (on at most 2000 rows). In each cell the
-    start with the largest objective wins, among those without a collapsed component.
+    start with the largest objective wins, among those without a collapsed component. The
+    best cell has the lowest value; values equal to the fit's precision are tied (`better`),
+    and the first in the table's order wins.
 
     Args:
         X: ``(N, D)``.
@@ -385,7 +397,8 @@ def select(
                 elif math.isnan(value):
                     failed.append((cov_type, k))
                 table[cov_type][k] = float(value)
-                if not math.isnan(value) and (best is None or value < best[0]):
+                precision = np.asarray(loglik).dtype
+                if not math.isnan(value) and (best is None or better(value, best[0], precision)):
                     best = (float(value), column, k, mixture, result, i)
     for cov_type in columns:
         table[cov_type] = {k: table[cov_type].get(k, math.nan) for k in ks}

@@ -13,7 +13,7 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 import jaxem
 from jaxem.families import Poisson
-from jaxem.model_selection import aic, bic, icl, select
+from jaxem.model_selection import aic, better, bic, icl, select
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -91,3 +91,22 @@ def test_a_long_session_of_selects_keeps_memory_mappings_bounded():
     counts = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(counts) == 20
     assert counts[-1] <= 2 * counts[0], counts
+
+
+def test_cells_equal_to_rounding_go_to_the_first_in_the_table():
+    """With one component the eight structures with full covariance matrices are one model:
+    mclust's table (iris, ``Mclust(iris[, 1:4], G = 1)``) gives them the same BIC, 829.978154,
+    and lists EEE first. In float32 their fits differ by rounding alone, which must not choose
+    among them: values within the data's precision are tied, and the first in the table's
+    order wins."""
+    X = np.loadtxt(
+        Path(__file__).parent / "data" / "mclust" / "iris.csv", delimiter=",", skiprows=1
+    )
+    result = select(X.astype(np.float32), [1], key=jax.random.key(0), n_init=0)
+    full = ("EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV")
+    np.testing.assert_allclose([result.table[m][1] for m in full], 829.978154, rtol=1e-6)
+    assert result.column == "EEE"
+    # the rule itself: ties within 64 units of the precision, relative
+    assert not better(829.97766, 829.97815, np.float32)  # float32's K = 1 spread on iris
+    assert better(829.9, 829.97815, np.float32)
+    assert better(829.97766, 829.97815, np.float64)
