@@ -47,7 +47,7 @@ from jaxem.validation import check_data, check_fit_options, check_positive_int, 
 
 CRITERIA = ("bic", "aic", "icl")
 # criterion values closer than this many units of the fit's precision (relative) are a tie
-TIE_ULPS = 64
+TIE_ULPS = 16
 
 
 def better(value: float, than: float, dtype: Any) -> bool:

@@ -106,7 +106,7 @@ def test_cells_equal_to_rounding_go_to_the_first_in_the_table():
     full = ("EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV")
     np.testing.assert_allclose([result.table[m][1] for m in full], 829.978154, rtol=1e-6)
     assert result.column == "EEE"
-    # the rule itself: ties within 64 units of the precision, relative
+    # the rule itself: ties within 16 units of the precision, relative
     assert not better(829.97766, 829.97815, np.float32)  # float32's K = 1 spread on iris
     assert better(829.9, 829.97815, np.float32)
     assert better(829.97766, 829.97815, np.float64)
