@@ -146,15 +146,24 @@ def _e_side(mixture, X, weights):
     return str(program.jaxpr), [np.asarray(c) for c in program.consts]
 
 
-@pytest.mark.parametrize("missing", [False, True], ids=["complete", "missing"])
-def test_structures_declaring_one_e_step_trace_to_one_e_step(faithful, missing):
+FAMILIES_BY_STRUCTURE = {
+    "gaussian": lambda name: jaxem.families.Gaussian(name),
+    "gaussian-missing": lambda name: jaxem.families.Gaussian(name, missing=True),
+    "t": lambda name: jaxem.families.StudentT(name),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES_BY_STRUCTURE))
+def test_structures_declaring_one_e_step_trace_to_one_e_step(faithful, family):
     """What lets `fit_grid` fit several structures in one program (the E-step compiled once,
-    the M-step chosen by ``lax.switch``) is each structure's declared ``e_step_form``: for
-    every pair of mclust's structures, the forms are equal exactly where the E-steps trace to
-    the same program with the same constants; select's six groups follow."""
+    the M-step chosen by ``lax.switch``) is each family's declared ``e_step_form``: for every
+    pair of mclust's structures (Gaussian, with missing values, multivariate t), the forms are
+    equal exactly where the E-steps trace to the same program with the same constants;
+    select's six groups follow."""
     X = jnp.asarray(faithful[:40])
     weights = jnp.ones(40)
-    mixtures = tuple(jaxem.GaussianMixture(4, name, missing=missing) for name in MCLUST_MODELS)
+    make = FAMILIES_BY_STRUCTURE[family]
+    mixtures = tuple(jaxem.Mixture(make(name), 4) for name in MCLUST_MODELS)
     traced = [_e_side(m, X, weights) for m in mixtures]
     forms = [jaxem.capabilities.of_family(m.family).e_step_form for m in mixtures]
     for i, (text_i, consts_i) in enumerate(traced):

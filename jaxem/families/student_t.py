@@ -334,6 +334,13 @@ class StudentT:
     # -- M-step ----------------------------------------------------------------------------
 
     @property
+    def e_step_form(self) -> tuple:
+        """Equal for t families whose E-steps are the same computation, differing at most in
+        their M-step (`jaxem.capabilities.SharesEStep`): the Gaussian's, with the same
+        treatment of $\\nu$."""
+        return (type(self), self.dof, self.dof_bounds, self.reg_covar, self.gaussian.e_step_form)
+
+    @property
     def shares_parameters(self) -> bool:
         """Whether a parameter serves every component: a shared scale factor or a shared
         $\\nu$."""
