@@ -130,7 +130,8 @@ class SwitchedModel:
     costs what its own model's does. A program fitting it compiles the E-step, the loop and
     the bookkeeping once for all the models: Old Faithful's cells (K = 1..9, float64) for
     mclust's seven structures with full covariance matrices compiled in 3.5 s as seven
-    programs, in 1.9 s as one. The models read the iterate (``m_step_from``)."""
+    programs, in 1.9 s as one. With one model there is no switch (``lax.switch`` calls its
+    only branch). The models read the iterate (``m_step_from``)."""
 
     models: tuple
 
@@ -400,17 +401,7 @@ def _fit_cells(
     labels = jnp.concatenate([labels, extra], axis=1)
     mixture = mixtures[0]  # its E-step and statistics are every member's
     masked = MaskedMixture(mixture)
-    if len(mixtures) == 1:
-        model, wrap, unwrap = masked, (lambda p: p), (lambda p: p)
-    else:
-        model = SwitchedModel(tuple(MaskedMixture(m) for m in mixtures))
-
-        def wrap(params):
-            return SwitchedParams(params, member)
-
-        def unwrap(params):
-            return params.params
-
+    model = SwitchedModel(tuple(MaskedMixture(m) for m in mixtures))  # one member: no switch
     k_max = mixture.n_components
     n_k, n_starts = labels.shape[:2]
     positive = weights > 0
@@ -420,7 +411,7 @@ def _fit_cells(
 
     def start(k, labels_s, cell_prior):
         on = MaskedParams(None, jnp.arange(k_max) < k)  # the M-step reads only the mask
-        return model.m_step_from(wrap(on), partition_stats(labels_s), cell_prior)
+        return model.m_step_from(SwitchedParams(on, member), partition_stats(labels_s), cell_prior)
 
     def summary(fit, cell_prior):
         """The fit's log-likelihood from its objective (at its parameters: the loop's last
@@ -430,11 +421,11 @@ def _fit_cells(
             loglik = loglik - model.log_prior(fit.params, cell_prior)
         entropy = jnp.full_like(loglik, jnp.nan)
         if with_entropy:
-            log_joint = mixture.log_joint(unwrap(fit.params).params, X)
+            log_joint = mixture.log_joint(fit.params.params.params, X)
             log_top = jnp.max(log_joint, axis=1) - jax.nn.logsumexp(log_joint, axis=1)
             entropy = -jnp.sum(jnp.where(positive, weights * log_top, 0.0))
         return GridResult(
-            params=unwrap(fit.params).params,
+            params=fit.params.params.params,
             loglik=loglik,
             entropy=entropy,
             objective=fit.objective,
@@ -462,7 +453,8 @@ def _fit_cells(
                 on = MaskedParams(None, jnp.arange(k_max) < k)
                 stats = partition_stats(labels_s)
                 shapes = jax.eval_shape(masked.m_step_from, on, stats, member_prior)
-                params = wrap(jax.tree.map(_no_iterate, shapes)._replace(active=on.active))
+                params = jax.tree.map(_no_iterate, shapes)._replace(active=on.active)
+                params = SwitchedParams(params, member)
             else:
                 params, stats = start(k, labels_s, member_prior), None
             fit = run(model, X, params, member_prior, weights, tol, max_iter, block, stats=stats)
