@@ -381,6 +381,7 @@ def select(
             start, collapsed = best_starts(mixture, result, fitted, regular=prior is None)
             result = _take_starts(result, start)
             loglik, entropy = result.loglik, result.entropy
+            precision = np.asarray(loglik).dtype  # the fit's: ties are values equal to it
             for i, k in enumerate(fitted):
                 p = make(column, k).n_parameters(X.shape[1])
                 value = (
@@ -397,7 +398,6 @@ def select(
                 elif math.isnan(value):
                     failed.append((cov_type, k))
                 table[cov_type][k] = float(value)
-                precision = np.asarray(loglik).dtype
                 if not math.isnan(value) and (best is None or better(value, best[0], precision)):
                     best = (float(value), column, k, mixture, result, i)
     for cov_type in columns:

@@ -227,19 +227,19 @@ class CovarianceStructure(abc.ABC):
         mixture's, ``floor_at(scale)`` the floor of a feature of squared scale ``scale``.
         Returns booleans ``(..., K)``, or ``(..., 1)`` for a shared covariance."""
 
-    # what the Gaussian family's E-step, statistics and log-densities ask of a structure
-    E_STEP: ClassVar[tuple[str, ...]] = (
-        "coupled", "shape", "matrices", "variances", "squares", "quadratic_form", "scatter",
-        "reduce",
-    )  # fmt: skip
-
     @property
     def e_step_form(self) -> tuple:
-        """The functions and flags of `E_STEP` as this structure has them: structures with
-        equal forms (mclust's seven with full matrices, which inherit them from one class)
-        differ only in their M-step, so fits of one data set can share a compiled program
-        (`jaxem.grid.shared_programs`)."""
-        return tuple(getattr(type(self), name) for name in self.E_STEP)
+        """What the Gaussian family's E-step, statistics and log-densities ask of this
+        structure, as its class has them (functions, and the ``coupled`` flag): structures
+        with equal forms (mclust's seven with full matrices, which inherit them all from one
+        class) differ only in their M-step, so fits of one data set can share a compiled
+        program (`jaxem.grid.shared_programs`). A structure whose E-step methods call more of
+        its own methods should add them."""
+        cls = type(self)
+        return (
+            cls.coupled, cls.shape, cls.matrices, cls.variances, cls.squares,
+            cls.quadratic_form, cls.scatter, cls.reduce,
+        )  # fmt: skip
 
     @property
     def letters(self) -> str | None:
