@@ -12,10 +12,10 @@ ignore the option.
 Where it applies: jaxem's compiled entry points use `jit`, which passes the options when called
 at the top level and compiles as a plain ``jax.jit`` inside the user's own ``jit``, ``vmap`` or
 ``grad`` (JAX refuses compiler options on a nested ``jit``; there the user's program decides).
-The models' E- and M-steps are `compiled_method`s: called at the top level (a user's own loop,
-a notebook) each is one program; inside a trace, plain code. `with_options` gives the
-``XLA_FLAGS`` of a process jaxem starts itself (the command line sets them before JAX starts
-its backend), so that its small programs get the option too.
+The models' E- and M-steps and prior densities are `compiled_method`s: called at the top
+level (a user's own loop, a notebook) each is one program; inside a trace, plain code.
+`with_options` gives the ``XLA_FLAGS`` of a process jaxem starts itself (the command line sets
+them before JAX starts its backend), so that its small programs get the option too.
 """
 
 from __future__ import annotations

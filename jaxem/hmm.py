@@ -254,6 +254,7 @@ class HiddenMarkovModel:
             emissions = self.family.estimate(stats.emissions, stats.counts, emissions_prior)
         return HMMParams(initial, transitions, emissions)
 
+    @compiled_method
     def log_prior(self, params: HMMParams, prior: HMMPrior) -> Array:
         """$\\log p(\\theta)$: the Dirichlet densities of $\\pi$ and of every row of $A$ plus
         the family's prior density. A zero entry (structural, or one that EM drove to zero)

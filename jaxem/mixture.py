@@ -233,6 +233,7 @@ class Mixture:
             weights = jnp.where(active, weights, 0.0)
         return self.from_mixture_params(MixtureParams(weights / jnp.sum(weights), components))
 
+    @compiled_method
     def log_prior(self, params: Any, prior: Any, active: Array | None = None) -> Array:
         """$\\log p(\\theta)$: Dirichlet on the weights plus the family's prior density, every
         normalising constant included. With ``active`` (see `m_step`), the density of the

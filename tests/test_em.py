@@ -282,7 +282,8 @@ def test_steps_called_by_hand_are_one_compiled_program_each(faithful):
     """A user's own loop over the E- and M-steps runs compiled programs, not operation after
     operation (each compiled on its own, an iterative M-step's loops on every call), with the
     closed forms' values: an M-step from a partition gives its proportions, means and
-    scatter matrices, and the E-step the log-likelihood SciPy's densities give."""
+    scatter matrices, the E-step the log-likelihood SciPy's densities give, and the prior's
+    density SciPy's."""
     model = jaxem.GaussianMixture(3, "VVV", reg_covar=0.0)
     labels = np.arange(len(faithful)) % 3
     resp, ones = np.eye(3)[labels], np.ones(len(faithful))
@@ -312,3 +313,15 @@ def test_steps_called_by_hand_are_one_compiled_program_each(faithful):
     with lowerings() as iterative:
         m_step()
     assert not iterative
+    # the prior's density by hand (a MAP objective): one program (28 operation by operation),
+    # SciPy's Dirichlet, inverse Wishart and normal densities
+    prior = jaxem.default_prior(model, faithful)
+    with lowerings() as density:
+        log_prior = model.log_prior(params, prior)
+    assert len(density) <= 1
+    pr = jax.tree.map(np.asarray, prior)
+    want = stats.dirichlet.logpdf(params.weights, np.broadcast_to(pr.alpha, (3,)))
+    for mu, cov in zip(params.means, params.covariances, strict=True):
+        want += stats.invwishart.logpdf(cov, df=float(pr.dof), scale=pr.scale)
+        want += stats.multivariate_normal.logpdf(mu, pr.mean, cov / pr.kappa)
+    np.testing.assert_allclose(log_prior, want, rtol=1e-12)

@@ -102,8 +102,8 @@ def test_cells_equal_to_rounding_go_to_the_first_in_the_table():
     X = np.loadtxt(
         Path(__file__).parent / "data" / "mclust" / "iris.csv", delimiter=",", skiprows=1
     )
-    result = select(X.astype(np.float32), [1], key=jax.random.key(0), n_init=0)
     full = ("EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV")
+    result = select(X.astype(np.float32), [1], full, key=jax.random.key(0), n_init=0)
     np.testing.assert_allclose([result.table[m][1] for m in full], 829.978154, rtol=1e-6)
     assert result.column == "EEE"
     # the rule itself: ties within 16 units of the precision, relative
