@@ -399,9 +399,8 @@ def _fit_cells(
     on 1,000 x 5 the slowest of a cell's starts took 3-6x the mean), or in row blocks side by
     side."""
     labels = jnp.concatenate([labels, extra], axis=1)
-    mixture = mixtures[0]  # its E-step and statistics are every member's
-    masked = MaskedMixture(mixture)
     model = SwitchedModel(tuple(MaskedMixture(m) for m in mixtures))  # one member: no switch
+    masked, mixture = model.models[0], mixtures[0]  # its E-step and statistics are every member's
     k_max = mixture.n_components
     n_k, n_starts = labels.shape[:2]
     positive = weights > 0
